@@ -1,0 +1,88 @@
+//! Argument parsing and dispatch (DESIGN.md section 8).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+mod store;
+
+/// Reproducible ML environments: declared once, pinned by hash, built into a
+/// Nix-compatible store.
+#[derive(Debug, Parser)]
+#[command(name = "envbuild", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The store's physical root [default: $XDG_DATA_HOME/envbuild/store]
+    #[arg(long, global = true, env = "ENVBUILD_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print machine-readable JSON where a command supports it
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only results and errors (no progress)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more about what is being done
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with the hash-addressed store directly
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+}
+
+/// Settings every command sees.
+pub struct Global {
+    pub store: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Global {
+    pub fn open_store(&self) -> Result<envbuild_store::Store> {
+        let root = match &self.store {
+            Some(r) => r.clone(),
+            None => envbuild_store::default_root().context(
+                "no store given: pass --store DIR or set ENVBUILD_STORE (neither XDG_DATA_HOME nor HOME is set)",
+            )?,
+        };
+        Ok(envbuild_store::Store::open(&root)?)
+    }
+
+    /// Whether to draw progress bars on stderr.
+    pub fn show_progress(&self) -> bool {
+        !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let global = Global {
+        store: cli.store,
+        json: cli.json,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    match cli.command {
+        Command::Store(cmd) => store::run(&global, cmd),
+    }
+}
+
+/// Print an error as one paragraph: the message, then each cause that adds
+/// something the message does not already say.
+pub fn report(err: &anyhow::Error) {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    eprintln!("error: {text}");
+}

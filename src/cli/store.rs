@@ -1,0 +1,314 @@
+//! `envbuild store ...`: direct access to the store (DESIGN.md section 3).
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use envbuild_store::{nar, Store, StorePath};
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Add a file or directory; prints the item's path
+    Add {
+        path: PathBuf,
+        /// The item's name [default: the path's file name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print the NAR hash of any path (sha256-<base64>, as `nix hash path`)
+    Hash {
+        path: PathBuf,
+        /// Print nix-base32 instead (as `nix hash path --base32`)
+        #[arg(long)]
+        base32: bool,
+    },
+    /// Write the NAR serialization of any path to stdout
+    Dump { path: PathBuf },
+    /// Re-hash every item; exit 1 naming each one that does not match
+    Verify,
+    /// Remove every item that no root reaches
+    Gc,
+    /// Manage the roots that keep items alive
+    #[command(subcommand)]
+    Root(RootCommand),
+    /// Print the items a path refers to, transitively (itself included)
+    Closure {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Print what the store records about items
+    PathInfo {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Keep an item (and its closure) alive
+    Add {
+        path: String,
+        /// The root's name [default: the item's basename]
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep it alive only while this symlink points at the item
+        #[arg(long)]
+        link: Option<PathBuf>,
+    },
+    /// Stop keeping a root alive
+    Remove { name: String },
+    /// List the roots
+    List,
+}
+
+fn default_name(path: &Path) -> Result<String> {
+    let abs =
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let name = abs
+        .file_name()
+        .with_context(|| format!("{} has no file name; pass --name NAME", path.display()))?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
+fn progress_bar(global: &Global, len: u64, what: &str) -> indicatif::ProgressBar {
+    if !global.show_progress() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
+    let stdout = std::io::stdout();
+    match cmd {
+        StoreCommand::Add { path, name } => {
+            let name = match name {
+                Some(n) => n,
+                None => default_name(&path)?,
+            };
+            let mut store = global.open_store()?;
+            let added = store.add_path(&path, &name)?;
+            if global.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "path": added.physical,
+                        "storePath": added.path.to_absolute(),
+                        "narHash": added.nar.to_sri(),
+                        "narSize": added.nar.size,
+                        "copied": added.copied,
+                    })
+                );
+            } else {
+                if global.verbose {
+                    eprintln!(
+                        "{} {}",
+                        if added.copied {
+                            "added"
+                        } else {
+                            "already valid:"
+                        },
+                        added.path.to_absolute()
+                    );
+                }
+                println!("{}", added.physical.display());
+            }
+        }
+        StoreCommand::Hash { path, base32 } => {
+            let h = nar::hash_path(&path)?;
+            if global.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"path": path, "narHash": h.to_sri(), "narSize": h.size})
+                );
+            } else if base32 {
+                println!("{}", h.to_nix_base32());
+            } else {
+                println!("{}", h.to_sri());
+            }
+        }
+        StoreCommand::Dump { path } => {
+            let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+            nar::dump(&path, &mut out)?;
+            out.flush().context("cannot write to stdout")?;
+        }
+        StoreCommand::Verify => {
+            let store = global.open_store()?;
+            let pb = progress_bar(global, 0, "verifying");
+            let report = store.verify(|i, n, p| {
+                pb.set_length(n as u64);
+                pb.set_position(i as u64);
+                pb.set_message(p.basename());
+            })?;
+            pb.finish_and_clear();
+            if global.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "checked": report.checked,
+                        "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                        "unregistered": report.unregistered,
+                    })
+                );
+            } else {
+                for p in &report.problems {
+                    eprintln!("error: {p}");
+                }
+                if !global.quiet {
+                    eprintln!(
+                        "checked {} items: {} problems{}",
+                        report.checked,
+                        report.problems.len(),
+                        if report.unregistered.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ", {} unregistered leftovers of interrupted adds (removed by `envbuild store gc`)",
+                                report.unregistered.len()
+                            )
+                        }
+                    );
+                }
+            }
+            if !report.problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        StoreCommand::Gc => {
+            let mut store = global.open_store()?;
+            let r = store.gc()?;
+            if global.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "removed": r.removed.iter().map(|p| p.basename()).collect::<Vec<_>>(),
+                        "bytesFreed": r.bytes_freed,
+                        "garbageRemoved": r.garbage_removed,
+                        "live": r.live,
+                        "deadRoots": r.dead_roots,
+                    })
+                );
+            } else {
+                for p in &r.removed {
+                    println!("{}", store.physical_path(p).display());
+                }
+                if !global.quiet {
+                    eprintln!(
+                        "removed {} items ({} bytes of NAR), {} leftovers, {} dead roots; {} items kept alive",
+                        r.removed.len(),
+                        r.bytes_freed,
+                        r.garbage_removed,
+                        r.dead_roots.len(),
+                        r.live
+                    );
+                }
+            }
+        }
+        StoreCommand::Root(cmd) => {
+            let mut store = global.open_store()?;
+            match cmd {
+                RootCommand::Add { path, name, link } => {
+                    let item = store.parse_item(&path)?;
+                    let name = name.unwrap_or_else(|| item.basename());
+                    let link = match link {
+                        Some(l) => Some(
+                            std::path::absolute(&l)
+                                .with_context(|| format!("cannot resolve {}", l.display()))?,
+                        ),
+                        None => None,
+                    };
+                    store.add_root(&name, &item, link.as_deref())?;
+                }
+                RootCommand::Remove { name } => store.remove_root(&name)?,
+                RootCommand::List => {
+                    for r in store.roots()? {
+                        let phys = store.physical_path(&r.path);
+                        match r.link {
+                            Some(l) => println!("{}\t{}\t{}", r.name, phys.display(), l.display()),
+                            None => println!("{}\t{}", r.name, phys.display()),
+                        }
+                    }
+                }
+            }
+        }
+        StoreCommand::Closure { paths } => {
+            let store = global.open_store()?;
+            let items = parse_items(&store, &paths)?;
+            for p in store.closure(&items)? {
+                println!("{}", store.physical_path(&p).display());
+            }
+        }
+        StoreCommand::PathInfo { paths } => {
+            let store = global.open_store()?;
+            let items = parse_items(&store, &paths)?;
+            let mut infos = Vec::new();
+            for p in &items {
+                infos.push(store.path_info(p)?);
+            }
+            if global.json {
+                let v: Vec<_> = infos
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "path": i.path.to_absolute(),
+                            "physicalPath": store.physical_path(&i.path),
+                            "narHash": sri_of(&i.nar_hash),
+                            "narSize": i.nar_size,
+                            "references": i.references.iter().map(StorePath::to_absolute).collect::<Vec<_>>(),
+                            "deriver": i.deriver,
+                            "ca": i.ca,
+                            "registrationTime": i.registration_time,
+                            "valid": true,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for i in &infos {
+                    println!("{}", store.physical_path(&i.path).display());
+                    println!("  store path: {}", i.path.to_absolute());
+                    println!("  nar hash:   {}", i.nar_hash);
+                    println!("  nar size:   {}", i.nar_size);
+                    if let Some(ca) = &i.ca {
+                        println!("  ca:         {ca}");
+                    }
+                    if let Some(d) = &i.deriver {
+                        println!("  deriver:    {d}");
+                    }
+                    for r in &i.references {
+                        println!("  reference:  {}", store.physical_path(r).display());
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_items(store: &Store, paths: &[String]) -> Result<Vec<StorePath>> {
+    paths.iter().map(|p| Ok(store.parse_item(p)?)).collect()
+}
+
+/// `sha256:<nix-base32>` → `sha256-<base64>`.
+fn sri_of(nix: &str) -> String {
+    use base64::Engine;
+    let Some(b32) = nix.strip_prefix("sha256:") else {
+        return nix.to_string();
+    };
+    match envbuild_store::nixbase32::decode(b32) {
+        Ok(bytes) => format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ),
+        Err(_) => nix.to_string(),
+    }
+}

@@ -1,0 +1,19 @@
+//! The `envbuild` command line. Errors become one report at this edge; every
+//! layer below returns its own typed error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            cli::report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! envbuild's store: a hash-addressed store of immutable items whose
+//! identities are the Nix content-addressed store paths of their contents.
+//!
+//! The crate knows nothing about Python, Debian or OCI. Its modules, one per
+//! format or concern:
+//!
+//! - [`nixbase32`]: Nix's base-32 encoding.
+//! - [`nar`]: the NAR archive format (streaming writer, reader/restorer).
+//! - [`store_path`]: store-path computation and name validation.
+//! - [`canonical`]: what an item looks like on disk.
+//! - [`store`]: adding, registering, verifying, collecting garbage.
+
+pub mod canonical;
+mod db;
+pub mod error;
+pub mod lock;
+pub mod nar;
+pub mod nixbase32;
+pub mod store;
+pub mod store_path;
+
+pub use db::{PathInfo, Root};
+pub use error::{NameError, NarError, Nixbase32Error, StoreError};
+pub use nar::NarHash;
+pub use store::{default_root, AddedItem, GcReport, Store, VerifyProblem, VerifyReport};
+pub use store_path::{FileIngestion, HashAlgo, StorePath, STORE_DIR};

@@ -1,0 +1,534 @@
+//! The store: a directory of immutable items named `<digest>-<name>`, plus
+//! `.envbuild/` holding the database, per-item locks and a scratch area.
+//!
+//! ```text
+//! <root>/
+//!   <digest>-<name>          items, canonical (see crate::canonical)
+//!   .envbuild/db.sqlite      registration (see crate::db)
+//!   .envbuild/gc.lock        shared by every add, exclusive for gc
+//!   .envbuild/locks/<basename>.lock   per-item locks
+//!   .envbuild/tmp/           items being built
+//! ```
+//!
+//! Adding an item: hash the source (nothing is copied when the item is
+//! already valid), lock the item, copy the source into `tmp/` while hashing
+//! the copy's bytes, `syncfs`, rename into place, fsync the root, register.
+//! A crash before registration leaves garbage that nothing trusts; a crash
+//! after it leaves a complete item.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::canonical;
+use crate::db::{Db, PathInfo, Root};
+use crate::error::{NarError, StoreError};
+use crate::lock::{FileLock, LockKind};
+use crate::nar::{self, writer::HashingWriter, NarHash};
+use crate::store_path::{validate_name, StorePath, STORE_DIR};
+
+const META_DIR: &str = ".envbuild";
+
+/// A store at a physical root.
+pub struct Store {
+    root: PathBuf,
+    db: Db,
+}
+
+/// The outcome of adding a path.
+#[derive(Debug, Clone)]
+pub struct AddedItem {
+    pub path: StorePath,
+    pub physical: PathBuf,
+    pub nar: NarHash,
+    /// False when the item was already valid and nothing was copied.
+    pub copied: bool,
+}
+
+/// One thing `verify` found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyProblem {
+    Missing {
+        path: StorePath,
+    },
+    HashMismatch {
+        path: StorePath,
+        expected: String,
+        found: String,
+    },
+    Unreadable {
+        path: StorePath,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for VerifyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyProblem::Missing { path } => {
+                write!(f, "{path}: registered but missing on disk")
+            }
+            VerifyProblem::HashMismatch {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{path}: contents changed (registered NAR hash {expected}, found {found})"
+            ),
+            VerifyProblem::Unreadable { path, error } => {
+                write!(f, "{path}: cannot be read: {error}")
+            }
+        }
+    }
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub checked: usize,
+    pub problems: Vec<VerifyProblem>,
+    /// Entries under the root that are not registered (left by interrupted
+    /// adds); harmless, removed by `gc`.
+    pub unregistered: Vec<String>,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    pub removed: Vec<StorePath>,
+    pub garbage_removed: usize,
+    pub bytes_freed: u64,
+    pub live: usize,
+    pub dead_roots: Vec<String>,
+}
+
+/// The default physical root: `$XDG_DATA_HOME/envbuild/store`, else
+/// `$HOME/.local/share/envbuild/store`.
+pub fn default_root() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("envbuild/store"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/envbuild/store"))
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos:09}", std::process::id())
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    let f = fs::File::open(dir).map_err(StoreError::io(dir))?;
+    f.sync_all().map_err(StoreError::io(dir))
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `root`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let root = root.as_ref();
+        let root_err = |action: &'static str| {
+            let root = root.to_path_buf();
+            move |source| StoreError::Root {
+                root,
+                action,
+                source,
+            }
+        };
+        fs::create_dir_all(root).map_err(root_err("creating the root directory"))?;
+        let root = fs::canonicalize(root).map_err(root_err("resolving the root directory"))?;
+        rustix::fs::access(&root, rustix::fs::Access::WRITE_OK)
+            .map_err(|e| root_err("checking that the root is writable")(e.into()))?;
+        let meta = root.join(META_DIR);
+        for dir in [meta.clone(), meta.join("tmp"), meta.join("locks")] {
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(root_err("creating .envbuild/")(e)),
+            }
+        }
+        let db = Db::open(&meta.join("db.sqlite"))?;
+        Ok(Store { root, db })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn meta(&self) -> PathBuf {
+        self.root.join(META_DIR)
+    }
+
+    /// Where an item lives on disk.
+    pub fn physical_path(&self, path: &StorePath) -> PathBuf {
+        self.root.join(path.basename())
+    }
+
+    /// Understand a user's reference to an item: `<root>/<basename>`,
+    /// `/nix/store/<basename>` or a bare `<basename>`.
+    pub fn parse_item(&self, s: &str) -> Result<StorePath, StoreError> {
+        let not_in_store = || StoreError::NotInStore {
+            path: s.to_string(),
+            root: self.root.clone(),
+        };
+        let trimmed = s.trim_end_matches('/');
+        if trimmed.starts_with(STORE_DIR) {
+            return Ok(StorePath::from_absolute(trimmed)?);
+        }
+        if !trimmed.contains('/') {
+            return StorePath::from_basename(trimmed).map_err(|_| not_in_store());
+        }
+        let p = Path::new(trimmed);
+        let parent = p.parent().ok_or_else(not_in_store)?;
+        let parent = fs::canonicalize(parent).map_err(|_| not_in_store())?;
+        if parent != self.root {
+            return Err(not_in_store());
+        }
+        let base = p.file_name().ok_or_else(not_in_store)?;
+        StorePath::from_basename(&base.to_string_lossy()).map_err(|_| not_in_store())
+    }
+
+    pub fn is_valid(&self, path: &StorePath) -> Result<bool, StoreError> {
+        self.db.is_valid(path)
+    }
+
+    fn require_valid(&self, path: &StorePath) -> Result<PathInfo, StoreError> {
+        self.db
+            .path_info(path)?
+            .ok_or_else(|| StoreError::NotValid {
+                path: path.basename(),
+                root: self.root.clone(),
+            })
+    }
+
+    pub fn path_info(&self, path: &StorePath) -> Result<PathInfo, StoreError> {
+        self.require_valid(path)
+    }
+
+    fn item_lock(&self, path: &StorePath) -> Result<FileLock, StoreError> {
+        FileLock::acquire(
+            &self
+                .meta()
+                .join("locks")
+                .join(format!("{}.lock", path.basename())),
+            LockKind::Exclusive,
+        )
+    }
+
+    fn gc_lock(&self, kind: LockKind) -> Result<FileLock, StoreError> {
+        FileLock::acquire(&self.meta().join("gc.lock"), kind)
+    }
+
+    /// Add a file or directory under `name` (no references).
+    pub fn add_path(&mut self, src: &Path, name: &str) -> Result<AddedItem, StoreError> {
+        self.add_path_with_references(src, name, &[], None)
+    }
+
+    /// Add a file or directory that refers to other (valid) items.
+    pub fn add_path_with_references(
+        &mut self,
+        src: &Path,
+        name: &str,
+        references: &[StorePath],
+        deriver: Option<&str>,
+    ) -> Result<AddedItem, StoreError> {
+        validate_name(name)?;
+        match fs::symlink_metadata(src) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: src.to_path_buf(),
+                })
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: src.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        // Refuse what a NAR cannot hold before anything is read or written.
+        nar::writer::check_tree(src)?;
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        for r in references {
+            if !self.db.is_valid(r)? {
+                return Err(StoreError::MissingReference {
+                    item: name.to_string(),
+                    reference: r.basename(),
+                });
+            }
+        }
+        let first = nar::hash_path(src)?;
+        let path = StorePath::source(name, &first.sha256, references, false)?;
+        let physical = self.physical_path(&path);
+        if self.db.is_valid(&path)? {
+            return Ok(AddedItem {
+                path,
+                physical,
+                nar: first,
+                copied: false,
+            });
+        }
+        let _lock = self.item_lock(&path)?;
+        if self.db.is_valid(&path)? {
+            return Ok(AddedItem {
+                path,
+                physical,
+                nar: first,
+                copied: false,
+            });
+        }
+        let tmp = self
+            .meta()
+            .join("tmp")
+            .join(format!("{}-{name}", unique_suffix()));
+        let result = self.build_in_tmp(src, &tmp, &path, first);
+        let nar = match result {
+            Ok(nar) => nar,
+            Err(e) => {
+                let _ = canonical::remove_tree(&tmp);
+                return Err(e);
+            }
+        };
+        // Garbage from an add that died after the rename and before
+        // registration: it was never trusted, replace it.
+        canonical::remove_tree(&physical).map_err(StoreError::io(&physical))?;
+        fs::rename(&tmp, &physical).map_err(StoreError::io(&physical))?;
+        fsync_dir(&self.root)?;
+        self.db.register(&[PathInfo {
+            path: path.clone(),
+            nar_hash: format!("sha256:{}", nar.to_nix_base32()),
+            nar_size: nar.size,
+            references: references.to_vec(),
+            deriver: deriver.map(str::to_string),
+            ca: Some(format!("fixed:r:sha256:{}", nar.to_nix_base32())),
+            registration_time: 0,
+        }])?;
+        Ok(AddedItem {
+            path,
+            physical,
+            nar,
+            copied: true,
+        })
+    }
+
+    fn build_in_tmp(
+        &self,
+        src: &Path,
+        tmp: &Path,
+        path: &StorePath,
+        expected: NarHash,
+    ) -> Result<NarHash, StoreError> {
+        let mut sink = HashingWriter::new();
+        nar::dump_and_copy(src, &mut sink, tmp)?;
+        let nar = sink.finish();
+        if nar != expected {
+            return Err(NarError::Changed {
+                path: src.to_path_buf(),
+                expected: expected.size,
+                found: nar.size,
+            }
+            .into());
+        }
+        // One syncfs flushes every file of the copy: far cheaper than an
+        // fsync per file on trees of many small files.
+        let dirf = fs::File::open(tmp.parent().unwrap_or(tmp)).map_err(StoreError::io(tmp))?;
+        rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io {
+            path: tmp.to_path_buf(),
+            source: e.into(),
+        })?;
+        let _ = path;
+        Ok(nar)
+    }
+
+    /// The items `paths` refer to, transitively, including themselves; sorted.
+    pub fn closure(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, StoreError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<StorePath> = paths.to_vec();
+        while let Some(p) = todo.pop() {
+            if seen.contains(&p) {
+                continue;
+            }
+            let info = self.require_valid(&p)?;
+            todo.extend(info.references);
+            seen.insert(p);
+        }
+        Ok(seen.into_iter().collect())
+    }
+
+    /// Re-hash every valid item and compare with its registration.
+    pub fn verify(
+        &self,
+        mut progress: impl FnMut(usize, usize, &StorePath),
+    ) -> Result<VerifyReport, StoreError> {
+        let paths = self.db.valid_paths()?;
+        let mut report = VerifyReport::default();
+        for (i, p) in paths.iter().enumerate() {
+            progress(i, paths.len(), p);
+            let info = self.require_valid(p)?;
+            let physical = self.physical_path(p);
+            report.checked += 1;
+            if fs::symlink_metadata(&physical).is_err() {
+                report
+                    .problems
+                    .push(VerifyProblem::Missing { path: p.clone() });
+                continue;
+            }
+            match nar::hash_path(&physical) {
+                Ok(h) => {
+                    let found = format!("sha256:{}", h.to_nix_base32());
+                    if found != info.nar_hash || h.size != info.nar_size {
+                        report.problems.push(VerifyProblem::HashMismatch {
+                            path: p.clone(),
+                            expected: info.nar_hash.clone(),
+                            found,
+                        });
+                    }
+                }
+                Err(e) => report.problems.push(VerifyProblem::Unreadable {
+                    path: p.clone(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        let valid: std::collections::BTreeSet<String> =
+            paths.iter().map(|p| p.basename()).collect();
+        for name in self.entries()? {
+            if !valid.contains(&name) {
+                report.unregistered.push(name);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Names of the entries under the root, except `.envbuild`.
+    fn entries(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.root).map_err(StoreError::io(&self.root))? {
+            let e = e.map_err(StoreError::io(&self.root))?;
+            let name = e.file_name();
+            if name.as_bytes() == META_DIR.as_bytes() {
+                continue;
+            }
+            out.push(name.to_string_lossy().into_owned());
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Keep `path` alive under `name`; with `link`, only while that symlink
+    /// still resolves to the item (an indirect root, like Nix's `result`).
+    pub fn add_root(
+        &mut self,
+        name: &str,
+        path: &StorePath,
+        link: Option<&Path>,
+    ) -> Result<(), StoreError> {
+        self.require_valid(path)?;
+        self.db.add_root(&Root {
+            name: name.to_string(),
+            path: path.clone(),
+            link: link.map(Path::to_path_buf),
+        })
+    }
+
+    pub fn remove_root(&mut self, name: &str) -> Result<(), StoreError> {
+        if self.db.remove_root(name)? {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchRoot { name: name.into() })
+        }
+    }
+
+    pub fn roots(&self) -> Result<Vec<Root>, StoreError> {
+        self.db.roots()
+    }
+
+    fn root_is_live(&self, root: &Root) -> bool {
+        match &root.link {
+            None => true,
+            Some(link) => fs::canonicalize(link)
+                .map(|t| t == self.physical_path(&root.path))
+                .unwrap_or(false),
+        }
+    }
+
+    /// Remove every item no live root reaches, dead indirect roots, and the
+    /// garbage of interrupted adds. Waits until no add is in progress.
+    pub fn gc(&mut self) -> Result<GcReport, StoreError> {
+        let _gc = self.gc_lock(LockKind::Exclusive)?;
+        let mut report = GcReport::default();
+        let mut live_roots = Vec::new();
+        for root in self.db.roots()? {
+            if self.root_is_live(&root) {
+                live_roots.push(root.path.clone());
+            } else {
+                self.db.remove_root(&root.name)?;
+                report.dead_roots.push(root.name);
+            }
+        }
+        let live: std::collections::BTreeSet<StorePath> =
+            self.closure(&live_roots)?.into_iter().collect();
+        report.live = live.len();
+        let dead: Vec<StorePath> = self
+            .db
+            .valid_paths()?
+            .into_iter()
+            .filter(|p| !live.contains(p))
+            .collect();
+        for p in &dead {
+            report.bytes_freed += self.require_valid(p)?.nar_size;
+        }
+        // Unregister first: a crash before the files go leaves only garbage.
+        self.db.delete_paths(&dead)?;
+        for p in &dead {
+            let phys = self.physical_path(p);
+            canonical::remove_tree(&phys).map_err(StoreError::io(&phys))?;
+        }
+        report.removed = dead;
+        let valid: std::collections::BTreeSet<String> = self
+            .db
+            .valid_paths()?
+            .iter()
+            .map(|p| p.basename())
+            .collect();
+        for name in self.entries()? {
+            if !valid.contains(&name) {
+                let p = self.root.join(&name);
+                canonical::remove_tree(&p).map_err(StoreError::io(&p))?;
+                report.garbage_removed += 1;
+            }
+        }
+        let tmp = self.meta().join("tmp");
+        for e in fs::read_dir(&tmp).map_err(StoreError::io(&tmp))? {
+            let p = e.map_err(StoreError::io(&tmp))?.path();
+            canonical::remove_tree(&p).map_err(StoreError::io(&p))?;
+            report.garbage_removed += 1;
+        }
+        Ok(report)
+    }
+
+    /// Record a realisation: derivation `drv_hash`'s output `output_name` is `output`.
+    pub fn add_realisation(
+        &mut self,
+        drv_hash: &str,
+        output_name: &str,
+        output: &StorePath,
+    ) -> Result<(), StoreError> {
+        self.require_valid(output)?;
+        self.db.add_realisation(drv_hash, output_name, output)
+    }
+
+    /// The output a derivation produced before, if it is still valid.
+    pub fn realisation(
+        &self,
+        drv_hash: &str,
+        output_name: &str,
+    ) -> Result<Option<StorePath>, StoreError> {
+        self.db.realisation(drv_hash, output_name)
+    }
+}
