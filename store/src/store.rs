@@ -251,8 +251,6 @@ impl Store {
                 })
             }
         }
-        // Refuse what a NAR cannot hold before anything is read or written.
-        nar::writer::check_tree(src)?;
         let _gc = self.gc_lock(LockKind::Shared)?;
         for r in references {
             if !self.db.is_valid(r)? {
@@ -262,6 +260,9 @@ impl Store {
                 });
             }
         }
+        // Hashing first refuses what a NAR cannot hold (devices, FIFOs,
+        // sockets) before anything is written, and finds a valid item
+        // without copying anything.
         let first = nar::hash_path(src)?;
         let path = StorePath::source(name, &first.sha256, references, false)?;
         let physical = self.physical_path(&path);

@@ -1,17 +1,23 @@
 //! Streaming NAR serialization of a path on disk.
 //!
-//! Memory use is constant: file contents go through one fixed buffer, and only
-//! one directory listing per level of nesting is held at a time. The optional
-//! copy mode writes a canonical copy of the tree (read-only, mtime 1, no
-//! xattrs, no special bits) from the very bytes that are serialized, so the
-//! copy's NAR is the NAR that was hashed even if the source changes meanwhile.
+//! Three kinds of thread cooperate so that system calls and hashing overlap:
+//! a walker lists directories and `lstat`s entries in NAR order, a small pool
+//! of readers fetches file contents ahead of time, and the caller's thread
+//! serializes the ordered stream (and, in copy mode, writes a canonical copy
+//! of the tree from the very bytes it serializes). Memory stays bounded
+//! whatever the file sizes: at most [`FILES_IN_FLIGHT`] files are fetched
+//! ahead, each holding at most [`CHUNK_DEPTH`] chunks of [`CHUNK`] bytes.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -19,7 +25,14 @@ use super::{padding, MAGIC};
 use crate::canonical;
 use crate::error::NarError;
 
-const BUF_SIZE: usize = 1 << 20;
+/// Bytes per read and per chunk handed to the serializer.
+const CHUNK: usize = 128 * 1024;
+/// Chunks of one file that may wait for the serializer.
+const CHUNK_DEPTH: usize = 8;
+/// Files whose contents may be fetched ahead of the serializer.
+const FILES_IN_FLIGHT: usize = 64;
+/// Walker events that may wait for the serializer.
+const EVENTS_IN_FLIGHT: usize = 4096;
 
 /// The sha256 and size of a NAR serialization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +50,7 @@ impl NarHash {
             base64::engine::general_purpose::STANDARD.encode(self.sha256)
         )
     }
-    /// `sha256:<nix-base32>`, the form Nix's database and narinfo use.
+    /// The nix-base32 form `nix hash path --base32` prints.
     pub fn to_nix_base32(&self) -> String {
         crate::nixbase32::encode(&self.sha256)
     }
@@ -86,13 +99,13 @@ impl Write for HashingWriter {
 
 /// Serialize `path` as a NAR into `out`.
 pub fn dump(path: &Path, out: &mut dyn Write) -> Result<(), NarError> {
-    Dumper::new(out, None).run(path)
+    serialize(path, out, None)
 }
 
 /// Serialize `path` into `out` and at the same time write a canonical copy of
 /// it at `copy_to` (which must not exist yet).
 pub fn dump_and_copy(path: &Path, out: &mut dyn Write, copy_to: &Path) -> Result<(), NarError> {
-    Dumper::new(out, Some(copy_to.to_path_buf())).run(path)
+    serialize(path, out, Some(copy_to))
 }
 
 /// The NAR hash and size of `path`.
@@ -102,37 +115,20 @@ pub fn hash_path(path: &Path) -> Result<NarHash, NarError> {
     Ok(sink.finish())
 }
 
-/// Check that a path exists and holds only what a NAR can record, without
-/// reading file contents. Used to refuse bad input before anything changes.
-pub fn check_tree(path: &Path) -> Result<(), NarError> {
-    let meta = fs::symlink_metadata(path).map_err(|source| NarError::Io {
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NarError + '_ {
+    move |source| NarError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        for name in sorted_entries(path)? {
-            check_tree(&path.join(name))?;
-        }
-        Ok(())
-    } else if ft.is_file() || ft.is_symlink() {
-        Ok(())
-    } else {
-        Err(unsupported(path, &ft))
     }
 }
 
-fn unsupported(path: &Path, ft: &fs::FileType) -> NarError {
-    let kind = if ft.is_block_device() {
-        "block device"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_fifo() {
-        "FIFO (named pipe)"
-    } else if ft.is_socket() {
-        "socket"
-    } else {
-        "file of unknown type"
+fn unsupported(path: &Path, ft: FileType) -> NarError {
+    let kind = match ft {
+        FileType::BlockDevice => "block device",
+        FileType::CharacterDevice => "character device",
+        FileType::Fifo => "FIFO (named pipe)",
+        FileType::Socket => "socket",
+        _ => "file of unknown type",
     };
     NarError::UnsupportedFileType {
         path: path.to_path_buf(),
@@ -140,40 +136,290 @@ fn unsupported(path: &Path, ft: &fs::FileType) -> NarError {
     }
 }
 
-/// A directory's entry names in NAR (bytewise) order.
-pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<OsString>, NarError> {
-    let io_err = |source| NarError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err)? {
-        names.push(entry.map_err(io_err)?.file_name());
+fn errno_err(path: &Path) -> impl FnOnce(rustix::io::Errno) -> NarError + '_ {
+    move |e| NarError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
 }
 
-struct Dumper<'a> {
-    out: &'a mut dyn Write,
-    copy_root: Option<PathBuf>,
-    buf: Vec<u8>,
+/// A directory's entries with their `lstat`, in NAR (bytewise) order, read
+/// relative to the directory's descriptor (no repeated path lookups).
+fn list_dir(dir: &OwnedFd, path: &Path) -> Result<Vec<(OsString, rustix::fs::Stat)>, NarError> {
+    let mut entries = Vec::new();
+    let listing = rustix::fs::Dir::read_from(dir).map_err(errno_err(path))?;
+    for entry in listing {
+        let entry = entry.map_err(errno_err(path))?;
+        let bytes = entry.file_name().to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let name = OsString::from(std::ffi::OsStr::from_bytes(bytes));
+        if bytes.is_empty() {
+            return Err(NarError::BadEntryName {
+                path: path.to_path_buf(),
+                name: name.to_string_lossy().into_owned(),
+            });
+        }
+        let st = rustix::fs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(errno_err(&path.join(&name)))?;
+        entries.push((name, st));
+    }
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(entries)
 }
 
-impl<'a> Dumper<'a> {
-    fn new(out: &'a mut dyn Write, copy_root: Option<PathBuf>) -> Self {
-        Dumper {
-            out,
-            copy_root,
-            buf: vec![0u8; BUF_SIZE],
+/// What the walker tells the serializer, in NAR order.
+enum Event {
+    Regular {
+        path: PathBuf,
+        executable: bool,
+        size: u64,
+        /// Chunks of the contents, in order; closed at the end. `None` for an
+        /// empty file.
+        contents: Option<Receiver<Result<Vec<u8>, NarError>>>,
+    },
+    Symlink {
+        target: OsString,
+    },
+    DirStart,
+    Entry {
+        name: OsString,
+    },
+    EntryEnd,
+    DirEnd,
+    Failed(NarError),
+}
+
+/// A request to fetch one file's contents.
+struct ReadJob {
+    /// The directory holding the file (`None` when the file is the root).
+    dir: Option<Arc<OwnedFd>>,
+    name: OsString,
+    path: PathBuf,
+    size: u64,
+    out: SyncSender<Result<Vec<u8>, NarError>>,
+}
+
+struct Walker {
+    events: SyncSender<Event>,
+    jobs: SyncSender<ReadJob>,
+    /// One token per file that may be in flight; returned by the serializer.
+    budget: Receiver<()>,
+}
+
+/// The walker stops quietly when the serializer has gone away.
+struct Stopped;
+
+const OPEN_DIR: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOFOLLOW);
+const OPEN_FILE: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOFOLLOW);
+
+impl Walker {
+    fn send(&self, e: Event) -> Result<(), Stopped> {
+        self.events.send(e).map_err(|_| Stopped)
+    }
+
+    fn fail(&self, e: NarError) -> Result<(), Stopped> {
+        let _ = self.events.send(Event::Failed(e));
+        Err(Stopped)
+    }
+
+    fn root(&self, path: &Path) -> Result<(), Stopped> {
+        match rustix::fs::lstat(path) {
+            Ok(st) => self.node(None, path.as_os_str(), path, &st),
+            Err(e) => self.fail(errno_err(path)(e)),
         }
     }
 
-    fn run(mut self, path: &Path) -> Result<(), NarError> {
-        self.str(MAGIC.as_bytes())?;
-        let copy = self.copy_root.clone();
-        self.node(path, copy.as_deref())?;
-        self.out.flush().map_err(NarError::Write)
+    /// Emit the node `name` in `parent` (or the root at `path` when `parent`
+    /// is `None`).
+    fn node(
+        &self,
+        parent: Option<&Arc<OwnedFd>>,
+        name: &OsStr,
+        path: &Path,
+        st: &rustix::fs::Stat,
+    ) -> Result<(), Stopped> {
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {
+                let size = st.st_size as u64;
+                let contents = if size == 0 {
+                    None
+                } else {
+                    self.budget.recv().map_err(|_| Stopped)?;
+                    let (tx, rx) = sync_channel(CHUNK_DEPTH);
+                    self.jobs
+                        .send(ReadJob {
+                            dir: parent.cloned(),
+                            name: name.to_os_string(),
+                            path: path.to_path_buf(),
+                            size,
+                            out: tx,
+                        })
+                        .map_err(|_| Stopped)?;
+                    Some(rx)
+                };
+                self.send(Event::Regular {
+                    path: path.to_path_buf(),
+                    executable: st.st_mode & 0o100 != 0,
+                    size,
+                    contents,
+                })
+            }
+            FileType::Symlink => {
+                let target = match parent {
+                    Some(dir) => rustix::fs::readlinkat(dir, name, Vec::new()),
+                    None => rustix::fs::readlink(path, Vec::new()),
+                };
+                match target {
+                    Ok(t) => self.send(Event::Symlink {
+                        target: OsString::from_vec(t.into_bytes()),
+                    }),
+                    Err(e) => self.fail(errno_err(path)(e)),
+                }
+            }
+            FileType::Directory => {
+                let fd = match parent {
+                    Some(dir) => rustix::fs::openat(dir, name, OPEN_DIR, Mode::empty()),
+                    None => rustix::fs::open(path, OPEN_DIR, Mode::empty()),
+                };
+                let fd = match fd {
+                    Ok(fd) => Arc::new(fd),
+                    Err(e) => return self.fail(errno_err(path)(e)),
+                };
+                let entries = match list_dir(&fd, path) {
+                    Ok(e) => e,
+                    Err(e) => return self.fail(e),
+                };
+                self.send(Event::DirStart)?;
+                for (child_name, child_st) in entries {
+                    let child_path = path.join(&child_name);
+                    self.send(Event::Entry {
+                        name: child_name.clone(),
+                    })?;
+                    self.node(Some(&fd), &child_name, &child_path, &child_st)?;
+                    self.send(Event::EntryEnd)?;
+                }
+                self.send(Event::DirEnd)
+            }
+            other => self.fail(unsupported(path, other)),
+        }
+    }
+}
+
+fn read_file(job: ReadJob) {
+    let ReadJob {
+        dir,
+        name,
+        path,
+        size,
+        out,
+    } = job;
+    let opened = match &dir {
+        Some(d) => rustix::fs::openat(d, &name, OPEN_FILE, Mode::empty()),
+        None => rustix::fs::open(&path, OPEN_FILE, Mode::empty()),
+    };
+    let mut file = match opened {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            let _ = out.send(Err(errno_err(&path)(e)));
+            return;
+        }
+    };
+    // Read exactly the size lstat reported, as Nix does; a file that shrank
+    // is named by the serializer when the bytes fall short.
+    let mut done: u64 = 0;
+    while done < size {
+        let want = (size - done).min(CHUNK as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = out.send(Err(io_err(&path)(e)));
+                    return;
+                }
+            }
+        }
+        buf.truncate(filled);
+        done += filled as u64;
+        if out.send(Ok(buf)).is_err() || filled < want {
+            return;
+        }
+    }
+}
+
+fn serialize(root: &Path, out: &mut dyn Write, copy_to: Option<&Path>) -> Result<(), NarError> {
+    let readers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 4);
+    let (event_tx, event_rx) = sync_channel(EVENTS_IN_FLIGHT);
+    let (job_tx, job_rx) = sync_channel::<ReadJob>(FILES_IN_FLIGHT);
+    let (budget_tx, budget_rx) = sync_channel(FILES_IN_FLIGHT);
+    for _ in 0..FILES_IN_FLIGHT {
+        budget_tx.send(()).expect("budget channel has room");
+    }
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    std::thread::scope(|s| {
+        for _ in 0..readers {
+            let jobs = Arc::clone(&job_rx);
+            s.spawn(move || loop {
+                let job = match jobs.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => read_file(job),
+                    Err(_) => return,
+                }
+            });
+        }
+        s.spawn(move || {
+            let walker = Walker {
+                events: event_tx,
+                jobs: job_tx,
+                budget: budget_rx,
+            };
+            let _ = walker.root(root);
+        });
+        let mut ser = Serializer {
+            out,
+            events: event_rx,
+            budget: budget_tx,
+            token: Vec::with_capacity(256),
+        };
+        let result = ser.run(copy_to);
+        // Dropping the receivers stops the walker and the readers early.
+        drop(ser);
+        result
+    })
+}
+
+struct Serializer<'a> {
+    out: &'a mut dyn Write,
+    events: Receiver<Event>,
+    budget: SyncSender<()>,
+    token: Vec<u8>,
+}
+
+impl Serializer<'_> {
+    fn next(&mut self) -> Result<Event, NarError> {
+        match self.events.recv() {
+            Ok(Event::Failed(e)) => Err(e),
+            Ok(e) => Ok(e),
+            Err(_) => Err(NarError::Write(io::Error::other(
+                "the tree walker stopped unexpectedly",
+            ))),
+        }
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), NarError> {
@@ -181,68 +427,72 @@ impl<'a> Dumper<'a> {
     }
 
     fn str(&mut self, s: &[u8]) -> Result<(), NarError> {
+        // One write per token keeps the per-call cost low for tiny files.
         let len = s.len() as u64;
-        // One write per token keeps per-call overhead low for tiny files.
-        let mut token = Vec::with_capacity(8 + s.len() + 8);
-        token.extend_from_slice(&len.to_le_bytes());
-        token.extend_from_slice(s);
-        token.resize(token.len() + padding(len), 0);
-        self.raw(&token)
+        self.token.clear();
+        self.token.extend_from_slice(&len.to_le_bytes());
+        self.token.extend_from_slice(s);
+        self.token.resize(self.token.len() + padding(len), 0);
+        self.out.write_all(&self.token).map_err(NarError::Write)
     }
 
-    fn node(&mut self, path: &Path, copy: Option<&Path>) -> Result<(), NarError> {
-        let io_err = |source| NarError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = fs::symlink_metadata(path).map_err(io_err)?;
-        let ft = meta.file_type();
+    fn run(&mut self, copy_to: Option<&Path>) -> Result<(), NarError> {
+        self.str(MAGIC.as_bytes())?;
+        let first = self.next()?;
+        self.node(first, copy_to)?;
+        self.out.flush().map_err(NarError::Write)
+    }
+
+    fn node(&mut self, event: Event, copy: Option<&Path>) -> Result<(), NarError> {
         self.str(b"(")?;
         self.str(b"type")?;
-        if ft.is_file() {
-            self.regular(path, &meta, copy)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(io_err)?;
-            self.str(b"symlink")?;
-            self.str(b"target")?;
-            self.str(target.as_os_str().as_bytes())?;
-            if let Some(dst) = copy {
-                std::os::unix::fs::symlink(&target, dst).map_err(|source| NarError::Io {
-                    path: dst.to_path_buf(),
-                    source,
-                })?;
-                canonical::set_mtime(dst)?;
-            }
-        } else if ft.is_dir() {
-            self.str(b"directory")?;
-            if let Some(dst) = copy {
-                fs::create_dir(dst).map_err(|source| NarError::Io {
-                    path: dst.to_path_buf(),
-                    source,
-                })?;
-            }
-            for name in sorted_entries(path)? {
-                let bytes = name.as_bytes();
-                if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&0) {
-                    return Err(NarError::BadEntryName {
-                        path: path.to_path_buf(),
-                        name: name.to_string_lossy().into_owned(),
-                    });
+        match event {
+            Event::Regular {
+                path,
+                executable,
+                size,
+                contents,
+            } => self.regular(&path, executable, size, contents, copy)?,
+            Event::Symlink { target } => {
+                self.str(b"symlink")?;
+                self.str(b"target")?;
+                self.str(target.as_bytes())?;
+                if let Some(dst) = copy {
+                    std::os::unix::fs::symlink(&target, dst).map_err(io_err(dst))?;
+                    canonical::set_mtime(dst)?;
                 }
-                self.str(b"entry")?;
-                self.str(b"(")?;
-                self.str(b"name")?;
-                self.str(bytes)?;
-                self.str(b"node")?;
-                let child_copy = copy.map(|d| d.join(&name));
-                self.node(&path.join(&name), child_copy.as_deref())?;
-                self.str(b")")?;
             }
-            if let Some(dst) = copy {
-                canonical::finish_dir(dst)?;
+            Event::DirStart => {
+                self.str(b"directory")?;
+                if let Some(dst) = copy {
+                    fs::create_dir(dst).map_err(io_err(dst))?;
+                }
+                loop {
+                    match self.next()? {
+                        Event::DirEnd => break,
+                        Event::Entry { name } => {
+                            self.str(b"entry")?;
+                            self.str(b"(")?;
+                            self.str(b"name")?;
+                            self.str(name.as_bytes())?;
+                            self.str(b"node")?;
+                            let child_copy = copy.map(|d| d.join(&name));
+                            let child = self.next()?;
+                            self.node(child, child_copy.as_deref())?;
+                            match self.next()? {
+                                Event::EntryEnd => {}
+                                _ => unreachable!("walker emits EntryEnd after each entry"),
+                            }
+                            self.str(b")")?;
+                        }
+                        _ => unreachable!("walker emits Entry or DirEnd inside a directory"),
+                    }
+                }
+                if let Some(dst) = copy {
+                    canonical::finish_dir(dst)?;
+                }
             }
-        } else {
-            return Err(unsupported(path, &ft));
+            _ => unreachable!("walker emits a node here"),
         }
         self.str(b")")
     }
@@ -250,73 +500,42 @@ impl<'a> Dumper<'a> {
     fn regular(
         &mut self,
         path: &Path,
-        meta: &fs::Metadata,
+        executable: bool,
+        size: u64,
+        contents: Option<Receiver<Result<Vec<u8>, NarError>>>,
         copy: Option<&Path>,
     ) -> Result<(), NarError> {
-        let io_err = |source| NarError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let executable = meta.permissions().mode() & 0o100 != 0;
         self.str(b"regular")?;
         if executable {
             self.str(b"executable")?;
             self.str(b"")?;
         }
         self.str(b"contents")?;
-        let size = meta.size();
         self.raw(&size.to_le_bytes())?;
-        let mut file = File::open(path).map_err(io_err)?;
         let mut dst = match copy {
             Some(d) => Some(canonical::create_file(d)?),
             None => None,
         };
         let mut done: u64 = 0;
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = loop {
-            let want = ((size - done).min(buf.len() as u64)) as usize;
-            if want == 0 {
-                // Detect growth: the file must end where its size said.
-                match file.read(&mut buf[..1]) {
-                    Ok(0) => break Ok(()),
-                    Ok(_) => {
-                        break Err(NarError::Changed {
-                            path: path.to_path_buf(),
-                            expected: size,
-                            found: size + 1,
-                        })
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(io_err(e)),
+        if let Some(rx) = contents {
+            for chunk in rx.iter() {
+                let chunk = chunk?;
+                self.raw(&chunk)?;
+                if let (Some(f), Some(d)) = (dst.as_mut(), copy) {
+                    f.write_all(&chunk).map_err(io_err(d))?;
                 }
+                done += chunk.len() as u64;
             }
-            let n = match file.read(&mut buf[..want]) {
-                Ok(0) => {
-                    break Err(NarError::Changed {
-                        path: path.to_path_buf(),
-                        expected: size,
-                        found: done,
-                    })
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(io_err(e)),
-            };
-            if let Err(e) = self.out.write_all(&buf[..n]) {
-                break Err(NarError::Write(e));
-            }
-            if let (Some(f), Some(d)) = (dst.as_mut(), copy) {
-                if let Err(source) = f.write_all(&buf[..n]) {
-                    break Err(NarError::Io {
-                        path: d.to_path_buf(),
-                        source,
-                    });
-                }
-            }
-            done += n as u64;
-        };
-        self.buf = buf;
-        result?;
+            // The file is consumed: let the walker fetch another.
+            let _ = self.budget.send(());
+        }
+        if done != size {
+            return Err(NarError::Changed {
+                path: path.to_path_buf(),
+                expected: size,
+                found: done,
+            });
+        }
         self.raw(&[0u8; 8][..padding(size)])?;
         if let (Some(f), Some(d)) = (dst, copy) {
             canonical::finish_file(f, d, executable)?;
