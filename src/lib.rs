@@ -1,0 +1,8 @@
+//! envbuild: a TOML spec locked to content hashes, realized into a
+//! Nix-compatible store, assembled into a rootfs or an OCI image.
+//!
+//! The modules follow the pipeline (docs/architecture.md):
+//! spec → lock → plan → realize → assemble → export.
+
+pub mod oci;
+pub mod python;

@@ -1,0 +1,1 @@
+//! OCI images: deterministic layer tarballs, image JSON, archive export.

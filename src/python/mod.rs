@@ -1,0 +1,3 @@
+//! Python: installing wheels (and, later, resolving and locking them).
+
+pub mod wheel;

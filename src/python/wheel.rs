@@ -1,0 +1,1 @@
+//! Installing a wheel (placeholder; being written).
