@@ -1,1 +1,0 @@
-//! Installing a wheel (placeholder; being written).

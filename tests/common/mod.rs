@@ -1,0 +1,211 @@
+//! Helpers shared by the integration tests: running the envbuild binary and
+//! the real Nix, and building fixture trees.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn envbuild() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_envbuild"));
+    c.env_remove("ENVBUILD_STORE");
+    c
+}
+
+/// Run envbuild with `--store store` and the given arguments.
+pub fn run(store: &Path, args: &[&dyn AsRef<OsStr>]) -> Output {
+    let mut c = envbuild();
+    c.arg("--store").arg(store);
+    for a in args {
+        c.arg(a.as_ref());
+    }
+    c.output().expect("envbuild runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert success and return trimmed stdout.
+pub fn ok(o: Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o).trim().to_string()
+}
+
+/// Assert failure with a one-paragraph error and return stderr.
+pub fn fails(o: Output, what: &str) -> String {
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "{what} unexpectedly succeeded: stdout {}",
+        stdout(&o)
+    );
+    assert!(
+        err.trim_start().starts_with("error:"),
+        "{what}: error should start with 'error:': {err:?}"
+    );
+    assert!(
+        !err.trim().contains("\n\n"),
+        "{what}: error should be one paragraph: {err:?}"
+    );
+    err
+}
+
+/// A command for the real Nix, with the new CLI enabled.
+pub fn nix(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("NIX_CONFIG", "experimental-features = nix-command");
+    c
+}
+
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed: install the Debian package `{package}` (.ci/run does)"
+    );
+}
+
+/// Basename of a path printed by a command.
+pub fn basename(p: &str) -> String {
+    Path::new(p.trim())
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Compare two commands' stdout byte for byte without holding either in
+/// memory; panics naming the first differing offset.
+pub fn assert_same_stdout(mut a: Command, mut b: Command, what: &str) {
+    let mut ca = a.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut cb = b.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut ra = ca.stdout.take().unwrap();
+    let mut rb = cb.stdout.take().unwrap();
+    let mut ba = vec![0u8; 1 << 20];
+    let mut bb = vec![0u8; 1 << 20];
+    let mut offset: u64 = 0;
+    loop {
+        let na = read_full(&mut ra, &mut ba);
+        let nb = read_full(&mut rb, &mut bb);
+        if let Some(i) = ba[..na.min(nb)]
+            .iter()
+            .zip(&bb[..na.min(nb)])
+            .position(|(x, y)| x != y)
+        {
+            panic!("{what}: outputs differ at byte {}", offset + i as u64);
+        }
+        assert_eq!(na, nb, "{what}: one output ends at byte {}", offset + na.min(nb) as u64);
+        if na == 0 {
+            break;
+        }
+        offset += na as u64;
+    }
+    let sa = ca.wait_with_output().unwrap();
+    let sb = cb.wait_with_output().unwrap();
+    assert!(sa.status.success(), "{what}: {}", String::from_utf8_lossy(&sa.stderr));
+    assert!(sb.status.success(), "{what}: {}", String::from_utf8_lossy(&sb.stderr));
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).unwrap() {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
+}
+
+/// A small deterministic PRNG (xorshift64*) for fixture contents.
+pub struct Rng(u64);
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+pub fn write(path: impl AsRef<Path>, data: impl AsRef<[u8]>, mode: u32) {
+    let path = path.as_ref();
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(path, data).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn link(target: &str, at: impl AsRef<Path>) {
+    let at = at.as_ref();
+    if let Some(p) = at.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    symlink(target, at).unwrap();
+}
+
+/// A tree of `files` small files spread over subdirectories.
+pub fn many_files(root: &Path, files: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    for i in 0..files {
+        let dir = root.join(format!("d{:03}", i % 250));
+        let len = rng.below(600) as usize;
+        write(dir.join(format!("f{i:05}.py")), rng.bytes(len), 0o644);
+    }
+}
+
+/// The entries (name list) of a store root and its scratch area, to check
+/// that a failed command left the store unchanged.
+pub fn store_snapshot(store: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir(store) {
+        for e in rd {
+            v.push(e.unwrap().path());
+        }
+    }
+    if let Ok(rd) = fs::read_dir(store.join(".envbuild/tmp")) {
+        for e in rd {
+            v.push(e.unwrap().path());
+        }
+    }
+    v.sort();
+    v
+}
+
+/// `store verify --json` → number of items checked; asserts exit 0.
+pub fn verify_clean(store: &Path) -> u64 {
+    let o = run(store, &[&"--json", &"store", &"verify"]);
+    let out = ok(o, "store verify");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("verify --json prints JSON");
+    v["checked"].as_u64().unwrap()
+}
