@@ -6,3 +6,6 @@
 
 pub mod oci;
 pub mod python;
+pub mod fetch;
+pub mod lock;
+pub mod spec;

@@ -83,6 +83,25 @@ impl std::fmt::Display for VerifyProblem {
     }
 }
 
+/// A scratch directory from [`Store::scratch`]; removed on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+    _gc: FileLock,
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = canonical::remove_tree(&self.path);
+    }
+}
+
 /// What `verify` checked and found.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
@@ -115,11 +134,13 @@ pub fn default_root() -> Option<PathBuf> {
 }
 
 fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{}-{nanos:09}", std::process::id())
+    format!("{}-{nanos:09}-{n}", std::process::id())
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -344,6 +365,21 @@ impl Store {
         })?;
         let _ = path;
         Ok(nar)
+    }
+
+    /// A private scratch directory inside the store (same file system as the
+    /// items, so builders' outputs can be added cheaply). It holds the shared
+    /// gc lock, so `gc` never removes it while in use, and is removed on drop.
+    pub fn scratch(&self, label: &str) -> Result<Scratch, StoreError> {
+        let gc = self.gc_lock(LockKind::Shared)?;
+        let safe: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "+-._".contains(c) { c } else { '_' })
+            .take(64)
+            .collect();
+        let path = self.meta().join("tmp").join(format!("{}-{safe}", unique_suffix()));
+        fs::create_dir(&path).map_err(StoreError::io(&path))?;
+        Ok(Scratch { path, _gc: gc })
     }
 
     /// The items `paths` refer to, transitively, including themselves; sorted.
