@@ -4,8 +4,12 @@
 //! The modules follow the pipeline (docs/architecture.md):
 //! spec → lock → plan → realize → assemble → export.
 
-pub mod oci;
-pub mod python;
+pub mod assemble;
+pub mod export;
 pub mod fetch;
 pub mod lock;
+pub mod oci;
+pub mod plan;
+pub mod python;
+pub mod realize;
 pub mod spec;

@@ -30,7 +30,10 @@ fn missing_path_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, before) = seeded_store(tmp.path());
     let missing = tmp.path().join("no-such-dir");
-    let err = fails(run(&store, &[&"store", &"add", &missing]), "add of a missing path");
+    let err = fails(
+        run(&store, &[&"store", &"add", &missing]),
+        "add of a missing path",
+    );
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert_unchanged(&store, &before, "add of a missing path");
@@ -41,10 +44,16 @@ fn device_node_is_refused_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, before) = seeded_store(tmp.path());
     let err = fails(
-        run(&store, &[&"store", &"add", &"/dev/null", &"--name", &"null"]),
+        run(
+            &store,
+            &[&"store", &"add", &"/dev/null", &"--name", &"null"],
+        ),
         "add of /dev/null",
     );
-    assert!(err.contains("/dev/null") && err.contains("character device"), "{err}");
+    assert!(
+        err.contains("/dev/null") && err.contains("character device"),
+        "{err}"
+    );
     assert_unchanged(&store, &before, "add of /dev/null");
 
     // A device inside a tree, where we may create one (root).
@@ -57,8 +66,14 @@ fn device_node_is_refused_naming_it() {
         .map(|s| s.success())
         .unwrap_or(false);
     if made {
-        let err = fails(run(&store, &[&"store", &"add", &tree]), "tree with a device");
-        assert!(err.contains("with-device/zero") && err.contains("character device"), "{err}");
+        let err = fails(
+            run(&store, &[&"store", &"add", &tree]),
+            "tree with a device",
+        );
+        assert!(
+            err.contains("with-device/zero") && err.contains("character device"),
+            "{err}"
+        );
         assert_unchanged(&store, &before, "tree with a device");
     } else {
         eprintln!("note: mknod is not permitted here; the device-in-tree case was not run");
@@ -71,10 +86,16 @@ fn fifo_in_a_tree_is_refused_naming_it() {
     let (store, before) = seeded_store(tmp.path());
     let tree = tmp.path().join("with-fifo");
     write(tree.join("a/ok"), b"fine", 0o644);
-    let st = Command::new("mkfifo").arg(tree.join("a/pipe")).status().unwrap();
+    let st = Command::new("mkfifo")
+        .arg(tree.join("a/pipe"))
+        .status()
+        .unwrap();
     assert!(st.success());
     let err = fails(run(&store, &[&"store", &"add", &tree]), "tree with a FIFO");
-    assert!(err.contains("with-fifo/a/pipe") && err.contains("FIFO"), "{err}");
+    assert!(
+        err.contains("with-fifo/a/pipe") && err.contains("FIFO"),
+        "{err}"
+    );
     assert_unchanged(&store, &before, "tree with a FIFO");
 }
 
@@ -85,8 +106,14 @@ fn socket_in_a_tree_is_refused_naming_it() {
     let tree = tmp.path().join("with-socket");
     write(tree.join("ok"), b"fine", 0o644);
     let _listener = std::os::unix::net::UnixListener::bind(tree.join("sock")).unwrap();
-    let err = fails(run(&store, &[&"store", &"add", &tree]), "tree with a socket");
-    assert!(err.contains("with-socket/sock") && err.contains("socket"), "{err}");
+    let err = fails(
+        run(&store, &[&"store", &"add", &tree]),
+        "tree with a socket",
+    );
+    assert!(
+        err.contains("with-socket/sock") && err.contains("socket"),
+        "{err}"
+    );
     assert_unchanged(&store, &before, "tree with a socket");
 }
 
@@ -114,7 +141,10 @@ fn invalid_names_are_refused_with_the_rule() {
     // A source whose own file name is not a valid item name needs --name.
     let bad = tmp.path().join("bad name");
     write(&bad, b"x", 0o644);
-    let err = fails(run(&store, &[&"store", &"add", &bad]), "source with a space");
+    let err = fails(
+        run(&store, &[&"store", &"add", &bad]),
+        "source with a space",
+    );
     assert!(err.contains("bad name"), "{err}");
     assert_unchanged(&store, &before, "source with a space");
 }
@@ -148,7 +178,11 @@ fn unwritable_store_root_is_named() {
     let err = fails(out, "add into a read-only store");
     assert!(err.contains(&root.display().to_string()), "{err}");
     assert!(err.contains("writable"), "{err}");
-    assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "the store root was written");
+    assert_eq!(
+        fs::read_dir(&root).unwrap().count(),
+        0,
+        "the store root was written"
+    );
 }
 
 fn rustix_is_root() -> bool {
@@ -170,14 +204,24 @@ fn corrupted_item_is_named_by_verify() {
     ok(run(&store, &[&"store", &"add", &good]), "add good");
     let item = ok(run(&store, &[&"store", &"add", &bad]), "add victim");
     let file = Path::new(&item).join("data/weights");
-    fs::set_permissions(Path::new(&item).join("data"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        Path::new(&item).join("data"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&file, b"tampered").unwrap();
     let o = run(&store, &[&"store", &"verify"]);
     assert_eq!(o.status.code(), Some(1), "verify should exit 1");
     let err = stderr(&o);
-    assert!(err.contains(&basename(&item)) && err.contains("contents changed"), "{err}");
-    assert!(!err.contains(&basename(&ok(run(&store, &[&"store", &"hash", &good]), "hash"))));
+    assert!(
+        err.contains(&basename(&item)) && err.contains("contents changed"),
+        "{err}"
+    );
+    assert!(!err.contains(&basename(&ok(
+        run(&store, &[&"store", &"hash", &good]),
+        "hash"
+    ))));
     // Deleting an item is named too.
     fs::set_permissions(&item, fs::Permissions::from_mode(0o755)).unwrap();
     fs::remove_dir_all(&item).unwrap();

@@ -13,7 +13,11 @@ fn large_tree(root: &Path) {
     many_files(&root.join("small"), 4000, 7);
     let mut rng = Rng::new(8);
     for i in 0..12 {
-        write(root.join(format!("blobs/blob{i:02}.bin")), rng.bytes(6 << 20), 0o644);
+        write(
+            root.join(format!("blobs/blob{i:02}.bin")),
+            rng.bytes(6 << 20),
+            0o644,
+        );
     }
 }
 
@@ -30,7 +34,10 @@ fn sigkill_during_add_at_random_instants_leaves_a_verifiable_store() {
     // How long one uninterrupted add takes, and what it yields.
     let reference = tmp.path().join("reference-store");
     let started = Instant::now();
-    let expected = basename(&ok(run(&reference, &[&"store", &"add", &tree]), "reference add"));
+    let expected = basename(&ok(
+        run(&reference, &[&"store", &"add", &tree]),
+        "reference add",
+    ));
     let duration = started.elapsed();
     eprintln!("an uninterrupted add takes {duration:?}");
 

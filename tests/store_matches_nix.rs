@@ -22,7 +22,9 @@ fn corpus(base: &Path) -> Vec<PathBuf> {
     tree("t01-empty-dir", &mut |p| fs::create_dir(p).unwrap());
     tree("t02-empty-file", &mut |p| write(p, b"", 0o644));
     tree("t03-one-file", &mut |p| write(p, b"hello\n", 0o644));
-    tree("t04-executable-file", &mut |p| write(p, b"#!/bin/sh\necho hi\n", 0o755));
+    tree("t04-executable-file", &mut |p| {
+        write(p, b"#!/bin/sh\necho hi\n", 0o755)
+    });
     tree("t05-symlink-root", &mut |p| link("some/where", p));
     tree("t06-nested-and-empty-dirs", &mut |p| {
         fs::create_dir_all(p.join("a/b/c/d/e")).unwrap();
@@ -31,7 +33,15 @@ fn corpus(base: &Path) -> Vec<PathBuf> {
         write(p.join("a/b/c/file"), b"x", 0o644);
     });
     tree("t07-modes", &mut |p| {
-        for (name, mode) in [("m0644", 0o644), ("m0654", 0o654), ("m0744", 0o744), ("m0711", 0o711), ("m0755", 0o755), ("m0600", 0o600), ("m0100", 0o100 | 0o400)] {
+        for (name, mode) in [
+            ("m0644", 0o644),
+            ("m0654", 0o654),
+            ("m0744", 0o744),
+            ("m0711", 0o711),
+            ("m0755", 0o755),
+            ("m0600", 0o600),
+            ("m0100", 0o100 | 0o400),
+        ] {
             write(p.join(name), name.as_bytes(), mode);
         }
     });
@@ -47,7 +57,17 @@ fn corpus(base: &Path) -> Vec<PathBuf> {
         link("dir", p.join("to-dir"));
     });
     tree("t09-utf8-names", &mut |p| {
-        for name in ["caf\u{e9}", "\u{65e5}\u{672c}\u{8a9e}", "emoji-\u{1f600}", "\u{3a9}mega", "A", "a", "B", "_", "0"] {
+        for name in [
+            "caf\u{e9}",
+            "\u{65e5}\u{672c}\u{8a9e}",
+            "emoji-\u{1f600}",
+            "\u{3a9}mega",
+            "A",
+            "a",
+            "B",
+            "_",
+            "0",
+        ] {
             write(p.join(name), name.as_bytes(), 0o644);
         }
     });
@@ -72,8 +92,12 @@ fn corpus(base: &Path) -> Vec<PathBuf> {
             write(p.join(format!("size{n:02}")), vec![b'x'; n], 0o644);
         }
     });
-    tree("t13-binary-1mib", &mut |p| write(p, rng.bytes(1 << 20), 0o644));
-    tree("t14-nul-bytes", &mut |p| write(p, [0u8, 0, 1, 0, 255, 0, 0, 0, 0], 0o644));
+    tree("t13-binary-1mib", &mut |p| {
+        write(p, rng.bytes(1 << 20), 0o644)
+    });
+    tree("t14-nul-bytes", &mut |p| {
+        write(p, [0u8, 0, 1, 0, 255, 0, 0, 0, 0], 0o644)
+    });
     tree("t15-hidden-files", &mut |p| {
         write(p.join(".hidden"), b"h", 0o644);
         write(p.join(".config/x"), b"c", 0o644);
@@ -91,17 +115,36 @@ fn corpus(base: &Path) -> Vec<PathBuf> {
         write(p.join("sticky"), b"k", 0o1644);
     });
     tree("t18-odd-characters", &mut |p| {
-        for name in ["with space", "quote\"s", "dollar$", "new\nline", "tab\tbed", "back\\slash", "colon:"] {
+        for name in [
+            "with space",
+            "quote\"s",
+            "dollar$",
+            "new\nline",
+            "tab\tbed",
+            "back\\slash",
+            "colon:",
+        ] {
             write(p.join(name), name.as_bytes(), 0o644);
         }
     });
     tree("t19-thousand-files", &mut |p| many_files(p, 1000, 19));
     tree("t20-mixed-sizes", &mut |p| {
-        for (i, n) in [4095usize, 4096, 4097, 65535, 65536, 131071, 131072, 131073, 300_000].iter().enumerate() {
-            write(p.join(format!("f{i}")), rng.bytes(*n), if i % 2 == 0 { 0o644 } else { 0o755 });
+        for (i, n) in [
+            4095usize, 4096, 4097, 65535, 65536, 131071, 131072, 131073, 300_000,
+        ]
+        .iter()
+        .enumerate()
+        {
+            write(
+                p.join(format!("f{i}")),
+                rng.bytes(*n),
+                if i % 2 == 0 { 0o644 } else { 0o755 },
+            );
         }
     });
-    tree("t21-symlink-to-file-root", &mut |p| link("/etc/hostname", p));
+    tree("t21-symlink-to-file-root", &mut |p| {
+        link("/etc/hostname", p)
+    });
     tree("t22-dir-of-empty-dirs", &mut |p| {
         for i in 0..20 {
             fs::create_dir_all(p.join(format!("e{i}"))).unwrap();
@@ -109,12 +152,26 @@ fn corpus(base: &Path) -> Vec<PathBuf> {
     });
     tree("t23-executable-empty", &mut |p| write(p, b"", 0o755));
     tree("t24-python-like", &mut |p| {
-        write(p.join("usr/local/lib/python3.11/site-packages/pkg/__init__.py"), b"", 0o644);
-        write(p.join("usr/local/lib/python3.11/site-packages/pkg/core.py"), b"def f():\n    return 1\n", 0o644);
-        write(p.join("usr/local/bin/tool"), b"#!/usr/local/bin/python3\nimport pkg\n", 0o755);
+        write(
+            p.join("usr/local/lib/python3.11/site-packages/pkg/__init__.py"),
+            b"",
+            0o644,
+        );
+        write(
+            p.join("usr/local/lib/python3.11/site-packages/pkg/core.py"),
+            b"def f():\n    return 1\n",
+            0o644,
+        );
+        write(
+            p.join("usr/local/bin/tool"),
+            b"#!/usr/local/bin/python3\nimport pkg\n",
+            0o755,
+        );
         link("python3.11", p.join("usr/local/bin/python3"));
     });
-    tree("t25-name-chars+-._?=", &mut |p| write(p.join("f"), b"name", 0o644));
+    tree("t25-name-chars+-._?=", &mut |p| {
+        write(p.join("f"), b"name", 0o644)
+    });
     tree("t26-deep-nesting", &mut |p| {
         let mut d = p.to_path_buf();
         for i in 0..100 {
@@ -137,7 +194,11 @@ fn nix_add(nix_store: &Path, path: &Path) -> String {
 }
 
 fn nix_hash_base32(path: &Path) -> String {
-    let o = nix("nix").args(["hash", "path", "--base32"]).arg(path).output().unwrap();
+    let o = nix("nix")
+        .args(["hash", "path", "--base32"])
+        .arg(path)
+        .output()
+        .unwrap();
     ok(o, &format!("nix hash path {}", path.display()))
 }
 
@@ -145,7 +206,11 @@ fn nix_hash_base32(path: &Path) -> String {
 fn check_against_nix(store: &Path, nix_store: &Path, path: &Path) {
     let what = path.display().to_string();
     let ours = basename(&ok(run(store, &[&"store", &"add", &path]), &what));
-    assert_eq!(ours, nix_add(nix_store, path), "store add basename of {what}");
+    assert_eq!(
+        ours,
+        nix_add(nix_store, path),
+        "store add basename of {what}"
+    );
 
     let hash = ok(run(store, &[&"store", &"hash", &"--base32", &path]), &what);
     assert_eq!(hash, nix_hash_base32(path), "store hash --base32 of {what}");
@@ -163,7 +228,11 @@ fn check_against_nix(store: &Path, nix_store: &Path, path: &Path) {
     item_dump.args(["store", "dump"]).arg(&item);
     let mut nix_dump = nix("nix-store");
     nix_dump.arg("--dump").arg(path);
-    assert_same_stdout(item_dump, nix_dump, &format!("dump of the added item of {what}"));
+    assert_same_stdout(
+        item_dump,
+        nix_dump,
+        &format!("dump of the added item of {what}"),
+    );
 }
 
 fn assert_canonical(item: &Path) {

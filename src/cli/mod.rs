@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod realize;
 mod store;
 
 /// Reproducible ML environments: declared once, pinned by hash, built into a
@@ -31,6 +32,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Pin every input of a spec by hash, writing SPEC.lock beside it
+    Lock(realize::LockArgs),
+    /// Build a spec into the store and export the image (last stdout line: the manifest digest)
+    Realize(realize::RealizeArgs),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -69,6 +74,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         verbose: cli.verbose,
     };
     match cli.command {
+        Command::Lock(args) => realize::lock(&global, args),
+        Command::Realize(args) => realize::realize(&global, args),
         Command::Store(cmd) => store::run(&global, cmd),
     }
 }
@@ -76,6 +83,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// Print an error as one paragraph: the message, then each cause that adds
 /// something the message does not already say.
 pub fn report(err: &anyhow::Error) {
+    if let Some(spec_err @ envbuild::spec::SpecError::Invalid { .. }) = err.downcast_ref() {
+        // The located message, then the TOML snippet with the key marked.
+        let mut snippet = String::new();
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+        let _ = handler.render_report(&mut snippet, spec_err);
+        eprintln!("error: {spec_err}");
+        for line in snippet.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            eprintln!("{line}");
+        }
+        return;
+    }
     let mut text = err.to_string();
     for cause in err.chain().skip(1) {
         let c = cause.to_string();

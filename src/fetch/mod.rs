@@ -23,7 +23,11 @@ pub enum FetchError {
     #[error("fetching {url}: {message}")]
     Network { url: String, message: String },
     #[error("fetching {url}: the server sent {found} bytes, expected {expected}")]
-    Truncated { url: String, expected: u64, found: u64 },
+    Truncated {
+        url: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("fetching {url}: sha256 mismatch: expected {expected}, got {found} ({size} bytes); nothing was added to the store")]
     HashMismatch {
         url: String,
@@ -89,7 +93,9 @@ pub fn fetch(
     let key = realisation_key(sha256);
     if let Some(item) = store.realisation(&key, "out")? {
         let size = store.path_info(&item)?.nar_size;
-        let size = std::fs::metadata(store.physical_path(&item)).map(|m| m.len()).unwrap_or(size);
+        let size = std::fs::metadata(store.physical_path(&item))
+            .map(|m| m.len())
+            .unwrap_or(size);
         return Ok(Fetched {
             item,
             size,
@@ -97,7 +103,9 @@ pub fn fetch(
         });
     }
     if opts.offline {
-        return Err(FetchError::Offline { url: url.to_string() });
+        return Err(FetchError::Offline {
+            url: url.to_string(),
+        });
     }
     let scratch = store.scratch(name)?;
     let dest = scratch.path().join(name);
@@ -123,7 +131,11 @@ pub fn fetch(
     })
 }
 
-fn io_err<'a>(url: &'a str, what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FetchError + 'a {
+fn io_err<'a>(
+    url: &'a str,
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> FetchError + 'a {
     move |source| FetchError::Io {
         url: url.to_string(),
         what,
@@ -144,7 +156,8 @@ fn copy_local(url: &str, src: &Path, dest: &Path) -> Result<(String, u64), Fetch
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io_err(url, "writing", dest))?;
+        out.write_all(&buf[..n])
+            .map_err(io_err(url, "writing", dest))?;
         size += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), size))
@@ -178,8 +191,10 @@ fn download(url: &str, dest: &Path, opts: &FetchOptions) -> Result<(String, u64)
     let bar = if opts.progress {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {bytes}/{total_bytes} {bytes_per_sec} [{bar:30}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bytes}/{total_bytes} {bytes_per_sec} [{bar:30}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         pb.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
         pb
@@ -193,7 +208,16 @@ fn download(url: &str, dest: &Path, opts: &FetchOptions) -> Result<(String, u64)
             std::thread::sleep(backoff);
             backoff *= 2;
         }
-        match one_attempt(&client, url, &mut out, dest, &mut hasher, &mut written, &mut expected_total, &bar)? {
+        match one_attempt(
+            &client,
+            url,
+            &mut out,
+            dest,
+            &mut hasher,
+            &mut written,
+            &mut expected_total,
+            &bar,
+        )? {
             Attempt::Done => {
                 bar.finish_and_clear();
                 out.sync_all().map_err(io_err(url, "writing", dest))?;
@@ -240,7 +264,8 @@ fn one_attempt(
                 // The server ignored Range: start over.
                 use std::io::Seek;
                 out.set_len(0).map_err(io_err(url, "writing", dest))?;
-                out.seek(std::io::SeekFrom::Start(0)).map_err(io_err(url, "writing", dest))?;
+                out.seek(std::io::SeekFrom::Start(0))
+                    .map_err(io_err(url, "writing", dest))?;
                 *hasher = Sha256::new();
                 *written = 0;
             }
@@ -280,7 +305,8 @@ fn one_attempt(
             }
         };
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io_err(url, "writing", dest))?;
+        out.write_all(&buf[..n])
+            .map_err(io_err(url, "writing", dest))?;
         *written += n as u64;
         bar.set_position(*written);
     }

@@ -33,7 +33,9 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
-    #[error("--locked: {spec} has no lock file (expected {lock}); run `envbuild lock {spec}` first")]
+    #[error(
+        "--locked: {spec} has no lock file (expected {lock}); run `envbuild lock {spec}` first"
+    )]
     Missing { spec: PathBuf, lock: PathBuf },
     #[error("--locked: the spec {spec} no longer matches {lock}: {}; run `envbuild lock {spec}` to update it", changes.join("; "))]
     Changed {
@@ -122,7 +124,10 @@ impl Lock {
             path: path.to_path_buf(),
             source,
         };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
         std::io::Write::write_all(&mut tmp, self.to_toml().as_bytes()).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
@@ -136,16 +141,23 @@ impl Lock {
         for new in &current.inputs {
             match self.inputs.iter().find(|o| o.id == new.id) {
                 None => out.push(format!("{} ({}) is not in the lock", new.id, new.source)),
-                Some(old) if old.hash != new.hash || old.size != new.size || old.source != new.source => out.push(format!(
-                    "{} ({}): the lock has {} ({} bytes), found {} ({} bytes)",
-                    new.id, new.source, old.hash, old.size, new.hash, new.size
-                )),
+                Some(old)
+                    if old.hash != new.hash || old.size != new.size || old.source != new.source =>
+                {
+                    out.push(format!(
+                        "{} ({}): the lock has {} ({} bytes), found {} ({} bytes)",
+                        new.id, new.source, old.hash, old.size, new.hash, new.size
+                    ))
+                }
                 Some(_) => {}
             }
         }
         for old in &self.inputs {
             if !current.inputs.iter().any(|n| n.id == old.id) {
-                out.push(format!("{} ({}) is in the lock but no longer in the spec", old.id, old.source));
+                out.push(format!(
+                    "{} ({}) is in the lock but no longer in the spec",
+                    old.id, old.source
+                ));
             }
         }
         if self.source_date_epoch != current.source_date_epoch {

@@ -228,7 +228,12 @@ impl Ctx<'_> {
             Some(s) => {
                 let before = &self.text[..s.start.min(self.text.len())];
                 let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+                let col = before
+                    .rsplit('\n')
+                    .next()
+                    .map(|l| l.chars().count())
+                    .unwrap_or(0)
+                    + 1;
                 (line, col)
             }
             None => (1, 1),
@@ -243,13 +248,20 @@ impl Ctx<'_> {
         }
     }
 
-    fn at<T>(&self, s: &Spanned<T>, message: impl Into<String>, label: impl Into<String>) -> SpecError {
+    fn at<T>(
+        &self,
+        s: &Spanned<T>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> SpecError {
         self.err(Some(s.span()), message, label, None)
     }
 }
 
 fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Normalize an absolute image path; `None` if relative or with `.`/`..`.
@@ -284,14 +296,16 @@ impl Spec {
     /// Parse and validate spec text; `path` locates relative inputs.
     pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
         let ctx = Ctx { path, text };
-        let raw: RawSpec = toml::from_str(text).map_err(|e| {
-            ctx.err(e.span(), e.message().trim().to_string(), "here", None)
-        })?;
+        let raw: RawSpec = toml::from_str(text)
+            .map_err(|e| ctx.err(e.span(), e.message().trim().to_string(), "here", None))?;
         let abs = std::path::absolute(path).map_err(|source| SpecError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let dir = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
         validate(&ctx, raw, abs, dir)
     }
 }
@@ -300,7 +314,9 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
     let name = raw.env.name.get_ref().clone();
     let name_ok = !name.is_empty()
         && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if !name_ok {
         return Err(ctx.at(
@@ -324,9 +340,14 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
     let user = match &raw.image.user {
         Some(u) => {
             let v = u.get_ref();
-            let home = v.home.clone().unwrap_or_else(|| format!("/home/{}", v.name));
+            let home = v
+                .home
+                .clone()
+                .unwrap_or_else(|| format!("/home/{}", v.name));
             let valid = !v.name.is_empty()
-                && v.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+                && v.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
                 && v.name != "root";
             if !valid || v.uid == 0 {
                 return Err(ctx.at(
@@ -336,7 +357,11 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
                 ));
             }
             let home = image_path(&home).ok_or_else(|| {
-                ctx.at(u, format!("image.user.home {home:?} is not an absolute path without '..'"), "invalid home")
+                ctx.at(
+                    u,
+                    format!("image.user.home {home:?} is not an absolute path without '..'"),
+                    "invalid home",
+                )
             })?;
             Some(User {
                 name: v.name.clone(),
@@ -355,7 +380,10 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         if !src_abs.exists() && std::fs::symlink_metadata(&src_abs).is_err() {
             return Err(ctx.at(
                 &f.src,
-                format!("files.src {src:?} does not exist (looked for {})", src_abs.display()),
+                format!(
+                    "files.src {src:?} does not exist (looked for {})",
+                    src_abs.display()
+                ),
                 "missing",
             ));
         }
@@ -370,7 +398,11 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             )
         })?;
         if dst == "/" {
-            return Err(ctx.at(&f.dst, "files.dst \"/\" would replace the image root", "expected a path below /"));
+            return Err(ctx.at(
+                &f.dst,
+                "files.dst \"/\" would replace the image root",
+                "expected a path below /",
+            ));
         }
         let mode = match &f.mode {
             None => None,
@@ -410,14 +442,22 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             (Some(p), None) => {
                 if let Some(h) = &w.sha256 {
                     if !is_hex64(h.get_ref()) {
-                        return Err(ctx.at(h, "wheels.sha256 must be 64 lowercase hex digits", "invalid sha256"));
+                        return Err(ctx.at(
+                            h,
+                            "wheels.sha256 must be 64 lowercase hex digits",
+                            "invalid sha256",
+                        ));
                     }
                 }
                 let abs = dir.join(p.get_ref());
                 if !abs.is_file() {
                     return Err(ctx.at(
                         p,
-                        format!("wheels.path {:?} is not a file (looked for {})", p.get_ref(), abs.display()),
+                        format!(
+                            "wheels.path {:?} is not a file (looked for {})",
+                            p.get_ref(),
+                            abs.display()
+                        ),
                         "missing",
                     ));
                 }
@@ -433,14 +473,29 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             }
             (None, Some(u)) => {
                 let url = u.get_ref();
-                if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://")) {
-                    return Err(ctx.at(u, format!("wheels.url {url:?} is not an http(s) or file URL"), "invalid URL"));
+                if !(url.starts_with("http://")
+                    || url.starts_with("https://")
+                    || url.starts_with("file://"))
+                {
+                    return Err(ctx.at(
+                        u,
+                        format!("wheels.url {url:?} is not an http(s) or file URL"),
+                        "invalid URL",
+                    ));
                 }
                 let sha = w.sha256.as_ref().ok_or_else(|| {
-                    ctx.at(u, "a wheel given by url needs sha256 = \"<64 hex digits>\"", "no sha256 for this URL")
+                    ctx.at(
+                        u,
+                        "a wheel given by url needs sha256 = \"<64 hex digits>\"",
+                        "no sha256 for this URL",
+                    )
                 })?;
                 if !is_hex64(sha.get_ref()) {
-                    return Err(ctx.at(sha, "wheels.sha256 must be 64 lowercase hex digits", "invalid sha256"));
+                    return Err(ctx.at(
+                        sha,
+                        "wheels.sha256 must be 64 lowercase hex digits",
+                        "invalid sha256",
+                    ));
                 }
                 let filename = file_name_of(url.split(['?', '#']).next().unwrap_or(url));
                 check_wheel_name(ctx, u, &filename)?;
@@ -453,11 +508,20 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
                 }
             }
             (Some(p), Some(_)) => {
-                return Err(ctx.at(p, "a wheel has either path or url, not both", "path and url"))
+                return Err(ctx.at(
+                    p,
+                    "a wheel has either path or url, not both",
+                    "path and url",
+                ))
             }
             (None, None) => {
                 let span = w.sha256.as_ref().map(|s| s.span());
-                return Err(ctx.err(span, "a [[wheels]] entry needs path = \"...\" or url = \"...\" with sha256", "here", None));
+                return Err(ctx.err(
+                    span,
+                    "a [[wheels]] entry needs path = \"...\" or url = \"...\" with sha256",
+                    "here",
+                    None,
+                ));
             }
         };
         wheels.push(input);
@@ -484,11 +548,19 @@ fn file_name_of(s: &str) -> String {
 
 fn check_wheel_name(ctx: &Ctx, at: &Spanned<String>, filename: &str) -> Result<(), SpecError> {
     WheelFilename::parse(filename).map(|_| ()).map_err(|e| {
-        ctx.at(at, format!("{filename:?} is not a wheel file name: {e}"), "expected {name}-{version}-{python}-{abi}-{platform}.whl")
+        ctx.at(
+            at,
+            format!("{filename:?} is not a wheel file name: {e}"),
+            "expected {name}-{version}-{python}-{abi}-{platform}.whl",
+        )
     })
 }
 
-fn resolve_owner(ctx: &Ctx, o: &Spanned<String>, user: Option<&User>) -> Result<(u32, u32), SpecError> {
+fn resolve_owner(
+    ctx: &Ctx,
+    o: &Spanned<String>,
+    user: Option<&User>,
+) -> Result<(u32, u32), SpecError> {
     let v = o.get_ref();
     if v == "root" {
         return Ok((0, 0));
@@ -512,14 +584,19 @@ fn resolve_owner(ctx: &Ctx, o: &Spanned<String>, user: Option<&User>) -> Result<
 }
 
 fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>) -> Result<PythonLayout, SpecError> {
-    let get = |v: Option<&Spanned<String>>, key: &str, default: String| -> Result<String, SpecError> {
-        match v {
-            None => Ok(default),
-            Some(s) => image_path(s.get_ref()).ok_or_else(|| {
-                ctx.at(s, format!("python.{key} must be an absolute image path"), "expected an absolute path")
-            }),
-        }
-    };
+    let get =
+        |v: Option<&Spanned<String>>, key: &str, default: String| -> Result<String, SpecError> {
+            match v {
+                None => Ok(default),
+                Some(s) => image_path(s.get_ref()).ok_or_else(|| {
+                    ctx.at(
+                        s,
+                        format!("python.{key} must be an absolute image path"),
+                        "expected an absolute path",
+                    )
+                }),
+            }
+        };
     let site = get(
         p.and_then(|p| p.site_packages.as_ref()),
         "site-packages",
@@ -532,8 +609,16 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>) -> Result<PythonLayout, Spec
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| "/usr/local".into());
     let prefix = if prefix == "/" { String::new() } else { prefix };
-    let scripts = get(p.and_then(|p| p.scripts.as_ref()), "scripts", format!("{prefix}/bin"))?;
-    let shebang = get(p.and_then(|p| p.shebang.as_ref()), "shebang", format!("{prefix}/bin/python3"))?;
+    let scripts = get(
+        p.and_then(|p| p.scripts.as_ref()),
+        "scripts",
+        format!("{prefix}/bin"),
+    )?;
+    let shebang = get(
+        p.and_then(|p| p.shebang.as_ref()),
+        "shebang",
+        format!("{prefix}/bin/python3"),
+    )?;
     Ok(PythonLayout {
         site_packages: site,
         scripts,
@@ -541,14 +626,29 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>) -> Result<PythonLayout, Spec
     })
 }
 
-fn image_settings(ctx: &Ctx, raw: &RawSpec, name: &str, user: Option<User>) -> Result<Image, SpecError> {
+fn image_settings(
+    ctx: &Ctx,
+    raw: &RawSpec,
+    name: &str,
+    user: Option<User>,
+) -> Result<Image, SpecError> {
     let img = &raw.image;
-    let image_name = img.name.as_ref().map(|n| n.get_ref().clone()).unwrap_or_else(|| name.to_string());
-    let tag = img.tag.as_ref().map(|t| t.get_ref().clone()).unwrap_or_else(|| "latest".into());
+    let image_name = img
+        .name
+        .as_ref()
+        .map(|n| n.get_ref().clone())
+        .unwrap_or_else(|| name.to_string());
+    let tag = img
+        .tag
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_else(|| "latest".into());
     if let Some(t) = &img.tag {
         let ok = !tag.is_empty()
             && tag.len() <= 128
-            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !ok {
             return Err(ctx.at(t, format!("image.tag {tag:?} is not a valid tag (letters, digits, '.', '_', '-'; at most 128)"), "invalid tag"));
         }
@@ -556,7 +656,11 @@ fn image_settings(ctx: &Ctx, raw: &RawSpec, name: &str, user: Option<User>) -> R
     let workdir = match &img.workdir {
         None => None,
         Some(w) => Some(image_path(w.get_ref()).ok_or_else(|| {
-            ctx.at(w, format!("image.workdir {:?} must be an absolute path", w.get_ref()), "expected an absolute path")
+            ctx.at(
+                w,
+                format!("image.workdir {:?} must be an absolute path", w.get_ref()),
+                "expected an absolute path",
+            )
         })?),
     };
     let mut ports = Vec::new();
@@ -572,30 +676,64 @@ fn image_settings(ctx: &Ctx, raw: &RawSpec, name: &str, user: Option<User>) -> R
             Some((n, proto)) if (1..=65535).contains(&n) && (proto == "tcp" || proto == "udp") => {
                 ports.push(format!("{n}/{proto}"))
             }
-            _ => return Err(ctx.at(p, "image.ports entries must be a port 1-65535, optionally with /tcp or /udp", "invalid port")),
+            _ => {
+                return Err(ctx.at(
+                    p,
+                    "image.ports entries must be a port 1-65535, optionally with /tcp or /udp",
+                    "invalid port",
+                ))
+            }
         }
     }
     let mut volumes = Vec::new();
     for v in &img.volumes {
         volumes.push(image_path(v.get_ref()).ok_or_else(|| {
-            ctx.at(v, format!("image.volumes entry {:?} must be an absolute path", v.get_ref()), "expected an absolute path")
+            ctx.at(
+                v,
+                format!(
+                    "image.volumes entry {:?} must be an absolute path",
+                    v.get_ref()
+                ),
+                "expected an absolute path",
+            )
         })?);
     }
     for k in img.env.keys() {
         if k.is_empty() || k.contains('=') {
-            return Err(ctx.err(None, format!("image.env key {k:?} is not a valid variable name"), "here", None));
+            return Err(ctx.err(
+                None,
+                format!("image.env key {k:?} is not a valid variable name"),
+                "here",
+                None,
+            ));
         }
     }
     let compression = match &img.compression {
         None => Compression::Gzip(6),
         Some(c) => {
-            let (algo, level) = c.get_ref().split_once(':').map(|(a, l)| (a, Some(l))).unwrap_or((c.get_ref(), None));
-            let bad = || ctx.at(c, format!("image.compression {:?} is not one of \"gzip\", \"gzip:1-9\", \"zstd\", \"zstd:1-19\", \"none\"", c.get_ref()), "invalid compression");
+            let (algo, level) = c
+                .get_ref()
+                .split_once(':')
+                .map(|(a, l)| (a, Some(l)))
+                .unwrap_or((c.get_ref(), None));
+            let bad = || {
+                ctx.at(c, format!("image.compression {:?} is not one of \"gzip\", \"gzip:1-9\", \"zstd\", \"zstd:1-19\", \"none\"", c.get_ref()), "invalid compression")
+            };
             match (algo, level) {
                 ("gzip", None) => Compression::Gzip(6),
-                ("gzip", Some(l)) => Compression::Gzip(l.parse().ok().filter(|l| (1..=9).contains(l)).ok_or_else(bad)?),
+                ("gzip", Some(l)) => Compression::Gzip(
+                    l.parse()
+                        .ok()
+                        .filter(|l| (1..=9).contains(l))
+                        .ok_or_else(bad)?,
+                ),
                 ("zstd", None) => Compression::Zstd(3),
-                ("zstd", Some(l)) => Compression::Zstd(l.parse().ok().filter(|l| (1..=19).contains(l)).ok_or_else(bad)?),
+                ("zstd", Some(l)) => Compression::Zstd(
+                    l.parse()
+                        .ok()
+                        .filter(|l| (1..=19).contains(l))
+                        .ok_or_else(bad)?,
+                ),
                 ("none", None) => Compression::None,
                 _ => return Err(bad()),
             }

@@ -374,10 +374,19 @@ impl Store {
         let gc = self.gc_lock(LockKind::Shared)?;
         let safe: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "+-._".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "+-._".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(64)
             .collect();
-        let path = self.meta().join("tmp").join(format!("{}-{safe}", unique_suffix()));
+        let path = self
+            .meta()
+            .join("tmp")
+            .join(format!("{}-{safe}", unique_suffix()));
         fs::create_dir(&path).map_err(StoreError::io(&path))?;
         Ok(Scratch { path, _gc: gc })
     }

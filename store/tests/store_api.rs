@@ -38,7 +38,11 @@ fn nar_restore_then_dump_round_trips() {
     let dst = tmp.path().join("restored");
     nar::restore(&nar1[..], &dst).unwrap();
     assert_eq!(dump_bytes(&dst), nar1);
-    let mode = fs::metadata(dst.join("bin/tool")).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(dst.join("bin/tool"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o555);
 }
 
@@ -96,7 +100,10 @@ fn adding_the_same_tree_twice_copies_once() {
     assert_eq!(nar::hash_path(&a.physical).unwrap(), a.nar);
     let info = store.path_info(&a.path).unwrap();
     assert_eq!(info.nar_size, a.nar.size);
-    assert_eq!(info.ca.unwrap(), format!("fixed:r:sha256:{}", a.nar.to_nix_base32()));
+    assert_eq!(
+        info.ca.unwrap(),
+        format!("fixed:r:sha256:{}", a.nar.to_nix_base32())
+    );
 }
 
 #[test]
@@ -110,7 +117,12 @@ fn references_form_closures_and_gc_keeps_what_roots_reach() {
     };
     let dep = store.add_path(&mk("dep"), "dep").unwrap().path;
     let app = store
-        .add_path_with_references(&mk("app"), "app", std::slice::from_ref(&dep), Some("drv-app"))
+        .add_path_with_references(
+            &mk("app"),
+            "app",
+            std::slice::from_ref(&dep),
+            Some("drv-app"),
+        )
         .unwrap()
         .path;
     let loose = store.add_path(&mk("loose"), "loose").unwrap().path;
@@ -121,7 +133,8 @@ fn references_form_closures_and_gc_keeps_what_roots_reach() {
         v
     });
     // A reference to something not in the store is refused.
-    let missing = envbuild_store::StorePath::from_basename("00000000000000000000000000000000-ghost").unwrap();
+    let missing =
+        envbuild_store::StorePath::from_basename("00000000000000000000000000000000-ghost").unwrap();
     assert!(matches!(
         store.add_path_with_references(&mk("x"), "x", &[missing], None),
         Err(StoreError::MissingReference { .. })
@@ -142,7 +155,10 @@ fn references_form_closures_and_gc_keeps_what_roots_reach() {
     assert_eq!(report.dead_roots, vec!["result".to_string()]);
     assert_eq!(report.removed, vec![linked]);
     store.remove_root("app").unwrap();
-    assert!(matches!(store.remove_root("app"), Err(StoreError::NoSuchRoot { .. })));
+    assert!(matches!(
+        store.remove_root("app"),
+        Err(StoreError::NoSuchRoot { .. })
+    ));
     let report = store.gc().unwrap();
     assert_eq!(report.removed.len(), 2);
     assert!(store.verify(|_, _, _| {}).unwrap().problems.is_empty());
@@ -168,12 +184,22 @@ fn file_locks_exclude_and_are_released_on_drop() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("x.lock");
     let held = FileLock::acquire(&path, LockKind::Exclusive).unwrap();
-    assert!(FileLock::try_acquire(&path, LockKind::Exclusive).unwrap().is_none());
-    assert!(FileLock::try_acquire(&path, LockKind::Shared).unwrap().is_none());
+    assert!(FileLock::try_acquire(&path, LockKind::Exclusive)
+        .unwrap()
+        .is_none());
+    assert!(FileLock::try_acquire(&path, LockKind::Shared)
+        .unwrap()
+        .is_none());
     drop(held);
-    let shared = FileLock::try_acquire(&path, LockKind::Shared).unwrap().unwrap();
-    assert!(FileLock::try_acquire(&path, LockKind::Shared).unwrap().is_some());
-    assert!(FileLock::try_acquire(&path, LockKind::Exclusive).unwrap().is_none());
+    let shared = FileLock::try_acquire(&path, LockKind::Shared)
+        .unwrap()
+        .unwrap();
+    assert!(FileLock::try_acquire(&path, LockKind::Shared)
+        .unwrap()
+        .is_some());
+    assert!(FileLock::try_acquire(&path, LockKind::Exclusive)
+        .unwrap()
+        .is_none());
     drop(shared);
 }
 
@@ -190,7 +216,11 @@ fn leftovers_of_an_interrupted_add_are_replaced_and_collected() {
     // Simulate a crash after the rename, before registration: a partial,
     // unregistered directory at the final name, and junk in tmp/.
     let mut store = Store::open(&root).unwrap();
-    write(&store.physical_path(&expected).join("partial"), b"half", 0o444);
+    write(
+        &store.physical_path(&expected).join("partial"),
+        b"half",
+        0o444,
+    );
     write(&root.join(".envbuild/tmp/123-sample/x"), b"junk", 0o444);
     let report = store.verify(|_, _, _| {}).unwrap();
     assert!(report.problems.is_empty());

@@ -92,8 +92,16 @@ pub fn basename(p: &str) -> String {
 /// Compare two commands' stdout byte for byte without holding either in
 /// memory; panics naming the first differing offset.
 pub fn assert_same_stdout(mut a: Command, mut b: Command, what: &str) {
-    let mut ca = a.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut cb = b.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut ca = a
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cb = b
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut ra = ca.stdout.take().unwrap();
     let mut rb = cb.stdout.take().unwrap();
     let mut ba = vec![0u8; 1 << 20];
@@ -109,7 +117,12 @@ pub fn assert_same_stdout(mut a: Command, mut b: Command, what: &str) {
         {
             panic!("{what}: outputs differ at byte {}", offset + i as u64);
         }
-        assert_eq!(na, nb, "{what}: one output ends at byte {}", offset + na.min(nb) as u64);
+        assert_eq!(
+            na,
+            nb,
+            "{what}: one output ends at byte {}",
+            offset + na.min(nb) as u64
+        );
         if na == 0 {
             break;
         }
@@ -117,8 +130,16 @@ pub fn assert_same_stdout(mut a: Command, mut b: Command, what: &str) {
     }
     let sa = ca.wait_with_output().unwrap();
     let sb = cb.wait_with_output().unwrap();
-    assert!(sa.status.success(), "{what}: {}", String::from_utf8_lossy(&sa.stderr));
-    assert!(sb.status.success(), "{what}: {}", String::from_utf8_lossy(&sb.stderr));
+    assert!(
+        sa.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&sa.stderr)
+    );
+    assert!(
+        sb.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&sb.stderr)
+    );
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {

@@ -1,0 +1,285 @@
+//! Assembly: the rootfs is the ordered union of components (store items
+//! holding FHS trees). This module checks that union and groups components
+//! into layers.
+//!
+//! Union rule: directories merge; two components may place the same file
+//! only with identical bytes and the same executable bit, and the same
+//! symlink only with the same target (every nvidia wheel ships the same
+//! `nvidia/__init__.py`). Anything else is an error naming the path and both
+//! components.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Layers in an image at most (DESIGN.md section 5).
+pub const LAYER_BUDGET: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("components {first} and {second} both place {path} in the rootfs, with different contents ({first}: {first_has}; {second}: {second_has})")]
+    Conflict {
+        path: String,
+        first: String,
+        second: String,
+        first_has: String,
+        second_has: String,
+    },
+    #[error("reading {path} of component {component}: {source}")]
+    Io {
+        component: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A component as assembly sees it.
+#[derive(Debug, Clone)]
+pub struct ComponentTree {
+    pub label: String,
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir,
+    File { executable: bool, size: u64 },
+    Symlink(PathBuf),
+}
+
+fn describe(n: &Node) -> String {
+    match n {
+        Node::Dir => "a directory".into(),
+        Node::File { executable, size } => format!(
+            "a {}file of {size} bytes",
+            if *executable { "executable " } else { "" }
+        ),
+        Node::Symlink(t) => format!("a symlink to {}", t.display()),
+    }
+}
+
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Check that the ordered union of `components` is well defined.
+pub fn check_union(components: &[ComponentTree]) -> Result<(), AssembleError> {
+    // image path → (component index, node, physical path)
+    let mut seen: BTreeMap<String, (usize, Node, PathBuf)> = BTreeMap::new();
+    for (ci, c) in components.iter().enumerate() {
+        let io = |path: &Path, source| AssembleError::Io {
+            component: c.label.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        for entry in walkdir::WalkDir::new(&c.root)
+            .follow_root_links(false)
+            .min_depth(1)
+        {
+            let entry = entry.map_err(|e| {
+                let p = e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| c.root.clone());
+                io(&p, e.into())
+            })?;
+            let rel = entry
+                .path()
+                .strip_prefix(&c.root)
+                .expect("walkdir yields paths under its root");
+            let image_path = format!("/{}", rel.to_string_lossy());
+            let meta = entry
+                .path()
+                .symlink_metadata()
+                .map_err(|e| io(entry.path(), e))?;
+            let node = if meta.is_dir() {
+                Node::Dir
+            } else if meta.file_type().is_symlink() {
+                Node::Symlink(std::fs::read_link(entry.path()).map_err(|e| io(entry.path(), e))?)
+            } else {
+                Node::File {
+                    executable: meta.permissions().mode() & 0o100 != 0,
+                    size: meta.len(),
+                }
+            };
+            match seen.get(&image_path) {
+                None => {
+                    seen.insert(image_path, (ci, node, entry.path().to_path_buf()));
+                }
+                Some((pi, prev, prev_path)) => {
+                    let fine = match (prev, &node) {
+                        (Node::Dir, Node::Dir) => true,
+                        (Node::File { .. }, Node::File { .. }) if prev == &node => {
+                            same_bytes(prev_path, entry.path()).map_err(|e| io(entry.path(), e))?
+                        }
+                        (Node::Symlink(a), Node::Symlink(b)) => a == b,
+                        _ => false,
+                    };
+                    if !fine {
+                        let different_bytes = prev == &node;
+                        return Err(AssembleError::Conflict {
+                            path: image_path,
+                            first: components[*pi].label.clone(),
+                            second: c.label.clone(),
+                            first_has: describe(prev),
+                            second_has: if different_bytes {
+                                format!("{} with different bytes", describe(&node))
+                            } else {
+                                describe(&node)
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Group components (given by size, in rootfs order) into at most `budget`
+/// layers. Components marked `own` (the app, a model) always get a layer of
+/// their own; the rest are packed in order into groups of similar size.
+/// With no more components than the budget, every component is its own
+/// layer. The result is stable: it depends only on the sizes and flags.
+pub fn group_layers(sizes: &[(u64, bool)], budget: usize) -> Vec<Vec<usize>> {
+    if sizes.len() <= budget {
+        return (0..sizes.len()).map(|i| vec![i]).collect();
+    }
+    let own: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i].1).collect();
+    let rest: Vec<usize> = (0..sizes.len()).filter(|&i| !sizes[i].1).collect();
+    let groups = budget.saturating_sub(own.len()).max(1);
+    let total: u64 = rest.iter().map(|&i| sizes[i].0).sum();
+    let target = total / groups as u64 + 1;
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current = Vec::new();
+    let mut acc = 0u64;
+    for (k, &i) in rest.iter().enumerate() {
+        current.push(i);
+        acc += sizes[i].0;
+        let remaining_items = rest.len() - k - 1;
+        let remaining_groups = groups - out.len() - 1;
+        if (acc >= target || remaining_items <= remaining_groups)
+            && remaining_groups > 0
+            && remaining_items > 0
+        {
+            out.push(std::mem::take(&mut current));
+            acc = 0;
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    let mut all: Vec<Vec<usize>> = out;
+    all.extend(own.into_iter().map(|i| vec![i]));
+    // Keep rootfs order: sort groups by their first component.
+    all.sort_by_key(|g| g[0]);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comp(dir: &Path, label: &str, files: &[(&str, &[u8], u32)]) -> ComponentTree {
+        let root = dir.join(label);
+        for (p, data, mode) in files {
+            let f = root.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, data).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        ComponentTree {
+            label: label.into(),
+            root,
+        }
+    }
+
+    #[test]
+    fn identical_files_in_two_components_are_fine() {
+        let t = tempfile::tempdir().unwrap();
+        let a = comp(
+            t.path(),
+            "nvidia-a",
+            &[
+                ("sp/nvidia/__init__.py", b"", 0o644),
+                ("sp/nvidia/a/x", b"a", 0o644),
+            ],
+        );
+        let b = comp(
+            t.path(),
+            "nvidia-b",
+            &[
+                ("sp/nvidia/__init__.py", b"", 0o644),
+                ("sp/nvidia/b/x", b"b", 0o644),
+            ],
+        );
+        check_union(&[a, b]).unwrap();
+    }
+
+    #[test]
+    fn different_bytes_at_one_path_name_both_components() {
+        let t = tempfile::tempdir().unwrap();
+        let a = comp(t.path(), "first", &[("etc/conf", b"one", 0o644)]);
+        let b = comp(t.path(), "second", &[("etc/conf", b"two", 0o644)]);
+        let err = check_union(&[a, b]).unwrap_err().to_string();
+        assert!(
+            err.contains("/etc/conf") && err.contains("first") && err.contains("second"),
+            "{err}"
+        );
+        assert!(err.contains("different bytes"), "{err}");
+    }
+
+    #[test]
+    fn file_against_directory_and_exec_bit_are_conflicts() {
+        let t = tempfile::tempdir().unwrap();
+        let a = comp(
+            t.path(),
+            "a",
+            &[("x/y", b"1", 0o644), ("bin/t", b"#!", 0o755)],
+        );
+        let b = comp(t.path(), "b", &[("x", b"1", 0o644)]);
+        assert!(check_union(&[a.clone(), b]).is_err());
+        let c = comp(t.path(), "c", &[("bin/t", b"#!", 0o644)]);
+        assert!(check_union(&[a, c]).is_err());
+    }
+
+    #[test]
+    fn grouping_respects_the_budget_and_keeps_own_layers() {
+        let sizes: Vec<(u64, bool)> = (0..250)
+            .map(|i| (1000 + i as u64, i == 249 || i == 0))
+            .collect();
+        let groups = group_layers(&sizes, 100);
+        assert!(groups.len() <= 100, "{} layers", groups.len());
+        assert!(groups.contains(&vec![249]) && groups.contains(&vec![0]));
+        let mut all: Vec<usize> = groups.concat();
+        all.sort();
+        assert_eq!(all, (0..250).collect::<Vec<_>>());
+        assert_eq!(group_layers(&sizes[..10], 100).len(), 10);
+        assert_eq!(groups, group_layers(&sizes, 100), "stable");
+    }
+}

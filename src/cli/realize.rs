@@ -1,0 +1,128 @@
+//! `envbuild lock` and `envbuild realize`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use envbuild::export::{self, Format};
+use envbuild::realize::{self, RealizeOptions};
+use envbuild::spec::Spec;
+
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct LockArgs {
+    /// The spec (TOML); the lock is written beside it as SPEC.lock
+    pub spec: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RealizeArgs {
+    /// The spec (TOML)
+    pub spec: PathBuf,
+    /// Where to write the result [default: ./<name>.tar, ./<name>-oci or ./<name>-rootfs]
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// What to write
+    #[arg(long, value_enum, default_value = "oci-archive")]
+    pub format: Format,
+    /// Fail, naming what changed, if the spec no longer matches its lock
+    #[arg(long)]
+    pub locked: bool,
+    /// Use only what the store already has; never download
+    #[arg(long)]
+    pub offline: bool,
+}
+
+pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
+    let spec = Spec::load(&args.spec)?;
+    let mut store = global.open_store()?;
+    let opts = RealizeOptions {
+        progress: global.show_progress(),
+        ..RealizeOptions::default()
+    };
+    let (lock, changed) = realize::lock(&mut store, &spec, &opts)?;
+    let path = envbuild::lock::lock_path(&spec.path);
+    if !global.quiet {
+        eprintln!(
+            "{} {} ({} inputs, source-date-epoch {})",
+            if changed { "wrote" } else { "unchanged:" },
+            path.display(),
+            lock.inputs.len(),
+            lock.source_date_epoch
+        );
+    }
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let spec = Spec::load(&args.spec)?;
+    let mut store = global.open_store()?;
+    let opts = RealizeOptions {
+        locked: args.locked,
+        offline: args.offline,
+        progress: global.show_progress(),
+    };
+    let realized = realize::realize(&mut store, &spec, &opts)?;
+    let out = args.output.unwrap_or_else(|| {
+        PathBuf::from(match args.format {
+            Format::OciArchive | Format::Docker => format!("{}.tar", spec.name),
+            Format::OciDir => format!("{}-oci", spec.name),
+            Format::Rootfs => format!("{}-rootfs", spec.name),
+        })
+    });
+    export::export(&store, &realized, args.format, &out)?;
+    // Keep what was realized for this spec alive across gc.
+    store.add_root(
+        &format!("spec:{}", spec.path.display()),
+        &realized.image_item,
+        None,
+    )?;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "output": out,
+                "format": format!("{:?}", args.format),
+                "reference": realized.image.reference,
+                "layers": realized.layers.iter().map(|l| serde_json::json!({
+                    "digest": l.blob.digest, "diffId": l.blob.diff_id, "size": l.blob.size,
+                    "components": l.components,
+                })).collect::<Vec<_>>(),
+                "built": realized.built,
+                "reused": realized.reused,
+                "lockWritten": realized.lock_written,
+            })
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "{} -> {} ({} layers; {} steps built, {} reused{}) in {:.2?}",
+            realized.image.reference,
+            out.display(),
+            realized.layers.len(),
+            realized.built,
+            realized.reused,
+            if realized.lock_written {
+                "; lock written"
+            } else {
+                ""
+            },
+            started.elapsed()
+        );
+        if global.verbose {
+            for l in &realized.layers {
+                eprintln!(
+                    "  {} {:>10} {}",
+                    l.blob.digest,
+                    l.blob.size,
+                    l.components.join(", ")
+                );
+            }
+        }
+    }
+    println!("{}", realized.image.digest());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,176 @@
+//! Export: write a realized image where the user asked for it.
+//!
+//! - `oci-archive` (default): one tar that is both an OCI image layout and a
+//!   docker archive (`docker load`, `podman load`, `skopeo`, `umoci`).
+//! - `oci-dir`: the same layout as a directory, blobs hardlinked from the
+//!   store.
+//! - `rootfs`: the union of the components as a plain directory tree, with
+//!   the image's modes (and owners, when run as root).
+//!
+//! Every format is written next to its destination and renamed into place,
+//! so an interrupted export never leaves a half-written result under the
+//! requested name.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use envbuild_store::Store;
+
+use crate::oci::{self, OciError, PathOverride};
+use crate::realize::{Component, Realized};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One tar: an OCI layout that is also a docker archive
+    OciArchive,
+    /// An OCI layout directory (blobs hardlinked from the store)
+    OciDir,
+    /// The same tar as oci-archive, for `docker load`
+    Docker,
+    /// The root file system as a directory
+    Rootfs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("output {path} already exists and is not empty (expected a new path, or an empty directory)")]
+    Exists { path: PathBuf },
+}
+
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ExportError + 'a {
+    move |source| ExportError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn staging_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!(".{name}.envbuild-{}", std::process::id()))
+}
+
+fn check_free_dir(out: &Path) -> Result<(), ExportError> {
+    match fs::read_dir(out) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(ExportError::Exists { path: out.into() });
+            }
+            fs::remove_dir(out).map_err(io_err("replacing", out))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => Err(ExportError::Exists { path: out.into() }),
+    }
+}
+
+/// Write `realized` to `out` in `format`.
+pub fn export(
+    store: &Store,
+    realized: &Realized,
+    format: Format,
+    out: &Path,
+) -> Result<(), ExportError> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    }
+    let staging = staging_path(out);
+    let _ = fs::remove_dir_all(&staging);
+    let _ = fs::remove_file(&staging);
+    let result = match format {
+        Format::OciArchive | Format::Docker => {
+            oci::write_oci_archive_file(&realized.image, &staging).map_err(ExportError::from)
+        }
+        Format::OciDir => {
+            check_free_dir(out)?;
+            oci::write_oci_dir(&realized.image, &staging).map_err(ExportError::from)
+        }
+        Format::Rootfs => {
+            check_free_dir(out)?;
+            write_rootfs(store, &realized.components, &staging)
+        }
+    };
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&staging);
+        let _ = fs::remove_file(&staging);
+        return Err(e);
+    }
+    fs::rename(&staging, out).map_err(io_err("moving into place", out))
+}
+
+fn write_rootfs(store: &Store, components: &[Component], dest: &Path) -> Result<(), ExportError> {
+    fs::create_dir(dest).map_err(io_err("creating", dest))?;
+    let is_root = rustix::process::geteuid().is_root();
+    let mut overrides: BTreeMap<String, PathOverride> = BTreeMap::new();
+    for c in components {
+        overrides.extend(c.overrides.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    for c in components {
+        let root = store.physical_path(&c.item);
+        for entry in walkdir::WalkDir::new(&root)
+            .follow_root_links(false)
+            .min_depth(1)
+        {
+            let entry = entry.map_err(|e| ExportError::Io {
+                what: "reading",
+                path: root.clone(),
+                source: e.into(),
+            })?;
+            let rel = entry.path().strip_prefix(&root).unwrap_or(entry.path());
+            let target = dest.join(rel);
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                if !target.is_dir() {
+                    fs::create_dir(&target).map_err(io_err("creating", &target))?;
+                }
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+                    .map_err(io_err("writing", &target))?;
+            } else if ft.is_symlink() {
+                if fs::symlink_metadata(&target).is_err() {
+                    let t = fs::read_link(entry.path()).map_err(io_err("reading", entry.path()))?;
+                    std::os::unix::fs::symlink(t, &target).map_err(io_err("creating", &target))?;
+                }
+            } else if fs::symlink_metadata(&target).is_err() {
+                fs::copy(entry.path(), &target).map_err(io_err("copying to", &target))?;
+                let exec = entry
+                    .metadata()
+                    .map(|m| m.permissions().mode() & 0o100 != 0)
+                    .unwrap_or(false);
+                let mode = if exec { 0o755 } else { 0o644 };
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                    .map_err(io_err("writing", &target))?;
+            }
+        }
+    }
+    for (path, o) in &overrides {
+        let target = dest.join(path.trim_start_matches('/'));
+        if fs::symlink_metadata(&target).is_err() {
+            continue;
+        }
+        if let Some(mode) = o.mode {
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                .map_err(io_err("writing", &target))?;
+        }
+        if is_root && (o.uid.is_some() || o.gid.is_some()) {
+            std::os::unix::fs::lchown(&target, o.uid, o.gid)
+                .map_err(io_err("changing the owner of", &target))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Realize: spec + lock → store items → image.
+//!
+//! 1. Pin the inputs (local files are added to the store, wheels fetched as
+//!    fixed-output inputs) and check or write the lock.
+//! 2. Realize the components (base files, copied files, installed wheels),
+//!    the union check, one layer per component (grouped past the budget)
+//!    and the image, each as a derivation whose realisation is looked up
+//!    first: an unchanged step is never redone.
+//!
+//! The builders live in [`builders`]; what a component is, in
+//! [`crate::assemble`].
+
+pub mod builders;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use envbuild_store::{Store, StoreError, StorePath};
+
+use crate::assemble::{self, AssembleError, LAYER_BUDGET};
+use crate::fetch::{self, FetchError, FetchOptions};
+use crate::lock::{lock_path, Lock, LockError, LockedInput};
+use crate::oci::{self, LayerBlob, OciError, PathOverride};
+use crate::plan::Derivation;
+use crate::python::wheel::WheelError;
+use crate::spec::{Spec, WheelSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RealizeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Wheel(#[from] WheelError),
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("item {item} was built by {builder} but {what}")]
+    BadItem {
+        item: String,
+        builder: &'static str,
+        what: String,
+    },
+}
+
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RealizeError + 'a {
+    move |source| RealizeError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RealizeOptions {
+    /// Fail instead of writing the lock when the spec's inputs changed.
+    pub locked: bool,
+    /// Never download.
+    pub offline: bool,
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+/// A component: a store item with an FHS tree, and the ownership/mode
+/// overrides the spec gives its paths.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub label: String,
+    pub item: StorePath,
+    pub overrides: BTreeMap<String, PathOverride>,
+    /// Gets a layer of its own even past the layer budget.
+    pub own_layer: bool,
+}
+
+/// A realized layer.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub item: StorePath,
+    pub blob: LayerBlob,
+    pub blob_path: PathBuf,
+    pub components: Vec<String>,
+}
+
+/// What a realize produced.
+#[derive(Debug)]
+pub struct Realized {
+    pub lock: Lock,
+    pub lock_written: bool,
+    pub components: Vec<Component>,
+    pub layers: Vec<Layer>,
+    pub image: oci::Image,
+    pub image_item: StorePath,
+    /// Steps built now / found already realized.
+    pub built: usize,
+    pub reused: usize,
+}
+
+/// Drives derivations against the store.
+pub struct Realizer<'s> {
+    pub store: &'s mut Store,
+    pub built: usize,
+    pub reused: usize,
+    pub progress: bool,
+}
+
+impl Realizer<'_> {
+    /// The output of `drv`: its realisation if there is one, else built by
+    /// `build` into an empty directory `out` and added to the store.
+    pub fn realize(
+        &mut self,
+        drv: &Derivation,
+        references: &[StorePath],
+        build: impl FnOnce(&mut Store, &Path) -> Result<(), RealizeError>,
+    ) -> Result<StorePath, RealizeError> {
+        let hash = drv.hash();
+        if let Some(item) = self.store.realisation(&hash, "out")? {
+            self.reused += 1;
+            return Ok(item);
+        }
+        if self.progress {
+            eprintln!("building {} ({})", drv.name, drv.builder);
+        }
+        let scratch = self.store.scratch(&drv.name)?;
+        let out = scratch.path().join("out");
+        build(self.store, &out)?;
+        let added =
+            self.store
+                .add_path_with_references(&out, &drv.name, references, Some(&hash))?;
+        self.store.add_realisation(&hash, "out", &added.path)?;
+        self.built += 1;
+        Ok(added.path)
+    }
+}
+
+/// A store item name made from free text.
+pub(crate) fn item_name(s: &str) -> String {
+    let mut n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+-._?=".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    n = n.trim_start_matches(['.', '-']).to_string();
+    n.truncate(200);
+    if n.is_empty() {
+        "item".into()
+    } else {
+        n
+    }
+}
+
+fn now_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Pinned inputs: their lock entries and store items.
+struct Pinned {
+    lock: Lock,
+    files: Vec<StorePath>,
+    wheels: Vec<StorePath>,
+}
+
+fn pin_inputs(
+    store: &mut Store,
+    spec: &Spec,
+    old: Option<&Lock>,
+    opts: &RealizeOptions,
+) -> Result<Pinned, RealizeError> {
+    let mut inputs = Vec::new();
+    let mut files = Vec::new();
+    for f in &spec.files {
+        let name = item_name(
+            Path::new(&f.src)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .as_deref()
+                .unwrap_or("file"),
+        );
+        let added = store.add_path(&f.src_abs, &name)?;
+        inputs.push(LockedInput {
+            id: format!("files:{}", f.dst),
+            source: f.src.clone(),
+            hash: format!("nar-sha256:{}", added.nar.to_hex()),
+            size: added.nar.size,
+        });
+        files.push(added.path);
+    }
+    let fetch_opts = FetchOptions {
+        offline: opts.offline,
+        progress: opts.progress,
+        ..FetchOptions::default()
+    };
+    let mut wheels = Vec::new();
+    for w in &spec.wheels {
+        let (url, source, sha) = match &w.source {
+            WheelSource::Path { path, abs } => {
+                let sha = builders::sha256_file(abs)?;
+                (format!("file://{}", abs.display()), path.clone(), sha)
+            }
+            WheelSource::Url { url, sha256 } => (url.clone(), url.clone(), sha256.clone()),
+        };
+        let fetched = fetch::fetch(store, &url, &sha, &item_name(&w.filename), &fetch_opts)?;
+        inputs.push(LockedInput {
+            id: format!("wheel:{}", w.filename),
+            source,
+            hash: format!("sha256:{sha}"),
+            size: fetched.size,
+        });
+        wheels.push(fetched.item);
+    }
+    let epoch = spec
+        .source_date_epoch
+        .or(old.map(|l| l.source_date_epoch))
+        .unwrap_or_else(now_epoch);
+    Ok(Pinned {
+        lock: Lock::new(epoch, inputs),
+        files,
+        wheels,
+    })
+}
+
+/// `envbuild lock`: pin every input and write the lock beside the spec.
+pub fn lock(
+    store: &mut Store,
+    spec: &Spec,
+    opts: &RealizeOptions,
+) -> Result<(Lock, bool), RealizeError> {
+    let path = lock_path(&spec.path);
+    let old = Lock::read(&path)?;
+    let pinned = pin_inputs(store, spec, old.as_ref(), opts)?;
+    let changed = old.as_ref() != Some(&pinned.lock);
+    if changed {
+        pinned.lock.write(&path)?;
+    }
+    Ok((pinned.lock, changed))
+}
+
+/// `envbuild realize`: everything up to the image (export is separate).
+pub fn realize(
+    store: &mut Store,
+    spec: &Spec,
+    opts: &RealizeOptions,
+) -> Result<Realized, RealizeError> {
+    let path = lock_path(&spec.path);
+    let old = Lock::read(&path)?;
+    if opts.locked && old.is_none() {
+        return Err(LockError::Missing {
+            spec: spec.path.clone(),
+            lock: path,
+        }
+        .into());
+    }
+    let pinned = pin_inputs(store, spec, old.as_ref(), opts)?;
+    let mut lock_written = false;
+    match &old {
+        Some(o) if *o == pinned.lock => {}
+        Some(o) if opts.locked => {
+            return Err(LockError::Changed {
+                spec: spec.path.clone(),
+                lock: path,
+                changes: o.differences(&pinned.lock),
+            }
+            .into())
+        }
+        _ => {
+            pinned.lock.write(&path)?;
+            lock_written = true;
+        }
+    }
+    let epoch = pinned.lock.source_date_epoch;
+    let progress = opts.progress;
+    let mut r = Realizer {
+        store,
+        built: 0,
+        reused: 0,
+        progress,
+    };
+
+    // Components, in rootfs order: base files, wheels, then app files.
+    let mut components = vec![builders::base_files(&mut r, spec)?];
+    for (w, item) in spec.wheels.iter().zip(&pinned.wheels) {
+        components.push(builders::unpack_wheel(&mut r, spec, &w.filename, item)?);
+    }
+    for (f, item) in spec.files.iter().zip(&pinned.files) {
+        components.push(builders::copy_files(&mut r, f, item)?);
+    }
+    builders::union_check(&mut r, &components)?;
+
+    // Layers.
+    let sizes: Vec<(u64, bool)> = components
+        .iter()
+        .map(|c| Ok((r.store.path_info(&c.item)?.nar_size, c.own_layer)))
+        .collect::<Result<_, StoreError>>()?;
+    let compression = builders::compression(&spec.image.compression);
+    let mut layers = Vec::new();
+    for group in assemble::group_layers(&sizes, LAYER_BUDGET) {
+        let members: Vec<&Component> = group.iter().map(|&i| &components[i]).collect();
+        layers.push(builders::layer(&mut r, &members, epoch, compression)?);
+    }
+    let (image, image_item) = builders::image(&mut r, spec, &layers, epoch)?;
+    let (built, reused) = (r.built, r.reused);
+    Ok(Realized {
+        lock: pinned.lock,
+        lock_written,
+        components,
+        layers,
+        image,
+        image_item,
+        built,
+        reused,
+    })
+}
