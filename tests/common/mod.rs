@@ -230,3 +230,81 @@ pub fn verify_clean(store: &Path) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&out).expect("verify --json prints JSON");
     v["checked"].as_u64().unwrap()
 }
+
+/// Copy the hello example (spec, app, wheel) into `dir` and build its static
+/// program there; returns the spec path.
+pub fn hello_example(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_tree(&repo.join("examples/hello"), &dir.join("hello"));
+    let _ = fs::remove_dir_all(dir.join("hello/bin"));
+    fs::create_dir_all(dir.join("hello/bin")).unwrap();
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("hello/bin/hello"))
+        .arg(dir.join("hello/hello.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(st.success(), "gcc -static failed (Debian: gcc, libc6-dev)");
+    let spec = dir.join("hello.toml");
+    fs::copy(repo.join("examples/hello.toml"), &spec).unwrap();
+    // Pin the epoch so independent copies produce the same image.
+    let text = fs::read_to_string(&spec).unwrap().replace(
+        "system = \"x86_64-linux\"\n",
+        "system = \"x86_64-linux\"\nsource-date-epoch = 1700000000\n",
+    );
+    fs::write(&spec, text).unwrap();
+    spec
+}
+
+pub fn copy_tree(src: &Path, dst: &Path) {
+    for e in walkdir::WalkDir::new(src) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(src).unwrap();
+        let t = dst.join(rel);
+        if e.file_type().is_dir() {
+            fs::create_dir_all(&t).unwrap();
+        } else if e.file_type().is_symlink() {
+            symlink(fs::read_link(e.path()).unwrap(), &t).unwrap();
+        } else {
+            fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// Realize `spec` into `out`; returns the digest (the last stdout line).
+pub fn realize(store: &Path, spec: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut c = envbuild();
+    c.arg("--store").arg(store).arg("realize").arg(spec).arg("-o").arg(out).args(extra);
+    let o = c.output().unwrap();
+    let s = ok(o, &format!("realize {}", spec.display()));
+    let last = s.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("sha256:") && last.len() == 71, "last line is not a digest: {s:?}");
+    last
+}
+
+/// `realize --json` → the parsed report (the digest line is last).
+pub fn realize_json(store: &Path, spec: &Path, out: &Path) -> serde_json::Value {
+    let o = envbuild()
+        .arg("--store")
+        .arg(store)
+        .arg("--json")
+        .arg("realize")
+        .arg(spec)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    let s = ok(o, "realize --json");
+    serde_json::from_str(s.lines().next().unwrap()).unwrap()
+}
+
+/// Whether a working Docker engine is reachable.
+pub fn docker_works() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
