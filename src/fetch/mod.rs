@@ -300,7 +300,10 @@ fn one_attempt(
             Err(e) => {
                 return Ok(Attempt::Retry(FetchError::Network {
                     url: url.to_string(),
-                    message: format!("connection lost after {written} bytes: {e}"),
+                    message: match *expected_total {
+                        Some(t) => format!("connection lost after {written} of {t} bytes: {e}"),
+                        None => format!("connection lost after {written} bytes: {e}"),
+                    },
                 }))
             }
         };

@@ -277,7 +277,7 @@ fn image_path(p: &str) -> Option<String> {
             _ => return None,
         }
     }
-    if p.split('/').any(|seg| seg == "..") {
+    if p.split('/').any(|seg| seg == ".." || seg == ".") {
         return None;
     }
     Some(format!("/{}", parts.join("/")))

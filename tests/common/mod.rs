@@ -2,6 +2,8 @@
 //! the real Nix, and building fixture trees.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
@@ -247,12 +249,6 @@ pub fn hello_example(dir: &Path) -> PathBuf {
     assert!(st.success(), "gcc -static failed (Debian: gcc, libc6-dev)");
     let spec = dir.join("hello.toml");
     fs::copy(repo.join("examples/hello.toml"), &spec).unwrap();
-    // Pin the epoch so independent copies produce the same image.
-    let text = fs::read_to_string(&spec).unwrap().replace(
-        "system = \"x86_64-linux\"\n",
-        "system = \"x86_64-linux\"\nsource-date-epoch = 1700000000\n",
-    );
-    fs::write(&spec, text).unwrap();
     spec
 }
 
@@ -307,4 +303,47 @@ pub fn docker_works() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// Build a wheel with the given members (name, bytes), a WHEEL file and a
+/// correct RECORD, then apply `tamper` to the member bytes after RECORD was
+/// computed. Returns the wheel's bytes.
+pub fn build_wheel(
+    name: &str,
+    version: &str,
+    members: &[(&str, &[u8])],
+    tamper: &[(&str, &[u8])],
+) -> Vec<u8> {
+    use base64::Engine;
+    use sha2::Digest;
+    use std::io::Write;
+    let dist = format!("{name}-{version}.dist-info");
+    let mut all: Vec<(String, Vec<u8>)> = members.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
+    all.push((format!("{dist}/METADATA"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n").into_bytes()));
+    all.push((format!("{dist}/WHEEL"), b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec()));
+    let mut record = String::new();
+    for (n, d) in &all {
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(d));
+        record.push_str(&format!("{n},sha256={h},{}\n", d.len()));
+    }
+    record.push_str(&format!("{dist}/RECORD,,\n"));
+    for (n, d) in tamper {
+        for m in all.iter_mut() {
+            if m.0 == *n {
+                m.1 = d.to_vec();
+            }
+        }
+    }
+    all.push((format!("{dist}/RECORD"), record.into_bytes()));
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (n, d) in &all {
+            z.start_file(n.as_str(), opts).unwrap();
+            z.write_all(d).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
 }
