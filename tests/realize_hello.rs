@@ -39,12 +39,38 @@ fn two_realizes_with_different_stores_tz_umask_and_cwd_are_byte_identical() {
     };
     let out_a = tmp.path().join("a.tar");
     let out_b = tmp.path().join("b.tar");
-    let d1 = run_in(&spec_a, &tmp.path().join("store1"), &out_a, "UTC", "022", &a_dir);
-    let d2 = run_in(&spec_b, &tmp.path().join("store2"), &out_b, "Pacific/Chatham", "077", tmp.path());
+    let d1 = run_in(
+        &spec_a,
+        &tmp.path().join("store1"),
+        &out_a,
+        "UTC",
+        "022",
+        &a_dir,
+    );
+    let d2 = run_in(
+        &spec_b,
+        &tmp.path().join("store2"),
+        &out_b,
+        "Pacific/Chatham",
+        "077",
+        tmp.path(),
+    );
     assert_eq!(d1, d2, "digest lines differ");
-    assert_eq!(fs::read(&out_a).unwrap(), fs::read(&out_b).unwrap(), "tars differ");
-    let diff = Command::new("diffoscope").arg(&out_a).arg(&out_b).output().unwrap();
-    assert!(diff.status.success(), "diffoscope found differences:\n{}", String::from_utf8_lossy(&diff.stdout));
+    assert_eq!(
+        fs::read(&out_a).unwrap(),
+        fs::read(&out_b).unwrap(),
+        "tars differ"
+    );
+    let diff = Command::new("diffoscope")
+        .arg(&out_a)
+        .arg(&out_b)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "diffoscope found differences:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
 }
 
 #[test]
@@ -86,7 +112,13 @@ fn umoci_unpacks_the_expected_rootfs() {
     realize(&tmp.path().join("store"), &spec, &tar, &[]);
     let layout = tmp.path().join("layout");
     fs::create_dir(&layout).unwrap();
-    let st = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&layout).status().unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&layout)
+        .status()
+        .unwrap();
     assert!(st.success());
     let bundle = tmp.path().join("bundle");
     let o = Command::new("umoci")
@@ -101,11 +133,24 @@ fn umoci_unpacks_the_expected_rootfs() {
     let hello = rootfs.join("usr/local/bin/hello");
     assert_eq!(fs::metadata(&hello).unwrap().mode() & 0o777, 0o755);
     let msg = rootfs.join("home/appuser/app/message.txt");
-    assert_eq!(fs::read_to_string(&msg).unwrap(), "the app files are in place\n");
-    assert_eq!(fs::metadata(&msg).unwrap().uid(), 1001, "app files owned by appuser");
-    assert_eq!(fs::metadata(rootfs.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+    assert_eq!(
+        fs::read_to_string(&msg).unwrap(),
+        "the app files are in place\n"
+    );
+    assert_eq!(
+        fs::metadata(&msg).unwrap().uid(),
+        1001,
+        "app files owned by appuser"
+    );
+    assert_eq!(
+        fs::metadata(rootfs.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
     let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
-    assert!(passwd.contains("appuser:x:1001:1001::/home/appuser:/bin/sh"), "{passwd}");
+    assert!(
+        passwd.contains("appuser:x:1001:1001::/home/appuser:/bin/sh"),
+        "{passwd}"
+    );
     let site = rootfs.join("usr/local/lib/python3.11/site-packages");
     assert!(site.join("hello_greeter/__init__.py").is_file());
     assert_eq!(
@@ -113,7 +158,10 @@ fn umoci_unpacks_the_expected_rootfs() {
         "envbuild\n"
     );
     let launcher = fs::read_to_string(rootfs.join("usr/local/bin/hello-greeter")).unwrap();
-    assert!(launcher.starts_with("#!/usr/local/bin/python3\n"), "{launcher}");
+    assert!(
+        launcher.starts_with("#!/usr/local/bin/python3\n"),
+        "{launcher}"
+    );
     // The wheel's package really works with a Python 3.11 interpreter.
     let o = Command::new("python3")
         .arg("-c")
@@ -156,17 +204,30 @@ fn docker_loads_and_runs_the_image() {
     let spec = hello_example(tmp.path());
     // A unique tag so parallel runs do not collide.
     let tag = format!("t{}", std::process::id());
-    let text = fs::read_to_string(&spec).unwrap().replace("[image]\n", &format!("[image]\ntag = \"{tag}\"\n"));
+    let text = fs::read_to_string(&spec)
+        .unwrap()
+        .replace("[image]\n", &format!("[image]\ntag = \"{tag}\"\n"));
     fs::write(&spec, text).unwrap();
     let tar = tmp.path().join("a.tar");
     realize(&tmp.path().join("store"), &spec, &tar, &[]);
-    let o = Command::new("docker").arg("load").arg("-i").arg(&tar).output().unwrap();
+    let o = Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(&tar)
+        .output()
+        .unwrap();
     ok(o, "docker load");
     let image = format!("hello:{tag}");
-    let o = Command::new("docker").args(["run", "--rm", &image]).output().unwrap();
+    let o = Command::new("docker")
+        .args(["run", "--rm", &image])
+        .output()
+        .unwrap();
     let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
     let out = ok(o, "docker run");
-    assert_eq!(out, "hello from envbuild (uid=1001)\napp says: the app files are in place");
+    assert_eq!(
+        out,
+        "hello from envbuild (uid=1001)\napp says: the app files are in place"
+    );
 }
 
 #[test]
@@ -177,16 +238,30 @@ fn editing_one_app_file_changes_exactly_one_layer_and_a_no_op_builds_nothing() {
     let out = tmp.path().join("a.tar");
     let first = realize_json(&store, &spec, &out);
     let again = realize_json(&store, &spec, &out);
-    assert_eq!(again["built"], 0, "a no-op realize built something: {again}");
+    assert_eq!(
+        again["built"], 0,
+        "a no-op realize built something: {again}"
+    );
     assert_eq!(first["layers"], again["layers"]);
-    fs::write(tmp.path().join("hello/app/static/style.css"), "body { color: teal; }\n").unwrap();
+    fs::write(
+        tmp.path().join("hello/app/static/style.css"),
+        "body { color: teal; }\n",
+    )
+    .unwrap();
     let edited = realize_json(&store, &spec, &out);
     let digests = |v: &serde_json::Value| -> Vec<String> {
-        v["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
     };
     let (before, after) = (digests(&first), digests(&edited));
     assert_eq!(before.len(), after.len());
-    let changed: Vec<usize> = (0..before.len()).filter(|&i| before[i] != after[i]).collect();
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
     assert_eq!(changed.len(), 1, "layers changed: {changed:?}");
     let comps = &edited["layers"][changed[0]]["components"];
     assert_eq!(comps, &serde_json::json!(["files /home/appuser/app"]));
@@ -207,7 +282,13 @@ fn locked_realize_names_the_input_that_changed() {
     realize(&store, &spec, &out, &[]);
     realize(&store, &spec, &out, &["--locked"]);
     fs::write(tmp.path().join("hello/app/message.txt"), "changed\n").unwrap();
-    let err = fails(run(&store, &[&"realize", &spec, &"-o", &out, &"--locked"]), "--locked after an edit");
-    assert!(err.contains("files:/home/appuser/app") && err.contains("hello/app"), "{err}");
+    let err = fails(
+        run(&store, &[&"realize", &spec, &"-o", &out, &"--locked"]),
+        "--locked after an edit",
+    );
+    assert!(
+        err.contains("files:/home/appuser/app") && err.contains("hello/app"),
+        "{err}"
+    );
     verify_clean(&store);
 }

@@ -83,12 +83,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// Print an error as one paragraph: the message, then each cause that adds
 /// something the message does not already say.
 pub fn report(err: &anyhow::Error) {
-    if let Some(spec_err @ envbuild::spec::SpecError::Invalid { .. }) = err.downcast_ref() {
+    if let Some(envbuild::spec::SpecError::Invalid(spec_err)) = err.downcast_ref() {
         // The located message, then the TOML snippet with the key marked.
         let mut snippet = String::new();
         let handler =
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
-        let _ = handler.render_report(&mut snippet, spec_err);
+        let _ = handler.render_report(&mut snippet, spec_err.as_ref());
         eprintln!("error: {spec_err}");
         for line in snippet.lines().skip(1).filter(|l| !l.trim().is_empty()) {
             eprintln!("{line}");

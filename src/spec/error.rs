@@ -13,17 +13,23 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{location}: {message}")]
-    Invalid {
-        /// `file:line:column`
-        location: String,
-        message: String,
-        #[source_code]
-        src: NamedSource<String>,
-        #[label("{label}")]
-        span: Option<SourceSpan>,
-        label: String,
-        #[help]
-        help: Option<String>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Box<InvalidSpec>),
+}
+
+/// A located problem in the spec's text.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{location}: {message}")]
+pub struct InvalidSpec {
+    /// `file:line:column`
+    pub location: String,
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("{label}")]
+    pub span: Option<SourceSpan>,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
 }

@@ -16,7 +16,7 @@ use miette::NamedSource;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use error::SpecError;
+pub use error::{InvalidSpec, SpecError};
 
 use crate::python::wheel::WheelFilename;
 
@@ -238,14 +238,14 @@ impl Ctx<'_> {
             }
             None => (1, 1),
         };
-        SpecError::Invalid {
+        SpecError::Invalid(Box::new(InvalidSpec {
             location: format!("{}:{line}:{col}", self.path.display()),
             message: message.into(),
             src: NamedSource::new(self.path.display().to_string(), self.text.to_string()),
             span: span.map(|s| (s.start, s.end.saturating_sub(s.start)).into()),
             label: label.into(),
             help,
-        }
+        }))
     }
 
     fn at<T>(

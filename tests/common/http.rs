@@ -31,8 +31,12 @@ pub struct Server {
 pub fn serve(routes: Vec<(&str, Behaviour)>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let routes: Arc<HashMap<String, Behaviour>> =
-        Arc::new(routes.into_iter().map(|(p, b)| (p.to_string(), b)).collect());
+    let routes: Arc<HashMap<String, Behaviour>> = Arc::new(
+        routes
+            .into_iter()
+            .map(|(p, b)| (p.to_string(), b))
+            .collect(),
+    );
     let log = Arc::new(Mutex::new(Log::default()));
     let log2 = Arc::clone(&log);
     std::thread::spawn(move || {
@@ -47,7 +51,11 @@ pub fn serve(routes: Vec<(&str, Behaviour)>) -> Server {
     Server { base, log }
 }
 
-fn handle(mut stream: TcpStream, routes: &HashMap<String, Behaviour>, log: &Mutex<Log>) -> std::io::Result<()> {
+fn handle(
+    mut stream: TcpStream,
+    routes: &HashMap<String, Behaviour>,
+    log: &Mutex<Log>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -60,7 +68,10 @@ fn handle(mut stream: TcpStream, routes: &HashMap<String, Behaviour>, log: &Mute
         }
         if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
             range_start = v.trim().trim_end_matches('-').parse().ok();
-            log.lock().unwrap().ranges.push((path.clone(), v.trim().to_string()));
+            log.lock()
+                .unwrap()
+                .ranges
+                .push((path.clone(), v.trim().to_string()));
         }
     }
     let n = {
@@ -69,7 +80,11 @@ fn handle(mut stream: TcpStream, routes: &HashMap<String, Behaviour>, log: &Mute
         *c += 1;
         *c
     };
-    let send = |stream: &mut TcpStream, data: &[u8], start: usize, cut: Option<usize>| -> std::io::Result<()> {
+    let send = |stream: &mut TcpStream,
+                data: &[u8],
+                start: usize,
+                cut: Option<usize>|
+     -> std::io::Result<()> {
         let body = &data[start.min(data.len())..];
         let head = if start > 0 {
             format!(
@@ -77,7 +92,10 @@ fn handle(mut stream: TcpStream, routes: &HashMap<String, Behaviour>, log: &Mute
                 body.len(), start, data.len() - 1, data.len()
             )
         } else {
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
         };
         stream.write_all(head.as_bytes())?;
         let end = cut.map(|c| c.min(body.len())).unwrap_or(body.len());
@@ -85,9 +103,11 @@ fn handle(mut stream: TcpStream, routes: &HashMap<String, Behaviour>, log: &Mute
         stream.flush()
     };
     match routes.get(&path) {
-        None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        None => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         Some(Behaviour::Status(code)) => stream.write_all(
-            format!("HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         ),
         Some(Behaviour::Serve(d)) => send(&mut stream, d, range_start.unwrap_or(0), None),
         Some(Behaviour::TruncateAlways(d, cut)) => send(&mut stream, d, 0, Some(*cut)),

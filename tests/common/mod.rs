@@ -270,11 +270,20 @@ pub fn copy_tree(src: &Path, dst: &Path) {
 /// Realize `spec` into `out`; returns the digest (the last stdout line).
 pub fn realize(store: &Path, spec: &Path, out: &Path, extra: &[&str]) -> String {
     let mut c = envbuild();
-    c.arg("--store").arg(store).arg("realize").arg(spec).arg("-o").arg(out).args(extra);
+    c.arg("--store")
+        .arg(store)
+        .arg("realize")
+        .arg(spec)
+        .arg("-o")
+        .arg(out)
+        .args(extra);
     let o = c.output().unwrap();
     let s = ok(o, &format!("realize {}", spec.display()));
     let last = s.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("sha256:") && last.len() == 71, "last line is not a digest: {s:?}");
+    assert!(
+        last.starts_with("sha256:") && last.len() == 71,
+        "last line is not a digest: {s:?}"
+    );
     last
 }
 
@@ -318,9 +327,18 @@ pub fn build_wheel(
     use sha2::Digest;
     use std::io::Write;
     let dist = format!("{name}-{version}.dist-info");
-    let mut all: Vec<(String, Vec<u8>)> = members.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
-    all.push((format!("{dist}/METADATA"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n").into_bytes()));
-    all.push((format!("{dist}/WHEEL"), b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec()));
+    let mut all: Vec<(String, Vec<u8>)> = members
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_vec()))
+        .collect();
+    all.push((
+        format!("{dist}/METADATA"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n").into_bytes(),
+    ));
+    all.push((
+        format!("{dist}/WHEEL"),
+        b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
+    ));
     let mut record = String::new();
     for (n, d) in &all {
         let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(d));
@@ -338,7 +356,8 @@ pub fn build_wheel(
     let mut buf = std::io::Cursor::new(Vec::new());
     {
         let mut z = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
         for (n, d) in &all {
             z.start_file(n.as_str(), opts).unwrap();
             z.write_all(d).unwrap();
