@@ -12,4 +12,5 @@ pub mod oci;
 pub mod plan;
 pub mod python;
 pub mod realize;
+pub mod shell;
 pub mod spec;

@@ -36,6 +36,8 @@ pub enum Command {
     Lock(realize::LockArgs),
     /// Build a spec into the store and export the image (last stdout line: the manifest digest)
     Realize(realize::RealizeArgs),
+    /// Run a command inside the spec's closure (user and mount namespaces)
+    Run(realize::RunArgs),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -76,6 +78,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Lock(args) => realize::lock(&global, args),
         Command::Realize(args) => realize::realize(&global, args),
+        Command::Run(args) => realize::run(&global, args),
         Command::Store(cmd) => store::run(&global, cmd),
     }
 }

@@ -126,3 +126,47 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     println!("{}", realized.image.digest());
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The spec (TOML)
+    pub spec: PathBuf,
+    /// Keep only HOME, USER, TERM and DISPLAY from the host environment
+    #[arg(long)]
+    pub pure: bool,
+    /// Also keep this host variable (repeatable)
+    #[arg(long = "keep", value_name = "VAR")]
+    pub keep: Vec<String>,
+    /// Fail if the spec no longer matches its lock
+    #[arg(long)]
+    pub locked: bool,
+    /// Use only what the store already has
+    #[arg(long)]
+    pub offline: bool,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
+    let spec = Spec::load(&args.spec)?;
+    let mut store = global.open_store()?;
+    let opts = RealizeOptions {
+        locked: args.locked,
+        offline: args.offline,
+        progress: global.show_progress(),
+    };
+    let realized = realize::realize(&mut store, &spec, &opts)?;
+    let cache = store.cache_dir("rootfs")?;
+    let rootfs = envbuild::shell::rootfs(&store, &realized.components, &cache)?;
+    let code = envbuild::shell::run(
+        &spec,
+        &rootfs,
+        &args.command,
+        &envbuild::shell::EnterOptions {
+            pure: args.pure,
+            keep: args.keep,
+        },
+    )?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}

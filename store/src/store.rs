@@ -391,6 +391,15 @@ impl Store {
         Ok(Scratch { path, _gc: gc })
     }
 
+    /// A directory for data derived from items that can be rebuilt at any
+    /// time (e.g. assembled root file systems); `gc` empties it.
+    pub fn cache_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        validate_name(name)?;
+        let dir = self.meta().join("cache").join(name);
+        fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        Ok(dir)
+    }
+
     /// The items `paths` refer to, transitively, including themselves; sorted.
     pub fn closure(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, StoreError> {
         let mut seen = std::collections::BTreeSet::new();
@@ -548,6 +557,10 @@ impl Store {
                 canonical::remove_tree(&p).map_err(StoreError::io(&p))?;
                 report.garbage_removed += 1;
             }
+        }
+        let cache = self.meta().join("cache");
+        if cache.exists() {
+            canonical::remove_tree(&cache).map_err(StoreError::io(&cache))?;
         }
         let tmp = self.meta().join("tmp");
         for e in fs::read_dir(&tmp).map_err(StoreError::io(&tmp))? {
