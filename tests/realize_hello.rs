@@ -292,3 +292,42 @@ fn locked_realize_names_the_input_that_changed() {
     );
     verify_clean(&store);
 }
+
+#[test]
+fn oci_dir_and_rootfs_formats_hold_the_same_image() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = hello_example(tmp.path());
+    let store = tmp.path().join("store");
+    let tar_digest = realize(&store, &spec, &tmp.path().join("a.tar"), &[]);
+    let dir = tmp.path().join("oci-dir");
+    let dir_digest = realize(&store, &spec, &dir, &["--format", "oci-dir"]);
+    assert_eq!(tar_digest, dir_digest);
+    let o = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:latest", dir.display()))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&ok(o, "skopeo inspect oci:")).unwrap();
+    assert_eq!(info["Digest"], tar_digest.as_str());
+
+    let rootfs = tmp.path().join("rootfs");
+    realize(&store, &spec, &rootfs, &["--format", "rootfs"]);
+    let hello = rootfs.join("usr/local/bin/hello");
+    assert_eq!(fs::metadata(&hello).unwrap().mode() & 0o777, 0o755);
+    let out = Command::new(&hello).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hello from envbuild"));
+    assert_eq!(
+        fs::metadata(rootfs.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+    // An existing, non-empty output is refused rather than overwritten.
+    let err = fails(
+        run(
+            &store,
+            &[&"realize", &spec, &"-o", &rootfs, &"--format", &"rootfs"],
+        ),
+        "rootfs over a non-empty directory",
+    );
+    assert!(err.contains("already exists"), "{err}");
+}
