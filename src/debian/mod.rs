@@ -10,6 +10,7 @@
 //! - [`deb`]: reading a .deb and unpacking its data safely.
 //! - [`error`]: the one error type, [`Error`].
 
+pub mod archive;
 pub mod control;
 pub mod deb;
 pub mod error;

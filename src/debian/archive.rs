@@ -1,0 +1,548 @@
+//! A Debian archive as a source: where the mirror is, the signed `InRelease`,
+//! the `Packages` index checked against it, and the dependency closure of the
+//! packages a spec names.
+//!
+//! - Mirror: the spec's `mirror`, else `ENVBUILD_DEBIAN_MIRROR`, else the
+//!   host's apt sources (deb822 `/etc/apt/sources.list.d/*.sources`, then
+//!   one-line `sources.list` files), the first `deb` entry that lists the
+//!   suite. No host name is built in.
+//! - `InRelease` is verified with `gpgv` against the archive keyring (the
+//!   spec's `keyring`, else `ENVBUILD_DEBIAN_KEYRING`, else the host's
+//!   `/usr/share/keyrings/debian-archive-keyring.gpg`), and only the signed
+//!   text gpgv outputs is parsed.
+//! - `Packages.xz` (else `.gz`, else plain) is fetched as a fixed-output
+//!   input with the sha256 and size the Release lists.
+//! - The closure follows `Pre-Depends` and `Depends`: for each group, an
+//!   alternative already chosen that satisfies it wins; else the first
+//!   alternative that a real package (highest version satisfying the
+//!   constraint) or, failing that, a provider (`Provides`, sorted by name)
+//!   satisfies. Architecture `amd64` and `all` only.
+//! - Each chosen .deb is pinned by its mirror-relative `Filename`, sha256 and
+//!   size, so a lock works against any mirror.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use envbuild_store::Store;
+
+use super::control::{self, Paragraph};
+use super::relation::Relation;
+use super::version::Version;
+use crate::fetch::{self, FetchError, FetchOptions};
+
+pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub const ARCH: &str = "amd64";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("no Debian mirror configured for suite {suite:?}: set [base] debian.mirror in the spec, ENVBUILD_DEBIAN_MIRROR, or an apt source (/etc/apt/sources.list.d/*.sources) that lists the suite")]
+    NoMirror { suite: String },
+    #[error("fetching {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("the signature of {url} does not verify against keyring {keyring}: {message}")]
+    BadSignature {
+        url: String,
+        keyring: PathBuf,
+        message: String,
+    },
+    #[error("cannot run gpgv to check {url}: {source}; install the Debian package gpgv")]
+    NoGpgv {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the Release file of suite {suite:?} lists no {wanted} (expected one of Packages.xz, Packages.gz, Packages)")]
+    NoIndex { suite: String, wanted: String },
+    #[error("{0}")]
+    Control(#[from] super::Error),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("package {name:?} is not in {suite}/{component} for {ARCH}{}", nearest.as_ref().map(|n| format!(" (did you mean {n}?)")).unwrap_or_default())]
+    UnknownPackage {
+        name: String,
+        suite: String,
+        component: String,
+        nearest: Option<String>,
+    },
+    #[error("{package} {version} depends on \"{dependency}\", which no package in {suite} satisfies")]
+    Unsatisfiable {
+        package: String,
+        version: String,
+        dependency: String,
+        suite: String,
+    },
+}
+
+/// A .deb pinned for the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedDeb {
+    pub name: String,
+    pub version: String,
+    /// Mirror-relative, e.g. `pool/main/p/python3.11/python3.11_3.11.2-6_amd64.deb`.
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+fn sources_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        v.extend(files.iter().filter(|p| p.extension().is_some_and(|e| e == "sources")).cloned());
+        v.push(PathBuf::from("/etc/apt/sources.list"));
+        v.extend(files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "list")));
+    } else {
+        v.push(PathBuf::from("/etc/apt/sources.list"));
+    }
+    v
+}
+
+/// The mirror URIs apt sources give for `suite`, in file order.
+pub fn mirrors_from_apt_sources(files: &[PathBuf], suite: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        if f.extension().is_some_and(|e| e == "sources") {
+            let Ok(paras) = control::parse(&f.display().to_string(), &text) else { continue };
+            for p in paras {
+                let types = p.get("Types").unwrap_or("");
+                let enabled = p.get("Enabled").is_none_or(|e| e.trim() != "no");
+                let suites = p.get("Suites").unwrap_or("");
+                if enabled && types.split_whitespace().any(|t| t == "deb") && suites.split_whitespace().any(|s| s == suite) {
+                    out.extend(p.get("URIs").unwrap_or("").split_whitespace().map(str::to_string));
+                }
+            }
+        } else {
+            for line in text.lines() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                let mut words = line.split_whitespace().peekable();
+                if words.next() != Some("deb") {
+                    continue;
+                }
+                if words.peek().is_some_and(|w| w.starts_with('[')) {
+                    for w in words.by_ref() {
+                        if w.ends_with(']') {
+                            break;
+                        }
+                    }
+                }
+                if let (Some(uri), Some(s)) = (words.next(), words.next()) {
+                    if s == suite {
+                        out.push(uri.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Where to fetch `suite` from (see the module doc for the order).
+pub fn mirror_for(spec_mirror: Option<&str>, suite: &str) -> Result<String, ArchiveError> {
+    if let Some(m) = spec_mirror {
+        return Ok(m.trim_end_matches('/').to_string());
+    }
+    if let Some(m) = std::env::var("ENVBUILD_DEBIAN_MIRROR").ok().filter(|m| !m.is_empty()) {
+        return Ok(m.trim_end_matches('/').to_string());
+    }
+    mirrors_from_apt_sources(&sources_files(), suite)
+        .into_iter()
+        .next()
+        .map(|m| m.trim_end_matches('/').to_string())
+        .ok_or(ArchiveError::NoMirror { suite: suite.into() })
+}
+
+/// The keyring to verify with.
+pub fn keyring_for(spec_keyring: Option<&Path>) -> PathBuf {
+    spec_keyring
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ENVBUILD_DEBIAN_KEYRING").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING))
+}
+
+fn get(url: &str) -> Result<Vec<u8>, ArchiveError> {
+    let http = |message: String| ArchiveError::Http { url: url.to_string(), message };
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .build()
+        .map_err(|e| http(e.to_string()))?;
+    let resp = client.get(url).send().map_err(|e| http(format!("{e} (is the mirror reachable?)")))?;
+    if !resp.status().is_success() {
+        return Err(http(format!("the server answered {}", resp.status().as_u16())));
+    }
+    Ok(resp.bytes().map_err(|e| http(e.to_string()))?.to_vec())
+}
+
+/// A verified Release: its fields and the sha256/size of each index file.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub fields: Paragraph,
+    pub sha256: BTreeMap<String, (String, u64)>,
+}
+
+/// Fetch and verify `dists/<suite>/InRelease`.
+pub fn fetch_release(mirror: &str, suite: &str, keyring: &Path, scratch: &Path) -> Result<Release, ArchiveError> {
+    let url = format!("{mirror}/dists/{suite}/InRelease");
+    let signed = get(&url)?;
+    let input = scratch.join("InRelease");
+    let body = scratch.join("Release");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ArchiveError::Io { path, source }
+    };
+    std::fs::write(&input, &signed).map_err(io(&input))?;
+    let out = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(keyring)
+        .arg("--output")
+        .arg(&body)
+        .arg(&input)
+        .output()
+        .map_err(|source| ArchiveError::NoGpgv { url: url.clone(), source })?;
+    if !out.status.success() {
+        return Err(ArchiveError::BadSignature {
+            url,
+            keyring: keyring.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; "),
+        });
+    }
+    let text = std::fs::read_to_string(&body).map_err(io(&body))?;
+    let fields = control::parse_one(&url, &text)?;
+    let mut sha256 = BTreeMap::new();
+    if let Some(f) = fields.field("SHA256") {
+        for line in f.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if let [hash, size, name] = parts[..] {
+                if let Ok(size) = size.parse() {
+                    sha256.insert(name.to_string(), (hash.to_string(), size));
+                }
+            }
+        }
+    }
+    Ok(Release { fields, sha256 })
+}
+
+/// The binary package index of one component, newest version per name.
+pub struct PackageIndex {
+    pub suite: String,
+    pub component: String,
+    pub packages: BTreeMap<String, Vec<Paragraph>>,
+    /// virtual name → providers (package name, provided version)
+    pub provides: BTreeMap<String, Vec<(String, Option<Version>)>>,
+}
+
+/// Fetch `Packages` for `suite/component` (verified against `release`) into
+/// the store and parse it.
+pub fn fetch_index(
+    store: &mut Store,
+    mirror: &str,
+    suite: &str,
+    component: &str,
+    release: &Release,
+    opts: &FetchOptions,
+) -> Result<PackageIndex, ArchiveError> {
+    let base = format!("{component}/binary-{ARCH}/Packages");
+    let (name, compression) = [(".xz", "xz"), (".gz", "gz"), ("", "none")]
+        .iter()
+        .map(|(ext, c)| (format!("{base}{ext}"), *c))
+        .find(|(n, _)| release.sha256.contains_key(n))
+        .ok_or_else(|| ArchiveError::NoIndex { suite: suite.into(), wanted: base.clone() })?;
+    let (sha, _size) = &release.sha256[&name];
+    let url = format!("{mirror}/dists/{suite}/{name}");
+    let item_name = format!("Packages-{suite}-{component}-{ARCH}{}", if compression == "none" { String::new() } else { format!(".{compression}") });
+    let fetched = fetch::fetch(store, &url, sha, &item_name, opts)?;
+    let path = store.physical_path(&fetched.item);
+    let file = std::fs::File::open(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+    let reader: Box<dyn std::io::Read> = match compression {
+        "xz" => Box::new(liblzma::read::XzDecoder::new(file)),
+        "gz" => Box::new(flate2::read::GzDecoder::new(file)),
+        _ => Box::new(file),
+    };
+    let mut index = PackageIndex {
+        suite: suite.into(),
+        component: component.into(),
+        packages: BTreeMap::new(),
+        provides: BTreeMap::new(),
+    };
+    for p in control::read_paragraphs(&url, BufReader::with_capacity(1 << 20, reader)) {
+        let p = p?;
+        let arch = p.get("Architecture").unwrap_or("");
+        if arch != ARCH && arch != "all" {
+            continue;
+        }
+        let Some(name) = p.get("Package").map(str::to_string) else { continue };
+        for dep in p.relations("Provides")? {
+            for r in dep.alternatives {
+                let v = r.constraint.map(|c| c.version);
+                index.provides.entry(r.name).or_default().push((name.clone(), v));
+            }
+        }
+        index.packages.entry(name).or_default().push(p);
+    }
+    for versions in index.packages.values_mut() {
+        versions.sort_by(|a, b| {
+            let va = a.version("Version").ok().flatten();
+            let vb = b.version("Version").ok().flatten();
+            vb.cmp(&va)
+        });
+    }
+    for providers in index.provides.values_mut() {
+        providers.sort_by(|a, b| a.0.cmp(&b.0));
+        providers.dedup();
+    }
+    Ok(index)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn version_of(p: &Paragraph) -> Result<Version, ArchiveError> {
+    Ok(p.version("Version")?.unwrap_or_else(|| Version::parse("0").expect("0 is a version")))
+}
+
+impl PackageIndex {
+    /// The newest version of `name` satisfying `r`'s constraint.
+    fn candidate(&self, r: &Relation) -> Result<Option<&Paragraph>, ArchiveError> {
+        if let Some(versions) = self.packages.get(&r.name) {
+            for p in versions {
+                if r.satisfied_by(&version_of(p)?) {
+                    return Ok(Some(p));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A provider of `r` (a virtual package), if any.
+    fn provider(&self, r: &Relation) -> Option<&str> {
+        let providers = self.provides.get(&r.name)?;
+        providers
+            .iter()
+            .find(|(_, v)| match (&r.constraint, v) {
+                (None, _) => true,
+                (Some(c), Some(v)) => super::relation::satisfies(v, c.op, &c.version),
+                (Some(_), None) => false,
+            })
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// The package name closest to `name` (edit distance at most 3).
+    fn nearest(&self, name: &str) -> Option<String> {
+        self.packages
+            .keys()
+            .map(|k| (edit_distance(k, name), k))
+            .filter(|(d, _)| *d <= 3)
+            .min()
+            .map(|(_, k)| k.clone())
+    }
+
+    /// The closure of `roots` under Pre-Depends and Depends.
+    pub fn closure(&self, roots: &[String]) -> Result<Vec<PinnedDeb>, ArchiveError> {
+        let mut chosen: BTreeMap<String, &Paragraph> = BTreeMap::new();
+        let mut queue: VecDeque<String> = VecDeque::new();
+        for r in roots {
+            if !self.packages.contains_key(r) {
+                return Err(ArchiveError::UnknownPackage {
+                    name: r.clone(),
+                    suite: self.suite.clone(),
+                    component: self.component.clone(),
+                    nearest: self.nearest(r),
+                });
+            }
+            queue.push_back(r.clone());
+        }
+        let mut provided: BTreeSet<String> = BTreeSet::new();
+        while let Some(name) = queue.pop_front() {
+            if chosen.contains_key(&name) {
+                continue;
+            }
+            let p = &self.packages[&name][0];
+            chosen.insert(name.clone(), p);
+            for dep in p.relations("Provides")? {
+                provided.extend(dep.alternatives.into_iter().map(|r| r.name));
+            }
+            let mut deps = p.relations("Pre-Depends")?;
+            deps.extend(p.relations("Depends")?);
+            'group: for group in deps {
+                // Already satisfied by something chosen or queued?
+                for r in &group.alternatives {
+                    if let Some(c) = chosen.get(&r.name) {
+                        if r.satisfied_by(&version_of(c)?) {
+                            continue 'group;
+                        }
+                    }
+                    if queue.contains(&r.name) || (r.constraint.is_none() && provided.contains(&r.name)) {
+                        continue 'group;
+                    }
+                }
+                for r in &group.alternatives {
+                    if self.candidate(r)?.is_some() {
+                        queue.push_back(r.name.clone());
+                        continue 'group;
+                    }
+                    if let Some(prov) = self.provider(r) {
+                        queue.push_back(prov.to_string());
+                        continue 'group;
+                    }
+                }
+                return Err(ArchiveError::Unsatisfiable {
+                    package: name.clone(),
+                    version: p.get("Version").unwrap_or("?").into(),
+                    dependency: group.to_string(),
+                    suite: self.suite.clone(),
+                });
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|(name, p)| {
+                Ok(PinnedDeb {
+                    version: p.require("Version")?.to_string(),
+                    filename: p.require("Filename")?.to_string(),
+                    sha256: p.require("SHA256")?.to_string(),
+                    size: p.require("Size")?.parse().unwrap_or(0),
+                    name,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(text: &str) -> PackageIndex {
+        let mut idx = PackageIndex {
+            suite: "test".into(),
+            component: "main".into(),
+            packages: BTreeMap::new(),
+            provides: BTreeMap::new(),
+        };
+        for p in control::parse("Packages", text).unwrap() {
+            let name = p.get("Package").unwrap().to_string();
+            for dep in p.relations("Provides").unwrap() {
+                for r in dep.alternatives {
+                    idx.provides.entry(r.name).or_default().push((name.clone(), r.constraint.map(|c| c.version)));
+                }
+            }
+            idx.packages.entry(name).or_default().push(p);
+        }
+        for v in idx.packages.values_mut() {
+            v.sort_by(|a, b| version_of(b).unwrap().cmp(&version_of(a).unwrap()));
+        }
+        idx
+    }
+
+    const PACKAGES: &str = "\
+Package: app
+Version: 1.0
+Architecture: amd64
+Pre-Depends: libc6 (>= 2.36)
+Depends: python3 (>= 3.11) | python3-alt, mail-transport-agent, libfoo
+Filename: pool/a/app.deb
+SHA256: aa
+Size: 1
+
+Package: libc6
+Version: 2.36-9
+Architecture: amd64
+Filename: pool/l/libc6_2.36.deb
+SHA256: bb
+Size: 2
+
+Package: libc6
+Version: 2.31-1
+Architecture: amd64
+Filename: pool/l/libc6_2.31.deb
+SHA256: b0
+Size: 2
+
+Package: python3
+Version: 3.11.2-1
+Architecture: amd64
+Depends: libc6
+Filename: pool/p/python3.deb
+SHA256: cc
+Size: 3
+
+Package: exim4
+Version: 4.96
+Architecture: amd64
+Provides: mail-transport-agent
+Filename: pool/e/exim4.deb
+SHA256: dd
+Size: 4
+
+Package: postfix
+Version: 3.7
+Architecture: amd64
+Provides: mail-transport-agent
+Filename: pool/p/postfix.deb
+SHA256: ee
+Size: 5
+
+Package: libfoo
+Version: 1
+Architecture: all
+Depends: app
+Filename: pool/l/libfoo.deb
+SHA256: ff
+Size: 6
+";
+
+    #[test]
+    fn closure_follows_versions_alternatives_provides_and_cycles() {
+        let idx = index(PACKAGES);
+        let got = idx.closure(&["app".into()]).unwrap();
+        let names: Vec<(&str, &str)> = got.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![("app", "1.0"), ("exim4", "4.96"), ("libc6", "2.36-9"), ("libfoo", "1"), ("python3", "3.11.2-1")]
+        );
+        assert_eq!(got[2].filename, "pool/l/libc6_2.36.deb");
+    }
+
+    #[test]
+    fn unknown_packages_and_unsatisfiable_dependencies_are_named() {
+        let idx = index(PACKAGES);
+        let err = idx.closure(&["pythn3".into()]).unwrap_err().to_string();
+        assert!(err.contains("\"pythn3\"") && err.contains("python3"), "{err}");
+        let broken = PACKAGES.replace("libc6 (>= 2.36)", "libc6 (>= 2.99)");
+        let err = index(&broken).closure(&["app".into()]).unwrap_err().to_string();
+        assert!(err.contains("app 1.0") && err.contains("libc6 (>= 2.99)"), "{err}");
+    }
+
+    #[test]
+    fn apt_sources_in_both_formats_give_the_mirror_for_the_suite() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a.sources");
+        std::fs::write(&a, "Types: deb\nURIs: http://127.0.0.1:9/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://127.0.0.1:9/security\nSuites: bookworm-security\nComponents: main\n").unwrap();
+        let b = t.path().join("b.list");
+        std::fs::write(&b, "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://127.0.0.2:9/debian trixie main\n").unwrap();
+        let files = vec![a, b];
+        assert_eq!(mirrors_from_apt_sources(&files, "bookworm"), vec!["http://127.0.0.1:9/debian"]);
+        assert_eq!(mirrors_from_apt_sources(&files, "bookworm-security"), vec!["http://127.0.0.1:9/security"]);
+        assert_eq!(mirrors_from_apt_sources(&files, "trixie"), vec!["http://127.0.0.2:9/debian"]);
+        assert!(mirrors_from_apt_sources(&files, "sid").is_empty());
+    }
+}
