@@ -72,7 +72,9 @@ pub enum ArchiveError {
         component: String,
         nearest: Option<String>,
     },
-    #[error("{package} {version} depends on \"{dependency}\", which no package in {suite} satisfies")]
+    #[error(
+        "{package} {version} depends on \"{dependency}\", which no package in {suite} satisfies"
+    )]
     Unsatisfiable {
         package: String,
         version: String,
@@ -97,9 +99,18 @@ fn sources_files() -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
         let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         files.sort();
-        v.extend(files.iter().filter(|p| p.extension().is_some_and(|e| e == "sources")).cloned());
+        v.extend(
+            files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "sources"))
+                .cloned(),
+        );
         v.push(PathBuf::from("/etc/apt/sources.list"));
-        v.extend(files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "list")));
+        v.extend(
+            files
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "list")),
+        );
     } else {
         v.push(PathBuf::from("/etc/apt/sources.list"));
     }
@@ -110,15 +121,27 @@ fn sources_files() -> Vec<PathBuf> {
 pub fn mirrors_from_apt_sources(files: &[PathBuf], suite: &str) -> Vec<String> {
     let mut out = Vec::new();
     for f in files {
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
         if f.extension().is_some_and(|e| e == "sources") {
-            let Ok(paras) = control::parse(&f.display().to_string(), &text) else { continue };
+            let Ok(paras) = control::parse(&f.display().to_string(), &text) else {
+                continue;
+            };
             for p in paras {
                 let types = p.get("Types").unwrap_or("");
                 let enabled = p.get("Enabled").is_none_or(|e| e.trim() != "no");
                 let suites = p.get("Suites").unwrap_or("");
-                if enabled && types.split_whitespace().any(|t| t == "deb") && suites.split_whitespace().any(|s| s == suite) {
-                    out.extend(p.get("URIs").unwrap_or("").split_whitespace().map(str::to_string));
+                if enabled
+                    && types.split_whitespace().any(|t| t == "deb")
+                    && suites.split_whitespace().any(|s| s == suite)
+                {
+                    out.extend(
+                        p.get("URIs")
+                            .unwrap_or("")
+                            .split_whitespace()
+                            .map(str::to_string),
+                    );
                 }
             }
         } else {
@@ -151,14 +174,19 @@ pub fn mirror_for(spec_mirror: Option<&str>, suite: &str) -> Result<String, Arch
     if let Some(m) = spec_mirror {
         return Ok(m.trim_end_matches('/').to_string());
     }
-    if let Some(m) = std::env::var("ENVBUILD_DEBIAN_MIRROR").ok().filter(|m| !m.is_empty()) {
+    if let Some(m) = std::env::var("ENVBUILD_DEBIAN_MIRROR")
+        .ok()
+        .filter(|m| !m.is_empty())
+    {
         return Ok(m.trim_end_matches('/').to_string());
     }
     mirrors_from_apt_sources(&sources_files(), suite)
         .into_iter()
         .next()
         .map(|m| m.trim_end_matches('/').to_string())
-        .ok_or(ArchiveError::NoMirror { suite: suite.into() })
+        .ok_or(ArchiveError::NoMirror {
+            suite: suite.into(),
+        })
 }
 
 /// The keyring to verify with.
@@ -170,14 +198,23 @@ pub fn keyring_for(spec_keyring: Option<&Path>) -> PathBuf {
 }
 
 fn get(url: &str) -> Result<Vec<u8>, ArchiveError> {
-    let http = |message: String| ArchiveError::Http { url: url.to_string(), message };
+    let http = |message: String| ArchiveError::Http {
+        url: url.to_string(),
+        message,
+    };
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(20))
         .build()
         .map_err(|e| http(e.to_string()))?;
-    let resp = client.get(url).send().map_err(|e| http(format!("{e} (is the mirror reachable?)")))?;
+    let resp = client
+        .get(url)
+        .send()
+        .map_err(|e| http(format!("{e} (is the mirror reachable?)")))?;
     if !resp.status().is_success() {
-        return Err(http(format!("the server answered {}", resp.status().as_u16())));
+        return Err(http(format!(
+            "the server answered {}",
+            resp.status().as_u16()
+        )));
     }
     Ok(resp.bytes().map_err(|e| http(e.to_string()))?.to_vec())
 }
@@ -190,7 +227,12 @@ pub struct Release {
 }
 
 /// Fetch and verify `dists/<suite>/InRelease`.
-pub fn fetch_release(mirror: &str, suite: &str, keyring: &Path, scratch: &Path) -> Result<Release, ArchiveError> {
+pub fn fetch_release(
+    mirror: &str,
+    suite: &str,
+    keyring: &Path,
+    scratch: &Path,
+) -> Result<Release, ArchiveError> {
     let url = format!("{mirror}/dists/{suite}/InRelease");
     let signed = get(&url)?;
     let input = scratch.join("InRelease");
@@ -207,12 +249,17 @@ pub fn fetch_release(mirror: &str, suite: &str, keyring: &Path, scratch: &Path) 
         .arg(&body)
         .arg(&input)
         .output()
-        .map_err(|source| ArchiveError::NoGpgv { url: url.clone(), source })?;
+        .map_err(|source| ArchiveError::NoGpgv {
+            url: url.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(ArchiveError::BadSignature {
             url,
             keyring: keyring.to_path_buf(),
-            message: String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; "),
+            message: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', "; "),
         });
     }
     let text = std::fs::read_to_string(&body).map_err(io(&body))?;
@@ -255,13 +302,26 @@ pub fn fetch_index(
         .iter()
         .map(|(ext, c)| (format!("{base}{ext}"), *c))
         .find(|(n, _)| release.sha256.contains_key(n))
-        .ok_or_else(|| ArchiveError::NoIndex { suite: suite.into(), wanted: base.clone() })?;
+        .ok_or_else(|| ArchiveError::NoIndex {
+            suite: suite.into(),
+            wanted: base.clone(),
+        })?;
     let (sha, _size) = &release.sha256[&name];
     let url = format!("{mirror}/dists/{suite}/{name}");
-    let item_name = format!("Packages-{suite}-{component}-{ARCH}{}", if compression == "none" { String::new() } else { format!(".{compression}") });
+    let item_name = format!(
+        "Packages-{suite}-{component}-{ARCH}{}",
+        if compression == "none" {
+            String::new()
+        } else {
+            format!(".{compression}")
+        }
+    );
     let fetched = fetch::fetch(store, &url, sha, &item_name, opts)?;
     let path = store.physical_path(&fetched.item);
-    let file = std::fs::File::open(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+    let file = std::fs::File::open(&path).map_err(|source| ArchiveError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let reader: Box<dyn std::io::Read> = match compression {
         "xz" => Box::new(liblzma::read::XzDecoder::new(file)),
         "gz" => Box::new(flate2::read::GzDecoder::new(file)),
@@ -279,11 +339,17 @@ pub fn fetch_index(
         if arch != ARCH && arch != "all" {
             continue;
         }
-        let Some(name) = p.get("Package").map(str::to_string) else { continue };
+        let Some(name) = p.get("Package").map(str::to_string) else {
+            continue;
+        };
         for dep in p.relations("Provides")? {
             for r in dep.alternatives {
                 let v = r.constraint.map(|c| c.version);
-                index.provides.entry(r.name).or_default().push((name.clone(), v));
+                index
+                    .provides
+                    .entry(r.name)
+                    .or_default()
+                    .push((name.clone(), v));
             }
         }
         index.packages.entry(name).or_default().push(p);
@@ -308,7 +374,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -316,7 +386,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn version_of(p: &Paragraph) -> Result<Version, ArchiveError> {
-    Ok(p.version("Version")?.unwrap_or_else(|| Version::parse("0").expect("0 is a version")))
+    Ok(p.version("Version")?
+        .unwrap_or_else(|| Version::parse("0").expect("0 is a version")))
 }
 
 impl PackageIndex {
@@ -390,7 +461,9 @@ impl PackageIndex {
                             continue 'group;
                         }
                     }
-                    if queue.contains(&r.name) || (r.constraint.is_none() && provided.contains(&r.name)) {
+                    if queue.contains(&r.name)
+                        || (r.constraint.is_none() && provided.contains(&r.name))
+                    {
                         continue 'group;
                     }
                 }
@@ -442,7 +515,10 @@ mod tests {
             let name = p.get("Package").unwrap().to_string();
             for dep in p.relations("Provides").unwrap() {
                 for r in dep.alternatives {
-                    idx.provides.entry(r.name).or_default().push((name.clone(), r.constraint.map(|c| c.version)));
+                    idx.provides
+                        .entry(r.name)
+                        .or_default()
+                        .push((name.clone(), r.constraint.map(|c| c.version)));
                 }
             }
             idx.packages.entry(name).or_default().push(p);
@@ -514,10 +590,19 @@ Size: 6
     fn closure_follows_versions_alternatives_provides_and_cycles() {
         let idx = index(PACKAGES);
         let got = idx.closure(&["app".into()]).unwrap();
-        let names: Vec<(&str, &str)> = got.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+        let names: Vec<(&str, &str)> = got
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
         assert_eq!(
             names,
-            vec![("app", "1.0"), ("exim4", "4.96"), ("libc6", "2.36-9"), ("libfoo", "1"), ("python3", "3.11.2-1")]
+            vec![
+                ("app", "1.0"),
+                ("exim4", "4.96"),
+                ("libc6", "2.36-9"),
+                ("libfoo", "1"),
+                ("python3", "3.11.2-1")
+            ]
         );
         assert_eq!(got[2].filename, "pool/l/libc6_2.36.deb");
     }
@@ -526,10 +611,19 @@ Size: 6
     fn unknown_packages_and_unsatisfiable_dependencies_are_named() {
         let idx = index(PACKAGES);
         let err = idx.closure(&["pythn3".into()]).unwrap_err().to_string();
-        assert!(err.contains("\"pythn3\"") && err.contains("python3"), "{err}");
+        assert!(
+            err.contains("\"pythn3\"") && err.contains("python3"),
+            "{err}"
+        );
         let broken = PACKAGES.replace("libc6 (>= 2.36)", "libc6 (>= 2.99)");
-        let err = index(&broken).closure(&["app".into()]).unwrap_err().to_string();
-        assert!(err.contains("app 1.0") && err.contains("libc6 (>= 2.99)"), "{err}");
+        let err = index(&broken)
+            .closure(&["app".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("app 1.0") && err.contains("libc6 (>= 2.99)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -538,11 +632,24 @@ Size: 6
         let a = t.path().join("a.sources");
         std::fs::write(&a, "Types: deb\nURIs: http://127.0.0.1:9/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://127.0.0.1:9/security\nSuites: bookworm-security\nComponents: main\n").unwrap();
         let b = t.path().join("b.list");
-        std::fs::write(&b, "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://127.0.0.2:9/debian trixie main\n").unwrap();
+        std::fs::write(
+            &b,
+            "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://127.0.0.2:9/debian trixie main\n",
+        )
+        .unwrap();
         let files = vec![a, b];
-        assert_eq!(mirrors_from_apt_sources(&files, "bookworm"), vec!["http://127.0.0.1:9/debian"]);
-        assert_eq!(mirrors_from_apt_sources(&files, "bookworm-security"), vec!["http://127.0.0.1:9/security"]);
-        assert_eq!(mirrors_from_apt_sources(&files, "trixie"), vec!["http://127.0.0.2:9/debian"]);
+        assert_eq!(
+            mirrors_from_apt_sources(&files, "bookworm"),
+            vec!["http://127.0.0.1:9/debian"]
+        );
+        assert_eq!(
+            mirrors_from_apt_sources(&files, "bookworm-security"),
+            vec!["http://127.0.0.1:9/security"]
+        );
+        assert_eq!(
+            mirrors_from_apt_sources(&files, "trixie"),
+            vec!["http://127.0.0.2:9/debian"]
+        );
         assert!(mirrors_from_apt_sources(&files, "sid").is_empty());
     }
 }

@@ -122,6 +122,7 @@ pub fn base_files(r: &mut Realizer, spec: &Spec) -> Result<Component, RealizeErr
         Ok(())
     })?;
     Ok(Component {
+        subdir: "",
         label: "base-files".into(),
         item,
         overrides,
@@ -186,6 +187,7 @@ pub fn unpack_wheel(
         Ok(())
     })?;
     Ok(Component {
+        subdir: "",
         label: format!("wheel {filename}"),
         item,
         overrides: BTreeMap::new(),
@@ -246,6 +248,7 @@ pub fn copy_files(
         }
     }
     Ok(Component {
+        subdir: "",
         label: format!("files {}", f.dst),
         item,
         overrides,
@@ -265,7 +268,7 @@ pub fn union_check(r: &mut Realizer, components: &[Component]) -> Result<(), Rea
         .iter()
         .map(|c| ComponentTree {
             label: c.label.clone(),
-            root: r.store.physical_path(&c.item),
+            root: c.tree(r.store),
         })
         .collect();
     r.realize(&drv, &[], |_, out| {
@@ -309,7 +312,7 @@ pub fn layer(
     let sources: Vec<LayerSource> = members
         .iter()
         .map(|m| LayerSource {
-            root: r.store.physical_path(&m.item),
+            root: m.tree(r.store),
             prefix: String::new(),
             label: m.label.clone(),
         })
@@ -392,4 +395,97 @@ pub fn image(
         write_file(&out.join("index.json"), &image.index_json())
     })?;
     Ok((image, item))
+}
+
+/// What `unpack-deb` records beside the tree: ownership and special bits
+/// the tree on disk cannot hold (the store is owned by one user and drops
+/// setuid), applied in the layer instead.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DebMeta {
+    package: String,
+    version: String,
+    owners: Vec<(String, u32, u32, u32)>,
+    skipped: Vec<String>,
+}
+
+/// Unpack one .deb (data only; maintainer scripts are not run) into a
+/// component whose tree is `tree/` in the item.
+pub fn unpack_deb(
+    r: &mut Realizer,
+    filename: &str,
+    deb: &StorePath,
+) -> Result<Component, RealizeError> {
+    let base = filename
+        .rsplit('/')
+        .next()
+        .unwrap_or(filename)
+        .trim_end_matches(".deb");
+    let drv = Derivation::new("unpack-deb", 1, item_name(base))
+        .arg("filename", filename)
+        .input(deb.clone());
+    let item = r.realize(&drv, &[], |store, out| {
+        let tree = out.join("tree");
+        mkdirs(&tree)?;
+        let x = crate::debian::deb::extract(&store.physical_path(deb), &tree).map_err(|e| {
+            RealizeError::BadItem {
+                item: filename.to_string(),
+                builder: "unpack-deb",
+                what: e.to_string(),
+            }
+        })?;
+        let meta = DebMeta {
+            package: x.control.control.get("Package").unwrap_or("").to_string(),
+            version: x.control.control.get("Version").unwrap_or("").to_string(),
+            owners: x
+                .owners
+                .iter()
+                .map(|o| {
+                    (
+                        o.path.to_string_lossy().into_owned(),
+                        o.uid as u32,
+                        o.gid as u32,
+                        o.mode & 0o7777,
+                    )
+                })
+                .collect(),
+            skipped: x
+                .skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.path.display(), s.note))
+                .collect(),
+        };
+        write_file(
+            &out.join("deb.json"),
+            &serde_json::to_vec_pretty(&meta).expect("serializes"),
+        )
+    })?;
+    let meta_path = r.store.physical_path(&item).join("deb.json");
+    let meta: DebMeta =
+        serde_json::from_slice(&fs::read(&meta_path).map_err(io_err("reading", &meta_path))?)
+            .map_err(|e| RealizeError::BadItem {
+                item: item.basename(),
+                builder: "unpack-deb",
+                what: format!("its deb.json is not valid: {e}"),
+            })?;
+    let overrides = meta
+        .owners
+        .iter()
+        .map(|(p, uid, gid, mode)| {
+            (
+                p.trim_start_matches("./").to_string(),
+                PathOverride {
+                    mode: Some(*mode),
+                    uid: Some(*uid),
+                    gid: Some(*gid),
+                },
+            )
+        })
+        .collect();
+    Ok(Component {
+        label: format!("deb {} {}", meta.package, meta.version),
+        item,
+        subdir: "tree",
+        overrides,
+        own_layer: false,
+    })
 }

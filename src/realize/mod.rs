@@ -18,12 +18,13 @@ use std::path::{Path, PathBuf};
 use envbuild_store::{Store, StoreError, StorePath};
 
 use crate::assemble::{self, AssembleError, LAYER_BUDGET};
+use crate::debian::archive::{self, ArchiveError, PinnedDeb};
 use crate::fetch::{self, FetchError, FetchOptions};
 use crate::lock::{lock_path, Lock, LockError, LockedInput};
 use crate::oci::{self, LayerBlob, OciError, PathOverride};
 use crate::plan::Derivation;
 use crate::python::wheel::WheelError;
-use crate::spec::{Spec, WheelSource};
+use crate::spec::{DebianBase, Spec, WheelSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RealizeError {
@@ -33,6 +34,8 @@ pub enum RealizeError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
     #[error(transparent)]
     Wheel(#[from] WheelError),
     #[error(transparent)]
@@ -81,9 +84,23 @@ pub struct RealizeOptions {
 pub struct Component {
     pub label: String,
     pub item: StorePath,
+    /// Where the FHS tree starts inside the item ("" for the item itself).
+    pub subdir: &'static str,
     pub overrides: BTreeMap<String, PathOverride>,
     /// Gets a layer of its own even past the layer budget.
     pub own_layer: bool,
+}
+
+impl Component {
+    /// The component's FHS tree on disk.
+    pub fn tree(&self, store: &Store) -> PathBuf {
+        let item = store.physical_path(&self.item);
+        if self.subdir.is_empty() {
+            item
+        } else {
+            item.join(self.subdir)
+        }
+    }
 }
 
 /// A realized layer.
@@ -177,8 +194,130 @@ fn now_epoch() -> u64 {
 /// Pinned inputs: their lock entries and store items.
 struct Pinned {
     lock: Lock,
+    /// (mirror-relative file name, item), sorted by package name.
+    debs: Vec<(String, StorePath)>,
     files: Vec<StorePath>,
     wheels: Vec<StorePath>,
+}
+
+/// The Debian packages of the base: from the lock when it was made for the
+/// same request, else resolved against the archive (network).
+fn pin_debian(
+    store: &mut Store,
+    base: &DebianBase,
+    old: Option<&Lock>,
+    fetch_opts: &FetchOptions,
+    inputs: &mut Vec<LockedInput>,
+) -> Result<Vec<(String, StorePath)>, RealizeError> {
+    let request = format!(
+        "{}/{}: {}",
+        base.suite,
+        base.component,
+        base.packages.join(" ")
+    );
+    let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));
+    let locked: Option<Vec<PinnedDeb>> = old
+        .filter(|l| {
+            l.inputs
+                .iter()
+                .any(|i| i.id == "debian:request" && i.source == request)
+        })
+        .map(|l| {
+            l.inputs
+                .iter()
+                .filter_map(|i| {
+                    let name = i.id.strip_prefix("deb:")?;
+                    Some(PinnedDeb {
+                        name: name.to_string(),
+                        version: String::new(),
+                        filename: i.source.clone(),
+                        sha256: i.hash.strip_prefix("sha256:")?.to_string(),
+                        size: i.size,
+                    })
+                })
+                .collect()
+        });
+    let mirror = || archive::mirror_for(base.mirror.as_deref(), &base.suite);
+    let pinned = match locked {
+        Some(p) => p,
+        None => {
+            if fetch_opts.offline {
+                return Err(FetchError::Offline {
+                    url: format!("the {} archive index (no lock for this [base])", base.suite),
+                }
+                .into());
+            }
+            let mirror = mirror()?;
+            let keyring = archive::keyring_for(base.keyring.as_deref());
+            let scratch = store.scratch("debian-release")?;
+            let release = archive::fetch_release(&mirror, &base.suite, &keyring, scratch.path())?;
+            let index = archive::fetch_index(
+                store,
+                &mirror,
+                &base.suite,
+                &base.component,
+                &release,
+                fetch_opts,
+            )?;
+            index.closure(&base.packages)?
+        }
+    };
+    inputs.push(LockedInput {
+        id: "debian:request".into(),
+        source: request,
+        hash: format!("sha256:{request_hash}"),
+        size: pinned.len() as u64,
+    });
+    // Fetch in parallel (bounded); each worker has its own store handle.
+    let root = store.root().to_path_buf();
+    let mirror_url = pinned
+        .iter()
+        .any(|d| {
+            store
+                .realisation(&format!("fetch:sha256:{}", d.sha256), "out")
+                .ok()
+                .flatten()
+                .is_none()
+        })
+        .then(mirror)
+        .transpose()?;
+    let queue = std::sync::Mutex::new(pinned.iter().enumerate().collect::<Vec<_>>());
+    let results: std::sync::Mutex<Vec<Option<Result<fetch::Fetched, RealizeError>>>> =
+        std::sync::Mutex::new((0..pinned.len()).map(|_| None).collect());
+    let workers = pinned.len().clamp(1, 4);
+    let handles = (0..workers)
+        .map(|_| Store::open(&root))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|s| {
+        for mut st in handles {
+            let (queue, results, mirror_url) = (&queue, &results, &mirror_url);
+            s.spawn(move || loop {
+                let Some((i, d)) = queue.lock().expect("queue lock").pop() else {
+                    return;
+                };
+                let url = format!("{}/{}", mirror_url.as_deref().unwrap_or(""), d.filename);
+                let name = item_name(d.filename.rsplit('/').next().unwrap_or(&d.filename));
+                let r = fetch::fetch(&mut st, &url, &d.sha256, &name, fetch_opts)
+                    .map_err(RealizeError::from);
+                results.lock().expect("results lock")[i] = Some(r);
+            });
+        }
+    });
+    let mut out = Vec::new();
+    for (d, r) in pinned
+        .iter()
+        .zip(results.into_inner().expect("results lock"))
+    {
+        let fetched = r.expect("every deb was fetched")?;
+        inputs.push(LockedInput {
+            id: format!("deb:{}", d.name),
+            source: d.filename.clone(),
+            hash: format!("sha256:{}", d.sha256),
+            size: fetched.size,
+        });
+        out.push((d.filename.clone(), fetched.item));
+    }
+    Ok(out)
 }
 
 fn pin_inputs(
@@ -188,6 +327,15 @@ fn pin_inputs(
     opts: &RealizeOptions,
 ) -> Result<Pinned, RealizeError> {
     let mut inputs = Vec::new();
+    let fetch_opts = FetchOptions {
+        offline: opts.offline,
+        progress: opts.progress,
+        ..FetchOptions::default()
+    };
+    let debs = match &spec.debian {
+        Some(base) => pin_debian(store, base, old, &fetch_opts, &mut inputs)?,
+        None => Vec::new(),
+    };
     let mut files = Vec::new();
     for f in &spec.files {
         let name = item_name(
@@ -206,11 +354,6 @@ fn pin_inputs(
         });
         files.push(added.path);
     }
-    let fetch_opts = FetchOptions {
-        offline: opts.offline,
-        progress: opts.progress,
-        ..FetchOptions::default()
-    };
     let mut wheels = Vec::new();
     for w in &spec.wheels {
         let (url, source, sha) = match &w.source {
@@ -235,6 +378,7 @@ fn pin_inputs(
         .unwrap_or_else(now_epoch);
     Ok(Pinned {
         lock: Lock::new(epoch, inputs),
+        debs,
         files,
         wheels,
     })
@@ -297,8 +441,13 @@ pub fn realize(
         progress,
     };
 
-    // Components, in rootfs order: base files, wheels, then app files.
-    let mut components = vec![builders::base_files(&mut r, spec)?];
+    // Components, in rootfs order: Debian packages, base files, wheels,
+    // then app files.
+    let mut components = Vec::new();
+    for (filename, item) in &pinned.debs {
+        components.push(builders::unpack_deb(&mut r, filename, item)?);
+    }
+    components.push(builders::base_files(&mut r, spec)?);
     for (w, item) in spec.wheels.iter().zip(&pinned.wheels) {
         components.push(builders::unpack_wheel(&mut r, spec, &w.filename, item)?);
     }

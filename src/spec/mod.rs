@@ -28,6 +28,8 @@ pub const SUPPORTED_SYSTEM: &str = "x86_64-linux";
 pub struct RawSpec {
     pub env: EnvSpec,
     #[serde(default)]
+    pub base: Option<BaseSpec>,
+    #[serde(default)]
     pub files: Vec<FileSpec>,
     #[serde(default)]
     pub wheels: Vec<WheelSpec>,
@@ -44,6 +46,25 @@ pub struct EnvSpec {
     pub system: Spanned<String>,
     #[serde(default)]
     pub source_date_epoch: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseSpec {
+    pub debian: Spanned<DebianSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianSpec {
+    pub suite: String,
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub mirror: Option<String>,
+    #[serde(default)]
+    pub keyring: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,10 +161,25 @@ pub struct Spec {
     pub name: String,
     pub system: String,
     pub source_date_epoch: Option<u64>,
+    pub debian: Option<DebianBase>,
     pub files: Vec<FileInput>,
     pub wheels: Vec<WheelInput>,
     pub python: PythonLayout,
     pub image: Image,
+}
+
+/// `[base] debian = {...}`: packages from a Debian suite (with their
+/// Pre-Depends/Depends closure) as the bottom components of the rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebianBase {
+    pub suite: String,
+    pub component: String,
+    /// Sorted, deduplicated.
+    pub packages: Vec<String>,
+    /// A mirror URL; else configuration decides (see debian::archive).
+    pub mirror: Option<String>,
+    /// Absolute path of the keyring; else configuration decides.
+    pub keyring: Option<PathBuf>,
 }
 
 /// `[[files]]`: a local file or directory placed in the image.
@@ -527,6 +563,57 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         wheels.push(input);
     }
 
+    let debian = match &raw.base {
+        None => None,
+        Some(b) => {
+            let d = b.debian.get_ref();
+            let name_ok = |n: &str| {
+                n.len() >= 2
+                    && n.bytes().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c)
+                    })
+            };
+            if d.packages.is_empty() {
+                return Err(ctx.at(
+                    &b.debian,
+                    "base.debian.packages is empty (expected at least one package name)",
+                    "no packages",
+                ));
+            }
+            if let Some(bad) = d.packages.iter().find(|p| !name_ok(p)) {
+                return Err(ctx.at(&b.debian, format!("base.debian.packages: {bad:?} is not a Debian package name (lowercase letters, digits, + - .)"), "invalid package name"));
+            }
+            if !name_ok(&d.suite) {
+                return Err(ctx.at(
+                    &b.debian,
+                    format!(
+                        "base.debian.suite {:?} is not a suite name like \"bookworm\"",
+                        d.suite
+                    ),
+                    "invalid suite",
+                ));
+            }
+            if let Some(m) = &d.mirror {
+                if !(m.starts_with("http://") || m.starts_with("https://")) {
+                    return Err(ctx.at(
+                        &b.debian,
+                        format!("base.debian.mirror {m:?} is not an http(s) URL"),
+                        "invalid mirror",
+                    ));
+                }
+            }
+            let mut packages = d.packages.clone();
+            packages.sort();
+            packages.dedup();
+            Some(DebianBase {
+                suite: d.suite.clone(),
+                component: d.component.clone().unwrap_or_else(|| "main".into()),
+                packages,
+                mirror: d.mirror.clone(),
+                keyring: d.keyring.as_ref().map(|k| dir.join(k)),
+            })
+        }
+    };
     let python = python_layout(ctx, raw.python.as_ref())?;
     let image = image_settings(ctx, &raw, &name, user)?;
     Ok(Spec {
@@ -535,6 +622,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         name,
         system: raw.env.system.into_inner(),
         source_date_epoch: raw.env.source_date_epoch.map(|s| s.into_inner()),
+        debian,
         files,
         wheels,
         python,
