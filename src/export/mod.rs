@@ -122,7 +122,7 @@ fn write_rootfs(store: &Store, components: &[Component], dest: &Path) -> Result<
         overrides.extend(c.overrides.iter().map(|(k, v)| (k.clone(), *v)));
     }
     for c in components {
-        let root = store.physical_path(&c.item);
+        let root = c.tree(store);
         for entry in walkdir::WalkDir::new(&root)
             .follow_root_links(false)
             .min_depth(1)

@@ -75,7 +75,7 @@ pub fn rootfs(
     fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
     let result = (|| {
         for c in components {
-            link_tree(&store.physical_path(&c.item), &tmp)?;
+            link_tree(&c.tree(store), &tmp)?;
         }
         for m in MOUNT_POINTS {
             let p = tmp.join(m);
