@@ -524,7 +524,7 @@ mod tests {
             idx.packages.entry(name).or_default().push(p);
         }
         for v in idx.packages.values_mut() {
-            v.sort_by(|a, b| version_of(b).unwrap().cmp(&version_of(a).unwrap()));
+            v.sort_by_key(|p| std::cmp::Reverse(version_of(p).unwrap()));
         }
         idx
     }

@@ -1,0 +1,933 @@
+//! A PEP 691 (JSON simple API) index client, with each version's best wheel
+//! for the target chosen as the page is read, PEP 658 metadata fetched per
+//! file and cached on disk, and a small pool of threads that fetch pages
+//! and likely metadata ahead of the resolver.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pep440_rs::Version;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use super::error::ResolveError;
+use super::metadata::{parse_core_metadata, requires_python_allows, CoreMetadata};
+use super::target::TagRanks;
+use super::timestamp::Timestamp;
+use crate::python::wheel::{normalize_name, WheelFilename};
+
+/// The media type of PEP 691 JSON pages, version 1.
+pub(super) const JSON_MEDIA_TYPE: &str = "application/vnd.pypi.simple.v1+json";
+
+/// What [`IndexClient`] needs to know of the target and policy to choose a
+/// wheel per version.
+#[derive(Debug, Clone)]
+pub(super) struct Selector {
+    pub ranks: TagRanks,
+    /// The target's full Python version, for `requires-python`.
+    pub python: Version,
+    pub exclude_newer: Option<Timestamp>,
+}
+
+/// One file on a project page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DistFile {
+    pub filename: String,
+    /// Absolute URL (relative URLs resolved against the page).
+    pub url: String,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub requires_python: Option<String>,
+    /// `Some(reason)` when yanked (PEP 592); the reason may be empty.
+    pub yanked: Option<String>,
+    pub upload_time: Option<Timestamp>,
+    /// PEP 658/714: `Some(sha256 if given)` when `{url}.metadata` exists.
+    pub metadata: Option<Option<String>>,
+}
+
+/// Why a version has no usable wheel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Skip {
+    /// Every wheel that fits the target is yanked (reason, maybe empty).
+    Yanked(String),
+    /// Every wheel that fits the target's tags excludes its Python
+    /// (the `requires-python` of the best of them).
+    RequiresPython(String),
+    /// No wheel fits the target's tags: the files there are.
+    NoWheel(Vec<String>),
+}
+
+/// One version on a project page, with the wheel chosen for the target.
+#[derive(Debug, Clone)]
+pub(super) struct VersionEntry {
+    pub version: Version,
+    /// The best non-yanked wheel for the target.
+    pub wheel: Option<Arc<DistFile>>,
+    /// The best wheel for the target, yanked or not (used for `==` pins).
+    pub yanked_wheel: Option<Arc<DistFile>>,
+    /// Why `wheel` is `None`.
+    pub skip: Option<Skip>,
+}
+
+/// A project page, read for the target.
+#[derive(Debug, Clone)]
+pub(super) struct Project {
+    /// Normalized name.
+    pub name: String,
+    /// Ascending.
+    pub versions: Vec<VersionEntry>,
+    /// Versions left out because all their files were uploaded after
+    /// `exclude_newer` (or carry no upload time while it is set).
+    pub hidden_newer: Vec<Version>,
+}
+
+impl Project {
+    pub fn entry(&self, version: &Version) -> Option<&VersionEntry> {
+        self.versions
+            .binary_search_by(|e| e.version.cmp(version))
+            .ok()
+            .map(|i| &self.versions[i])
+    }
+}
+
+// ---- PEP 691 JSON ----------------------------------------------------------
+
+#[derive(Deserialize)]
+struct JsonPage {
+    #[serde(default)]
+    meta: Option<JsonMeta>,
+    files: Vec<JsonFile>,
+}
+
+#[derive(Deserialize)]
+struct JsonMeta {
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrString {
+    Bool(bool),
+    Str(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrHashes {
+    Bool(bool),
+    Hashes(HashMap<String, String>),
+}
+
+#[derive(Deserialize)]
+struct JsonFile {
+    filename: String,
+    url: String,
+    #[serde(default)]
+    hashes: HashMap<String, String>,
+    #[serde(rename = "requires-python", default)]
+    requires_python: Option<String>,
+    #[serde(default)]
+    yanked: Option<BoolOrString>,
+    #[serde(rename = "core-metadata", default)]
+    core_metadata: Option<BoolOrHashes>,
+    #[serde(rename = "dist-info-metadata", default)]
+    dist_info_metadata: Option<BoolOrHashes>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(rename = "upload-time", default)]
+    upload_time: Option<String>,
+}
+
+/// The version in an sdist's name, `{name}-{version}.tar.gz` (or `.zip`),
+/// where the name part normalizes to `project`.
+fn sdist_version(filename: &str, project: &str) -> Option<Version> {
+    let stem = filename
+        .strip_suffix(".tar.gz")
+        .or_else(|| filename.strip_suffix(".zip"))?;
+    stem.match_indices('-').find_map(|(i, _)| {
+        (normalize_name(&stem[..i]) == project)
+            .then(|| Version::from_str(&stem[i + 1..]).ok())
+            .flatten()
+    })
+}
+
+/// `(number, rest)` of a build tag, for ordering (higher is preferred).
+fn build_key(build: Option<&str>) -> (u64, String) {
+    match build {
+        None => (0, String::new()),
+        Some(b) => {
+            let digits: String = b.chars().take_while(char::is_ascii_digit).collect();
+            (digits.parse().unwrap_or(0), b[digits.len()..].to_owned())
+        }
+    }
+}
+
+/// Read a PEP 691 page into a [`Project`], choosing each version's wheel.
+pub(super) fn parse_project_page(
+    project: &str,
+    page_url: &reqwest::Url,
+    body: &[u8],
+    selector: &Selector,
+) -> Result<Project, String> {
+    let page: JsonPage =
+        serde_json::from_slice(body).map_err(|e| format!("the JSON does not parse: {e}"))?;
+    if let Some(v) = page.meta.as_ref().and_then(|m| m.api_version.as_deref()) {
+        if !v.starts_with("1.") && v != "1" {
+            return Err(format!("api-version {v} is not 1.x"));
+        }
+    }
+    struct Candidate {
+        file: Arc<DistFile>,
+        rank: Option<usize>,
+        build: (u64, String),
+    }
+    let mut by_version: BTreeMap<Version, Vec<Candidate>> = BTreeMap::new();
+    let mut hidden: BTreeMap<Version, ()> = BTreeMap::new();
+    for f in page.files {
+        let (version, rank, build) = if f.filename.ends_with(".whl") {
+            let Ok(w) = WheelFilename::parse(&f.filename) else {
+                continue;
+            };
+            if normalize_name(&w.name) != project {
+                continue;
+            }
+            let Ok(v) = Version::from_str(&w.version) else {
+                continue;
+            };
+            let rank = selector.ranks.rank(&w.python, &w.abi, &w.platform);
+            (v, rank, build_key(w.build.as_deref()))
+        } else if let Some(v) = sdist_version(&f.filename, project) {
+            (v, None, (0, String::new()))
+        } else {
+            // .egg, .exe, .msi, ...: never used.
+            continue;
+        };
+        let upload_time = f
+            .upload_time
+            .as_deref()
+            .and_then(|t| Timestamp::from_str(t).ok());
+        if let Some(cutoff) = selector.exclude_newer {
+            if upload_time.is_none_or(|t| t > cutoff) {
+                hidden.insert(version, ());
+                continue;
+            }
+        }
+        let url = page_url
+            .join(&f.url)
+            .map_err(|e| format!("file URL {:?} does not resolve: {e}", f.url))?;
+        let mut url = url.to_string();
+        // PEP 503 pages carry the hash in the fragment; the URL is without.
+        if let Some(i) = url.find('#') {
+            url.truncate(i);
+        }
+        let yanked = match f.yanked {
+            None | Some(BoolOrString::Bool(false)) => None,
+            Some(BoolOrString::Bool(true)) => Some(String::new()),
+            Some(BoolOrString::Str(reason)) => Some(reason),
+        };
+        let metadata = match f.core_metadata.or(f.dist_info_metadata) {
+            None | Some(BoolOrHashes::Bool(false)) => None,
+            Some(BoolOrHashes::Bool(true)) => Some(None),
+            Some(BoolOrHashes::Hashes(h)) => Some(h.get("sha256").map(|s| s.to_lowercase())),
+        };
+        let file = DistFile {
+            filename: f.filename,
+            url,
+            sha256: f.hashes.get("sha256").map(|s| s.to_lowercase()),
+            size: f.size,
+            requires_python: f.requires_python.filter(|s| !s.trim().is_empty()),
+            yanked,
+            upload_time,
+            metadata,
+        };
+        by_version.entry(version).or_default().push(Candidate {
+            file: Arc::new(file),
+            rank,
+            build,
+        });
+    }
+    let mut versions = Vec::with_capacity(by_version.len());
+    for (version, mut files) in by_version {
+        hidden.remove(&version);
+        // Best first: tag rank, then the highest build tag, then the name.
+        files.sort_by(|a, b| {
+            a.rank
+                .cmp(&b.rank)
+                .then_with(|| b.build.cmp(&a.build))
+                .then_with(|| a.file.filename.cmp(&b.file.filename))
+        });
+        let fitting: Vec<&Candidate> = files.iter().filter(|c| c.rank.is_some()).collect();
+        let runnable: Vec<&Candidate> = fitting
+            .iter()
+            .copied()
+            .filter(|c| {
+                c.file
+                    .requires_python
+                    .as_deref()
+                    .is_none_or(|s| requires_python_allows(s, &selector.python))
+            })
+            .collect();
+        let wheel = runnable
+            .iter()
+            .find(|c| c.file.yanked.is_none())
+            .map(|c| c.file.clone());
+        let yanked_wheel = wheel
+            .clone()
+            .or_else(|| runnable.first().map(|c| c.file.clone()));
+        let skip = if wheel.is_some() {
+            None
+        } else if let Some(y) = &yanked_wheel {
+            Some(Skip::Yanked(y.yanked.clone().unwrap_or_default()))
+        } else if let Some(first) = fitting.first() {
+            Some(Skip::RequiresPython(
+                first.file.requires_python.clone().unwrap_or_default(),
+            ))
+        } else {
+            Some(Skip::NoWheel(
+                files.iter().map(|c| c.file.filename.clone()).collect(),
+            ))
+        };
+        versions.push(VersionEntry {
+            version,
+            wheel,
+            yanked_wheel,
+            skip,
+        });
+    }
+    Ok(Project {
+        name: project.to_owned(),
+        versions,
+        hidden_newer: hidden.into_keys().collect(),
+    })
+}
+
+// ---- the client ------------------------------------------------------------
+
+type Slot<T> = Arc<OnceLock<Result<Arc<T>, ResolveError>>>;
+
+struct Inner {
+    index: reqwest::Url,
+    /// The index URL without credentials, for messages.
+    index_display: String,
+    http: reqwest::blocking::Client,
+    cache_dir: Option<PathBuf>,
+    selector: Selector,
+    projects: Mutex<HashMap<String, Slot<Project>>>,
+    metadata: Mutex<HashMap<String, Slot<CoreMetadata>>>,
+    /// Set when the client is dropped: queued prefetches are skipped.
+    closed: AtomicBool,
+}
+
+enum Job {
+    Project(String),
+}
+
+/// Fetches project pages and wheel metadata, each once, from one index.
+pub(super) struct IndexClient {
+    inner: Arc<Inner>,
+    jobs: Option<Mutex<mpsc::Sender<Job>>>,
+}
+
+/// The URL with any user name and password removed.
+pub(super) fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+impl IndexClient {
+    /// `index_url` is the simple API root (`…/simple/`); `workers` threads
+    /// fetch ahead of the resolver (0 for none).
+    pub fn new(
+        index_url: &str,
+        selector: Selector,
+        cache_dir: Option<PathBuf>,
+        workers: usize,
+    ) -> Result<IndexClient, ResolveError> {
+        let bad = |message: String| ResolveError::InvalidIndexUrl {
+            url: index_url.to_owned(),
+            message,
+        };
+        let mut index = reqwest::Url::parse(index_url.trim()).map_err(|e| bad(e.to_string()))?;
+        if !matches!(index.scheme(), "http" | "https") {
+            return Err(bad("only http and https indexes are supported".into()));
+        }
+        if !index.path().ends_with('/') {
+            let p = format!("{}/", index.path());
+            index.set_path(&p);
+        }
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .timeout(None)
+            .user_agent(concat!("envbuild/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| bad(format!("cannot build an HTTP client: {e}")))?;
+        if let Some(dir) = &cache_dir {
+            fs::create_dir_all(dir.join("metadata-v1")).map_err(|e| ResolveError::Cache {
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let inner = Arc::new(Inner {
+            index_display: redact(&index),
+            index,
+            http,
+            cache_dir,
+            selector,
+            projects: Mutex::new(HashMap::new()),
+            metadata: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        let jobs = (workers > 0).then(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..workers {
+                let rx = rx.clone();
+                let inner = inner.clone();
+                std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(Job::Project(_)) if inner.closed.load(Ordering::Relaxed) => {}
+                        Ok(Job::Project(name)) => inner.prefetch(&name),
+                        Err(_) => return,
+                    }
+                });
+            }
+            Mutex::new(tx)
+        });
+        Ok(IndexClient { inner, jobs })
+    }
+
+    pub fn index_display(&self) -> &str {
+        &self.inner.index_display
+    }
+
+    /// The project page of a normalized name, fetched once.
+    pub fn project(&self, name: &str) -> Result<Arc<Project>, ResolveError> {
+        self.inner.project(name)
+    }
+
+    /// The metadata of one wheel, fetched once (and cached on disk).
+    pub fn metadata(
+        &self,
+        project: &str,
+        file: &DistFile,
+    ) -> Result<Arc<CoreMetadata>, ResolveError> {
+        self.inner.metadata(project, file)
+    }
+
+    /// Ask the workers to fetch a project page, and the metadata of its
+    /// most likely wheel, if nobody has yet.
+    pub fn prefetch(&self, name: &str) {
+        let Some(jobs) = &self.jobs else { return };
+        if self
+            .inner
+            .projects
+            .lock()
+            .map(|m| m.contains_key(name))
+            .unwrap_or(true)
+        {
+            return;
+        }
+        if let Ok(tx) = jobs.lock() {
+            let _ = tx.send(Job::Project(name.to_owned()));
+        }
+    }
+
+    /// The size of a file, by a HEAD request, for indexes that do not give
+    /// `size`.
+    pub fn content_length(&self, project: &str, url: &str) -> Result<u64, ResolveError> {
+        let resp = self.inner.send(project, url, |c| c.head(url))?;
+        resp.content_length()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| ResolveError::BadResponse {
+                package: project.to_owned(),
+                url: url.to_owned(),
+                expected: "a Content-Length".into(),
+                found: "none".into(),
+            })
+    }
+}
+
+impl Drop for IndexClient {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+fn slot<T>(map: &Mutex<HashMap<String, Slot<T>>>, key: &str) -> Slot<T> {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(key.to_owned()).or_default().clone()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+const ATTEMPTS: u32 = 3;
+
+impl Inner {
+    fn prefetch(&self, name: &str) {
+        let Ok(project) = self.project(name) else {
+            return;
+        };
+        // The likely choice: the newest final release with a wheel.
+        let likely = project
+            .versions
+            .iter()
+            .rev()
+            .find(|e| e.wheel.is_some() && !e.version.any_prerelease())
+            .and_then(|e| e.wheel.clone());
+        if let Some(file) = likely {
+            let _ = self.metadata(name, &file);
+        }
+    }
+
+    /// GET/HEAD with retries on connection errors, 429 and 5xx.
+    fn send(
+        &self,
+        package: &str,
+        url: &str,
+        build: impl Fn(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ResolveError> {
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(300 << attempt));
+            }
+            match build(&self.http).send() {
+                Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+                    last = format!("HTTP status {}", r.status());
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => last = format!("{e} (index locations come from your configuration)"),
+            }
+        }
+        Err(ResolveError::Http {
+            package: package.to_owned(),
+            url: url.to_owned(),
+            message: format!("{last} after {ATTEMPTS} attempts"),
+        })
+    }
+
+    fn get_bytes(
+        &self,
+        package: &str,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<(reqwest::Url, String, Vec<u8>), ResolveError> {
+        let resp = self.send(package, url, |c| {
+            let r = c.get(url);
+            match accept {
+                Some(a) => r.header(reqwest::header::ACCEPT, a),
+                None => r,
+            }
+        })?;
+        let status = resp.status();
+        if status.as_u16() == 404 {
+            return Err(ResolveError::NotFound {
+                package: package.to_owned(),
+                index: self.index_display.clone(),
+                url: url.to_owned(),
+            });
+        }
+        if !status.is_success() {
+            return Err(ResolveError::BadResponse {
+                package: package.to_owned(),
+                url: url.to_owned(),
+                expected: "HTTP 200".into(),
+                found: format!("HTTP {status}"),
+            });
+        }
+        let final_url = resp.url().clone();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp.bytes().map_err(|e| ResolveError::Http {
+            package: package.to_owned(),
+            url: url.to_owned(),
+            message: format!("reading the body: {e}"),
+        })?;
+        Ok((final_url, content_type, body.to_vec()))
+    }
+
+    fn project(&self, name: &str) -> Result<Arc<Project>, ResolveError> {
+        let slot = slot(&self.projects, name);
+        slot.get_or_init(|| self.fetch_project(name).map(Arc::new))
+            .clone()
+    }
+
+    fn fetch_project(&self, name: &str) -> Result<Project, ResolveError> {
+        let url =
+            self.index
+                .join(&format!("{name}/"))
+                .map_err(|e| ResolveError::InvalidIndexUrl {
+                    url: self.index_display.clone(),
+                    message: e.to_string(),
+                })?;
+        let shown = redact(&url);
+        let (final_url, content_type, body) =
+            self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE))?;
+        let bad = |message: String| ResolveError::BadIndexPage {
+            package: name.to_owned(),
+            url: shown.clone(),
+            message,
+        };
+        let ct = content_type.to_ascii_lowercase();
+        if ct.contains("html") {
+            return Err(bad(format!(
+                "the index answered {content_type:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})"
+            )));
+        }
+        parse_project_page(name, &final_url, &body, &self.selector).map_err(bad)
+    }
+
+    fn metadata(&self, project: &str, file: &DistFile) -> Result<Arc<CoreMetadata>, ResolveError> {
+        let slot = slot(&self.metadata, &file.url);
+        slot.get_or_init(|| self.fetch_metadata(project, file).map(Arc::new))
+            .clone()
+    }
+
+    fn cache_path(&self, file: &DistFile) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let sha = file.sha256.as_ref()?;
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(dir.join("metadata-v1").join(format!("{sha}.metadata")))
+    }
+
+    fn fetch_metadata(&self, project: &str, file: &DistFile) -> Result<CoreMetadata, ResolveError> {
+        let bad = |message: String| ResolveError::BadMetadata {
+            package: project.to_owned(),
+            filename: file.filename.clone(),
+            url: file.url.clone(),
+            message,
+        };
+        let cache = self.cache_path(file);
+        let cached = cache.as_ref().and_then(|p| fs::read(p).ok());
+        let text = match cached {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = if let Some(hash) = &file.metadata {
+                    let url = format!("{}.metadata", file.url);
+                    let (_, _, bytes) = self.get_bytes(project, &url, None)?;
+                    if let Some(expected) = hash {
+                        let found = sha256_hex(&bytes);
+                        if &found != expected {
+                            return Err(ResolveError::HashMismatch {
+                                package: project.to_owned(),
+                                url,
+                                expected: expected.clone(),
+                                found,
+                            });
+                        }
+                    }
+                    bytes
+                } else {
+                    self.metadata_from_wheel(project, file)?
+                };
+                if let Some(path) = &cache {
+                    write_atomically(path, &bytes).map_err(|e| ResolveError::Cache {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                }
+                bytes
+            }
+        };
+        let text = String::from_utf8_lossy(&text);
+        let meta = parse_core_metadata(&text).map_err(bad)?;
+        if normalize_name(&meta.name) != project {
+            return Err(bad(format!(
+                "its Name is {:?}, expected {project:?}",
+                meta.name
+            )));
+        }
+        Ok(meta)
+    }
+
+    /// `METADATA` out of the wheel itself: by HTTP Range requests when the
+    /// server honours them, else by downloading the wheel (sha256 checked).
+    fn metadata_from_wheel(&self, project: &str, file: &DistFile) -> Result<Vec<u8>, ResolveError> {
+        let len = match file.size {
+            Some(s) => Some(s),
+            None => self
+                .send(project, &file.url, |c| c.head(&file.url))
+                .ok()
+                .and_then(|r| r.content_length()),
+        };
+        if let Some(len) = len.filter(|&l| l > 22) {
+            let reader = RangeReader::new(&self.http, &file.url, len);
+            match read_metadata_member(reader, project) {
+                Ok(bytes) => return Ok(bytes),
+                Err(MemberError::Io(e)) if e.kind() == io::ErrorKind::Unsupported => {}
+                Err(MemberError::Io(e)) => {
+                    return Err(ResolveError::Http {
+                        package: project.to_owned(),
+                        url: file.url.clone(),
+                        message: format!("reading the wheel by ranges: {e}"),
+                    })
+                }
+                Err(MemberError::Bad(m)) => return Err(self.bad_wheel(project, file, m)),
+            }
+        }
+        // Whole download, verified.
+        let resp = self.send(project, &file.url, |c| c.get(&file.url))?;
+        if !resp.status().is_success() {
+            return Err(ResolveError::BadResponse {
+                package: project.to_owned(),
+                url: file.url.clone(),
+                expected: "HTTP 200".into(),
+                found: format!("HTTP {}", resp.status()),
+            });
+        }
+        let mut tmp = tempfile::tempfile().map_err(|e| ResolveError::Cache {
+            path: std::env::temp_dir().display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut hasher = Sha256::new();
+        let mut resp = resp;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = resp.read(&mut buf).map_err(|e| ResolveError::Http {
+                package: project.to_owned(),
+                url: file.url.clone(),
+                message: e.to_string(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(|e| ResolveError::Cache {
+                path: std::env::temp_dir().display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let found = hex::encode(hasher.finalize());
+        if let Some(expected) = &file.sha256 {
+            if &found != expected {
+                return Err(ResolveError::HashMismatch {
+                    package: project.to_owned(),
+                    url: file.url.clone(),
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+        }
+        tmp.seek(SeekFrom::Start(0))
+            .map_err(|e| ResolveError::Cache {
+                path: std::env::temp_dir().display().to_string(),
+                message: e.to_string(),
+            })?;
+        read_metadata_member(tmp, project).map_err(|e| match e {
+            MemberError::Io(e) => self.bad_wheel(project, file, e.to_string()),
+            MemberError::Bad(m) => self.bad_wheel(project, file, m),
+        })
+    }
+
+    fn bad_wheel(&self, project: &str, file: &DistFile, message: String) -> ResolveError {
+        ResolveError::BadMetadata {
+            package: project.to_owned(),
+            filename: file.filename.clone(),
+            url: file.url.clone(),
+            message,
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+enum MemberError {
+    Io(io::Error),
+    Bad(String),
+}
+
+/// The largest `METADATA` read out of a wheel.
+const MAX_METADATA: u64 = 16 << 20;
+
+/// The bytes of the wheel's top-level `*.dist-info/METADATA` (the one whose
+/// name matches the project when there are several).
+fn read_metadata_member<R: Read + Seek>(reader: R, project: &str) -> Result<Vec<u8>, MemberError> {
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
+        zip::result::ZipError::Io(e) => MemberError::Io(e),
+        e => MemberError::Bad(format!("not a zip archive: {e}")),
+    })?;
+    let candidates: Vec<String> = zip
+        .file_names()
+        .filter(|n| {
+            n.split_once('/')
+                .is_some_and(|(dir, rest)| rest == "METADATA" && dir.ends_with(".dist-info"))
+        })
+        .map(str::to_owned)
+        .collect();
+    let chosen = candidates
+        .iter()
+        .find(|n| {
+            let dir = n
+                .trim_end_matches("/METADATA")
+                .trim_end_matches(".dist-info");
+            let name = dir.rsplit_once('-').map_or(dir, |(n, _)| n);
+            normalize_name(name) == project
+        })
+        .or(candidates.first())
+        .ok_or_else(|| MemberError::Bad("it has no *.dist-info/METADATA".into()))?
+        .clone();
+    let member = zip.by_name(&chosen).map_err(|e| match e {
+        zip::result::ZipError::Io(e) => MemberError::Io(e),
+        e => MemberError::Bad(format!("{chosen}: {e}")),
+    })?;
+    let mut out = Vec::new();
+    member
+        .take(MAX_METADATA)
+        .read_to_end(&mut out)
+        .map_err(MemberError::Io)?;
+    Ok(out)
+}
+
+/// Random access to a remote file by HTTP Range requests, in chunks kept in
+/// memory. A server that answers a range with the whole file (200) makes
+/// reads fail with [`io::ErrorKind::Unsupported`].
+struct RangeReader<'a> {
+    http: &'a reqwest::blocking::Client,
+    url: &'a str,
+    len: u64,
+    pos: u64,
+    /// start → bytes
+    chunks: BTreeMap<u64, Vec<u8>>,
+}
+
+const CHUNK: u64 = 512 * 1024;
+
+impl<'a> RangeReader<'a> {
+    fn new(http: &'a reqwest::blocking::Client, url: &'a str, len: u64) -> Self {
+        RangeReader {
+            http,
+            url,
+            len,
+            pos: 0,
+            chunks: BTreeMap::new(),
+        }
+    }
+
+    fn fetch(&mut self, pos: u64) -> io::Result<()> {
+        // A full chunk around `pos`, shifted back from the end of the file
+        // so the first read (the end of central directory) gets the
+        // central directory with it.
+        let start = pos.min(self.len.saturating_sub(CHUNK));
+        let end = (start + CHUNK).min(self.len);
+        let resp = self
+            .http
+            .get(self.url)
+            .header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1))
+            .send()
+            .map_err(io::Error::other)?;
+        match resp.status().as_u16() {
+            206 => {}
+            200 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the server ignores Range",
+                ))
+            }
+            s => return Err(io::Error::other(format!("HTTP {s} for a range"))),
+        }
+        let bytes = resp.bytes().map_err(io::Error::other)?;
+        if bytes.len() as u64 != end - start {
+            return Err(io::Error::other(format!(
+                "asked bytes {start}-{} , got {} bytes",
+                end - 1,
+                bytes.len()
+            )));
+        }
+        self.chunks.insert(start, bytes.to_vec());
+        Ok(())
+    }
+
+    fn find(&self, pos: u64) -> Option<(u64, &Vec<u8>)> {
+        self.chunks
+            .range(..=pos)
+            .rev()
+            .find(|(s, b)| pos < **s + b.len() as u64)
+            .map(|(s, b)| (*s, b))
+    }
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.find(self.pos).is_none() {
+            self.fetch(self.pos)?;
+        }
+        let pos = self.pos;
+        let (start, bytes) = self
+            .find(pos)
+            .ok_or_else(|| io::Error::other("range fetch did not cover the position"))?;
+        let off = (pos - start) as usize;
+        let n = buf.len().min(bytes.len() - off);
+        buf[..n].copy_from_slice(&bytes[off..off + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for RangeReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos =
+            new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdist_versions() {
+        assert_eq!(
+            sdist_version("foo-bar-1.0.tar.gz", "foo-bar"),
+            Some(Version::from_str("1.0").unwrap())
+        );
+        assert_eq!(
+            sdist_version("Foo_Bar-2.0rc1.zip", "foo-bar"),
+            Some(Version::from_str("2.0rc1").unwrap())
+        );
+        assert_eq!(sdist_version("foo-1.0.tar.bz2", "foo"), None);
+        assert_eq!(sdist_version("other-1.0.tar.gz", "foo"), None);
+    }
+
+    #[test]
+    fn build_tags_order() {
+        assert!(build_key(Some("2")) > build_key(Some("1local")));
+        assert!(build_key(Some("1")) > build_key(None));
+    }
+}

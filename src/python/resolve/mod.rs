@@ -1,0 +1,323 @@
+//! Resolving PEP 508 requirements into exact wheels for a **target** (not
+//! the host) against a PEP 691 index.
+//!
+//! [`resolve`] takes requirement strings, the index URL (always from the
+//! caller's configuration; nothing here knows an index by name) and a
+//! [`Target`], and returns a [`Resolution`]: one [`Pinned`] wheel per
+//! package, sorted by name, each with file name, URL, sha256 and size.
+//!
+//! Rules:
+//!
+//! - **Tags** (PEP 425, PEP 600): a wheel fits when one of the tags its
+//!   file name expands to (`py2.py3` is two) is among [`Target::tags`],
+//!   which lists them in pip's (`packaging.tags.sys_tags`) order of
+//!   preference: `cp311-cp311-<platform>`, `cp311-abi3-<platform>`,
+//!   `cp311-none-<platform>`, `cp310-abi3` … `cp32-abi3`, `py311-none`,
+//!   `py3-none`, `py310-none` … `py30-none` on each platform, then
+//!   `cp311-none-any`, `py311-none-any`, `py3-none-any`, … `py30-none-any`;
+//!   platforms being `manylinux_2_Y` from the target's glibc down to 2.5
+//!   (each legacy `manylinux2014`/`2010`/`1` alias right after its
+//!   `manylinux_2_Y`), or `musllinux_1_Y` for musl, then `linux_<arch>`.
+//!   Of a version's fitting wheels the one with the most preferred tag wins,
+//!   then the highest build tag, then the file name.
+//! - **Markers** are evaluated in the target's environment
+//!   ([`Target::marker_environment`]: `sys_platform` linux, `os_name`
+//!   posix, `platform_system` Linux, `platform_machine`, `python_version`,
+//!   `python_full_version`, `implementation_name` cpython,
+//!   `platform_python_implementation` CPython; the kernel's
+//!   `platform_release`/`platform_version` are empty), never the host's.
+//! - **Index** (PEP 691 JSON, `Accept: application/vnd.pypi.simple.v1+json`,
+//!   `GET {index}/{normalized-name}/`): files with `hashes`,
+//!   `requires-python`, `yanked`, `upload-time`, `size`,
+//!   `core-metadata`/`dist-info-metadata`. An HTML-only index is an error.
+//! - **Metadata is per file**: a version's dependencies are read from the
+//!   `METADATA` of the very wheel chosen for the target (torch's
+//!   Requires-Dist differs between its wheels): `{file_url}.metadata`
+//!   (PEP 658/714) with its sha256 checked; otherwise the wheel's
+//!   `*.dist-info/METADATA` read with HTTP Range requests (a few hundred
+//!   KiB), or, when the server ignores ranges, from the whole wheel with its
+//!   sha256 checked. Metadata is cached on disk under the caller's cache
+//!   directory, keyed by the wheel's sha256 (`metadata-v1/<sha256>.metadata`).
+//! - **Policy**: for each package the highest version in range that has a
+//!   wheel fitting the target whose `requires-python` admits the target's
+//!   Python, and that is not yanked (a yanked wheel is used only when the
+//!   range is a single version, i.e. pinned with `==`). Files uploaded
+//!   after `exclude_newer` (or with no upload time while it is set) do not
+//!   exist. Pre-releases only when a requirement names one or the package
+//!   has nothing else. The `Requires-Python` of the chosen wheel's metadata
+//!   must admit the target too, else that version is unusable. Extras
+//!   (PEP 685 names) are packages of their own that pin their base to the
+//!   same version. Local versions (`+cu121`) match only specifiers that
+//!   spell the local part. Direct URL requirements are refused.
+//! - **Failures**: pubgrub's derivation tree in words, followed by notes on
+//!   skipped versions (yanked, requires-python, no wheel, exclude-newer);
+//!   an `==` pin of a version the index lacks names the nearest versions;
+//!   every package whose wanted versions have no wheel for the target
+//!   (only sdists, or only other platforms) is listed in one error: such a
+//!   package is resolved as if it had a wheel (without dependencies) so
+//!   that resolution goes on and finds them all.
+//!
+//! Pages are fetched by a few worker threads ahead of the resolver, with the
+//! metadata of each page's likely wheel; the resolver itself is
+//! single-threaded and deterministic: the same index contents give the same
+//! result whatever the timing.
+
+mod error;
+mod index;
+mod metadata;
+mod provider;
+mod target;
+mod timestamp;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use pep440_rs::{Operator, Version};
+use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
+use pubgrub::PubGrubError;
+
+pub use error::{NoWheel, ResolveError};
+pub use target::{Arch, Implementation, Libc, Target, WheelTag};
+pub use timestamp::{Timestamp, TimestampError};
+
+use index::{IndexClient, Selector};
+use provider::{explain, nearest_versions, root_version, tree_packages, Pkg, Provider};
+
+/// How to resolve: where, for what, and with which cut-off.
+#[derive(Debug, Clone)]
+pub struct ResolveOptions {
+    /// The simple API root, from configuration.
+    pub index_url: String,
+    pub target: Target,
+    /// Where wheel metadata is cached (created if missing); `None` for no
+    /// disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Ignore files uploaded after this instant.
+    pub exclude_newer: Option<Timestamp>,
+    /// Threads fetching pages and metadata ahead of the resolver (0: none).
+    pub prefetch_threads: usize,
+}
+
+impl ResolveOptions {
+    pub fn new(index_url: impl Into<String>, target: Target) -> Self {
+        ResolveOptions {
+            index_url: index_url.into(),
+            target,
+            cache_dir: None,
+            exclude_newer: None,
+            prefetch_threads: 8,
+        }
+    }
+}
+
+/// One resolved package: the exact wheel chosen for the target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pinned {
+    /// Normalized (PEP 503) name.
+    pub name: String,
+    pub version: String,
+    pub filename: String,
+    /// Where the index said the file is (absolute).
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The file's `requires-python` (from the index, else its metadata).
+    pub requires_python: Option<String>,
+    /// Normalized names of the packages this one pulls in on the target
+    /// (with the extras below), sorted.
+    pub dependencies: Vec<String>,
+    /// Extras of this package that the resolution activated, sorted.
+    pub extras: Vec<String>,
+}
+
+/// The result of [`resolve`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resolution {
+    /// Sorted by name.
+    pub packages: Vec<Pinned>,
+}
+
+impl Resolution {
+    pub fn get(&self, name: &str) -> Option<&Pinned> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+}
+
+fn parse_requirement(text: &str) -> Result<Requirement<VerbatimUrl>, ResolveError> {
+    let req = Requirement::<VerbatimUrl>::from_str(text).map_err(|e| {
+        ResolveError::InvalidRequirement {
+            requirement: text.to_owned(),
+            message: e.to_string(),
+        }
+    })?;
+    if matches!(req.version_or_url, Some(VersionOrUrl::Url(_))) {
+        return Err(ResolveError::UnsupportedRequirement {
+            requirement: text.to_owned(),
+        });
+    }
+    Ok(req)
+}
+
+/// Resolve `requirements` (PEP 508 strings) for `options.target` against
+/// `options.index_url`. See the module documentation for the rules.
+pub fn resolve<S: AsRef<str>>(
+    requirements: &[S],
+    options: &ResolveOptions,
+) -> Result<Resolution, ResolveError> {
+    let target = &options.target;
+    let reqs = requirements
+        .iter()
+        .map(|r| parse_requirement(r.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let python =
+        Version::from_str(&target.python_full_version_string()).expect("a numeric version parses");
+    let selector = Selector {
+        ranks: target.tag_ranks(),
+        python: python.clone(),
+        exclude_newer: options.exclude_newer,
+    };
+    let client = IndexClient::new(
+        &options.index_url,
+        selector,
+        options.cache_dir.clone(),
+        options.prefetch_threads,
+    )?;
+    let index = client.index_display().to_owned();
+    let provider = Provider::new(&client, target.marker_environment(), python, reqs.clone());
+
+    // Pins of versions that do not exist are reported with their nearest
+    // neighbours before anything else.
+    let active: Vec<&Requirement<VerbatimUrl>> = reqs
+        .iter()
+        .filter(|r| r.marker.evaluate(provider.env(), &[]))
+        .collect();
+    for r in &active {
+        client.prefetch(r.name.as_ref());
+    }
+    for r in &active {
+        let Some(VersionOrUrl::VersionSpecifier(specs)) = &r.version_or_url else {
+            continue;
+        };
+        for s in specs.iter() {
+            if !matches!(s.operator(), Operator::Equal | Operator::ExactEqual) {
+                continue;
+            }
+            let name = r.name.to_string();
+            let project = client.project(&name)?;
+            let exists =
+                project.entry(s.version()).is_some() || project.hidden_newer.contains(s.version());
+            if !exists {
+                return Err(ResolveError::NonexistentVersion {
+                    nearest: nearest_versions(&project, s.version()),
+                    package: name,
+                    requested: s.version().to_string(),
+                    index,
+                });
+            }
+        }
+    }
+
+    let target_text = target.to_string();
+    let solution = match pubgrub::resolve(&provider, Pkg::Root, root_version()) {
+        Ok(s) => s,
+        Err(PubGrubError::NoSolution(tree)) => {
+            let mut explanation = explain(&tree);
+            let notes = provider.notes(&tree_packages(&tree));
+            if !notes.is_empty() {
+                explanation.push_str("\nNotes:");
+                for n in notes {
+                    explanation.push_str("\n  - ");
+                    explanation.push_str(&n);
+                }
+            }
+            return Err(ResolveError::NoSolution {
+                target: target_text,
+                index,
+                explanation,
+            });
+        }
+        Err(PubGrubError::ErrorChoosingVersion { source, .. })
+        | Err(PubGrubError::ErrorRetrievingDependencies { source, .. })
+        | Err(PubGrubError::ErrorInShouldCancel(source)) => return Err(source),
+    };
+
+    // Packages with no wheel for the target, all of them at once.
+    let mut no_wheel: Vec<NoWheel> = solution
+        .iter()
+        .filter_map(|(p, v)| match p {
+            Pkg::Base(name) => provider.phantom(name, v),
+            _ => None,
+        })
+        .collect();
+    if !no_wheel.is_empty() {
+        no_wheel.sort_by(|a, b| a.package.cmp(&b.package));
+        return Err(ResolveError::NoUsableWheel {
+            target: target_text,
+            index,
+            packages: no_wheel,
+        });
+    }
+
+    let mut extras: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut dependencies: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (p, v) in &solution {
+        if let Some(name) = p.name() {
+            if let Pkg::Extra(_, e) = p {
+                extras.entry(name).or_default().insert(e.clone());
+            }
+            dependencies
+                .entry(name)
+                .or_default()
+                .extend(provider.dependency_names(p, v));
+        }
+    }
+    let mut packages = Vec::new();
+    for (p, v) in &solution {
+        let Pkg::Base(name) = p else { continue };
+        let file = provider
+            .chosen(name, v)
+            .expect("every chosen version has its wheel recorded");
+        let sha256 = file
+            .sha256
+            .clone()
+            .ok_or_else(|| ResolveError::MissingHash {
+                package: name.clone(),
+                filename: file.filename.clone(),
+                index: index.clone(),
+            })?;
+        let size = match file.size {
+            Some(s) => s,
+            None => client.content_length(name, &file.url)?,
+        };
+        let requires_python = match &file.requires_python {
+            Some(r) => Some(r.clone()),
+            None => client
+                .metadata(name, &file)
+                .ok()
+                .and_then(|m| m.requires_python.clone()),
+        };
+        packages.push(Pinned {
+            name: name.clone(),
+            version: v.to_string(),
+            filename: file.filename.clone(),
+            url: file.url.clone(),
+            sha256,
+            size,
+            requires_python,
+            dependencies: dependencies
+                .get(name.as_str())
+                .map(|d| d.iter().cloned().collect())
+                .unwrap_or_default(),
+            extras: extras
+                .get(name.as_str())
+                .map(|d| d.iter().cloned().collect())
+                .unwrap_or_default(),
+        });
+    }
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Resolution { packages })
+}

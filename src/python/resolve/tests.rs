@@ -1,0 +1,1079 @@
+//! Offline tests against a loopback PEP 691 index of generated wheels, and
+//! one networked test (ignored) against the index in `ENVBUILD_INDEX_URL`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+
+use super::*;
+
+// ---- a generated index --------------------------------------------------
+
+/// One file of a generated project.
+#[derive(Clone)]
+struct FileSpec {
+    filename: String,
+    /// Wheel contents (METADATA inside), or sdist bytes.
+    bytes: Vec<u8>,
+    metadata: Option<String>,
+    requires_python: Option<String>,
+    yanked: Option<String>,
+    upload_time: Option<String>,
+    /// Serve `{url}.metadata` (PEP 658) and announce it.
+    pep658: bool,
+    /// Announce a wrong sha256 for the `.metadata` file.
+    bad_metadata_hash: bool,
+}
+
+impl FileSpec {
+    fn requires_python(mut self, spec: &str) -> Self {
+        self.requires_python = Some(spec.to_owned());
+        self
+    }
+    fn yanked(mut self, reason: &str) -> Self {
+        self.yanked = Some(reason.to_owned());
+        self
+    }
+    fn uploaded(mut self, when: &str) -> Self {
+        self.upload_time = Some(when.to_owned());
+        self
+    }
+    fn no_pep658(mut self) -> Self {
+        self.pep658 = false;
+        self
+    }
+    fn bad_metadata_hash(mut self) -> Self {
+        self.bad_metadata_hash = true;
+        self
+    }
+}
+
+fn metadata_text(name: &str, version: &str, requires: &[&str], extra_headers: &str) -> String {
+    let mut m = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{extra_headers}");
+    for r in requires {
+        m.push_str(&format!("Requires-Dist: {r}\n"));
+    }
+    m.push_str("\nA description that mentions Requires-Dist: nothing.\n");
+    m
+}
+
+fn zip_bytes(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut zw = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in members {
+        zw.start_file(name.as_str(), opts).unwrap();
+        zw.write_all(data).unwrap();
+    }
+    zw.finish().unwrap().into_inner()
+}
+
+/// A wheel `{name}-{version}-{tag}.whl` whose METADATA requires `requires`
+/// (plus `extra_headers`, e.g. `Requires-Python: >=3.12\n`).
+fn wheel_with(
+    name: &str,
+    version: &str,
+    tag: &str,
+    requires: &[&str],
+    extra_headers: &str,
+) -> FileSpec {
+    let escaped = name.replace('-', "_");
+    let filename = format!("{escaped}-{version}-{tag}.whl");
+    let meta = metadata_text(name, version, requires, extra_headers);
+    let dist_info = format!("{escaped}-{version}.dist-info");
+    // Padding makes the wheels bigger than one range chunk sometimes.
+    let bytes = zip_bytes(&[
+        (format!("{escaped}/__init__.py"), b"x = 1\n".to_vec()),
+        (format!("{dist_info}/METADATA"), meta.clone().into_bytes()),
+        (
+            format!("{dist_info}/WHEEL"),
+            format!("Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag}\n").into_bytes(),
+        ),
+        (format!("{dist_info}/RECORD"), Vec::new()),
+    ]);
+    FileSpec {
+        filename,
+        bytes,
+        metadata: Some(meta),
+        requires_python: None,
+        yanked: None,
+        upload_time: Some("2023-01-01T00:00:00Z".into()),
+        pep658: true,
+        bad_metadata_hash: false,
+    }
+}
+
+fn wheel(name: &str, version: &str, requires: &[&str]) -> FileSpec {
+    wheel_with(name, version, "py3-none-any", requires, "")
+}
+
+fn sdist(name: &str, version: &str) -> FileSpec {
+    FileSpec {
+        filename: format!("{name}-{version}.tar.gz"),
+        bytes: b"not really a tarball".to_vec(),
+        metadata: None,
+        requires_python: None,
+        yanked: None,
+        upload_time: Some("2023-01-01T00:00:00Z".into()),
+        pep658: false,
+        bad_metadata_hash: false,
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+#[derive(Default)]
+struct TestIndex {
+    projects: BTreeMap<String, Vec<FileSpec>>,
+}
+
+impl TestIndex {
+    fn add(&mut self, project: &str, file: FileSpec) -> &mut Self {
+        self.projects
+            .entry(project.to_owned())
+            .or_default()
+            .push(file);
+        self
+    }
+}
+
+// ---- a loopback HTTP server -----------------------------------------------
+
+struct Route {
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct ServerState {
+    routes: BTreeMap<String, Route>,
+    /// "GET /path" or "GET /path bytes=a-b" per request.
+    log: Vec<String>,
+    /// Whether Range requests get 206.
+    ranges: bool,
+}
+
+struct Server {
+    base: String,
+    state: Arc<Mutex<ServerState>>,
+}
+
+impl Server {
+    fn start(index: &TestIndex) -> Server {
+        Self::start_with(index, true)
+    }
+
+    fn start_with(index: &TestIndex, ranges: bool) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut routes = BTreeMap::new();
+        for (project, files) in &index.projects {
+            let mut entries = Vec::new();
+            for f in files {
+                let sha = sha256_hex(&f.bytes);
+                let mut e = serde_json::json!({
+                    "filename": f.filename,
+                    // Relative to the page, as indexes may write them.
+                    "url": format!("../../files/{}", f.filename),
+                    "hashes": {"sha256": sha},
+                    "requires-python": f.requires_python,
+                    "size": f.bytes.len(),
+                    "yanked": match &f.yanked { Some(r) if r.is_empty() => serde_json::json!(true), Some(r) => serde_json::json!(r), None => serde_json::json!(false) },
+                });
+                if let Some(t) = &f.upload_time {
+                    e["upload-time"] = serde_json::json!(t);
+                }
+                if f.pep658 {
+                    let meta = f.metadata.clone().unwrap();
+                    let msha = if f.bad_metadata_hash {
+                        "0".repeat(64)
+                    } else {
+                        sha256_hex(meta.as_bytes())
+                    };
+                    e["core-metadata"] = serde_json::json!({ "sha256": msha });
+                    e["dist-info-metadata"] = serde_json::json!({ "sha256": msha });
+                    routes.insert(
+                        format!("/files/{}.metadata", f.filename),
+                        Route {
+                            content_type: "application/octet-stream",
+                            body: meta.into_bytes(),
+                        },
+                    );
+                }
+                entries.push(e);
+                routes.insert(
+                    format!("/files/{}", f.filename),
+                    Route {
+                        content_type: "application/octet-stream",
+                        body: f.bytes.clone(),
+                    },
+                );
+            }
+            let page = serde_json::json!({
+                "meta": {"api-version": "1.1"},
+                "name": project,
+                "files": entries,
+            });
+            routes.insert(
+                format!("/simple/{project}/"),
+                Route {
+                    content_type: "application/vnd.pypi.simple.v1+json",
+                    body: serde_json::to_vec(&page).unwrap(),
+                },
+            );
+        }
+        let state = Arc::new(Mutex::new(ServerState {
+            routes,
+            log: Vec::new(),
+            ranges,
+        }));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || serve(conn, &st));
+            }
+        });
+        Server { base, state }
+    }
+
+    fn index_url(&self) -> String {
+        format!("{}/simple/", self.base)
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    fn clear_log(&self) {
+        self.state.lock().unwrap().log.clear();
+    }
+}
+
+/// One request per connection (`Connection: close`).
+fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut range: Option<(u64, u64)> = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                let v = v.trim().trim_start_matches("bytes=");
+                if let Some((a, b)) = v.split_once('-') {
+                    range = Some((a.parse().unwrap(), b.parse().unwrap()));
+                }
+            }
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let path = parts.next().unwrap_or("").to_owned();
+    let (status, ctype, body) = {
+        let mut st = state.lock().unwrap();
+        let entry = match range {
+            Some((a, b)) => format!("{method} {path} bytes={a}-{b}"),
+            None => format!("{method} {path}"),
+        };
+        st.log.push(entry);
+        let ranges = st.ranges;
+        match st.routes.get(&path) {
+            None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            Some(r) => match range {
+                Some((a, b)) if ranges => {
+                    let b = b.min(r.body.len() as u64 - 1);
+                    (
+                        "206 Partial Content",
+                        r.content_type,
+                        r.body[a as usize..=b as usize].to_vec(),
+                    )
+                }
+                _ => ("200 OK", r.content_type, r.body.clone()),
+            },
+        }
+    };
+    let mut out = conn;
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = out.write_all(head.as_bytes());
+    if method != "HEAD" {
+        let _ = out.write_all(&body);
+    }
+    let _ = out.flush();
+    // Drain so the client sees a clean close.
+    let _ = reader.read(&mut [0u8; 16]);
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+fn target() -> Target {
+    Target::cpython_glibc((3, 11), Arch::X86_64, (2, 36))
+}
+
+fn options(server: &Server) -> ResolveOptions {
+    ResolveOptions::new(server.index_url(), target())
+}
+
+fn versions(r: &Resolution) -> Vec<(String, String)> {
+    r.packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+// ---- tests -------------------------------------------------------------------
+
+#[test]
+fn transitive_dependencies_with_hashes_and_sizes() {
+    let mut idx = TestIndex::default();
+    idx.add("app", wheel("app", "1.0", &["lib-b>=1.0", "Lib_C"]))
+        .add("app", wheel("app", "2.0", &["lib-b>=2.0", "lib-c<3"]))
+        .add("lib-b", wheel("lib-b", "1.5", &[]))
+        .add("lib-b", wheel("lib-b", "2.1", &["lib-c>=2"]))
+        .add("lib-b", wheel("lib-b", "3.0.dev1", &[]))
+        .add("lib-c", wheel("lib-c", "2.0", &[]))
+        .add("lib-c", wheel("lib-c", "2.5", &[]))
+        .add("lib-c", wheel("lib-c", "3.0", &[]))
+        .add("unrelated", wheel("unrelated", "1.0", &[]));
+    let server = Server::start(&idx);
+    let r = resolve(&["App"], &options(&server)).unwrap();
+    assert_eq!(
+        versions(&r),
+        pairs(&[("app", "2.0"), ("lib-b", "2.1"), ("lib-c", "2.5")])
+    );
+    let app = r.get("app").unwrap();
+    assert_eq!(app.dependencies, ["lib-b", "lib-c"]);
+    assert_eq!(app.filename, "app-2.0-py3-none-any.whl");
+    let served = &idx.projects["app"][1].bytes;
+    assert_eq!(app.sha256, sha256_hex(served));
+    assert_eq!(app.size, served.len() as u64);
+    assert_eq!(
+        app.url,
+        format!("{}/files/app-2.0-py3-none-any.whl", server.base)
+    );
+    assert!(r.get("lib-c").unwrap().dependencies.is_empty());
+    // Only the chosen versions' metadata was read.
+    let log = server.log();
+    assert!(log
+        .iter()
+        .any(|l| l == "GET /files/app-2.0-py3-none-any.whl.metadata"));
+    assert!(!log.iter().any(|l| l.contains("app-1.0")));
+    assert!(!log.iter().any(|l| l.contains("unrelated")));
+    // The whole wheel was never downloaded.
+    assert!(!log.iter().any(|l| l.ends_with(".whl")));
+}
+
+#[test]
+fn extras_are_normalized_and_pull_their_dependencies() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "app",
+        wheel(
+            "app",
+            "1.0",
+            &[
+                "core",
+                "cuda-lib; extra == 'gpu-support'",
+                "docs-lib; extra == \"docs\"",
+                "app[gpu-support]; extra == 'all'",
+                "plot-lib[Fancy.Colors]; extra == 'all'",
+            ],
+        ),
+    )
+    .add("core", wheel("core", "1.0", &[]))
+    .add("cuda-lib", wheel("cuda-lib", "12.1", &[]))
+    .add("docs-lib", wheel("docs-lib", "1.0", &[]))
+    .add(
+        "plot-lib",
+        wheel("plot-lib", "0.5", &["colour-lib; extra == 'fancy-colors'"]),
+    )
+    .add("colour-lib", wheel("colour-lib", "0.1", &[]));
+    let server = Server::start(&idx);
+    let r = resolve(&["app[GPU_Support]"], &options(&server)).unwrap();
+    assert_eq!(
+        versions(&r),
+        pairs(&[("app", "1.0"), ("core", "1.0"), ("cuda-lib", "12.1")])
+    );
+    assert_eq!(r.get("app").unwrap().extras, ["gpu-support"]);
+    assert_eq!(r.get("app").unwrap().dependencies, ["core", "cuda-lib"]);
+
+    // An extra that names the package itself, and an extra's extra.
+    let r = resolve(&["app[all]"], &options(&server)).unwrap();
+    let names: Vec<String> = r.packages.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(names, ["app", "colour-lib", "core", "cuda-lib", "plot-lib"]);
+    assert_eq!(r.get("app").unwrap().extras, ["all", "gpu-support"]);
+    assert_eq!(r.get("plot-lib").unwrap().extras, ["fancy-colors"]);
+}
+
+#[test]
+fn markers_are_evaluated_for_the_target() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "app",
+        wheel(
+            "app",
+            "1.0",
+            &[
+                "winonly; sys_platform == 'win32'",
+                "backport; python_version < '3.11'",
+                "modern-only; python_version >= '3.11'",
+                "armthing; platform_machine == 'aarch64'",
+                "linuxthing; platform_system == 'Linux' and os_name == 'posix'",
+            ],
+        ),
+    );
+    for n in [
+        "winonly",
+        "backport",
+        "modern-only",
+        "armthing",
+        "linuxthing",
+        "macos",
+    ] {
+        idx.add(n, wheel(n, "1.0", &[]));
+    }
+    let server = Server::start(&idx);
+    let reqs = ["app", "macos; sys_platform == 'darwin'"];
+    let r = resolve(&reqs, &options(&server)).unwrap();
+    let names: Vec<&str> = r.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["app", "linuxthing", "modern-only"]);
+
+    // The same requirements for a 3.10 aarch64 target, whatever the host.
+    let mut opts = options(&server);
+    opts.target = Target::cpython_glibc((3, 10), Arch::Aarch64, (2, 36));
+    let r = resolve(&reqs, &opts).unwrap();
+    let names: Vec<&str> = r.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["app", "armthing", "backport", "linuxthing"]);
+}
+
+#[test]
+fn metadata_is_read_from_the_wheel_chosen_for_the_target() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "torchlike",
+        wheel_with(
+            "torchlike",
+            "2.1.0",
+            "cp311-cp311-manylinux1_x86_64",
+            &[
+                "filelock",
+                "nvidia-lib==12.1; platform_system == 'Linux' and platform_machine == 'x86_64'",
+            ],
+            "",
+        ),
+    )
+    .add(
+        "torchlike",
+        wheel_with(
+            "torchlike",
+            "2.1.0",
+            "cp311-cp311-win_amd64",
+            &["filelock", "winhelper"],
+            "",
+        ),
+    )
+    .add(
+        "torchlike",
+        wheel_with(
+            "torchlike",
+            "2.1.0",
+            "cp311-none-macosx_11_0_arm64",
+            &["filelock", "machelper"],
+            "",
+        ),
+    )
+    .add("filelock", wheel("filelock", "3.0", &[]))
+    .add(
+        "nvidia-lib",
+        wheel_with("nvidia-lib", "12.1", "py3-none-manylinux1_x86_64", &[], ""),
+    )
+    .add("winhelper", wheel("winhelper", "1.0", &[]))
+    .add("machelper", wheel("machelper", "1.0", &[]));
+    let server = Server::start(&idx);
+    let r = resolve(&["torchlike==2.1.0"], &options(&server)).unwrap();
+    assert_eq!(
+        versions(&r),
+        pairs(&[
+            ("filelock", "3.0"),
+            ("nvidia-lib", "12.1"),
+            ("torchlike", "2.1.0")
+        ])
+    );
+    assert_eq!(
+        r.get("torchlike").unwrap().filename,
+        "torchlike-2.1.0-cp311-cp311-manylinux1_x86_64.whl"
+    );
+    let log = server.log();
+    assert!(log
+        .iter()
+        .any(|l| l == "GET /files/torchlike-2.1.0-cp311-cp311-manylinux1_x86_64.whl.metadata"));
+    assert!(!log
+        .iter()
+        .any(|l| l.contains("win_amd64") || l.contains("macosx")));
+}
+
+#[test]
+fn platform_tags_choose_the_right_wheel() {
+    let mut idx = TestIndex::default();
+    for tag in [
+        "cp311-cp311-musllinux_1_1_x86_64",
+        "cp311-cp311-win_amd64",
+        "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64",
+        "cp311-cp311-manylinux_2_28_x86_64",
+        "cp311-cp311-manylinux_2_39_x86_64",
+        "cp311-cp311-manylinux_2_28_aarch64",
+        "cp312-cp312-manylinux_2_28_x86_64",
+        "cp37-abi3-manylinux_2_28_x86_64",
+        "py3-none-any",
+    ] {
+        idx.add("fast", wheel_with("fast", "1.0", tag, &[], ""));
+    }
+    // Only a wheel for Windows and one for musl in 2.0: not usable here.
+    idx.add(
+        "fast",
+        wheel_with("fast", "2.0", "cp311-cp311-win_amd64", &[], ""),
+    )
+    .add(
+        "fast",
+        wheel_with("fast", "2.0", "cp311-cp311-musllinux_1_1_x86_64", &[], ""),
+    );
+    let server = Server::start(&idx);
+    let pick = |t: Target| {
+        let mut o = options(&server);
+        o.target = t;
+        let r = resolve(&["fast"], &o).unwrap();
+        let p = r.get("fast").unwrap();
+        (p.version.clone(), p.filename.clone())
+    };
+    assert_eq!(
+        pick(target()),
+        (
+            "1.0".into(),
+            "fast-1.0-cp311-cp311-manylinux_2_28_x86_64.whl".into()
+        )
+    );
+    assert_eq!(
+        pick(Target::cpython_glibc((3, 11), Arch::X86_64, (2, 17))),
+        (
+            "1.0".into(),
+            "fast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl".into()
+        )
+    );
+    assert_eq!(
+        pick(Target::cpython_glibc((3, 12), Arch::X86_64, (2, 36))),
+        (
+            "1.0".into(),
+            "fast-1.0-cp312-cp312-manylinux_2_28_x86_64.whl".into()
+        )
+    );
+    assert_eq!(
+        pick(Target::cpython_glibc((3, 13), Arch::X86_64, (2, 36))),
+        (
+            "1.0".into(),
+            "fast-1.0-cp37-abi3-manylinux_2_28_x86_64.whl".into()
+        )
+    );
+    assert_eq!(
+        pick(Target::cpython_glibc((3, 12), Arch::X86_64, (2, 17))),
+        ("1.0".into(), "fast-1.0-py3-none-any.whl".into())
+    );
+    assert_eq!(
+        pick(Target {
+            libc: Libc::Musl(1, 2),
+            ..target()
+        }),
+        (
+            "2.0".into(),
+            "fast-2.0-cp311-cp311-musllinux_1_1_x86_64.whl".into()
+        )
+    );
+    assert_eq!(
+        pick(Target::cpython_glibc((3, 11), Arch::Aarch64, (2, 31))),
+        (
+            "1.0".into(),
+            "fast-1.0-cp311-cp311-manylinux_2_28_aarch64.whl".into()
+        )
+    );
+}
+
+#[test]
+fn requires_python_filters_versions() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "modern",
+        wheel("modern", "2.0", &[]).requires_python(">=3.12"),
+    )
+    .add(
+        "modern",
+        wheel("modern", "1.5", &[]).requires_python(">=3.8"),
+    )
+    .add("modern", wheel("modern", "1.0", &[]))
+    // The index does not say; the metadata does.
+    .add(
+        "sneaky",
+        wheel_with(
+            "sneaky",
+            "2.0",
+            "py3-none-any",
+            &[],
+            "Requires-Python: >=3.13\n",
+        ),
+    )
+    .add(
+        "sneaky",
+        wheel_with(
+            "sneaky",
+            "1.0",
+            "py3-none-any",
+            &[],
+            "Requires-Python: >=3.7\n",
+        ),
+    )
+    .add(
+        "future",
+        wheel("future", "1.0", &[]).requires_python(">=3.12"),
+    );
+    let server = Server::start(&idx);
+    let r = resolve(&["modern", "sneaky"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("modern", "1.5"), ("sneaky", "1.0")]));
+    assert_eq!(
+        r.get("modern").unwrap().requires_python.as_deref(),
+        Some(">=3.8")
+    );
+    assert_eq!(
+        r.get("sneaky").unwrap().requires_python.as_deref(),
+        Some(">=3.7")
+    );
+
+    let e = resolve(&["future"], &options(&server)).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ResolveError::NoSolution { .. }), "{text}");
+    assert!(text.contains("future 1.0 needs Python >=3.12"), "{text}");
+}
+
+#[test]
+fn yanked_versions_only_when_pinned() {
+    let mut idx = TestIndex::default();
+    idx.add("yank", wheel("yank", "1.0", &[]))
+        .add("yank", wheel("yank", "2.0", &[]).yanked("broken build"));
+    let server = Server::start(&idx);
+    let r = resolve(&["yank"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("yank", "1.0")]));
+    let r = resolve(&["yank>=1.5"], &options(&server)).unwrap_err();
+    assert!(r.to_string().contains("yank 2.0 is yanked"), "{r}");
+    let r = resolve(&["yank==2.0"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("yank", "2.0")]));
+}
+
+#[test]
+fn exclude_newer_uses_upload_time() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "fresh",
+        wheel("fresh", "1.0", &[]).uploaded("2023-01-01T00:00:00Z"),
+    )
+    .add(
+        "fresh",
+        wheel("fresh", "2.0", &[]).uploaded("2024-06-01T12:00:00.123456Z"),
+    )
+    .add(
+        "fresh",
+        wheel("fresh", "1.1", &[]).uploaded("2023-12-31T23:59:59Z"),
+    );
+    let server = Server::start(&idx);
+    let mut o = options(&server);
+    assert_eq!(
+        versions(&resolve(&["fresh"], &o).unwrap()),
+        pairs(&[("fresh", "2.0")])
+    );
+    o.exclude_newer = Some("2024-01-01".parse().unwrap());
+    assert_eq!(
+        versions(&resolve(&["fresh"], &o).unwrap()),
+        pairs(&[("fresh", "1.1")])
+    );
+    o.exclude_newer = Some("2023-06-01T00:00:00Z".parse().unwrap());
+    assert_eq!(
+        versions(&resolve(&["fresh"], &o).unwrap()),
+        pairs(&[("fresh", "1.0")])
+    );
+    // A version hidden by the cut-off is not "nonexistent", but unavailable.
+    let e = resolve(&["fresh==2.0"], &o).unwrap_err().to_string();
+    assert!(e.contains("left out by exclude-newer"), "{e}");
+}
+
+#[test]
+fn conflicts_are_explained_by_pubgrub() {
+    let mut idx = TestIndex::default();
+    idx.add("left", wheel("left", "1.0", &["shared==1.0"]))
+        .add("right", wheel("right", "1.0", &["shared>=2.0"]))
+        .add("shared", wheel("shared", "1.0", &[]))
+        .add("shared", wheel("shared", "2.0", &[]));
+    let server = Server::start(&idx);
+    let e = resolve(&["left", "right"], &options(&server)).unwrap_err();
+    eprintln!("{e}");
+    let ResolveError::NoSolution { explanation, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(explanation.contains("left"), "{explanation}");
+    assert!(explanation.contains("right"), "{explanation}");
+    assert!(explanation.contains("shared==1.0"), "{explanation}");
+    assert!(explanation.contains("shared>=2.0"), "{explanation}");
+    assert!(e.to_string().contains(&server.index_url()), "{e}");
+}
+
+#[test]
+fn a_pin_of_a_missing_version_names_the_nearest() {
+    let mut idx = TestIndex::default();
+    for v in ["0.9", "1.0", "1.4", "1.6", "2.0", "3.0"] {
+        idx.add("pinme", wheel("pinme", v, &[]));
+    }
+    let server = Server::start(&idx);
+    let e = resolve(&["pinme==1.5"], &options(&server)).unwrap_err();
+    match &e {
+        ResolveError::NonexistentVersion {
+            package,
+            requested,
+            nearest,
+            index,
+        } => {
+            assert_eq!(package, "pinme");
+            assert_eq!(requested, "1.5");
+            assert_eq!(nearest, &["1.0", "1.4", "1.6", "2.0"]);
+            assert_eq!(index, &server.index_url());
+        }
+        _ => panic!("{e}"),
+    }
+    assert!(e.to_string().contains("1.4, 1.6"), "{e}");
+
+    // A dependency's pin of a missing version: pubgrub's failure, with the
+    // nearest versions in the notes.
+    idx.add("needs", wheel("needs", "1.0", &["pinme==2.5"]));
+    let server = Server::start(&idx);
+    let e = resolve(&["needs"], &options(&server))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pinme has no version 2.5; nearest: 1.6, 2.0, 3.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_package_without_a_wheel_is_named_at_once() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "app",
+        wheel("app", "1.0", &["sdist-a", "sdist-b>=2", "winlib"]),
+    )
+    .add("sdist-a", sdist("sdist-a", "1.0"))
+    .add("sdist-b", sdist("sdist_b", "2.0"))
+    .add("sdist-b", sdist("sdist_b", "2.1"))
+    .add("sdist-b", wheel("sdist-b", "1.0", &[]))
+    .add(
+        "winlib",
+        wheel_with("winlib", "3.0", "cp311-cp311-win_amd64", &[], ""),
+    )
+    .add("winlib", sdist("winlib", "3.0"))
+    .add("fine", wheel("fine", "1.0", &[]));
+    let server = Server::start(&idx);
+    let e = resolve(&["app", "fine"], &options(&server)).unwrap_err();
+    eprintln!("{e}");
+    let ResolveError::NoUsableWheel { packages, .. } = &e else {
+        panic!("{e}")
+    };
+    let names: Vec<(&str, &str)> = packages
+        .iter()
+        .map(|p| (p.package.as_str(), p.version.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("sdist-a", "1.0"), ("sdist-b", "2.1"), ("winlib", "3.0")]
+    );
+    let text = e.to_string();
+    assert!(text.contains("only sdists: sdist-a-1.0.tar.gz"), "{text}");
+    assert!(text.contains("win_amd64"), "{text}");
+    assert!(text.contains(">=2"), "{text}");
+}
+
+#[test]
+fn prereleases_only_when_asked() {
+    let mut idx = TestIndex::default();
+    idx.add("pre", wheel("pre", "1.0", &[]))
+        .add("pre", wheel("pre", "2.0rc1", &[]))
+        .add("onlypre", wheel("onlypre", "0.1b1", &[]));
+    let server = Server::start(&idx);
+    let r = resolve(&["pre", "onlypre"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("onlypre", "0.1b1"), ("pre", "1.0")]));
+    let r = resolve(&["pre>=2.0rc1"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("pre", "2.0rc1")]));
+}
+
+#[test]
+fn metadata_hashes_are_checked() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "tampered",
+        wheel("tampered", "1.0", &[]).bad_metadata_hash(),
+    );
+    let server = Server::start(&idx);
+    let e = resolve(&["tampered"], &options(&server)).unwrap_err();
+    match &e {
+        ResolveError::HashMismatch {
+            package,
+            expected,
+            found,
+            url,
+        } => {
+            assert_eq!(package, "tampered");
+            assert_eq!(expected, &"0".repeat(64));
+            assert_eq!(
+                found,
+                &sha256_hex(
+                    idx.projects["tampered"][0]
+                        .metadata
+                        .as_ref()
+                        .unwrap()
+                        .as_bytes()
+                )
+            );
+            assert!(url.ends_with(".whl.metadata"), "{url}");
+        }
+        _ => panic!("{e}"),
+    }
+}
+
+#[test]
+fn metadata_from_the_wheel_by_range_requests_or_download() {
+    let mut idx = TestIndex::default();
+    idx.add("plain", wheel("plain", "1.0", &["dep"]).no_pep658())
+        .add("dep", wheel("dep", "1.0", &[]));
+    // With Range support: only ranges of the wheel are read.
+    let server = Server::start(&idx);
+    let r = resolve(&["plain"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("dep", "1.0"), ("plain", "1.0")]));
+    let log = server.log();
+    let wheel_gets: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("GET /files/plain-1.0-py3-none-any.whl"))
+        .collect();
+    assert!(!wheel_gets.is_empty());
+    assert!(
+        wheel_gets.iter().all(|l| l.contains("bytes=")),
+        "{wheel_gets:?}"
+    );
+
+    // A big wheel whose METADATA is far from its central directory: only
+    // two chunks of it are read.
+    let mut noise = Vec::with_capacity(3 << 20);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while noise.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let meta = metadata_text("big", "1.0", &["dep"], "");
+    let mut big = wheel("big", "1.0", &[]).no_pep658();
+    big.bytes = zip_bytes(&[
+        ("big-1.0.dist-info/METADATA".into(), meta.into_bytes()),
+        ("big/blob.bin".into(), noise),
+        (
+            "big-1.0.dist-info/WHEEL".into(),
+            b"Wheel-Version: 1.0\n".to_vec(),
+        ),
+        ("big-1.0.dist-info/RECORD".into(), Vec::new()),
+    ]);
+    let big_len = big.bytes.len() as u64;
+    idx.add("big", big);
+    let server = Server::start(&idx);
+    let r = resolve(&["big"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("big", "1.0"), ("dep", "1.0")]));
+    let fetched: u64 = server
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("GET /files/big-1.0"))
+        .map(|l| {
+            let (a, b) = l.rsplit_once("bytes=").unwrap().1.split_once('-').unwrap();
+            b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1
+        })
+        .sum();
+    assert!(fetched < big_len / 2, "{fetched} of {big_len} bytes read");
+
+    // A server that ignores Range: the wheel is downloaded (hash checked).
+    let server = Server::start_with(&idx, false);
+    let r = resolve(&["plain"], &options(&server)).unwrap();
+    assert_eq!(versions(&r), pairs(&[("dep", "1.0"), ("plain", "1.0")]));
+    assert!(server
+        .log()
+        .iter()
+        .any(|l| l == "GET /files/plain-1.0-py3-none-any.whl"));
+}
+
+#[test]
+fn metadata_is_cached_on_disk() {
+    let mut idx = TestIndex::default();
+    idx.add("a", wheel("a", "1.0", &["b"]))
+        .add("b", wheel("b", "1.0", &[]).no_pep658());
+    let server = Server::start(&idx);
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().join("resolve"));
+    let first = resolve(&["a"], &o).unwrap();
+    assert!(server.log().iter().any(|l| l.contains(".whl")));
+    server.clear_log();
+    let second = resolve(&["a"], &o).unwrap();
+    assert_eq!(first, second);
+    let log = server.log();
+    assert!(!log.iter().any(|l| l.contains("/files/")), "{log:?}");
+    let sha = &first.get("b").unwrap().sha256;
+    assert!(cache
+        .path()
+        .join(format!("resolve/metadata-v1/{sha}.metadata"))
+        .exists());
+}
+
+#[test]
+fn missing_packages_and_bad_input() {
+    let mut idx = TestIndex::default();
+    idx.add("app", wheel("app", "1.0", &["ghost>=1"]));
+    let server = Server::start(&idx);
+    let e = resolve(&["app"], &options(&server))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ghost is not on the index"), "{e}");
+    assert!(e.contains("app depends on ghost>=1"), "{e}");
+
+    server.state.lock().unwrap().routes.insert(
+        "/simple/htmlonly/".into(),
+        Route {
+            content_type: "text/html",
+            body: b"<html><body><a href='x.whl'>x.whl</a></body></html>".to_vec(),
+        },
+    );
+    let e = resolve(&["htmlonly"], &options(&server)).unwrap_err();
+    assert!(matches!(e, ResolveError::BadIndexPage { .. }), "{e}");
+    assert!(e.to_string().contains("PEP 691"), "{e}");
+
+    let e = resolve(&["ghost"], &options(&server))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ghost is not on the index"), "{e}");
+
+    assert!(matches!(
+        resolve(&["app >>> 1"], &options(&server)),
+        Err(ResolveError::InvalidRequirement { .. })
+    ));
+    assert!(matches!(
+        resolve(
+            &["app @ file:///wheels/app-1.0-py3-none-any.whl"],
+            &options(&server)
+        ),
+        Err(ResolveError::UnsupportedRequirement { .. })
+    ));
+    let mut o = options(&server);
+    o.index_url = "ftp://nowhere/".into();
+    assert!(matches!(
+        resolve(&["app"], &o),
+        Err(ResolveError::InvalidIndexUrl { .. })
+    ));
+}
+
+#[test]
+fn resolution_is_the_same_without_prefetching() {
+    let mut idx = TestIndex::default();
+    idx.add("a", wheel("a", "1.0", &["b", "c[x]"]))
+        .add("b", wheel("b", "1.0", &["c<2"]))
+        .add("b", wheel("b", "2.0", &["c>=2"]))
+        .add("c", wheel("c", "1.0", &["d; extra == 'x'"]))
+        .add("c", wheel("c", "2.0", &["d; extra == 'x'"]))
+        .add("d", wheel("d", "1.0", &[]));
+    let server = Server::start(&idx);
+    let mut o = options(&server);
+    let parallel = resolve(&["a"], &o).unwrap();
+    o.prefetch_threads = 0;
+    let serial = resolve(&["a"], &o).unwrap();
+    assert_eq!(parallel, serial);
+    assert_eq!(
+        versions(&serial),
+        pairs(&[("a", "1.0"), ("b", "2.0"), ("c", "2.0"), ("d", "1.0")])
+    );
+}
+
+/// Resolves the OFA-VE pins (without gradio and modelscope) for cp311 /
+/// x86_64 / glibc 2.36 against the index named by `ENVBUILD_INDEX_URL`.
+#[test]
+#[ignore = "needs the network and ENVBUILD_INDEX_URL"]
+fn networked_resolve_of_ofa_ve_pins() {
+    let Ok(index) = std::env::var("ENVBUILD_INDEX_URL") else {
+        eprintln!("ENVBUILD_INDEX_URL is not set; skipping the networked resolve");
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = ResolveOptions::new(index, target());
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let pins = [
+        "torch==2.1.0",
+        "torchvision==0.16.0",
+        "numpy==1.24.4",
+        "pillow==10.2.0",
+        "scipy==1.11.4",
+        "tqdm==4.66.1",
+    ];
+    let start = std::time::Instant::now();
+    let r = resolve(&pins, &o).unwrap_or_else(|e| panic!("{e}"));
+    let cold = start.elapsed();
+    for p in &r.packages {
+        eprintln!("{} {} {} {}", p.name, p.version, p.filename, p.sha256);
+    }
+    eprintln!("{} packages in {cold:?} (cold cache)", r.packages.len());
+    let nvidia = [
+        "nvidia-cublas-cu12",
+        "nvidia-cuda-cupti-cu12",
+        "nvidia-cuda-nvrtc-cu12",
+        "nvidia-cuda-runtime-cu12",
+        "nvidia-cudnn-cu12",
+        "nvidia-cufft-cu12",
+        "nvidia-curand-cu12",
+        "nvidia-cusolver-cu12",
+        "nvidia-cusparse-cu12",
+        "nvidia-nccl-cu12",
+        "nvidia-nvtx-cu12",
+        "nvidia-nvjitlink-cu12",
+    ];
+    for n in nvidia {
+        let p = r.get(n).unwrap_or_else(|| panic!("{n} missing"));
+        assert!(p.filename.contains("manylinux"), "{}", p.filename);
+        assert_eq!(p.sha256.len(), 64);
+    }
+    assert_eq!(r.get("triton").map(|p| p.version.as_str()), Some("2.1.0"));
+    assert_eq!(r.get("torch").map(|p| p.version.as_str()), Some("2.1.0"));
+    assert!(r
+        .get("torch")
+        .unwrap()
+        .filename
+        .contains("manylinux1_x86_64"));
+    let start = std::time::Instant::now();
+    let again = resolve(&pins, &o).unwrap();
+    eprintln!("warm metadata cache: {:?}", start.elapsed());
+    assert_eq!(r, again);
+}
