@@ -15,6 +15,23 @@ use super::Global;
 pub struct LockArgs {
     /// The spec (TOML); the lock is written beside it as SPEC.lock
     pub spec: PathBuf,
+    /// Resolve Python requirements as if the index held nothing uploaded after DATE
+    /// (YYYY-MM-DD or RFC 3339), so a lock can be reproduced later
+    #[arg(long, value_name = "DATE")]
+    pub exclude_newer: Option<String>,
+}
+
+fn parse_date(s: &str) -> Result<envbuild::python::resolve::Timestamp> {
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    full.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "--exclude-newer {s:?} is not a date (expected YYYY-MM-DD or RFC 3339): {e}"
+        )
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +57,7 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
     let mut store = global.open_store()?;
     let opts = RealizeOptions {
         progress: global.show_progress(),
+        exclude_newer: args.exclude_newer.as_deref().map(parse_date).transpose()?,
         ..RealizeOptions::default()
     };
     let (lock, changed) = realize::lock(&mut store, &spec, &opts)?;
@@ -65,6 +83,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         locked: args.locked,
         offline: args.offline,
         progress: global.show_progress(),
+        exclude_newer: None,
     };
     let realized = realize::realize(&mut store, &spec, &opts)?;
     let out = args.output.unwrap_or_else(|| {
@@ -155,6 +174,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         locked: args.locked,
         offline: args.offline,
         progress: global.show_progress(),
+        exclude_newer: None,
     };
     let realized = realize::realize(&mut store, &spec, &opts)?;
     let cache = store.cache_dir("rootfs")?;

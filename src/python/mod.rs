@@ -1,4 +1,5 @@
 //! Python: installing wheels (and, later, resolving and locking them).
 
+pub mod index_config;
 pub mod resolve;
 pub mod wheel;

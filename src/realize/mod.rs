@@ -23,6 +23,8 @@ use crate::fetch::{self, FetchError, FetchOptions};
 use crate::lock::{lock_path, Lock, LockError, LockedInput};
 use crate::oci::{self, LayerBlob, OciError, PathOverride};
 use crate::plan::Derivation;
+use crate::python::index_config::NoIndex;
+use crate::python::resolve::{self, Arch, ResolveError, ResolveOptions, Target};
 use crate::python::wheel::WheelError;
 use crate::spec::{DebianBase, Spec, WheelSource};
 
@@ -36,6 +38,10 @@ pub enum RealizeError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    NoIndex(#[from] NoIndex),
     #[error(transparent)]
     Wheel(#[from] WheelError),
     #[error(transparent)]
@@ -76,6 +82,8 @@ pub struct RealizeOptions {
     pub offline: bool,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Resolve as if the index held nothing uploaded after this instant.
+    pub exclude_newer: Option<resolve::Timestamp>,
 }
 
 /// A component: a store item with an FHS tree, and the ownership/mode
@@ -196,8 +204,190 @@ struct Pinned {
     lock: Lock,
     /// (mirror-relative file name, item), sorted by package name.
     debs: Vec<(String, StorePath)>,
+    /// (wheel file name, item) from `[python] requirements`, sorted by name.
+    resolved: Vec<(String, StorePath)>,
     files: Vec<StorePath>,
     wheels: Vec<StorePath>,
+}
+
+/// One pinned file to fetch.
+struct FetchJob {
+    url: String,
+    sha256: String,
+    name: String,
+}
+
+/// Fetch `jobs` with up to four workers, each with its own store handle;
+/// results in job order.
+fn fetch_parallel(
+    store: &Store,
+    jobs: &[FetchJob],
+    opts: &FetchOptions,
+) -> Result<Vec<fetch::Fetched>, RealizeError> {
+    let root = store.root().to_path_buf();
+    let queue = std::sync::Mutex::new(jobs.iter().enumerate().collect::<Vec<_>>());
+    let results: std::sync::Mutex<Vec<Option<Result<fetch::Fetched, RealizeError>>>> =
+        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let workers = jobs.len().clamp(1, 4);
+    let handles = (0..workers)
+        .map(|_| Store::open(&root))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|s| {
+        for mut st in handles {
+            let (queue, results) = (&queue, &results);
+            s.spawn(move || loop {
+                let Some((i, j)) = queue.lock().expect("queue lock").pop() else {
+                    return;
+                };
+                let r = fetch::fetch(&mut st, &j.url, &j.sha256, &j.name, opts)
+                    .map_err(RealizeError::from);
+                results.lock().expect("results lock")[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("results lock")
+        .into_iter()
+        .map(|r| r.expect("every job ran"))
+        .collect()
+}
+
+/// The target's glibc: the spec's, else the base's libc6, else 2.17
+/// (manylinux2014).
+fn target_glibc(spec: &Spec, debs: &[(String, StorePath)]) -> (u32, u32) {
+    if let Some(g) = spec.python.glibc {
+        return g;
+    }
+    debs.iter()
+        .filter_map(|(f, _)| f.rsplit('/').next()?.strip_prefix("libc6_"))
+        .filter_map(|v| {
+            let (maj, rest) = v.split_once('.')?;
+            let min: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            Some((maj.parse().ok()?, min.parse().ok()?))
+        })
+        .next()
+        .unwrap_or((2, 17))
+}
+
+/// The wheels `[python] requirements` resolve to: from the lock when it was
+/// made for the same request and target, else resolved against the index.
+/// The lock names files, not URLs: a missing file is found again through
+/// whatever index the configuration names at fetch time.
+fn pin_python(
+    store: &mut Store,
+    spec: &Spec,
+    glibc: (u32, u32),
+    old: Option<&Lock>,
+    opts: &RealizeOptions,
+    fetch_opts: &FetchOptions,
+    inputs: &mut Vec<LockedInput>,
+) -> Result<Vec<(String, StorePath)>, RealizeError> {
+    let py = &spec.python;
+    let request = format!(
+        "cp{}{} x86_64 glibc {}.{}: {}",
+        py.version.0,
+        py.version.1,
+        glibc.0,
+        glibc.1,
+        py.requirements.join("; ")
+    );
+    let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));
+    let locked: Option<Vec<(String, String, u64)>> = old
+        .filter(|l| {
+            l.inputs
+                .iter()
+                .any(|i| i.id == "python:request" && i.source == request)
+        })
+        .map(|l| {
+            l.inputs
+                .iter()
+                .filter_map(|i| {
+                    i.id.strip_prefix("pypi:")?;
+                    Some((
+                        i.source.clone(),
+                        i.hash.strip_prefix("sha256:")?.to_string(),
+                        i.size,
+                    ))
+                })
+                .collect()
+        });
+    let target = Target::cpython_glibc(py.version, Arch::X86_64, glibc);
+    let resolve_now = || -> Result<Vec<resolve::Pinned>, RealizeError> {
+        if fetch_opts.offline {
+            return Err(FetchError::Offline {
+                url: "the package index (no lock for these requirements)".into(),
+            }
+            .into());
+        }
+        let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
+        let mut ro = ResolveOptions::new(index, target.clone());
+        ro.exclude_newer = opts.exclude_newer;
+        ro.cache_dir = Some(store.cache_dir("pypi-metadata")?);
+        Ok(resolve::resolve(&py.requirements, &ro)?.packages)
+    };
+    let (pins, urls): (Vec<(String, String, u64)>, BTreeMap<String, String>) = match locked {
+        Some(p) => {
+            let missing = p.iter().any(|(_, sha, _)| {
+                store
+                    .realisation(&format!("fetch:sha256:{sha}"), "out")
+                    .ok()
+                    .flatten()
+                    .is_none()
+            });
+            let urls = if missing {
+                resolve_now()?
+                    .into_iter()
+                    .map(|w| (w.filename, w.url))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            (p, urls)
+        }
+        None => {
+            let r = resolve_now()?;
+            let urls = r
+                .iter()
+                .map(|w| (w.filename.clone(), w.url.clone()))
+                .collect();
+            (
+                r.into_iter()
+                    .map(|w| (w.filename, w.sha256, w.size))
+                    .collect(),
+                urls,
+            )
+        }
+    };
+    inputs.push(LockedInput {
+        id: "python:request".into(),
+        source: request,
+        hash: format!("sha256:{request_hash}"),
+        size: pins.len() as u64,
+    });
+    let jobs: Vec<FetchJob> = pins
+        .iter()
+        .map(|(filename, sha, _)| FetchJob {
+            url: urls
+                .get(filename)
+                .cloned()
+                .unwrap_or_else(|| format!("(no index URL for {filename})")),
+            sha256: sha.clone(),
+            name: item_name(filename),
+        })
+        .collect();
+    let fetched = fetch_parallel(store, &jobs, fetch_opts)?;
+    let mut out = Vec::new();
+    for ((filename, sha, _), f) in pins.into_iter().zip(fetched) {
+        inputs.push(LockedInput {
+            id: format!("pypi:{filename}"),
+            source: filename.clone(),
+            hash: format!("sha256:{sha}"),
+            size: f.size,
+        });
+        out.push((filename, f.item));
+    }
+    Ok(out)
 }
 
 /// The Debian packages of the base: from the lock when it was made for the
@@ -268,8 +458,6 @@ fn pin_debian(
         hash: format!("sha256:{request_hash}"),
         size: pinned.len() as u64,
     });
-    // Fetch in parallel (bounded); each worker has its own store handle.
-    let root = store.root().to_path_buf();
     let mirror_url = pinned
         .iter()
         .any(|d| {
@@ -281,34 +469,17 @@ fn pin_debian(
         })
         .then(mirror)
         .transpose()?;
-    let queue = std::sync::Mutex::new(pinned.iter().enumerate().collect::<Vec<_>>());
-    let results: std::sync::Mutex<Vec<Option<Result<fetch::Fetched, RealizeError>>>> =
-        std::sync::Mutex::new((0..pinned.len()).map(|_| None).collect());
-    let workers = pinned.len().clamp(1, 4);
-    let handles = (0..workers)
-        .map(|_| Store::open(&root))
-        .collect::<Result<Vec<_>, _>>()?;
-    std::thread::scope(|s| {
-        for mut st in handles {
-            let (queue, results, mirror_url) = (&queue, &results, &mirror_url);
-            s.spawn(move || loop {
-                let Some((i, d)) = queue.lock().expect("queue lock").pop() else {
-                    return;
-                };
-                let url = format!("{}/{}", mirror_url.as_deref().unwrap_or(""), d.filename);
-                let name = item_name(d.filename.rsplit('/').next().unwrap_or(&d.filename));
-                let r = fetch::fetch(&mut st, &url, &d.sha256, &name, fetch_opts)
-                    .map_err(RealizeError::from);
-                results.lock().expect("results lock")[i] = Some(r);
-            });
-        }
-    });
-    let mut out = Vec::new();
-    for (d, r) in pinned
+    let jobs: Vec<FetchJob> = pinned
         .iter()
-        .zip(results.into_inner().expect("results lock"))
-    {
-        let fetched = r.expect("every deb was fetched")?;
+        .map(|d| FetchJob {
+            url: format!("{}/{}", mirror_url.as_deref().unwrap_or(""), d.filename),
+            sha256: d.sha256.clone(),
+            name: item_name(d.filename.rsplit('/').next().unwrap_or(&d.filename)),
+        })
+        .collect();
+    let results = fetch_parallel(store, &jobs, fetch_opts)?;
+    let mut out = Vec::new();
+    for (d, fetched) in pinned.iter().zip(results) {
         inputs.push(LockedInput {
             id: format!("deb:{}", d.name),
             source: d.filename.clone(),
@@ -335,6 +506,12 @@ fn pin_inputs(
     let debs = match &spec.debian {
         Some(base) => pin_debian(store, base, old, &fetch_opts, &mut inputs)?,
         None => Vec::new(),
+    };
+    let resolved = if spec.python.requirements.is_empty() {
+        Vec::new()
+    } else {
+        let glibc = target_glibc(spec, &debs);
+        pin_python(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?
     };
     let mut files = Vec::new();
     for f in &spec.files {
@@ -379,6 +556,7 @@ fn pin_inputs(
     Ok(Pinned {
         lock: Lock::new(epoch, inputs),
         debs,
+        resolved,
         files,
         wheels,
     })
@@ -448,6 +626,9 @@ pub fn realize(
         components.push(builders::unpack_deb(&mut r, filename, item)?);
     }
     components.push(builders::base_files(&mut r, spec)?);
+    for (filename, item) in &pinned.resolved {
+        components.push(builders::unpack_wheel(&mut r, spec, filename, item)?);
+    }
     for (w, item) in spec.wheels.iter().zip(&pinned.wheels) {
         components.push(builders::unpack_wheel(&mut r, spec, &w.filename, item)?);
     }

@@ -99,6 +99,18 @@ pub struct WheelSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PythonSpec {
+    /// PEP 508 requirements, resolved for the target at lock time.
+    #[serde(default)]
+    pub requirements: Vec<Spanned<String>>,
+    /// The package index (PEP 691); else configuration decides.
+    #[serde(default)]
+    pub index: Option<Spanned<String>>,
+    /// The target interpreter's version, "3.11" by default.
+    #[serde(default)]
+    pub version: Option<Spanned<String>>,
+    /// The target's glibc, e.g. "2.36"; by default the base's libc6, else 2.17.
+    #[serde(default)]
+    pub glibc: Option<Spanned<String>>,
     #[serde(default)]
     pub site_packages: Option<Spanned<String>>,
     #[serde(default)]
@@ -207,9 +219,13 @@ pub struct WheelInput {
     pub source: WheelSource,
 }
 
-/// Where wheels install, as image paths.
+/// Where wheels install, as image paths, and what to resolve for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PythonLayout {
+    pub requirements: Vec<String>,
+    pub index: Option<String>,
+    pub version: (u32, u32),
+    pub glibc: Option<(u32, u32)>,
     pub site_packages: String,
     pub scripts: String,
     pub shebang: String,
@@ -707,7 +723,58 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>) -> Result<PythonLayout, Spec
         "shebang",
         format!("{prefix}/bin/python3"),
     )?;
+    let two = |v: Option<&Spanned<String>>, key: &str| -> Result<Option<(u32, u32)>, SpecError> {
+        match v {
+            None => Ok(None),
+            Some(s) => {
+                let parsed = s
+                    .get_ref()
+                    .split_once('.')
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                parsed.map(Some).ok_or_else(|| {
+                    ctx.at(
+                        s,
+                        format!("python.{key} {:?} is not MAJOR.MINOR", s.get_ref()),
+                        "expected e.g. \"3.11\"",
+                    )
+                })
+            }
+        }
+    };
+    let version = two(p.and_then(|p| p.version.as_ref()), "version")?.unwrap_or((3, 11));
+    let glibc = two(p.and_then(|p| p.glibc.as_ref()), "glibc")?;
+    let mut requirements = Vec::new();
+    for r in p.map(|p| p.requirements.as_slice()).unwrap_or(&[]) {
+        if let Err(e) = r.get_ref().parse::<pep508_rs::Requirement>() {
+            return Err(ctx.at(
+                r,
+                format!(
+                    "python.requirements: {:?} is not a PEP 508 requirement: {e}",
+                    r.get_ref()
+                ),
+                "invalid requirement",
+            ));
+        }
+        requirements.push(r.get_ref().clone());
+    }
+    let index = match p.and_then(|p| p.index.as_ref()) {
+        None => None,
+        Some(i) if i.get_ref().starts_with("http://") || i.get_ref().starts_with("https://") => {
+            Some(i.get_ref().trim_end_matches('/').to_string())
+        }
+        Some(i) => {
+            return Err(ctx.at(
+                i,
+                format!("python.index {:?} is not an http(s) URL", i.get_ref()),
+                "invalid index",
+            ))
+        }
+    };
     Ok(PythonLayout {
+        requirements,
+        index,
+        version,
+        glibc,
         site_packages: site,
         scripts,
         shebang,
