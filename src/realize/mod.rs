@@ -210,6 +210,9 @@ struct Pinned {
     wheels: Vec<StorePath>,
 }
 
+/// A wheel as the lock pins it: file name, sha256 (hex), size.
+type LockedWheel = (String, String, u64);
+
 /// One pinned file to fetch.
 struct FetchJob {
     url: String,
@@ -293,7 +296,7 @@ fn pin_python(
         py.requirements.join("; ")
     );
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));
-    let locked: Option<Vec<(String, String, u64)>> = old
+    let locked: Option<Vec<LockedWheel>> = old
         .filter(|l| {
             l.inputs
                 .iter()
@@ -326,7 +329,7 @@ fn pin_python(
         ro.cache_dir = Some(store.cache_dir("pypi-metadata")?);
         Ok(resolve::resolve(&py.requirements, &ro)?.packages)
     };
-    let (pins, urls): (Vec<(String, String, u64)>, BTreeMap<String, String>) = match locked {
+    let (pins, urls): (Vec<LockedWheel>, BTreeMap<String, String>) = match locked {
         Some(p) => {
             let missing = p.iter().any(|(_, sha, _)| {
                 store
