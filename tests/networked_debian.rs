@@ -34,30 +34,59 @@ fn networked_debian_python_runs_in_the_closure_and_in_docker_and_reproduces() {
     let d1 = realize(&store, &spec, &tmp.path().join("a.tar"), &[]);
     let lock = fs::read_to_string(tmp.path().join("netpy.lock")).unwrap();
     assert!(lock.contains("id = \"deb:python3.11-minimal\""), "{lock}");
-    assert!(lock.contains("source = \"pool/main/"), "lock entries are mirror-relative: {lock}");
-    assert!(!lock.contains("://"), "the lock holds no host names: {lock}");
+    assert!(
+        lock.contains("source = \"pool/main/"),
+        "lock entries are mirror-relative: {lock}"
+    );
+    assert!(
+        !lock.contains("://"),
+        "the lock holds no host names: {lock}"
+    );
 
     let o = envbuild()
         .arg("--store")
         .arg(&store)
         .arg("run")
         .arg(&spec)
-        .args(["--", "python3", "-c", "import sys, ssl; print(sys.version_info[:2])"])
+        .args([
+            "--",
+            "python3",
+            "-c",
+            "import sys, ssl; print(sys.version_info[:2])",
+        ])
         .current_dir(tmp.path())
         .output()
         .unwrap();
     assert_eq!(ok(o, "run python3"), "(3, 11)");
 
     // A second store, locked: the same digest.
-    let d2 = realize(&tmp.path().join("store2"), &spec, &tmp.path().join("b.tar"), &["--locked"]);
+    let d2 = realize(
+        &tmp.path().join("store2"),
+        &spec,
+        &tmp.path().join("b.tar"),
+        &["--locked"],
+    );
     assert_eq!(d1, d2);
-    assert_eq!(fs::read(tmp.path().join("a.tar")).unwrap(), fs::read(tmp.path().join("b.tar")).unwrap());
+    assert_eq!(
+        fs::read(tmp.path().join("a.tar")).unwrap(),
+        fs::read(tmp.path().join("b.tar")).unwrap()
+    );
 
     if docker_works() {
-        let o = Command::new("docker").arg("load").arg("-i").arg(tmp.path().join("a.tar")).output().unwrap();
+        let o = Command::new("docker")
+            .arg("load")
+            .arg("-i")
+            .arg(tmp.path().join("a.tar"))
+            .output()
+            .unwrap();
         ok(o, "docker load");
-        let o = Command::new("docker").args(["run", "--rm", "netpy:latest"]).output().unwrap();
-        let _ = Command::new("docker").args(["rmi", "-f", "netpy:latest"]).output();
+        let o = Command::new("docker")
+            .args(["run", "--rm", "netpy:latest"])
+            .output()
+            .unwrap();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", "netpy:latest"])
+            .output();
         assert_eq!(ok(o, "docker run"), "(3, 11)");
     } else {
         eprintln!("note: `docker info` fails here; docker run was not checked");
@@ -70,6 +99,15 @@ fn networked_debian_unknown_package_names_the_nearest() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = tmp.path().join("bad.toml");
     fs::write(&spec, SPEC.replace("\"python3.11\", ", "\"pyton3.11\", ")).unwrap();
-    let err = fails(run(&tmp.path().join("store"), &[&"realize", &spec, &"-o", &tmp.path().join("x.tar")]), "unknown package");
-    assert!(err.contains("\"pyton3.11\"") && err.contains("python3.11"), "{err}");
+    let err = fails(
+        run(
+            &tmp.path().join("store"),
+            &[&"realize", &spec, &"-o", &tmp.path().join("x.tar")],
+        ),
+        "unknown package",
+    );
+    assert!(
+        err.contains("\"pyton3.11\"") && err.contains("python3.11"),
+        "{err}"
+    );
 }
