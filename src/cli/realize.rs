@@ -83,7 +83,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         locked: args.locked,
         offline: args.offline,
         progress: global.show_progress(),
-        exclude_newer: None,
+        ..RealizeOptions::default()
     };
     let realized = realize::realize(&mut store, &spec, &opts)?;
     let out = args.output.unwrap_or_else(|| {
@@ -174,7 +174,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         locked: args.locked,
         offline: args.offline,
         progress: global.show_progress(),
-        exclude_newer: None,
+        ..RealizeOptions::default()
     };
     let realized = realize::realize(&mut store, &spec, &opts)?;
     let cache = store.cache_dir("rootfs")?;

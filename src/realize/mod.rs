@@ -84,6 +84,9 @@ pub struct RealizeOptions {
     pub progress: bool,
     /// Resolve as if the index held nothing uploaded after this instant.
     pub exclude_newer: Option<resolve::Timestamp>,
+    /// Pin only: do not download what the index already describes by hash
+    /// and size (resolved wheels, .debs). Set by `envbuild lock`.
+    pub lock_only: bool,
 }
 
 /// A component: a store item with an FHS tree, and the ownership/mode
@@ -379,6 +382,18 @@ fn pin_python(
             name: item_name(filename),
         })
         .collect();
+    if opts.lock_only {
+        // The index gave every file's sha256 and size: nothing to download.
+        for (filename, sha, size) in pins {
+            inputs.push(LockedInput {
+                id: format!("pypi:{filename}"),
+                source: filename,
+                hash: format!("sha256:{sha}"),
+                size,
+            });
+        }
+        return Ok(Vec::new());
+    }
     let fetched = fetch_parallel(store, &jobs, fetch_opts)?;
     let mut out = Vec::new();
     for ((filename, sha, _), f) in pins.into_iter().zip(fetched) {
@@ -400,6 +415,7 @@ fn pin_debian(
     base: &DebianBase,
     old: Option<&Lock>,
     fetch_opts: &FetchOptions,
+    lock_only: bool,
     inputs: &mut Vec<LockedInput>,
 ) -> Result<Vec<(String, StorePath)>, RealizeError> {
     let request = format!(
@@ -461,6 +477,18 @@ fn pin_debian(
         hash: format!("sha256:{request_hash}"),
         size: pinned.len() as u64,
     });
+    if lock_only {
+        // Packages gave every .deb's sha256 and size: nothing to download.
+        for d in &pinned {
+            inputs.push(LockedInput {
+                id: format!("deb:{}", d.name),
+                source: d.filename.clone(),
+                hash: format!("sha256:{}", d.sha256),
+                size: d.size,
+            });
+        }
+        return Ok(Vec::new());
+    }
     let mirror_url = pinned
         .iter()
         .any(|d| {
@@ -507,7 +535,7 @@ fn pin_inputs(
         ..FetchOptions::default()
     };
     let debs = match &spec.debian {
-        Some(base) => pin_debian(store, base, old, &fetch_opts, &mut inputs)?,
+        Some(base) => pin_debian(store, base, old, &fetch_opts, opts.lock_only, &mut inputs)?,
         None => Vec::new(),
     };
     let resolved = if spec.python.requirements.is_empty() {
@@ -573,7 +601,11 @@ pub fn lock(
 ) -> Result<(Lock, bool), RealizeError> {
     let path = lock_path(&spec.path);
     let old = Lock::read(&path)?;
-    let pinned = pin_inputs(store, spec, old.as_ref(), opts)?;
+    let opts = RealizeOptions {
+        lock_only: true,
+        ..opts.clone()
+    };
+    let pinned = pin_inputs(store, spec, old.as_ref(), &opts)?;
     let changed = old.as_ref() != Some(&pinned.lock);
     if changed {
         pinned.lock.write(&path)?;
