@@ -342,10 +342,15 @@ fn pin_python(
                     .is_none()
             });
             let urls = if missing {
-                resolve_now()?
-                    .into_iter()
-                    .map(|w| (w.filename, w.url))
-                    .collect()
+                if fetch_opts.offline {
+                    return Err(FetchError::Offline {
+                        url: "wheels pinned in the lock".into(),
+                    }
+                    .into());
+                }
+                let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
+                let names: Vec<String> = p.iter().map(|(f, _, _)| f.clone()).collect();
+                resolve::locate_wheels(&index, &target, &names)?
             } else {
                 BTreeMap::new()
             };

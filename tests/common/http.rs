@@ -28,15 +28,11 @@ pub struct Server {
     pub log: Arc<Mutex<Log>>,
 }
 
-pub fn serve(routes: Vec<(&str, Behaviour)>) -> Server {
+pub fn serve<S: Into<String>>(routes: Vec<(S, Behaviour)>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let routes: Arc<HashMap<String, Behaviour>> = Arc::new(
-        routes
-            .into_iter()
-            .map(|(p, b)| (p.to_string(), b))
-            .collect(),
-    );
+    let routes: Arc<HashMap<String, Behaviour>> =
+        Arc::new(routes.into_iter().map(|(p, b)| (p.into(), b)).collect());
     let log = Arc::new(Mutex::new(Log::default()));
     let log2 = Arc::clone(&log);
     std::thread::spawn(move || {

@@ -62,6 +62,14 @@ pub enum ResolveError {
         message: String,
     },
 
+    #[error("the lock pins {file}, which {index} no longer offers as the wheel of {package} {version} for this target; run `envbuild lock` again")]
+    LockedFileGone {
+        file: String,
+        package: String,
+        version: String,
+        index: String,
+    },
+
     #[error("GET {url} for package {package:?}: expected {expected}, found {found}")]
     BadResponse {
         package: String,

@@ -321,3 +321,57 @@ pub fn resolve<S: AsRef<str>>(
     packages.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Resolution { packages })
 }
+
+/// Find pinned wheel files again through an index (any mirror): for each
+/// file name, the URL the index gives it now. Used at fetch time, when the
+/// lock names files rather than URLs; no resolution happens. A file the
+/// index no longer lists as that version's wheel for `target` is an error
+/// naming it.
+pub fn locate_wheels(
+    index_url: &str,
+    target: &Target,
+    filenames: &[String],
+) -> Result<BTreeMap<String, String>, ResolveError> {
+    let python =
+        Version::from_str(&target.python_full_version_string()).expect("a numeric version parses");
+    let selector = Selector {
+        ranks: target.tag_ranks(),
+        python,
+        exclude_newer: None,
+    };
+    let client = IndexClient::new(index_url, selector, None, 4)?;
+    let mut parsed = Vec::new();
+    for f in filenames {
+        let gone = || ResolveError::LockedFileGone {
+            file: f.clone(),
+            package: String::new(),
+            version: String::new(),
+            index: client.index_display().to_owned(),
+        };
+        let w = crate::python::wheel::WheelFilename::parse(f).map_err(|_| gone())?;
+        let name = crate::python::wheel::normalize_name(&w.name);
+        client.prefetch(&name);
+        parsed.push((f, name, w.version));
+    }
+    let mut out = BTreeMap::new();
+    for (f, name, version) in parsed {
+        let project = client.project(&name)?;
+        let v = Version::from_str(&version).ok();
+        let entry = v.as_ref().and_then(|v| project.entry(v));
+        let file = entry.and_then(|e| e.wheel.as_ref().or(e.yanked_wheel.as_ref()));
+        match file {
+            Some(w) if &w.filename == f => {
+                out.insert(f.clone(), w.url.clone());
+            }
+            _ => {
+                return Err(ResolveError::LockedFileGone {
+                    file: f.clone(),
+                    package: name,
+                    version,
+                    index: client.index_display().to_owned(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
