@@ -8,6 +8,7 @@ pub mod assemble;
 pub mod debian;
 pub mod export;
 pub mod fetch;
+pub mod io;
 pub mod lock;
 pub mod oci;
 pub mod plan;

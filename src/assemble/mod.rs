@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::io::read_full;
 
 /// Layers in an image at most (DESIGN.md section 5).
 pub const LAYER_BUDGET: usize = 100;
@@ -74,17 +75,6 @@ fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
             return Ok(true);
         }
     }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Check that the ordered union of `components` is well defined.

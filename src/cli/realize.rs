@@ -75,17 +75,29 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let spec = Spec::load(&args.spec)?;
+/// Load the spec and realize it (up to the image; no export).
+fn load_and_realize(
+    global: &Global,
+    spec: &std::path::Path,
+    locked: bool,
+    offline: bool,
+) -> Result<(Spec, envbuild_store::Store, realize::Realized)> {
+    let spec = Spec::load(spec)?;
     let mut store = global.open_store()?;
     let opts = RealizeOptions {
-        locked: args.locked,
-        offline: args.offline,
+        locked,
+        offline,
         progress: global.show_progress(),
         ..RealizeOptions::default()
     };
     let realized = realize::realize(&mut store, &spec, &opts)?;
+    Ok((spec, store, realized))
+}
+
+pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let (spec, mut store, realized) =
+        load_and_realize(global, &args.spec, args.locked, args.offline)?;
     let out = args.output.unwrap_or_else(|| {
         PathBuf::from(match args.format {
             Format::OciArchive | Format::Docker => format!("{}.tar", spec.name),
@@ -168,15 +180,7 @@ pub struct RunArgs {
 }
 
 pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let spec = Spec::load(&args.spec)?;
-    let mut store = global.open_store()?;
-    let opts = RealizeOptions {
-        locked: args.locked,
-        offline: args.offline,
-        progress: global.show_progress(),
-        ..RealizeOptions::default()
-    };
-    let realized = realize::realize(&mut store, &spec, &opts)?;
+    let (spec, store, realized) = load_and_realize(global, &args.spec, args.locked, args.offline)?;
     let cache = store.cache_dir("rootfs")?;
     let rootfs = envbuild::shell::rootfs(&store, &realized.components, &cache)?;
     let code = envbuild::shell::run(

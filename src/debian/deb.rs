@@ -63,6 +63,7 @@ use rustix::io::Errno;
 
 use super::control::{self, Paragraph};
 use super::error::{Error, Result};
+use crate::io::read_full;
 
 /// The compression of a `control.tar*` or `data.tar*` member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -448,20 +449,6 @@ impl<R: Read> Ar<R> {
         self.pending -= h.size - take.limit();
         out
     }
-}
-
-/// Reads until `buf` is full or the end of the input; returns the count.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// `debian-binary` and the control member.

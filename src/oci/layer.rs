@@ -43,7 +43,7 @@
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use super::compression::{Compression, LayerSink};
 use super::error::OciError;
 use super::ustar::{self, Kind};
+use crate::io::read_full;
 
 /// One input of a layer: a tree on disk placed at `prefix` in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,20 +377,6 @@ fn first_difference(a: &Path, b: &Path) -> Result<Option<u64>, OciError> {
         }
         offset += na as u64;
     }
-}
-
-/// Reads until `buf` is full or EOF; returns the count.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 fn normalize_overrides(
