@@ -146,6 +146,78 @@ pub struct Realizer<'s> {
 }
 
 impl Realizer<'_> {
+    /// Run `step` for every job on up to four workers, each with its own
+    /// store handle (unpacking is I/O- and decompression-bound); results in
+    /// job order, step counts added to this realizer's.
+    pub fn in_parallel<J: Sync, T: Send>(
+        &mut self,
+        jobs: &[J],
+        step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
+    ) -> Result<Vec<T>, RealizeError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let root = self.store.root().to_path_buf();
+        let workers = jobs.len().clamp(1, 4);
+        let stores = (0..workers)
+            .map(|_| Store::open(&root))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: std::sync::Mutex<Vec<Option<Result<T, RealizeError>>>> =
+            std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
+        let counts = std::sync::Mutex::new((0usize, 0usize));
+        let progress = self.progress;
+        std::thread::scope(|s| {
+            for mut store in stores {
+                let (next, results, counts, step) = (&next, &results, &counts, &step);
+                s.spawn(move || {
+                    let mut r = Realizer {
+                        store: &mut store,
+                        built: 0,
+                        reused: 0,
+                        progress,
+                    };
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= jobs.len() {
+                            break;
+                        }
+                        let out = step(&mut r, &jobs[i]);
+                        let failed = out.is_err();
+                        results.lock().expect("results lock")[i] = Some(out);
+                        if failed {
+                            // Let the other workers drain: skip the rest.
+                            next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    let mut c = counts.lock().expect("counts lock");
+                    c.0 += r.built;
+                    c.1 += r.reused;
+                });
+            }
+        });
+        let (built, reused) = counts.into_inner().expect("counts lock");
+        self.built += built;
+        self.reused += reused;
+        let mut out = Vec::with_capacity(jobs.len());
+        for r in results.into_inner().expect("results lock") {
+            match r {
+                Some(r) => out.push(r?),
+                // A job skipped after another failed; that failure is
+                // returned above in job order or below.
+                None => continue,
+            }
+        }
+        if out.len() != jobs.len() {
+            return Err(RealizeError::BadItem {
+                item: "parallel build".into(),
+                builder: "realize",
+                what: "stopped after an earlier step failed".into(),
+            });
+        }
+        Ok(out)
+    }
+
     /// The output of `drv`: its realisation if there is one, else built by
     /// `build` into an empty directory `out` and added to the store.
     pub fn realize(
@@ -661,17 +733,24 @@ pub fn realize(
 
     // Components, in rootfs order: Debian packages, base files, wheels,
     // then app files.
-    let mut components = Vec::new();
-    for (filename, item) in &pinned.debs {
-        components.push(builders::unpack_deb(&mut r, filename, item)?);
-    }
+    let mut components = r.in_parallel(&pinned.debs, |r, (filename, item)| {
+        builders::unpack_deb(r, filename, item)
+    })?;
     components.push(builders::base_files(&mut r, spec)?);
-    for (filename, item) in &pinned.resolved {
-        components.push(builders::unpack_wheel(&mut r, spec, filename, item)?);
-    }
-    for (w, item) in spec.wheels.iter().zip(&pinned.wheels) {
-        components.push(builders::unpack_wheel(&mut r, spec, &w.filename, item)?);
-    }
+    let wheels: Vec<(String, StorePath)> = pinned
+        .resolved
+        .iter()
+        .cloned()
+        .chain(
+            spec.wheels
+                .iter()
+                .map(|w| w.filename.clone())
+                .zip(pinned.wheels.iter().cloned()),
+        )
+        .collect();
+    components.extend(r.in_parallel(&wheels, |r, (filename, item)| {
+        builders::unpack_wheel(r, spec, filename, item)
+    })?);
     for (f, item) in spec.files.iter().zip(&pinned.files) {
         components.push(builders::copy_files(&mut r, f, item)?);
     }
