@@ -146,76 +146,32 @@ pub struct Realizer<'s> {
 }
 
 impl Realizer<'_> {
-    /// Run `step` for every job on up to four workers, each with its own
-    /// store handle (unpacking is I/O- and decompression-bound); results in
-    /// job order, step counts added to this realizer's.
+    /// Run `step` for every job in parallel (see [`on_store_workers`]);
+    /// step counts are added to this realizer's.
     pub fn in_parallel<J: Sync, T: Send>(
         &mut self,
         jobs: &[J],
         step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
     ) -> Result<Vec<T>, RealizeError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let root = self.store.root().to_path_buf();
-        let workers = jobs.len().clamp(1, 4);
-        let stores = (0..workers)
-            .map(|_| Store::open(&root))
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: std::sync::Mutex<Vec<Option<Result<T, RealizeError>>>> =
-            std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
-        let counts = std::sync::Mutex::new((0usize, 0usize));
+        let built = std::sync::atomic::AtomicUsize::new(0);
+        let reused = std::sync::atomic::AtomicUsize::new(0);
         let progress = self.progress;
-        std::thread::scope(|s| {
-            for mut store in stores {
-                let (next, results, counts, step) = (&next, &results, &counts, &step);
-                s.spawn(move || {
-                    let mut r = Realizer {
-                        store: &mut store,
-                        built: 0,
-                        reused: 0,
-                        progress,
-                    };
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= jobs.len() {
-                            break;
-                        }
-                        let out = step(&mut r, &jobs[i]);
-                        let failed = out.is_err();
-                        results.lock().expect("results lock")[i] = Some(out);
-                        if failed {
-                            // Let the other workers drain: skip the rest.
-                            next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    let mut c = counts.lock().expect("counts lock");
-                    c.0 += r.built;
-                    c.1 += r.reused;
-                });
-            }
+        let root = self.store.root().to_path_buf();
+        let out = on_store_workers(&root, jobs, |store, job| {
+            let mut r = Realizer {
+                store,
+                built: 0,
+                reused: 0,
+                progress,
+            };
+            let result = step(&mut r, job);
+            built.fetch_add(r.built, std::sync::atomic::Ordering::Relaxed);
+            reused.fetch_add(r.reused, std::sync::atomic::Ordering::Relaxed);
+            result
         });
-        let (built, reused) = counts.into_inner().expect("counts lock");
-        self.built += built;
-        self.reused += reused;
-        let mut out = Vec::with_capacity(jobs.len());
-        for r in results.into_inner().expect("results lock") {
-            match r {
-                Some(r) => out.push(r?),
-                // A job skipped after another failed; that failure is
-                // returned above in job order or below.
-                None => continue,
-            }
-        }
-        if out.len() != jobs.len() {
-            return Err(RealizeError::BadItem {
-                item: "parallel build".into(),
-                builder: "realize",
-                what: "stopped after an earlier step failed".into(),
-            });
-        }
-        Ok(out)
+        self.built += built.into_inner();
+        self.reused += reused.into_inner();
+        out
     }
 
     /// The output of `drv`: its realisation if there is one, else built by
@@ -295,40 +251,69 @@ struct FetchJob {
     name: String,
 }
 
-/// Fetch `jobs` with up to four workers, each with its own store handle;
-/// results in job order.
+/// Run `step` for every job on up to four workers, each with its own store
+/// handle (a SQLite connection is not shared between threads); results in
+/// job order. After a failure the remaining jobs are skipped and the first
+/// failure in job order is returned.
+fn on_store_workers<J: Sync, T: Send>(
+    root: &Path,
+    jobs: &[J],
+    step: impl Fn(&mut Store, &J) -> Result<T, RealizeError> + Sync,
+) -> Result<Vec<T>, RealizeError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers = jobs.len().clamp(1, 4);
+    let stores = (0..workers)
+        .map(|_| Store::open(root))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<T, RealizeError>>>> =
+        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for mut store in stores {
+            let (next, results, step) = (&next, &results, &step);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= jobs.len() {
+                    return;
+                }
+                let out = step(&mut store, &jobs[i]);
+                if out.is_err() {
+                    next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+                results.lock().expect("results lock")[i] = Some(out);
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(jobs.len());
+    for r in results
+        .into_inner()
+        .expect("results lock")
+        .into_iter()
+        .flatten()
+    {
+        out.push(r?);
+    }
+    if out.len() != jobs.len() {
+        return Err(RealizeError::BadItem {
+            item: "parallel step".into(),
+            builder: "realize",
+            what: "stopped after an earlier step failed".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Fetch `jobs` in parallel; results in job order.
 fn fetch_parallel(
     store: &Store,
     jobs: &[FetchJob],
     opts: &FetchOptions,
 ) -> Result<Vec<fetch::Fetched>, RealizeError> {
-    let root = store.root().to_path_buf();
-    let queue = std::sync::Mutex::new(jobs.iter().enumerate().collect::<Vec<_>>());
-    let results: std::sync::Mutex<Vec<Option<Result<fetch::Fetched, RealizeError>>>> =
-        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
-    let workers = jobs.len().clamp(1, 4);
-    let handles = (0..workers)
-        .map(|_| Store::open(&root))
-        .collect::<Result<Vec<_>, _>>()?;
-    std::thread::scope(|s| {
-        for mut st in handles {
-            let (queue, results) = (&queue, &results);
-            s.spawn(move || loop {
-                let Some((i, j)) = queue.lock().expect("queue lock").pop() else {
-                    return;
-                };
-                let r = fetch::fetch(&mut st, &j.url, &j.sha256, &j.name, opts)
-                    .map_err(RealizeError::from);
-                results.lock().expect("results lock")[i] = Some(r);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results lock")
-        .into_iter()
-        .map(|r| r.expect("every job ran"))
-        .collect()
+    on_store_workers(store.root(), jobs, |st, j| {
+        Ok(fetch::fetch(st, &j.url, &j.sha256, &j.name, opts)?)
+    })
 }
 
 /// The target's glibc: the spec's, else the base's libc6, else 2.17
