@@ -210,20 +210,7 @@ fn docker_loads_and_runs_the_image() {
     fs::write(&spec, text).unwrap();
     let tar = tmp.path().join("a.tar");
     realize(&tmp.path().join("store"), &spec, &tar, &[]);
-    let o = Command::new("docker")
-        .arg("load")
-        .arg("-i")
-        .arg(&tar)
-        .output()
-        .unwrap();
-    ok(o, "docker load");
-    let image = format!("hello:{tag}");
-    let o = Command::new("docker")
-        .args(["run", "--rm", &image])
-        .output()
-        .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
-    let out = ok(o, "docker run");
+    let out = docker_load_and_run(&tar, &format!("hello:{tag}")).expect("docker works");
     assert_eq!(
         out,
         "hello from envbuild (uid=1001)\napp says: the app files are in place"

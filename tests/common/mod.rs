@@ -366,3 +366,39 @@ pub fn build_wheel(
     }
     buf.into_inner()
 }
+
+/// `envbuild --store STORE run SPEC -- CMD...` in `cwd`.
+pub fn run_in_closure(store: &Path, spec: &Path, cwd: &Path, cmd: &[&str]) -> Output {
+    envbuild()
+        .arg("--store")
+        .arg(store)
+        .arg("run")
+        .arg(spec)
+        .arg("--")
+        .args(cmd)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+/// `docker load` the archive, `docker run --rm IMAGE`, remove the image and
+/// return what it printed; `None` (with a note) where `docker info` fails.
+pub fn docker_load_and_run(tar: &Path, image: &str) -> Option<String> {
+    if !docker_works() {
+        eprintln!("note: `docker info` fails here; docker load/run was not checked");
+        return None;
+    }
+    let o = Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(tar)
+        .output()
+        .unwrap();
+    ok(o, "docker load");
+    let o = Command::new("docker")
+        .args(["run", "--rm", image])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+    Some(ok(o, "docker run"))
+}
