@@ -38,6 +38,8 @@ pub enum Command {
     Realize(realize::RealizeArgs),
     /// Run a command inside the spec's closure (user and mount namespaces)
     Run(realize::RunArgs),
+    /// Realize a spec's closure and list its components' store paths, in rootfs order
+    Closure(realize::ClosureArgs),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -79,6 +81,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lock(args) => realize::lock(&global, args),
         Command::Realize(args) => realize::realize(&global, args),
         Command::Run(args) => realize::run(&global, args),
+        Command::Closure(args) => realize::closure(&global, args),
         Command::Store(cmd) => store::run(&global, cmd),
     }
 }

@@ -76,6 +76,15 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
 }
 
 /// Load the spec and realize it (up to the image; no export).
+fn options(global: &Global, locked: bool, offline: bool) -> RealizeOptions {
+    RealizeOptions {
+        locked,
+        offline,
+        progress: global.show_progress(),
+        ..RealizeOptions::default()
+    }
+}
+
 fn load_and_realize(
     global: &Global,
     spec: &std::path::Path,
@@ -84,14 +93,22 @@ fn load_and_realize(
 ) -> Result<(Spec, envbuild_store::Store, realize::Realized)> {
     let spec = Spec::load(spec)?;
     let mut store = global.open_store()?;
-    let opts = RealizeOptions {
-        locked,
-        offline,
-        progress: global.show_progress(),
-        ..RealizeOptions::default()
-    };
-    let realized = realize::realize(&mut store, &spec, &opts)?;
+    let realized = realize::realize(&mut store, &spec, &options(global, locked, offline))?;
     Ok((spec, store, realized))
+}
+
+/// The spec's closure only (no layers, no image): what `run` and
+/// `closure` need.
+fn load_and_realize_closure(
+    global: &Global,
+    spec: &std::path::Path,
+    locked: bool,
+    offline: bool,
+) -> Result<(Spec, envbuild_store::Store, realize::Closure)> {
+    let spec = Spec::load(spec)?;
+    let mut store = global.open_store()?;
+    let closure = realize::realize_closure(&mut store, &spec, &options(global, locked, offline))?;
+    Ok((spec, store, closure))
 }
 
 pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
@@ -180,9 +197,10 @@ pub struct RunArgs {
 }
 
 pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let (spec, store, realized) = load_and_realize(global, &args.spec, args.locked, args.offline)?;
+    let (spec, store, closure) =
+        load_and_realize_closure(global, &args.spec, args.locked, args.offline)?;
     let cache = store.cache_dir("rootfs")?;
-    let rootfs = envbuild::shell::rootfs(&store, &realized.components, &cache)?;
+    let rootfs = envbuild::shell::rootfs(&store, &closure.components, &cache)?;
     let code = envbuild::shell::run(
         &spec,
         &rootfs,
@@ -193,4 +211,42 @@ pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClosureArgs {
+    /// The spec (TOML)
+    pub spec: PathBuf,
+    /// Fail if the spec no longer matches its lock
+    #[arg(long)]
+    pub locked: bool,
+    /// Use only what the store already has
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `envbuild closure SPEC`: realize the closure (no layers, no image) and
+/// list its components' store paths in rootfs order, one per line (with
+/// `--json`, label and path).
+pub fn closure(global: &Global, args: ClosureArgs) -> Result<ExitCode> {
+    let (_spec, store, closure) =
+        load_and_realize_closure(global, &args.spec, args.locked, args.offline)?;
+    if global.json {
+        let items: Vec<_> = closure
+            .components
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "label": c.label,
+                    "path": store.physical_path(&c.item),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "components": items }));
+    } else {
+        for c in &closure.components {
+            println!("{}", store.physical_path(&c.item).display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

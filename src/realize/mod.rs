@@ -675,12 +675,25 @@ pub fn lock(
     Ok((pinned.lock, changed))
 }
 
-/// `envbuild realize`: everything up to the image (export is separate).
-pub fn realize(
+/// The closure of a spec: its lock and its components, realized in the
+/// store, in rootfs order. What an image, a shell and `envbuild run` share.
+#[derive(Debug)]
+pub struct Closure {
+    pub lock: Lock,
+    pub lock_written: bool,
+    pub components: Vec<Component>,
+    /// Steps built now / found already realized.
+    pub built: usize,
+    pub reused: usize,
+}
+
+/// Pin the inputs (checking or writing the lock) and realize the
+/// components and their union check: everything but layers and image.
+pub fn realize_closure(
     store: &mut Store,
     spec: &Spec,
     opts: &RealizeOptions,
-) -> Result<Realized, RealizeError> {
+) -> Result<Closure, RealizeError> {
     let path = lock_path(&spec.path);
     let old = Lock::read(&path)?;
     if opts.locked && old.is_none() {
@@ -707,13 +720,11 @@ pub fn realize(
             lock_written = true;
         }
     }
-    let epoch = pinned.lock.source_date_epoch;
-    let progress = opts.progress;
     let mut r = Realizer {
         store,
         built: 0,
         reused: 0,
-        progress,
+        progress: opts.progress,
     };
 
     // Components, in rootfs order: Debian packages, base files, wheels,
@@ -740,6 +751,32 @@ pub fn realize(
         components.push(builders::copy_files(&mut r, f, item)?);
     }
     builders::union_check(&mut r, &components)?;
+    let (built, reused) = (r.built, r.reused);
+    Ok(Closure {
+        lock: pinned.lock,
+        lock_written,
+        components,
+        built,
+        reused,
+    })
+}
+
+/// `envbuild realize`: the closure, its layers and the image (export is
+/// separate).
+pub fn realize(
+    store: &mut Store,
+    spec: &Spec,
+    opts: &RealizeOptions,
+) -> Result<Realized, RealizeError> {
+    let closure = realize_closure(store, spec, opts)?;
+    let epoch = closure.lock.source_date_epoch;
+    let components = closure.components;
+    let mut r = Realizer {
+        store,
+        built: closure.built,
+        reused: closure.reused,
+        progress: opts.progress,
+    };
 
     // Layers.
     let sizes: Vec<(u64, bool)> = components
@@ -755,8 +792,8 @@ pub fn realize(
     let (image, image_item) = builders::image(&mut r, spec, &layers, epoch)?;
     let (built, reused) = (r.built, r.reused);
     Ok(Realized {
-        lock: pinned.lock,
-        lock_written,
+        lock: closure.lock,
+        lock_written: closure.lock_written,
         components,
         layers,
         image,
