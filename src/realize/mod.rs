@@ -784,11 +784,21 @@ pub fn realize(
         .map(|c| Ok((r.store.path_info(&c.item)?.nar_size, c.own_layer)))
         .collect::<Result<_, StoreError>>()?;
     let compression = builders::compression(&spec.image.compression);
-    let mut layers = Vec::new();
-    for group in assemble::group_layers(&sizes, LAYER_BUDGET) {
-        let members: Vec<&Component> = group.iter().map(|&i| &components[i]).collect();
-        layers.push(builders::layer(&mut r, &members, epoch, compression)?);
+    // Layers compress independently: the largest first, so that a big
+    // layer does not start last and keep one worker busy alone.
+    let groups = assemble::group_layers(&sizes, LAYER_BUDGET);
+    let group_size = |g: &Vec<usize>| g.iter().map(|&i| sizes[i].0).sum::<u64>();
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|&g| std::cmp::Reverse(group_size(&groups[g])));
+    let built = r.in_parallel(&order, |r, &g| {
+        let members: Vec<&Component> = groups[g].iter().map(|&i| &components[i]).collect();
+        Ok((g, builders::layer(r, &members, epoch, compression)?))
+    })?;
+    let mut layers: Vec<Option<Layer>> = (0..groups.len()).map(|_| None).collect();
+    for (g, layer) in built {
+        layers[g] = Some(layer);
     }
+    let layers: Vec<Layer> = layers.into_iter().flatten().collect();
     let (image, image_item) = builders::image(&mut r, spec, &layers, epoch)?;
     let (built, reused) = (r.built, r.reused);
     Ok(Realized {
