@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""The OFA-VE headline, end to end: `envbuild realize specs/ofa-ve.toml`.
+
+NETWORKED: the first realize fetches the Debian base and the wheels from the
+archive and index this machine's configuration names (apt sources or
+ENVBUILD_DEBIAN_MIRROR; pip.conf, ENVBUILD_INDEX_URL or PIP_INDEX_URL).
+
+What it shows, each step failing the script with a message when it does not
+hold:
+
+1. realize into store A (from the configured sources), then into store B
+   from a loopback mirror holding copies of the locked files (a Debian pool
+   and a PEP 691 index served by this script): the same image digest, and
+   the sdists (crcmod, oss2, ...) built twice give the same wheel items;
+2. a warm realize builds nothing;
+3. in the image (docker) and in the closure (`envbuild run`): torch 2.1.0,
+   torchvision, gradio and modelscope import; the model directory under
+   MODELSCOPE_CACHE is there and non-empty; the image's CMD serves the
+   Gradio page on port 7860;
+4. at most 100 layers; editing app.py changes only the app layer's digest.
+
+It prints the figures: image size, layer count, cold realize time from the
+loopback mirror, warm realize time, peak RSS of each realize.
+
+    scripts/ofa-ve-e2e.py [--work DIR] [--keep]
+"""
+
+import argparse
+import http.server
+import json
+import os
+import re
+import resource
+import shutil
+import socketserver
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVBUILD = ROOT / "target" / "release" / "envbuild"
+IMPORT_CHECK = "import torch, torchvision, gradio, modelscope; print(torch.__version__)"
+MODEL_DIR = "/home/appuser/.cache/modelscope/hub/iic/ofa_visual-entailment_snli-ve_large_en"
+
+
+def fail(msg: str) -> None:
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def step(msg: str) -> None:
+    print(f"== {msg}", flush=True)
+
+
+def timed(cmd, env=None, cwd=None):
+    """Run cmd; return (seconds, peak RSS in MiB, stdout). Fails the script
+    on a non-zero exit, showing stderr."""
+    start = time.monotonic()
+    p = subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        text=True,
+    )
+    out_chunks = []
+    err_chunks = []
+    t_out = threading.Thread(target=lambda: out_chunks.append(p.stdout.read()))
+    t_err = threading.Thread(target=lambda: err_chunks.append(p.stderr.read()))
+    t_out.start()
+    t_err.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    t_out.join()
+    t_err.join()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    secs = time.monotonic() - start
+    out, err = "".join(out_chunks), "".join(err_chunks)
+    if p.returncode != 0:
+        fail(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{err[-4000:]}")
+    return secs, usage.ru_maxrss / 1024, out
+
+
+def digest_of(out: str) -> str:
+    last = out.strip().splitlines()[-1]
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", last):
+        fail(f"realize's last line is not a digest: {last!r}")
+    return last
+
+
+def realize(store: Path, spec: Path, out: Path, env=None, locked=True):
+    flags = ["--locked"] if locked else []
+    secs, rss, stdout = timed(
+        [ENVBUILD, "--store", store, "--json", "realize", spec, "-o", out, *flags],
+        env=env,
+    )
+    report = json.loads(stdout.strip().splitlines()[0])
+    return secs, rss, report
+
+
+def item_basename(file_name: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-._?=" else "-" for c in file_name)
+
+
+class MirrorHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files, with PEP 691 pages served under their media type."""
+
+    def log_message(self, *args):
+        pass
+
+    def guess_type(self, path):
+        if str(path).endswith("index.json"):
+            return "application/vnd.pypi.simple.v1+json"
+        return super().guess_type(path)
+
+    def send_head(self):
+        # /simple/NAME/ -> /simple/NAME/index.json
+        if self.path.startswith("/simple/") and self.path.endswith("/"):
+            self.path += "index.json"
+        return super().send_head()
+
+
+def loopback_mirror(store: Path, lock_path: Path, root: Path):
+    """Copies of the locked files (from `store`, by hardlink): a Debian pool
+    under /debian and a PEP 691 index under /simple. Returns the server."""
+    lock = tomllib.loads(lock_path.read_text())
+    items = {p.name.split("-", 1)[1]: p for p in store.iterdir() if p.is_file()}
+    projects = {}
+    for inp in lock["input"]:
+        ident, source = inp["id"], inp["source"]
+        sha = inp["hash"].removeprefix("sha256:")
+        if ident.startswith("deb:"):
+            dst = root / "debian" / source
+            name = source.rsplit("/", 1)[1]
+        elif ident.startswith(("pypi:", "sdist:")) or ident.startswith("build:"):
+            name = source.rsplit(":", 1)[-1]
+            dst = root / "files" / name
+            project = re.split(r"-\d", name, maxsplit=1)[0].replace("_", "-").replace(".", "-").lower()
+            entry = {"filename": name, "url": f"/files/{name}", "hashes": {"sha256": sha}}
+            if entry not in projects.setdefault(project, []):
+                projects[project].append(entry)
+        else:
+            continue
+        src = items.get(item_basename(name))
+        if src is None:
+            fail(f"{name} (locked as {ident}) is not in store {store}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            os.link(src, dst)
+    for project, files in projects.items():
+        page = root / "simple" / project / "index.json"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(json.dumps({"meta": {"api-version": "1.0"}, "name": project, "files": files}))
+
+    handler = lambda *a, **k: MirrorHandler(*a, directory=str(root), **k)  # noqa: E731
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def docker(*args, check=True):
+    p = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        fail(f"docker {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
+    return p.stdout.strip()
+
+
+def wait_for_page(url: str, seconds: int) -> str:
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read().decode("utf-8", "replace")
+        except Exception as e:  # not up yet
+            last = e
+            time.sleep(2)
+    fail(f"{url} did not answer within {seconds} s (last error: {last})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/var/tmp/envbuild-ofa-ve-e2e")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory and the docker image")
+    args = ap.parse_args()
+
+    work = Path(args.work)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    step("building the release binary")
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+
+    spec = ROOT / "specs" / "ofa-ve.toml"
+    lock = ROOT / "specs" / "ofa-ve.lock"
+    if not lock.exists():
+        fail(f"{lock} is missing: the spec's lock is committed beside it")
+    figures = {}
+
+    step("realize into store A from the configured archive and index")
+    secs, rss, a = realize(work / "store-a", spec, work / "a.tar")
+    figures["realize A (network), s"] = f"{secs:.1f}"
+    figures["realize A peak RSS, MiB"] = f"{rss:.0f}"
+    print(f"   {a['reference']} in {secs:.1f} s, {len(a['layers'])} layers, peak RSS {rss:.0f} MiB")
+
+    step("realize into store B from a loopback mirror of the locked files")
+    server = loopback_mirror(work / "store-a", lock, work / "mirror")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    mirror_env = {"ENVBUILD_DEBIAN_MIRROR": f"{base}/debian", "ENVBUILD_INDEX_URL": f"{base}/simple"}
+    secs, rss, b = realize(work / "store-b", spec, work / "b.tar", env=mirror_env)
+    figures["cold realize from loopback mirror, s"] = f"{secs:.1f}"
+    figures["cold realize peak RSS, MiB"] = f"{rss:.0f}"
+    if a["reference"] != b["reference"]:
+        fail(f"two stores, one lock, two digests: {a['reference']} vs {b['reference']}")
+    print(f"   same digest {b['reference']} in {secs:.1f} s, peak RSS {rss:.0f} MiB")
+    built_a = sorted(p.name for p in (work / "store-a").iterdir() if p.name.endswith(".whl") and "-built-" in p.name)
+    built_b = sorted(p.name for p in (work / "store-b").iterdir() if p.name.endswith(".whl") and "-built-" in p.name)
+    if built_a != built_b:
+        fail(f"the sdists built into different wheels: {built_a} vs {built_b}")
+
+    step("warm realize")
+    secs, rss, w = realize(work / "store-b", spec, work / "b2.tar", env=mirror_env)
+    figures["warm realize, s"] = f"{secs:.2f}"
+    figures["warm realize peak RSS, MiB"] = f"{rss:.0f}"
+    if w["built"] != 0:
+        fail(f"a warm realize built {w['built']} steps")
+    server.shutdown()
+
+    layers = len(a["layers"])
+    figures["layers"] = str(layers)
+    figures["image tar, GiB"] = f"{(work / 'a.tar').stat().st_size / 2**30:.2f}"
+    figures["compressed layers, GiB"] = f"{sum(l['size'] for l in a['layers']) / 2**30:.2f}"
+    if layers > 100:
+        fail(f"{layers} layers (at most 100)")
+
+    step("envbuild run: imports in the closure")
+    _, _, out = timed([ENVBUILD, "--store", work / "store-b", "run", spec, "--locked", "--", "python3", "-c", IMPORT_CHECK])
+    if out.strip().splitlines()[-1] != "2.1.0":
+        fail(f"envbuild run printed {out!r}, not 2.1.0")
+
+    step("docker: load, imports, model directory, the Gradio page")
+    loaded = docker("load", "-i", str(work / "a.tar"))
+    image = "envbuild/ofa-ve:latest"
+    if image not in loaded:
+        fail(f"docker load did not name {image}: {loaded}")
+    out = docker("run", "--rm", image, "python3", "-c", IMPORT_CHECK)
+    if out.splitlines()[-1] != "2.1.0":
+        fail(f"docker run printed {out!r}, not 2.1.0")
+    listing = docker(
+        "run", "--rm", image, "python3", "-c",
+        "import os; print(*sorted(os.listdir(os.path.join(os.environ['MODELSCOPE_CACHE'],"
+        " 'hub/iic/ofa_visual-entailment_snli-ve_large_en'))))",
+    )
+    if "configuration.json" not in listing.split():
+        fail(f"the model directory under MODELSCOPE_CACHE holds {listing!r}")
+    name = f"envbuild-ofa-ve-e2e-{os.getpid()}"
+    docker("run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::7860", image)
+    try:
+        port = docker("port", name, "7860").splitlines()[0].rsplit(":", 1)[1]
+        page = wait_for_page(f"http://127.0.0.1:{port}/", 300)
+        if "gradio" not in page.lower():
+            fail(f"the page on port 7860 is not Gradio's: {page[:300]!r}")
+        print(f"   the image's CMD serves the Gradio page ({len(page)} bytes)")
+    finally:
+        docker("rm", "-f", name, check=False)
+
+    step("editing app.py changes only the app layer")
+    copy = work / "spec-copy"
+    shutil.copytree(ROOT / "specs", copy, ignore=shutil.ignore_patterns("*.tar"))
+    app = copy / "ofa-ve" / "app" / "app.py"
+    app.write_text(app.read_text() + "\n# an edit\n")
+    # Not --locked: the app file's hash in the lock changes, nothing else.
+    secs, _, e = realize(work / "store-b", copy / "ofa-ve.toml", work / "e.tar", env=mirror_env, locked=False)
+    before = {tuple(l["components"]): l["digest"] for l in a["layers"]}
+    after = {tuple(l["components"]): l["digest"] for l in e["layers"]}
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    if changed != [("files /home/appuser/app",)]:
+        fail(f"after editing app.py the changed layers are {changed}")
+    figures["realize after an app.py edit, s"] = f"{secs:.2f}"
+
+    if not args.keep:
+        docker("rmi", image, check=False)
+        shutil.rmtree(work)
+    print()
+    print("| figure | value |")
+    print("|---|---|")
+    for k, v in figures.items():
+        print(f"| {k} | {v} |")
+    print("\nOK: specs/ofa-ve.toml realizes, reproduces, runs and serves")
+
+
+if __name__ == "__main__":
+    main()
