@@ -24,7 +24,11 @@ fn probe_spec(dir: &Path) -> PathBuf {
 
 fn shell(store: &Path, spec: &Path, cwd: &Path, flags: &[&str], cmd: &[&str]) -> Output {
     let mut c = envbuild();
-    c.arg("--store").arg(store).arg("shell").args(flags).arg(spec);
+    c.arg("--store")
+        .arg(store)
+        .arg("shell")
+        .args(flags)
+        .arg(spec);
     if !cmd.is_empty() {
         c.arg("--").args(cmd);
     }
@@ -44,11 +48,20 @@ fn a_command_runs_in_the_closure_from_a_working_directory_the_rootfs_lacks() {
     let work = tmp.path().join("a/b/c");
     fs::create_dir_all(&work).unwrap();
     fs::write(work.join("input.txt"), "from the host\n").unwrap();
-    let o = shell(&store, &spec, &work, &[], &["probe", "5", "GREETING", "HOST_ONLY_VAR"]);
+    let o = shell(
+        &store,
+        &spec,
+        &work,
+        &[],
+        &["probe", "5", "GREETING", "HOST_ONLY_VAR"],
+    );
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains(&format!("cwd={}", work.display())), "{out}");
-    assert!(out.contains("uid=1001") && out.contains("GREETING=hello"), "{out}");
+    assert!(
+        out.contains("uid=1001") && out.contains("GREETING=hello"),
+        "{out}"
+    );
     assert!(out.contains("HOST_ONLY_VAR=from-host"), "{out}");
     assert!(out.contains("write=ok"), "{out}");
     assert_eq!(
@@ -57,7 +70,13 @@ fn a_command_runs_in_the_closure_from_a_working_directory_the_rootfs_lacks() {
     );
 
     // --pure drops the host's variables; --keep keeps one.
-    let o = shell(&store, &spec, &work, &["--pure"], &["probe", "0", "HOST_ONLY_VAR"]);
+    let o = shell(
+        &store,
+        &spec,
+        &work,
+        &["--pure"],
+        &["probe", "0", "HOST_ONLY_VAR"],
+    );
     assert!(ok(o, "shell --pure").contains("HOST_ONLY_VAR=<unset>"));
     let o = shell(
         &store,
@@ -87,7 +106,13 @@ fn a_working_directory_below_a_directory_of_the_rootfs_is_bound_too() {
     add_files(&spec, &[(&marker, in_image.to_str().unwrap())]);
     let work = tmp.path().join("work/deeper");
     fs::create_dir_all(&work).unwrap();
-    let o = shell(&tmp.path().join("store"), &spec, &work, &[], &["probe", "0"]);
+    let o = shell(
+        &tmp.path().join("store"),
+        &spec,
+        &work,
+        &[],
+        &["probe", "0"],
+    );
     let out = ok(o, "shell below a rootfs directory");
     assert!(out.contains(&format!("cwd={}", work.display())), "{out}");
     assert!(work.join("written-inside.txt").is_file());
@@ -99,7 +124,10 @@ fn the_second_entry_reuses_the_cached_rootfs() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = probe_spec(tmp.path());
     let store = tmp.path().join("store");
-    ok(shell(&store, &spec, tmp.path(), &[], &["probe", "0"]), "first entry");
+    ok(
+        shell(&store, &spec, tmp.path(), &[], &["probe", "0"]),
+        "first entry",
+    );
     let cache = store.join(".envbuild/cache/rootfs");
     let entries = |p: &Path| -> Vec<(PathBuf, u64)> {
         let mut v: Vec<_> = fs::read_dir(p)
@@ -115,7 +143,10 @@ fn the_second_entry_reuses_the_cached_rootfs() {
     let first = entries(&cache);
     assert_eq!(first.len(), 1, "one rootfs for one closure: {first:?}");
     let started = std::time::Instant::now();
-    ok(shell(&store, &spec, tmp.path(), &[], &["probe", "0"]), "second entry");
+    ok(
+        shell(&store, &spec, tmp.path(), &[], &["probe", "0"]),
+        "second entry",
+    );
     let second = started.elapsed();
     assert_eq!(entries(&cache), first, "the second entry assembled nothing");
     // Its files are the store's own inodes (hardlinks).
@@ -140,7 +171,10 @@ fn the_hook_runs_first_and_an_interactive_shell_reads_it() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(out.contains("FROM_HOOK=yes"), "{out}");
-    assert!(!out.contains("hook-ran"), "the hook prints to stderr: {out}");
+    assert!(
+        !out.contains("hook-ran"),
+        "the hook prints to stderr: {out}"
+    );
     assert!(err.contains("hook-ran"), "{err}");
 
     // No command: an interactive sh that read the hook ($ENV).
@@ -171,7 +205,10 @@ fn no_shell_in_the_closure_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = hello_example(tmp.path());
     let store = tmp.path().join("store");
-    let err = fails(shell(&store, &spec, tmp.path(), &[], &[]), "shell without sh");
+    let err = fails(
+        shell(&store, &spec, tmp.path(), &[], &[]),
+        "shell without sh",
+    );
     assert!(
         err.contains("the closure has no shell") && err.contains("bash and sh"),
         "{err}"

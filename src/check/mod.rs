@@ -142,6 +142,7 @@ pub fn run_check(spec: &Spec, rootfs: &Path, check: &Check) -> Result<Outcome, C
                 ))
             }
         };
+        own_group(&mut sb);
         sb.command()
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -188,8 +189,16 @@ pub fn run_check(spec: &Spec, rootfs: &Path, check: &Check) -> Result<Outcome, C
         server = Some(running);
     }
     let result = run_command(spec, rootfs, check, &opts, started);
-    if let Some(mut s) = server {
+    if let (Some(mut s), Some(serve)) = (server, &check.serve) {
         stop(&mut s);
+        // Until the port is free again, for the next check.
+        let addr = SocketAddr::from(([127, 0, 0, 1], serve.port));
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     result
 }
@@ -202,9 +211,19 @@ fn read_log(mut f: fs::File) -> String {
     tail(&buf)
 }
 
+/// Kill the sandbox and everything in it (its process group: bubblewrap,
+/// its init and the command), then reap bubblewrap.
 fn stop(r: &mut Running) {
+    let pid = rustix::process::Pid::from_child(&r.child);
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     let _ = r.child.kill();
     let _ = r.child.wait();
+}
+
+/// Start the sandbox in a process group of its own, so [`stop`] reaches
+/// every process in it.
+fn own_group(sb: &mut shell::Sandbox) {
+    std::os::unix::process::CommandExt::process_group(sb.command(), 0);
 }
 
 fn run_command(
@@ -218,6 +237,7 @@ fn run_command(
         Ok(s) => s,
         Err(e) => return fatal(check, e),
     };
+    own_group(&mut sb);
     sb.command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

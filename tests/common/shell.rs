@@ -17,7 +17,10 @@ pub fn static_program(dir: &Path, name: &str) -> PathBuf {
         .arg(&src)
         .status()
         .expect("gcc runs");
-    assert!(st.success(), "gcc -static {name}.c failed (Debian: gcc, libc6-dev)");
+    assert!(
+        st.success(),
+        "gcc -static {name}.c failed (Debian: gcc, libc6-dev)"
+    );
     out
 }
 
