@@ -2,6 +2,7 @@
 //! the real Nix, and building fixture trees.
 #![allow(dead_code)]
 
+pub mod debian;
 pub mod http;
 pub mod shell;
 
