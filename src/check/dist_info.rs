@@ -134,3 +134,123 @@ pub fn dist_info_check(spec: &Spec, rootfs: &Path, lock: &Lock) -> Outcome {
         millis: started.elapsed().as_millis(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::LockedInput;
+
+    fn input(id: &str, source: &str) -> LockedInput {
+        LockedInput {
+            id: id.into(),
+            source: source.into(),
+            hash: format!("sha256:{}", "0".repeat(64)),
+            size: 1,
+        }
+    }
+
+    fn dist(site: &Path, dir: &str, name: &str, version: &str) {
+        let d = site.join(dir);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("METADATA"),
+            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nVersion: 9.9 (in the body)\n"),
+        )
+        .unwrap();
+    }
+
+    fn spec(dir: &Path) -> Spec {
+        let text = "[env]\nname = \"t\"\nsystem = \"x86_64-linux\"\n\n[python]\nsite-packages = \"/usr/lib/python3/dist-packages\"\n";
+        Spec::parse(&dir.join("t.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn mismatched_missing_and_extra_distributions_are_each_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("usr/lib/python3/dist-packages");
+        dist(&site, "numpy-1.24.3.dist-info", "numpy", "1.24.3");
+        dist(&site, "Pillow-10.2.0.dist-info", "Pillow", "10.2.0");
+        dist(&site, "extra_thing-0.1.dist-info", "extra_thing", "0.1");
+        let lock = Lock::new(
+            1,
+            vec![
+                input(
+                    "pypi:numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                    "numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                ),
+                input(
+                    "pypi:pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                    "pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                ),
+                input(
+                    "wheel:tqdm-4.66.1-py3-none-any.whl",
+                    "wheels/tqdm-4.66.1-py3-none-any.whl",
+                ),
+                input("deb:libc6", "pool/main/g/glibc/libc6_2.36-9_amd64.deb"),
+            ],
+        );
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
+        assert!(!o.passed);
+        let site = "/usr/lib/python3/dist-packages";
+        assert!(
+            o.reason
+                .contains(&format!("numpy: the lock pins 1.24.4, {site} has 1.24.3")),
+            "{}",
+            o.reason
+        );
+        assert!(
+            o.reason.contains(&format!(
+                "tqdm 4.66.1 is locked but not installed in {site}"
+            )),
+            "{}",
+            o.reason
+        );
+        assert!(
+            o.reason.contains(&format!(
+                "extra_thing 0.1 is installed in {site} but not in the lock"
+            )),
+            "{}",
+            o.reason
+        );
+        assert!(
+            !o.reason.contains("Pillow"),
+            "pillow matches (names normalized): {}",
+            o.reason
+        );
+    }
+
+    #[test]
+    fn matching_versions_pass_and_pep440_equal_spellings_match() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("usr/lib/python3/dist-packages");
+        dist(&site, "foo-1.0.dist-info", "foo", "1.0.0");
+        let lock = Lock::new(
+            1,
+            vec![input(
+                "wheel:foo-1.0-py3-none-any.whl",
+                "foo-1.0-py3-none-any.whl",
+            )],
+        );
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
+        assert!(o.passed, "{}", o.reason);
+        assert!(o.reason.starts_with("1 distributions"), "{}", o.reason);
+    }
+
+    #[test]
+    fn metadata_without_a_version_is_a_failure_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp
+            .path()
+            .join("usr/lib/python3/dist-packages/broken-1.dist-info");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("METADATA"), "Name: broken\n").unwrap();
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &Lock::new(1, vec![]));
+        assert!(!o.passed);
+        assert!(
+            o.reason
+                .contains("broken-1.dist-info/METADATA has no Name or Version"),
+            "{}",
+            o.reason
+        );
+    }
+}

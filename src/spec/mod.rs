@@ -1188,3 +1188,82 @@ fn image_settings(
         compression,
     })
 }
+
+#[cfg(test)]
+mod shell_and_check_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| parse_duration(&DurationSpec::Text(s.into()));
+        assert_eq!(d("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(d("30"), Some(Duration::from_secs(30)));
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(d("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(d("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(d("soon"), None);
+        assert_eq!(d("3 days"), None);
+        assert_eq!(
+            parse_duration(&DurationSpec::Seconds(7)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_duration(&DurationSpec::Fractional(0.25)),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration(&DurationSpec::Fractional(-1.0)), None);
+    }
+
+    #[test]
+    fn checks_and_shell_parse_with_defaults() {
+        let text = r#"
+[env]
+name = "t"
+system = "x86_64-linux"
+
+[image]
+cmd = ["serve"]
+
+[shell]
+hook = "echo hi"
+
+[[checks]]
+command = ["python3", "-c", "import torch"]
+
+[[checks]]
+name = "port"
+command = ["curl", "localhost:7860"]
+exit = 0
+stdout = "ok"
+timeout = "30s"
+serve = { port = 7860, timeout = 120 }
+"#;
+        let s = Spec::parse(Path::new("/nonexistent/t.toml"), text).unwrap();
+        assert_eq!(s.shell.hook.as_deref(), Some("echo hi"));
+        assert!(s.shell.packages.is_empty());
+        assert_eq!(s.checks.len(), 2);
+        assert_eq!(s.checks[0].name, "python3 -c import torch");
+        assert_eq!(s.checks[0].exit, 0);
+        assert_eq!(s.checks[0].timeout, CHECK_TIMEOUT);
+        assert_eq!(
+            s.checks[1].serve,
+            Some(Serve {
+                port: 7860,
+                timeout: Duration::from_secs(120)
+            })
+        );
+        assert_eq!(s.checks[1].timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn serve_without_anything_to_serve_is_refused() {
+        let text = "[env]\nname = \"t\"\nsystem = \"x86_64-linux\"\n\n[[checks]]\ncommand = [\"x\"]\nserve = { port = 80 }\n";
+        let e = Spec::parse(Path::new("/nonexistent/t.toml"), text).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("checks.serve starts the image's entrypoint and cmd"),
+            "{e}"
+        );
+    }
+}
