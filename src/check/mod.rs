@@ -318,7 +318,9 @@ fn run_command(
                 source: std::io::Error::other(e),
             },
         })?;
-        if !re.is_match(&String::from_utf8_lossy(&stdout)) {
+        // Without its final line ends, so `$` means the end of the output.
+        let text = String::from_utf8_lossy(&stdout);
+        if !re.is_match(text.trim_end_matches(['\n', '\r'])) {
             return Ok(failed(
                 check,
                 format!(
