@@ -5,6 +5,7 @@
 //! spec → lock → plan → realize → assemble → export.
 
 pub mod assemble;
+pub mod check;
 pub mod debian;
 pub mod export;
 pub mod fetch;

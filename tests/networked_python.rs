@@ -179,3 +179,139 @@ fn networked_python_nonexistent_pin_names_the_nearest_versions() {
         "{err}"
     );
 }
+
+/// `docker load` the archive and `docker run --rm IMAGE CMD...`; the image is
+/// removed after. `None` where `docker info` fails.
+fn docker_run(tar: &Path, image: &str, cmd: &[&str]) -> Option<String> {
+    if !docker_works() {
+        eprintln!("note: `docker info` fails here; docker load/run was not checked");
+        return None;
+    }
+    let o = std::process::Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(tar)
+        .output()
+        .unwrap();
+    ok(o, "docker load");
+    let o = std::process::Command::new("docker")
+        .args(["run", "--rm", image])
+        .args(cmd)
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", image])
+        .output();
+    Some(stdout(&o))
+}
+
+#[test]
+#[ignore = "networked: reaches the Debian archive and the package index"]
+fn networked_python_numpy_shell_matches_docker_and_checks_pass() {
+    require_tool("bwrap", "bubblewrap");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = example(tmp.path());
+    let store = tmp.path().join("store");
+    let tar = tmp.path().join("a.tar");
+    let report = realize_json(&store, &spec, &tar);
+    let shell = |flags: &[&str], cmd: &[&str]| {
+        envbuild()
+            .arg("--store")
+            .arg(&store)
+            .arg("shell")
+            .args(flags)
+            .arg(&spec)
+            .arg("--")
+            .args(cmd)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+
+    // 1. The same interpreter and numpy as the image.
+    let probe = [
+        "python3",
+        "-c",
+        "import numpy, sys; print(numpy.__file__, sys.version)",
+    ];
+    let in_shell = shell(&["--pure"], &probe);
+    assert!(in_shell.status.success(), "{}", stderr(&in_shell));
+    let in_shell = stdout(&in_shell);
+    assert!(
+        in_shell.starts_with("/usr/local/lib/python3.11/dist-packages/numpy/__init__.py 3.11."),
+        "{in_shell}"
+    );
+    if let Some(in_docker) = docker_run(&tar, "python-numpy:latest", &probe) {
+        assert_eq!(
+            in_shell, in_docker,
+            "shell --pure and docker run print the same"
+        );
+    }
+
+    // The host's Python is not reachable inside --pure.
+    let host_python = std::process::Command::new("sh")
+        .args(["-c", "command -v python3 || true"])
+        .output()
+        .unwrap();
+    let host_python = String::from_utf8_lossy(&host_python.stdout)
+        .trim()
+        .to_string();
+    let o = shell(
+        &["--pure"],
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import os, sys, shutil; print(sys.executable, shutil.which('python3'), os.path.exists({host_python:?}) and {host_python:?} != '/usr/bin/python3')"
+            ),
+        ],
+    );
+    assert_eq!(
+        ok(o, "which python3"),
+        "/usr/bin/python3 /usr/bin/python3 False",
+        "host python at {host_python:?}"
+    );
+
+    // Files in the working directory are visible and writable.
+    fs::write(tmp.path().join("in.txt"), "from the host").unwrap();
+    let o = shell(
+        &["--pure"],
+        &[
+            "python3",
+            "-c",
+            "print(open('in.txt').read()); open('out.txt', 'w').write('from the shell')",
+        ],
+    );
+    assert_eq!(ok(o, "read and write the cwd"), "from the host");
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("out.txt")).unwrap(),
+        "from the shell"
+    );
+
+    // 2. The shell's closure is the image's component list.
+    let image: Vec<String> = report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_string())
+        .collect();
+    let o = run(&store, &[&"closure", &"--shell", &spec]);
+    let listing: Vec<String> = ok(o, "closure --shell")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listing, image);
+
+    // 4. The example's checks pass (with the dist-info check: 3 wheels).
+    let o = run(&store, &[&"check", &"--locked", &spec]);
+    let out = ok(o, "check");
+    assert!(
+        out.contains("PASS installed distributions match the lock: 3 distributions"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS imports succeed") && out.contains("PASS numpy computes"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+}

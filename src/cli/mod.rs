@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod realize;
+mod shell;
 mod store;
 
 /// Reproducible ML environments: declared once, pinned by hash, built into a
@@ -37,9 +38,13 @@ pub enum Command {
     /// Build a spec into the store and export the image (last stdout line: the manifest digest)
     Realize(realize::RealizeArgs),
     /// Run a command inside the spec's closure (user and mount namespaces)
-    Run(realize::RunArgs),
+    Run(shell::RunArgs),
+    /// A shell (or one command) inside the spec's closure plus its [shell] packages
+    Shell(shell::ShellArgs),
+    /// Run the spec's [[checks]] and the built-in dist-info check inside the closure
+    Check(shell::CheckArgs),
     /// Realize a spec's closure and list its components' store paths, in rootfs order
-    Closure(realize::ClosureArgs),
+    Closure(shell::ClosureArgs),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -80,8 +85,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Lock(args) => realize::lock(&global, args),
         Command::Realize(args) => realize::realize(&global, args),
-        Command::Run(args) => realize::run(&global, args),
-        Command::Closure(args) => realize::closure(&global, args),
+        Command::Run(args) => shell::run(&global, args),
+        Command::Shell(args) => shell::shell(&global, args),
+        Command::Check(args) => shell::check(&global, args),
+        Command::Closure(args) => shell::closure(&global, args),
         Command::Store(cmd) => store::run(&global, cmd),
     }
 }

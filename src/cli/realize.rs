@@ -1,4 +1,5 @@
-//! `envbuild lock` and `envbuild realize`.
+//! `envbuild lock` and `envbuild realize` (and the closure they share with
+//! `run`, `shell`, `check` and `closure`, in `shell.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,17 +98,22 @@ fn load_and_realize(
     Ok((spec, store, realized))
 }
 
-/// The spec's closure only (no layers, no image): what `run` and
-/// `closure` need.
-fn load_and_realize_closure(
+/// The spec's closure only (no layers, no image): what `run`, `shell`,
+/// `check` and `closure` need; with `shell`, the shell-only components too.
+pub(super) fn load_and_realize_closure(
     global: &Global,
     spec: &std::path::Path,
     locked: bool,
     offline: bool,
+    shell: bool,
 ) -> Result<(Spec, envbuild_store::Store, realize::Closure)> {
     let spec = Spec::load(spec)?;
     let mut store = global.open_store()?;
-    let closure = realize::realize_closure(&mut store, &spec, &options(global, locked, offline))?;
+    let opts = RealizeOptions {
+        shell,
+        ..options(global, locked, offline)
+    };
+    let closure = realize::realize_closure(&mut store, &spec, &opts)?;
     Ok((spec, store, closure))
 }
 
@@ -136,6 +142,9 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
                 "output": out,
                 "format": format!("{:?}", args.format),
                 "reference": realized.image.reference,
+                "components": realized.components.iter().map(|c| serde_json::json!({
+                    "label": c.label, "path": store.physical_path(&c.item),
+                })).collect::<Vec<_>>(),
                 "layers": realized.layers.iter().map(|l| serde_json::json!({
                     "digest": l.blob.digest, "diffId": l.blob.diff_id, "size": l.blob.size,
                     "components": l.components,
@@ -172,81 +181,5 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         }
     }
     println!("{}", realized.image.digest());
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// The spec (TOML)
-    pub spec: PathBuf,
-    /// Keep only HOME, USER, TERM and DISPLAY from the host environment
-    #[arg(long)]
-    pub pure: bool,
-    /// Also keep this host variable (repeatable)
-    #[arg(long = "keep", value_name = "VAR")]
-    pub keep: Vec<String>,
-    /// Fail if the spec no longer matches its lock
-    #[arg(long)]
-    pub locked: bool,
-    /// Use only what the store already has
-    #[arg(long)]
-    pub offline: bool,
-    /// The command and its arguments
-    #[arg(last = true, required = true)]
-    pub command: Vec<String>,
-}
-
-pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let (spec, store, closure) =
-        load_and_realize_closure(global, &args.spec, args.locked, args.offline)?;
-    let cache = store.cache_dir("rootfs")?;
-    let rootfs = envbuild::shell::rootfs(&store, &closure.components, &cache)?;
-    let code = envbuild::shell::run(
-        &spec,
-        &rootfs,
-        &args.command,
-        &envbuild::shell::EnterOptions {
-            pure: args.pure,
-            keep: args.keep,
-        },
-    )?;
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ClosureArgs {
-    /// The spec (TOML)
-    pub spec: PathBuf,
-    /// Fail if the spec no longer matches its lock
-    #[arg(long)]
-    pub locked: bool,
-    /// Use only what the store already has
-    #[arg(long)]
-    pub offline: bool,
-}
-
-/// `envbuild closure SPEC`: realize the closure (no layers, no image) and
-/// list its components' store paths in rootfs order, one per line (with
-/// `--json`, label and path).
-pub fn closure(global: &Global, args: ClosureArgs) -> Result<ExitCode> {
-    let (_spec, store, closure) =
-        load_and_realize_closure(global, &args.spec, args.locked, args.offline)?;
-    if global.json {
-        let items: Vec<_> = closure
-            .components
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "label": c.label,
-                    "path": store.physical_path(&c.item),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::json!({ "components": items }));
-    } else {
-        for c in &closure.components {
-            println!("{}", store.physical_path(&c.item).display());
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }

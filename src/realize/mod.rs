@@ -87,6 +87,8 @@ pub struct RealizeOptions {
     /// Pin only: do not download what the index already describes by hash
     /// and size (resolved wheels, .debs). Set by `envbuild lock`.
     pub lock_only: bool,
+    /// Also realize the shell-only components (`[shell] packages`).
+    pub shell: bool,
 }
 
 /// A component: a store item with an FHS tree, and the ownership/mode
@@ -235,6 +237,8 @@ struct Pinned {
     lock: Lock,
     /// (mirror-relative file name, item), sorted by package name.
     debs: Vec<(String, StorePath)>,
+    /// The same for `[shell] packages` (fetched only for a shell).
+    shell_debs: Vec<(String, StorePath)>,
     /// (wheel file name, item) from `[python] requirements`, sorted by name.
     resolved: Vec<(String, StorePath)>,
     files: Vec<StorePath>,
@@ -470,34 +474,91 @@ fn pin_python(
     Ok(out)
 }
 
-/// The Debian packages of the base: from the lock when it was made for the
-/// same request, else resolved against the archive (network).
+/// One set of Debian packages to pin: the base, or the shell's extra
+/// packages (resolved together with the base's, less what the base pins).
+struct DebRequest<'a> {
+    base: &'a DebianBase,
+    /// The packages whose closure is pinned.
+    packages: Vec<String>,
+    /// Package names pinned elsewhere (the base's, for the shell's set).
+    exclude: std::collections::BTreeSet<String>,
+    /// The request as the lock records it.
+    request: String,
+    /// Lock ids: `<kind>:request` and `<prefix>:<package>`.
+    request_id: &'static str,
+    prefix: &'static str,
+    /// For messages: "[base]", "[shell] packages".
+    what: &'static str,
+}
+
+impl<'a> DebRequest<'a> {
+    fn base(base: &'a DebianBase) -> Self {
+        DebRequest {
+            base,
+            packages: base.packages.clone(),
+            exclude: Default::default(),
+            request: format!(
+                "{}/{}: {}",
+                base.suite,
+                base.component,
+                base.packages.join(" ")
+            ),
+            request_id: "debian:request",
+            prefix: "deb",
+            what: "[base]",
+        }
+    }
+
+    fn shell(base: &'a DebianBase, shell: &[String], base_pins: &[PinnedDeb]) -> Self {
+        let mut packages = base.packages.clone();
+        packages.extend(shell.iter().cloned());
+        packages.sort();
+        packages.dedup();
+        DebRequest {
+            base,
+            packages,
+            exclude: base_pins.iter().map(|d| d.name.clone()).collect(),
+            request: format!(
+                "{}/{}: {} + shell: {}",
+                base.suite,
+                base.component,
+                base.packages.join(" "),
+                shell.join(" ")
+            ),
+            request_id: "shell-debian:request",
+            prefix: "shell-deb",
+            what: "[shell] packages",
+        }
+    }
+}
+
+/// Pin a set of Debian packages: from the lock when it was made for the
+/// same request, else resolved against the archive (network). With `fetch`,
+/// the .debs are fetched (once per sha256) and returned as (mirror-relative
+/// file name, item); without, only the lock entries are written.
 fn pin_debian(
     store: &mut Store,
-    base: &DebianBase,
+    req: &DebRequest,
     old: Option<&Lock>,
     fetch_opts: &FetchOptions,
-    lock_only: bool,
+    fetch: bool,
     inputs: &mut Vec<LockedInput>,
-) -> Result<Vec<(String, StorePath)>, RealizeError> {
-    let request = format!(
-        "{}/{}: {}",
-        base.suite,
-        base.component,
-        base.packages.join(" ")
-    );
+) -> Result<(Vec<PinnedDeb>, Vec<(String, StorePath)>), RealizeError> {
+    let base = req.base;
+    let request = req.request.clone();
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));
+    let item_prefix = format!("{}:", req.prefix);
     let locked: Option<Vec<PinnedDeb>> = old
         .filter(|l| {
             l.inputs
                 .iter()
-                .any(|i| i.id == "debian:request" && i.source == request)
+                .any(|i| i.id == req.request_id && i.source == request)
         })
         .map(|l| {
             l.inputs
                 .iter()
                 .filter_map(|i| {
-                    let name = i.id.strip_prefix("deb:")?;
+                    let name = i.id.strip_prefix(&item_prefix)?;
                     Some(PinnedDeb {
                         name: name.to_string(),
                         version: String::new(),
@@ -514,7 +575,10 @@ fn pin_debian(
         None => {
             if fetch_opts.offline {
                 return Err(FetchError::Offline {
-                    url: format!("the {} archive index (no lock for this [base])", base.suite),
+                    url: format!(
+                        "the {} archive index (no lock for this {})",
+                        base.suite, req.what
+                    ),
                 }
                 .into());
             }
@@ -530,26 +594,30 @@ fn pin_debian(
                 &release,
                 fetch_opts,
             )?;
-            index.closure(&base.packages)?
+            index
+                .closure(&req.packages)?
+                .into_iter()
+                .filter(|d| !req.exclude.contains(&d.name))
+                .collect()
         }
     };
     inputs.push(LockedInput {
-        id: "debian:request".into(),
+        id: req.request_id.into(),
         source: request,
         hash: format!("sha256:{request_hash}"),
         size: pinned.len() as u64,
     });
-    if lock_only {
+    if !fetch {
         // Packages gave every .deb's sha256 and size: nothing to download.
         for d in &pinned {
             inputs.push(LockedInput {
-                id: format!("deb:{}", d.name),
+                id: format!("{}:{}", req.prefix, d.name),
                 source: d.filename.clone(),
                 hash: format!("sha256:{}", d.sha256),
                 size: d.size,
             });
         }
-        return Ok(Vec::new());
+        return Ok((pinned, Vec::new()));
     }
     let mirror_url = pinned
         .iter()
@@ -574,14 +642,14 @@ fn pin_debian(
     let mut out = Vec::new();
     for (d, fetched) in pinned.iter().zip(results) {
         inputs.push(LockedInput {
-            id: format!("deb:{}", d.name),
+            id: format!("{}:{}", req.prefix, d.name),
             source: d.filename.clone(),
             hash: format!("sha256:{}", d.sha256),
             size: fetched.size,
         });
         out.push((d.filename.clone(), fetched.item));
     }
-    Ok(out)
+    Ok((pinned, out))
 }
 
 fn pin_inputs(
@@ -596,9 +664,28 @@ fn pin_inputs(
         progress: opts.progress,
         ..FetchOptions::default()
     };
-    let debs = match &spec.debian {
-        Some(base) => pin_debian(store, base, old, &fetch_opts, opts.lock_only, &mut inputs)?,
-        None => Vec::new(),
+    let (debs, shell_debs) = match &spec.debian {
+        Some(base) => {
+            let (base_pins, debs) = pin_debian(
+                store,
+                &DebRequest::base(base),
+                old,
+                &fetch_opts,
+                !opts.lock_only,
+                &mut inputs,
+            )?;
+            // The shell's packages are always pinned (the lock covers the
+            // shell too) but fetched only for a shell.
+            let shell_debs = if spec.shell.packages.is_empty() {
+                Vec::new()
+            } else {
+                let req = DebRequest::shell(base, &spec.shell.packages, &base_pins);
+                let fetch = opts.shell && !opts.lock_only;
+                pin_debian(store, &req, old, &fetch_opts, fetch, &mut inputs)?.1
+            };
+            (debs, shell_debs)
+        }
+        None => (Vec::new(), Vec::new()),
     };
     let resolved = if spec.python.requirements.is_empty() {
         Vec::new()
@@ -649,6 +736,7 @@ fn pin_inputs(
     Ok(Pinned {
         lock: Lock::new(epoch, inputs),
         debs,
+        shell_debs,
         resolved,
         files,
         wheels,
@@ -682,6 +770,9 @@ pub struct Closure {
     pub lock: Lock,
     pub lock_written: bool,
     pub components: Vec<Component>,
+    /// Components of the shell only (`[shell] packages`, with
+    /// [`RealizeOptions::shell`]), after `components` in rootfs order.
+    pub shell_components: Vec<Component>,
     /// Steps built now / found already realized.
     pub built: usize,
     pub reused: usize,
@@ -751,11 +842,33 @@ pub fn realize_closure(
         components.push(builders::copy_files(&mut r, f, item)?);
     }
     builders::union_check(&mut r, &components)?;
+    // The shell's own packages, less any .deb the image already has.
+    let image_items: std::collections::BTreeSet<&StorePath> =
+        components.iter().map(|c| &c.item).collect();
+    let shell_debs: Vec<(String, StorePath)> = pinned
+        .shell_debs
+        .iter()
+        .filter(|(_, item)| !image_items.contains(item))
+        .cloned()
+        .collect();
+    let mut shell_components = r.in_parallel(&shell_debs, |r, (filename, item)| {
+        builders::unpack_deb(r, filename, item)
+    })?;
+    shell_components.retain(|c| !image_items.contains(&c.item));
+    if !shell_components.is_empty() {
+        let all: Vec<Component> = components
+            .iter()
+            .chain(&shell_components)
+            .cloned()
+            .collect();
+        builders::union_check(&mut r, &all)?;
+    }
     let (built, reused) = (r.built, r.reused);
     Ok(Closure {
         lock: pinned.lock,
         lock_written,
         components,
+        shell_components,
         built,
         reused,
     })

@@ -37,6 +37,55 @@ pub struct RawSpec {
     pub python: Option<PythonSpec>,
     #[serde(default)]
     pub image: ImageSpec,
+    #[serde(default)]
+    pub shell: Option<ShellSpec>,
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// `[shell]`: what `envbuild shell` adds to the closure (never the image).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellSpec {
+    #[serde(default)]
+    pub hook: Option<Spanned<String>>,
+    #[serde(default)]
+    pub packages: Vec<Spanned<String>>,
+}
+
+/// `[[checks]]`: a command run inside the closure by `envbuild check`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    pub command: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub exit: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub stdout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<DurationSpec>>,
+    #[serde(default)]
+    pub serve: Option<Spanned<ServeSpec>>,
+}
+
+/// `serve = { port = 7860, timeout = 120 }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSpec {
+    pub port: i64,
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+}
+
+/// Seconds (a number) or text like "30s", "500ms", "2m", "1h".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    Seconds(u64),
+    Fractional(f64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +227,72 @@ pub struct Spec {
     pub wheels: Vec<WheelInput>,
     pub python: PythonLayout,
     pub image: Image,
+    pub shell: ShellSettings,
+    pub checks: Vec<Check>,
+}
+
+/// `[shell]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShellSettings {
+    /// Shell code run on entry (before the command or the interactive shell).
+    pub hook: Option<String>,
+    /// Debian packages for the shell only; sorted, deduplicated.
+    pub packages: Vec<String>,
+}
+
+/// A `[[checks]]` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub command: Vec<String>,
+    /// The expected exit status (default 0).
+    pub exit: i32,
+    /// A regular expression stdout must match (anywhere).
+    pub stdout: Option<String>,
+    /// How long the command may run (default 60 s).
+    pub timeout: std::time::Duration,
+    /// Start the image's entrypoint + cmd first and wait for this port.
+    pub serve: Option<Serve>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serve {
+    pub port: u16,
+    /// How long to wait for the port (default 120 s).
+    pub timeout: std::time::Duration,
+}
+
+/// The default timeout of a check's command.
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The default wait for a served port.
+pub const SERVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Parse a duration: seconds as a number, or a number with ms, s, m or h.
+pub fn parse_duration(d: &DurationSpec) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    match d {
+        DurationSpec::Seconds(s) => Some(Duration::from_secs(*s)),
+        DurationSpec::Fractional(f) if f.is_finite() && *f >= 0.0 && *f < 1e9 => {
+            Some(Duration::from_secs_f64(*f))
+        }
+        DurationSpec::Fractional(_) => None,
+        DurationSpec::Text(t) => {
+            let t = t.trim();
+            let split = t
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: f64 = num.parse().ok()?;
+            let secs = match unit.trim() {
+                "" | "s" => n,
+                "ms" => n / 1000.0,
+                "m" | "min" => n * 60.0,
+                "h" => n * 3600.0,
+                _ => return None,
+            };
+            (secs.is_finite() && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+        }
+    }
 }
 
 /// `[base] debian = {...}`: packages from a Debian suite (with their
@@ -632,6 +747,8 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
     };
     let python = python_layout(ctx, raw.python.as_ref())?;
     let image = image_settings(ctx, &raw, &name, user)?;
+    let shell = shell_settings(ctx, raw.shell.as_ref(), debian.is_some())?;
+    let checks = checks(ctx, &raw.checks, &image)?;
     Ok(Spec {
         path,
         dir,
@@ -643,7 +760,171 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         wheels,
         python,
         image,
+        shell,
+        checks,
     })
+}
+
+fn debian_name_ok(n: &str) -> bool {
+    n.len() >= 2
+        && n.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c))
+}
+
+fn shell_settings(
+    ctx: &Ctx,
+    raw: Option<&ShellSpec>,
+    has_debian_base: bool,
+) -> Result<ShellSettings, SpecError> {
+    let Some(raw) = raw else {
+        return Ok(ShellSettings::default());
+    };
+    let mut packages = Vec::new();
+    for p in &raw.packages {
+        if !debian_name_ok(p.get_ref()) {
+            return Err(ctx.at(
+                p,
+                format!(
+                    "shell.packages: {:?} is not a Debian package name (lowercase letters, digits, + - .)",
+                    p.get_ref()
+                ),
+                "invalid package name",
+            ));
+        }
+        if !has_debian_base {
+            return Err(ctx.at(
+                p,
+                "shell.packages come from the archive of [base] debian, and this spec has no [base] debian",
+                "no Debian archive to take this from",
+            ));
+        }
+        packages.push(p.get_ref().clone());
+    }
+    packages.sort();
+    packages.dedup();
+    Ok(ShellSettings {
+        hook: raw.hook.as_ref().map(|h| h.get_ref().clone()),
+        packages,
+    })
+}
+
+fn checks(ctx: &Ctx, raw: &[CheckSpec], image: &Image) -> Result<Vec<Check>, SpecError> {
+    let mut out: Vec<Check> = Vec::new();
+    for c in raw {
+        let command = c.command.get_ref().clone();
+        if command.is_empty() || command[0].is_empty() {
+            return Err(ctx.at(
+                &c.command,
+                "checks.command is empty (expected a program and its arguments, e.g. [\"python3\", \"-c\", \"import numpy\"])",
+                "empty command",
+            ));
+        }
+        let name = c
+            .name
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_else(|| command.join(" "));
+        if out.iter().any(|o| o.name == name) {
+            let span = c
+                .name
+                .as_ref()
+                .map(|n| n.span())
+                .unwrap_or(c.command.span());
+            return Err(ctx.err(
+                Some(span),
+                format!("checks: two checks are named {name:?} (expected unique names; set name = \"...\")"),
+                "duplicate name",
+                None,
+            ));
+        }
+        let exit = match &c.exit {
+            None => 0,
+            Some(e) => match i32::try_from(*e.get_ref()) {
+                Ok(v) if (0..=255).contains(&v) => v,
+                _ => {
+                    return Err(ctx.at(
+                        e,
+                        format!(
+                            "checks.exit {} is not an exit status (expected 0-255)",
+                            e.get_ref()
+                        ),
+                        "invalid exit status",
+                    ))
+                }
+            },
+        };
+        if let Some(p) = &c.stdout {
+            if let Err(e) = regex::Regex::new(p.get_ref()) {
+                return Err(ctx.at(
+                    p,
+                    format!(
+                        "checks.stdout {:?} is not a regular expression: {e}",
+                        p.get_ref()
+                    ),
+                    "invalid pattern",
+                ));
+            }
+        }
+        let duration = |d: &Spanned<DurationSpec>, key: &str| {
+            parse_duration(d.get_ref()).ok_or_else(|| {
+                ctx.at(
+                    d,
+                    format!("checks.{key} is not a duration (expected seconds, or a number with ms, s, m or h such as \"30s\")"),
+                    "invalid duration",
+                )
+            })
+        };
+        let timeout = match &c.timeout {
+            None => CHECK_TIMEOUT,
+            Some(t) => duration(t, "timeout")?,
+        };
+        let serve = match &c.serve {
+            None => None,
+            Some(s) => {
+                let v = s.get_ref();
+                let port = u16::try_from(v.port)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        ctx.at(
+                            s,
+                            format!(
+                                "checks.serve.port {} is not a TCP port (expected 1-65535)",
+                                v.port
+                            ),
+                            "invalid port",
+                        )
+                    })?;
+                if image.entrypoint.is_none() && image.cmd.is_none() {
+                    return Err(ctx.at(
+                        s,
+                        "checks.serve starts the image's entrypoint and cmd, and [image] sets neither",
+                        "nothing to serve",
+                    ));
+                }
+                let timeout = match &v.timeout {
+                    None => SERVE_TIMEOUT,
+                    Some(t) => parse_duration(t).ok_or_else(|| {
+                        ctx.at(
+                            s,
+                            "checks.serve.timeout is not a duration (expected seconds, or a number with ms, s, m or h such as \"120s\")",
+                            "invalid duration",
+                        )
+                    })?,
+                };
+                Some(Serve { port, timeout })
+            }
+        };
+        out.push(Check {
+            name,
+            command,
+            exit,
+            stdout: c.stdout.as_ref().map(|p| p.get_ref().clone()),
+            timeout,
+            serve,
+        });
+    }
+    Ok(out)
 }
 
 fn file_name_of(s: &str) -> String {
@@ -906,4 +1187,83 @@ fn image_settings(
         volumes,
         compression,
     })
+}
+
+#[cfg(test)]
+mod shell_and_check_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| parse_duration(&DurationSpec::Text(s.into()));
+        assert_eq!(d("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(d("30"), Some(Duration::from_secs(30)));
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(d("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(d("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(d("soon"), None);
+        assert_eq!(d("3 days"), None);
+        assert_eq!(
+            parse_duration(&DurationSpec::Seconds(7)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_duration(&DurationSpec::Fractional(0.25)),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration(&DurationSpec::Fractional(-1.0)), None);
+    }
+
+    #[test]
+    fn checks_and_shell_parse_with_defaults() {
+        let text = r#"
+[env]
+name = "t"
+system = "x86_64-linux"
+
+[image]
+cmd = ["serve"]
+
+[shell]
+hook = "echo hi"
+
+[[checks]]
+command = ["python3", "-c", "import torch"]
+
+[[checks]]
+name = "port"
+command = ["curl", "localhost:7860"]
+exit = 0
+stdout = "ok"
+timeout = "30s"
+serve = { port = 7860, timeout = 120 }
+"#;
+        let s = Spec::parse(Path::new("/nonexistent/t.toml"), text).unwrap();
+        assert_eq!(s.shell.hook.as_deref(), Some("echo hi"));
+        assert!(s.shell.packages.is_empty());
+        assert_eq!(s.checks.len(), 2);
+        assert_eq!(s.checks[0].name, "python3 -c import torch");
+        assert_eq!(s.checks[0].exit, 0);
+        assert_eq!(s.checks[0].timeout, CHECK_TIMEOUT);
+        assert_eq!(
+            s.checks[1].serve,
+            Some(Serve {
+                port: 7860,
+                timeout: Duration::from_secs(120)
+            })
+        );
+        assert_eq!(s.checks[1].timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn serve_without_anything_to_serve_is_refused() {
+        let text = "[env]\nname = \"t\"\nsystem = \"x86_64-linux\"\n\n[[checks]]\ncommand = [\"x\"]\nserve = { port = 80 }\n";
+        let e = Spec::parse(Path::new("/nonexistent/t.toml"), text).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("checks.serve starts the image's entrypoint and cmd"),
+            "{e}"
+        );
+    }
 }

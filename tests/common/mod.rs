@@ -2,7 +2,9 @@
 //! the real Nix, and building fixture trees.
 #![allow(dead_code)]
 
+pub mod debian;
 pub mod http;
+pub mod shell;
 
 use std::ffi::OsStr;
 use std::fs;

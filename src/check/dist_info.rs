@@ -1,0 +1,256 @@
+//! The built-in check: every distribution installed in the closure's
+//! site-packages (its `*.dist-info/METADATA`) is the version the lock pins
+//! (`pypi:` and `wheel:` entries, whose wheel file names give name and
+//! version), and nothing is missing or extra.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use super::Outcome;
+use crate::lock::Lock;
+use crate::python::wheel::{normalize_name, WheelFilename};
+use crate::shell::rootfs::resolve_in;
+use crate::spec::Spec;
+
+/// The built-in check's name.
+pub const DIST_INFO_CHECK: &str = "installed distributions match the lock";
+
+/// (normalized name → (name as written, version)) of every `*.dist-info`
+/// with a METADATA file under the image path `site` of `rootfs`.
+pub fn installed_distributions(
+    rootfs: &Path,
+    site: &str,
+) -> Result<BTreeMap<String, (String, String)>, String> {
+    let mut out = BTreeMap::new();
+    let Some(dir) = resolve_in(rootfs, site, 0) else {
+        return Ok(out);
+    };
+    let entries = fs::read_dir(&dir).map_err(|e| format!("cannot read {site}: {e}"))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".dist-info") {
+            continue;
+        }
+        let meta = e.path().join("METADATA");
+        let text = match fs::read(&meta) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+            Err(err) => return Err(format!("cannot read {site}/{name}/METADATA: {err}")),
+        };
+        let (mut dist, mut version) = (None, None);
+        for line in text.lines() {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Name:") {
+                dist.get_or_insert_with(|| v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version.get_or_insert_with(|| v.trim().to_string());
+            }
+        }
+        match (dist, version) {
+            (Some(d), Some(v)) => {
+                out.insert(normalize_name(&d), (d, v));
+            }
+            _ => {
+                return Err(format!(
+                    "{site}/{name}/METADATA has no Name or Version header (expected both, as the core metadata spec requires)"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Versions compare as PEP 440 versions where both parse, else as text.
+fn same_version(a: &str, b: &str) -> bool {
+    match (
+        a.parse::<pep440_rs::Version>(),
+        b.parse::<pep440_rs::Version>(),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Compare the installed distributions with the lock.
+pub fn dist_info_check(spec: &Spec, rootfs: &Path, lock: &Lock) -> Outcome {
+    let started = Instant::now();
+    let mut locked: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for i in &lock.inputs {
+        let filename = if i.id.starts_with("pypi:") {
+            i.source.as_str()
+        } else if let Some(f) = i.id.strip_prefix("wheel:") {
+            f
+        } else {
+            continue;
+        };
+        if let Ok(w) = WheelFilename::parse(filename) {
+            locked.insert(normalize_name(&w.name), (w.name.clone(), w.version.clone()));
+        }
+    }
+    let site = &spec.python.site_packages;
+    let result = installed_distributions(rootfs, site);
+    let (passed, reason) = match result {
+        Err(e) => (false, e),
+        Ok(installed) => {
+            let mut problems = Vec::new();
+            for (key, (name, v)) in &locked {
+                match installed.get(key) {
+                    None => {
+                        problems.push(format!("{name} {v} is locked but not installed in {site}"))
+                    }
+                    Some((_, iv)) if !same_version(v, iv) => {
+                        problems.push(format!("{name}: the lock pins {v}, {site} has {iv}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (key, (name, v)) in &installed {
+                if !locked.contains_key(key) {
+                    problems.push(format!(
+                        "{name} {v} is installed in {site} but not in the lock"
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                (
+                    true,
+                    format!(
+                        "{} distributions in {site}, each at its locked version",
+                        installed.len()
+                    ),
+                )
+            } else {
+                (false, problems.join("; "))
+            }
+        }
+    };
+    Outcome {
+        name: DIST_INFO_CHECK.into(),
+        passed,
+        reason,
+        millis: started.elapsed().as_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::LockedInput;
+
+    fn input(id: &str, source: &str) -> LockedInput {
+        LockedInput {
+            id: id.into(),
+            source: source.into(),
+            hash: format!("sha256:{}", "0".repeat(64)),
+            size: 1,
+        }
+    }
+
+    fn dist(site: &Path, dir: &str, name: &str, version: &str) {
+        let d = site.join(dir);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("METADATA"),
+            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nVersion: 9.9 (in the body)\n"),
+        )
+        .unwrap();
+    }
+
+    fn spec(dir: &Path) -> Spec {
+        let text = "[env]\nname = \"t\"\nsystem = \"x86_64-linux\"\n\n[python]\nsite-packages = \"/usr/lib/python3/dist-packages\"\n";
+        Spec::parse(&dir.join("t.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn mismatched_missing_and_extra_distributions_are_each_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("usr/lib/python3/dist-packages");
+        dist(&site, "numpy-1.24.3.dist-info", "numpy", "1.24.3");
+        dist(&site, "Pillow-10.2.0.dist-info", "Pillow", "10.2.0");
+        dist(&site, "extra_thing-0.1.dist-info", "extra_thing", "0.1");
+        let lock = Lock::new(
+            1,
+            vec![
+                input(
+                    "pypi:numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                    "numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                ),
+                input(
+                    "pypi:pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                    "pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                ),
+                input(
+                    "wheel:tqdm-4.66.1-py3-none-any.whl",
+                    "wheels/tqdm-4.66.1-py3-none-any.whl",
+                ),
+                input("deb:libc6", "pool/main/g/glibc/libc6_2.36-9_amd64.deb"),
+            ],
+        );
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
+        assert!(!o.passed);
+        let site = "/usr/lib/python3/dist-packages";
+        assert!(
+            o.reason
+                .contains(&format!("numpy: the lock pins 1.24.4, {site} has 1.24.3")),
+            "{}",
+            o.reason
+        );
+        assert!(
+            o.reason.contains(&format!(
+                "tqdm 4.66.1 is locked but not installed in {site}"
+            )),
+            "{}",
+            o.reason
+        );
+        assert!(
+            o.reason.contains(&format!(
+                "extra_thing 0.1 is installed in {site} but not in the lock"
+            )),
+            "{}",
+            o.reason
+        );
+        assert!(
+            !o.reason.contains("Pillow"),
+            "pillow matches (names normalized): {}",
+            o.reason
+        );
+    }
+
+    #[test]
+    fn matching_versions_pass_and_pep440_equal_spellings_match() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("usr/lib/python3/dist-packages");
+        dist(&site, "foo-1.0.dist-info", "foo", "1.0.0");
+        let lock = Lock::new(
+            1,
+            vec![input(
+                "wheel:foo-1.0-py3-none-any.whl",
+                "foo-1.0-py3-none-any.whl",
+            )],
+        );
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
+        assert!(o.passed, "{}", o.reason);
+        assert!(o.reason.starts_with("1 distributions"), "{}", o.reason);
+    }
+
+    #[test]
+    fn metadata_without_a_version_is_a_failure_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp
+            .path()
+            .join("usr/lib/python3/dist-packages/broken-1.dist-info");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("METADATA"), "Name: broken\n").unwrap();
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &Lock::new(1, vec![]));
+        assert!(!o.passed);
+        assert!(
+            o.reason
+                .contains("broken-1.dist-info/METADATA has no Name or Version"),
+            "{}",
+            o.reason
+        );
+    }
+}
