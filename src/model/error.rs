@@ -43,7 +43,9 @@ pub enum ModelError {
         url: String,
         message: String,
     },
-    #[error("model {model}: {url} lists no files at revision {revision} (expected at least one file)")]
+    #[error(
+        "model {model}: {url} lists no files at revision {revision} (expected at least one file)"
+    )]
     Empty {
         model: String,
         url: String,

@@ -51,16 +51,26 @@ pub fn parse(model: &str, url: &str, doc: &serde_json::Value) -> Result<Listing,
     let commit = doc["sha"]
         .as_str()
         .filter(|s| s.len() >= 7 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| bad(format!("expected \"sha\": the commit (hex), found {}", doc["sha"])))?
+        .ok_or_else(|| {
+            bad(format!(
+                "expected \"sha\": the commit (hex), found {}",
+                doc["sha"]
+            ))
+        })?
         .to_ascii_lowercase();
-    let siblings = doc["siblings"]
-        .as_array()
-        .ok_or_else(|| bad(format!("expected \"siblings\": a list of files, found {}", doc["siblings"])))?;
+    let siblings = doc["siblings"].as_array().ok_or_else(|| {
+        bad(format!(
+            "expected \"siblings\": a list of files, found {}",
+            doc["siblings"]
+        ))
+    })?;
     let mut files = Vec::new();
     for s in siblings {
-        let path = s["rfilename"]
-            .as_str()
-            .ok_or_else(|| bad(format!("expected \"rfilename\" in every sibling, found {s}")))?;
+        let path = s["rfilename"].as_str().ok_or_else(|| {
+            bad(format!(
+                "expected \"rfilename\" in every sibling, found {s}"
+            ))
+        })?;
         if !safe_relative(path) {
             return Err(bad(format!(
                 "file name {path:?} is not a relative path without '.' or '..'"

@@ -256,7 +256,10 @@ mod tests {
     fn pickles_match_what_python_writes_without_memo() {
         let mut d = BTreeMap::new();
         d.insert("id", "a/b".to_string());
-        assert_eq!(dict_bytes(&d), b"\x80\x02}(X\x02\x00\x00\x00idX\x03\x00\x00\x00a/bu.");
+        assert_eq!(
+            dict_bytes(&d),
+            b"\x80\x02}(X\x02\x00\x00\x00idX\x03\x00\x00\x00a/bu."
+        );
         assert_eq!(pickle::list_of_dicts(&[]), b"\x80\x02].");
     }
 
@@ -269,7 +272,10 @@ mod tests {
         let files = vec!["a.json".to_string(), "sub/w.bin".to_string()];
         let p = plan(Hub::HuggingFace, "o/r", "main", "c0ffee", &files, true);
         assert_eq!(p.files[1].1, "snapshots/c0ffee/sub/w.bin");
-        assert_eq!(p.generated, vec![("refs/main".to_string(), b"c0ffee".to_vec())]);
+        assert_eq!(
+            p.generated,
+            vec![("refs/main".to_string(), b"c0ffee".to_vec())]
+        );
         let p = plan(Hub::ModelScope, "o/r.x", "v1", "c1", &files, false);
         assert_eq!(p.files[0].1, "a.json");
         assert_eq!(p.generated[0].0, ".mdl");

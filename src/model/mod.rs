@@ -294,7 +294,10 @@ pub(crate) fn get_json(
             model: model.to_string(),
             hub: hub.display(),
             url: url.to_string(),
-            message: format!("expected JSON, found {} bytes that do not parse: {e}", body.len()),
+            message: format!(
+                "expected JSON, found {} bytes that do not parse: {e}",
+                body.len()
+            ),
         });
     }
     Err(unreachable(last))
@@ -412,14 +415,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("HF_ENDPOINT or ENVBUILD_HF_ENDPOINT") && err.contains("source = \"./dir\""),
+            err.contains("HF_ENDPOINT or ENVBUILD_HF_ENDPOINT")
+                && err.contains("source = \"./dir\""),
             "{err}"
         );
         let err = Hub::HuggingFace
             .endpoint_from("m", env(&[("HF_ENDPOINT", "mirror.internal")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("HF_ENDPOINT=\"mirror.internal\" is not an http(s) URL"), "{err}");
+        assert!(
+            err.contains("HF_ENDPOINT=\"mirror.internal\" is not an http(s) URL"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,9 +61,12 @@ pub fn parse(
             doc["Code"], doc["Message"]
         )));
     }
-    let entries = doc["Data"]["Files"]
-        .as_array()
-        .ok_or_else(|| bad(format!("expected \"Data\": {{\"Files\": [...]}}, found {}", doc["Data"])))?;
+    let entries = doc["Data"]["Files"].as_array().ok_or_else(|| {
+        bad(format!(
+            "expected \"Data\": {{\"Files\": [...]}}, found {}",
+            doc["Data"]
+        ))
+    })?;
     let mut files = Vec::new();
     let mut commits = std::collections::BTreeSet::new();
     for f in entries {
@@ -92,7 +95,9 @@ pub fn parse(
                 v.as_str()
                     .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
                     .ok_or_else(|| {
-                        bad(format!("expected \"Sha256\" (64 hex digits) for {path}, found {v}"))
+                        bad(format!(
+                            "expected \"Sha256\" (64 hex digits) for {path}, found {v}"
+                        ))
                     })?
                     .to_ascii_lowercase(),
             ),
@@ -133,9 +138,14 @@ mod tests {
         assert_eq!(paths, ["a.json", "sub/w.bin"]);
         assert_eq!(l.files[0].sha256, None);
         assert_eq!(l.files[1].sha256, Some("b".repeat(64)));
-        let e = parse("m", "u", "v1", &serde_json::json!({"Code": 10010, "Message": "no such model"}))
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "m",
+            "u",
+            "v1",
+            &serde_json::json!({"Code": 10010, "Message": "no such model"}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("no such model"), "{e}");
     }
 

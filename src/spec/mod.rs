@@ -710,7 +710,12 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
 }
 
 /// `[models.NAME]` entries, validated, with their image paths.
-fn models(ctx: &Ctx, raw: &RawSpec, dir: &Path, image: &Image) -> Result<Vec<ModelInput>, SpecError> {
+fn models(
+    ctx: &Ctx,
+    raw: &RawSpec,
+    dir: &Path,
+    image: &Image,
+) -> Result<Vec<ModelInput>, SpecError> {
     use crate::model::{layout, Hub};
     let mut out = Vec::new();
     for (name, m) in &raw.models {
@@ -758,9 +763,8 @@ fn models(ctx: &Ctx, raw: &RawSpec, dir: &Path, image: &Image) -> Result<Vec<Mod
                     let t = r.get_ref();
                     let ok = !t.is_empty()
                         && !t.contains("..")
-                        && t.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || b"._-/".contains(&b)
-                        });
+                        && t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
                     if !ok {
                         return Err(ctx.at(
                             r,
@@ -784,7 +788,10 @@ fn models(ctx: &Ctx, raw: &RawSpec, dir: &Path, image: &Image) -> Result<Vec<Mod
             let sha = v.sha256.as_ref().ok_or_else(|| {
                 ctx.at(
                     &v.source,
-                    format!("{}: a model given by URL needs sha256 = \"<64 hex digits>\"", key("source")),
+                    format!(
+                        "{}: a model given by URL needs sha256 = \"<64 hex digits>\"",
+                        key("source")
+                    ),
                     "no sha256 for this URL",
                 )
             })?;
@@ -796,7 +803,11 @@ fn models(ctx: &Ctx, raw: &RawSpec, dir: &Path, image: &Image) -> Result<Vec<Mod
                 ));
             }
             if let Some(r) = &v.revision {
-                return Err(ctx.at(r, format!("{} applies to hub sources only", key("revision")), "not for a URL"));
+                return Err(ctx.at(
+                    r,
+                    format!("{} applies to hub sources only", key("revision")),
+                    "not for a URL",
+                ));
             }
             let file = file_name_of(src.split(['?', '#']).next().unwrap_or(src));
             if file.is_empty() || file == "." || file == ".." {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod hub;
 
 use std::ffi::OsStr;
 use std::fs;
