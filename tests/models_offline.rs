@@ -549,6 +549,19 @@ fn a_download_cut_in_the_middle_resumes() {
         fx.ms["pytorch_model.bin"]
     );
     verify_clean(&store);
+    // Pinned and in the store: no hub, no endpoint needed.
+    let requests = hub.state.lock().unwrap().requests.len();
+    ok(
+        out(eb(&store, None)
+            .arg("realize")
+            .arg(&spec)
+            .arg("--locked")
+            .arg("--offline")
+            .arg("-o")
+            .arg(tmp.path().join("again.tar"))),
+        "realize --locked --offline without an endpoint",
+    );
+    assert_eq!(hub.state.lock().unwrap().requests.len(), requests);
 }
 
 #[test]

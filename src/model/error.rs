@@ -51,21 +51,18 @@ pub enum ModelError {
         url: String,
         revision: String,
     },
-    #[error("model {model}: file {file} changed on the server: the lock pins sha256 {expected}, {url} sent sha256 {found} ({size} bytes); nothing was added to the store. Run `envbuild lock` to accept the new file, or pin a revision that has the old one")]
+    #[error("model {model}: file {file} changed on the server: the lock pins sha256 {}, {} sent sha256 {} ({} bytes); nothing was added to the store. Run `envbuild lock` to accept the new file, or pin a revision that has the old one", .change.expected, .change.url, .change.found, .change.size)]
     Changed {
         model: String,
         file: String,
-        url: String,
-        expected: String,
-        found: String,
-        size: u64,
+        change: Box<Change>,
     },
     #[error("model {model}: file {file}: {source}")]
     Fetch {
         model: String,
         file: String,
         #[source]
-        source: FetchError,
+        source: Box<FetchError>,
     },
     #[error("model {model}: {what} {path}: {source}")]
     Io {
@@ -81,4 +78,13 @@ pub enum ModelError {
         file: String,
         hash: String,
     },
+}
+
+/// What a changed file was pinned to and what the server sent.
+#[derive(Debug)]
+pub struct Change {
+    pub url: String,
+    pub expected: String,
+    pub found: String,
+    pub size: u64,
 }

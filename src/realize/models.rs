@@ -154,10 +154,12 @@ fn fetch_error(
         } => ModelError::Changed {
             model: model.to_string(),
             file: file.to_string(),
-            url: url.to_string(),
-            expected,
-            found,
-            size,
+            change: Box::new(crate::model::error::Change {
+                url: url.to_string(),
+                expected,
+                found,
+                size,
+            }),
         }
         .into(),
         FetchError::Network { message, .. } if endpoint.is_some() => {
@@ -174,7 +176,7 @@ fn fetch_error(
         other => ModelError::Fetch {
             model: model.to_string(),
             file: file.to_string(),
-            source: other,
+            source: Box::new(other),
         }
         .into(),
     }
@@ -382,6 +384,9 @@ fn commit_for_download(hub: Hub, commit: &str, revision: &str) -> String {
     }
 }
 
+/// What writes a snapshot into the builder's output directory.
+type BuildFn = dyn Fn(&mut Store, &Path) -> Result<(), RealizeError>;
+
 fn rel(image_path: &str) -> &str {
     image_path.trim_start_matches('/')
 }
@@ -413,7 +418,7 @@ pub(crate) fn model_snapshot(
     let mut drv = Derivation::new("model-snapshot", 1, item_name(&format!("model-{}", m.name)))
         .arg("path", m.path.clone());
     let dst_root = rel(&m.path).to_string();
-    let build: Box<dyn Fn(&mut Store, &Path) -> Result<(), RealizeError>> =
+    let build: Box<BuildFn> =
         match (&m.source, &pinned.content) {
             (ModelSource::Hub { hub, id, revision }, PinnedContent::Hub { commit, files }) => {
                 let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
