@@ -11,6 +11,7 @@ pub mod export;
 pub mod fetch;
 pub mod io;
 pub mod lock;
+pub mod model;
 pub mod oci;
 pub mod plan;
 pub mod python;

@@ -135,6 +135,13 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         &realized.image_item,
         None,
     )?;
+    for v in &realized.volumes {
+        store.add_root(
+            &format!("spec:{}:volume:{}", spec.path.display(), v.name),
+            &v.item,
+            None,
+        )?;
+    }
     if global.json {
         println!(
             "{}",
@@ -152,6 +159,9 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
                 "built": realized.built,
                 "reused": realized.reused,
                 "lockWritten": realized.lock_written,
+                "volumes": realized.volumes.iter().map(|v| serde_json::json!({
+                    "name": v.name, "source": v.source, "path": v.path,
+                })).collect::<Vec<_>>(),
             })
         );
     } else if !global.quiet {
@@ -178,6 +188,17 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
                     l.components.join(", ")
                 );
             }
+        }
+    }
+    if !global.json {
+        // Models kept out of the image: where to mount each from.
+        for v in &realized.volumes {
+            println!(
+                "volume {}: mount {} at {}",
+                v.name,
+                v.source.display(),
+                v.path
+            );
         }
     }
     println!("{}", realized.image.digest());

@@ -11,6 +11,7 @@
 //! [`crate::assemble`].
 
 pub mod builders;
+pub mod models;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub enum RealizeError {
     Assemble(#[from] AssembleError),
     #[error(transparent)]
     Oci(#[from] OciError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -134,6 +137,8 @@ pub struct Realized {
     pub layers: Vec<Layer>,
     pub image: oci::Image,
     pub image_item: StorePath,
+    /// Models kept out of the image (`layer = "volume"`).
+    pub volumes: Vec<models::Volume>,
     /// Steps built now / found already realized.
     pub built: usize,
     pub reused: usize,
@@ -243,6 +248,7 @@ struct Pinned {
     resolved: Vec<(String, StorePath)>,
     files: Vec<StorePath>,
     wheels: Vec<StorePath>,
+    models: Vec<models::PinnedModel>,
 }
 
 /// A wheel as the lock pins it: file name, sha256 (hex), size.
@@ -729,6 +735,7 @@ fn pin_inputs(
         });
         wheels.push(fetched.item);
     }
+    let models = models::pin_models(store, spec, old, opts, &fetch_opts, &mut inputs)?;
     let epoch = spec
         .source_date_epoch
         .or(old.map(|l| l.source_date_epoch))
@@ -740,6 +747,7 @@ fn pin_inputs(
         resolved,
         files,
         wheels,
+        models,
     })
 }
 
@@ -770,6 +778,8 @@ pub struct Closure {
     pub lock: Lock,
     pub lock_written: bool,
     pub components: Vec<Component>,
+    /// Models kept out of the image (`layer = "volume"`).
+    pub volumes: Vec<models::Volume>,
     /// Components of the shell only (`[shell] packages`, with
     /// [`RealizeOptions::shell`]), after `components` in rootfs order.
     pub shell_components: Vec<Component>,
@@ -819,7 +829,7 @@ pub fn realize_closure(
     };
 
     // Components, in rootfs order: Debian packages, base files, wheels,
-    // then app files.
+    // models, then app files.
     let mut components = r.in_parallel(&pinned.debs, |r, (filename, item)| {
         builders::unpack_deb(r, filename, item)
     })?;
@@ -838,6 +848,8 @@ pub fn realize_closure(
     components.extend(r.in_parallel(&wheels, |r, (filename, item)| {
         builders::unpack_wheel(r, spec, filename, item)
     })?);
+    let (model_components, volumes) = models::components(&mut r, spec, &pinned.models)?;
+    components.extend(model_components);
     for (f, item) in spec.files.iter().zip(&pinned.files) {
         components.push(builders::copy_files(&mut r, f, item)?);
     }
@@ -869,6 +881,7 @@ pub fn realize_closure(
         lock_written,
         components,
         shell_components,
+        volumes,
         built,
         reused,
     })
@@ -921,6 +934,7 @@ pub fn realize(
         layers,
         image,
         image_item,
+        volumes: closure.volumes,
         built,
         reused,
     })

@@ -38,9 +38,28 @@ pub struct RawSpec {
     #[serde(default)]
     pub image: ImageSpec,
     #[serde(default)]
+    pub models: BTreeMap<String, Spanned<RawModelSpec>>,
+    #[serde(default)]
     pub shell: Option<ShellSpec>,
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+}
+
+/// `[models.NAME]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelSpec {
+    pub source: Spanned<String>,
+    #[serde(default)]
+    pub revision: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub layer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub owner: Option<Spanned<String>>,
 }
 
 /// `[shell]`: what `envbuild shell` adds to the closure (never the image).
@@ -229,6 +248,48 @@ pub struct Spec {
     pub image: Image,
     pub shell: ShellSettings,
     pub checks: Vec<Check>,
+    /// `[models.NAME]`, sorted by name.
+    pub models: Vec<ModelInput>,
+}
+
+/// Where a model snapshot comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A hub repository: `huggingface:org/repo` or `modelscope:owner/name`.
+    Hub {
+        hub: crate::model::Hub,
+        id: String,
+        /// As the spec says it, else the hub's default branch.
+        revision: String,
+    },
+    /// One file by URL, verified by its sha256 (hex).
+    Url { url: String, sha256: String },
+    /// A local directory (hashed as NAR, like `[[files]]`).
+    Local { path: String, abs: PathBuf },
+}
+
+/// Whether a model is part of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelLayer {
+    /// In the image, in a layer of its own.
+    Own,
+    /// Kept out of the image: realize names the store path to mount.
+    Volume,
+}
+
+/// `[models.NAME]`: a model snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInput {
+    pub name: String,
+    pub source: ModelSource,
+    /// Absolute image path where the snapshot appears (for the Hugging
+    /// Face cache layout: the repository's `models--org--name` folder).
+    pub path: String,
+    /// Whether `path` was derived from the hub client's cache layout (and
+    /// so the snapshot is laid out as that client's cache).
+    pub client_layout: bool,
+    pub layer: ModelLayer,
+    pub owner: Option<(u32, u32)>,
 }
 
 /// `[shell]`, validated.
@@ -592,7 +653,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         };
         let owner = match &f.owner {
             None => None,
-            Some(o) => Some(resolve_owner(ctx, o, user.as_ref())?),
+            Some(o) => Some(resolve_owner(ctx, "files.owner", o, user.as_ref())?),
         };
         files.push(FileInput {
             src: src.clone(),
@@ -747,6 +808,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
     };
     let python = python_layout(ctx, raw.python.as_ref())?;
     let image = image_settings(ctx, &raw, &name, user)?;
+    let models = models(ctx, &raw, &dir, &image)?;
     let shell = shell_settings(ctx, raw.shell.as_ref(), debian.is_some())?;
     let checks = checks(ctx, &raw.checks, &image)?;
     Ok(Spec {
@@ -762,7 +824,205 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         image,
         shell,
         checks,
+        models,
     })
+}
+
+/// `[models.NAME]` entries, validated, with their image paths.
+fn models(
+    ctx: &Ctx,
+    raw: &RawSpec,
+    dir: &Path,
+    image: &Image,
+) -> Result<Vec<ModelInput>, SpecError> {
+    use crate::model::{layout, Hub};
+    let mut out = Vec::new();
+    for (name, m) in &raw.models {
+        let key = |k: &str| format!("models.{name}.{k}");
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            return Err(ctx.at(
+                m,
+                format!("[models.{name}]: {name:?} is not a model name (expected letters, digits, '.', '_' or '-')"),
+                "invalid model name",
+            ));
+        }
+        let v = m.get_ref();
+        let src = v.source.get_ref();
+        let hub_of = |s: &str| -> Option<(Hub, String)> {
+            let (k, id) = s.split_once(':')?;
+            let hub = Hub::from_prefix(k)?;
+            Some((hub, id.to_string()))
+        };
+        let source = if let Some((hub, id)) = hub_of(src) {
+            if !hub.valid_id(&id) {
+                return Err(ctx.at(
+                    &v.source,
+                    format!(
+                        "{} {src:?} is not a {} repository id (expected {})",
+                        key("source"),
+                        hub.display(),
+                        hub.id_shape()
+                    ),
+                    "invalid repository id",
+                ));
+            }
+            if let Some(s) = &v.sha256 {
+                return Err(ctx.at(
+                    s,
+                    format!("{} applies to a URL source only (the hub publishes each file's sha256; the lock pins them)", key("sha256")),
+                    "not for a hub source",
+                ));
+            }
+            let revision = match &v.revision {
+                Some(r) => {
+                    let t = r.get_ref();
+                    let ok = !t.is_empty()
+                        && !t.contains("..")
+                        && t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+                    if !ok {
+                        return Err(ctx.at(
+                            r,
+                            format!("{} {t:?} is not a branch, tag or commit (letters, digits, '.', '_', '-', '/')", key("revision")),
+                            "invalid revision",
+                        ));
+                    }
+                    t.clone()
+                }
+                None => hub.default_revision().to_string(),
+            };
+            ModelSource::Hub { hub, id, revision }
+        } else if src.contains("://") {
+            if !(src.starts_with("http://") || src.starts_with("https://")) {
+                return Err(ctx.at(
+                    &v.source,
+                    format!("{} {src:?} is not an http(s) URL, \"huggingface:ORG/REPO\", \"modelscope:OWNER/NAME\" or a local directory", key("source")),
+                    "unsupported source",
+                ));
+            }
+            let sha = v.sha256.as_ref().ok_or_else(|| {
+                ctx.at(
+                    &v.source,
+                    format!(
+                        "{}: a model given by URL needs sha256 = \"<64 hex digits>\"",
+                        key("source")
+                    ),
+                    "no sha256 for this URL",
+                )
+            })?;
+            if !is_hex64(sha.get_ref()) {
+                return Err(ctx.at(
+                    sha,
+                    format!("{} must be 64 lowercase hex digits", key("sha256")),
+                    "invalid sha256",
+                ));
+            }
+            if let Some(r) = &v.revision {
+                return Err(ctx.at(
+                    r,
+                    format!("{} applies to hub sources only", key("revision")),
+                    "not for a URL",
+                ));
+            }
+            let file = file_name_of(src.split(['?', '#']).next().unwrap_or(src));
+            if file.is_empty() || file == "." || file == ".." {
+                return Err(ctx.at(
+                    &v.source,
+                    format!("{} {src:?} does not end in a file name", key("source")),
+                    "expected a URL of a file",
+                ));
+            }
+            ModelSource::Url {
+                url: src.clone(),
+                sha256: sha.get_ref().clone(),
+            }
+        } else {
+            if let Some((k, _)) = src.split_once(':') {
+                if !k.contains('/') && !k.is_empty() {
+                    return Err(ctx.at(
+                        &v.source,
+                        format!("{} {src:?}: unknown hub {k:?} (expected \"huggingface:ORG/REPO\", \"modelscope:OWNER/NAME\", an http(s) URL with sha256, or a local directory)", key("source")),
+                        "unknown hub",
+                    ));
+                }
+            }
+            let abs = dir.join(src);
+            if !abs.is_dir() {
+                return Err(ctx.at(
+                    &v.source,
+                    format!(
+                        "{} {src:?} is not a directory (looked for {}; expected \"huggingface:ORG/REPO\", \"modelscope:OWNER/NAME\", an http(s) URL with sha256, or a local directory)",
+                        key("source"),
+                        abs.display()
+                    ),
+                    "missing",
+                ));
+            }
+            for (k, s) in [("revision", &v.revision), ("sha256", &v.sha256)] {
+                if let Some(s) = s {
+                    return Err(ctx.at(s, format!("{} does not apply to a local directory (its NAR hash is pinned in the lock)", key(k)), "not for a local directory"));
+                }
+            }
+            ModelSource::Local {
+                path: src.clone(),
+                abs,
+            }
+        };
+        let (path, client_layout) = match (&v.path, &source) {
+            (Some(p), _) => {
+                let path = image_path(p.get_ref()).filter(|p| p != "/").ok_or_else(|| {
+                    ctx.at(
+                        p,
+                        format!("{} {:?} must be an absolute image path below / without '.' or '..' components", key("path"), p.get_ref()),
+                        "expected an absolute path",
+                    )
+                })?;
+                (path, false)
+            }
+            (None, ModelSource::Hub { hub, id, .. }) => (
+                layout::default_path(*hub, id, &image.env, image.user.as_ref().map(|u| u.home.as_str())),
+                true,
+            ),
+            (None, _) => {
+                return Err(ctx.at(
+                    &v.source,
+                    format!("{}: a model from a URL or a local directory needs path = \"/absolute/image/path\" (where the snapshot appears in the image)", key("path")),
+                    "no path for this source",
+                ))
+            }
+        };
+        let layer = match &v.layer {
+            None => ModelLayer::Own,
+            Some(l) => match l.get_ref().as_str() {
+                "own" => ModelLayer::Own,
+                "volume" => ModelLayer::Volume,
+                other => {
+                    return Err(ctx.at(
+                        l,
+                        format!("{} {other:?} is not \"own\" or \"volume\"", key("layer")),
+                        "invalid layer",
+                    ))
+                }
+            },
+        };
+        let owner = match &v.owner {
+            None => None,
+            Some(o) => Some(resolve_owner(ctx, &key("owner"), o, image.user.as_ref())?),
+        };
+        out.push(ModelInput {
+            name: name.clone(),
+            source,
+            path,
+            client_layout,
+            layer,
+            owner,
+        });
+    }
+    Ok(out)
 }
 
 fn debian_name_ok(n: &str) -> bool {
@@ -943,6 +1203,7 @@ fn check_wheel_name(ctx: &Ctx, at: &Spanned<String>, filename: &str) -> Result<(
 
 fn resolve_owner(
     ctx: &Ctx,
+    key: &str,
     o: &Spanned<String>,
     user: Option<&User>,
 ) -> Result<(u32, u32), SpecError> {
@@ -961,7 +1222,7 @@ fn resolve_owner(
     Err(ctx.at(
         o,
         format!(
-            "files.owner {v:?} is not \"root\", the image user{} or \"UID:GID\"",
+            "{key} {v:?} is not \"root\", the image user{} or \"UID:GID\"",
             user.map(|u| format!(" ({:?})", u.name)).unwrap_or_default()
         ),
         "unknown owner",

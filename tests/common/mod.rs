@@ -4,6 +4,7 @@
 
 pub mod debian;
 pub mod http;
+pub mod hub;
 pub mod shell;
 
 use std::ffi::OsStr;
