@@ -418,90 +418,89 @@ pub(crate) fn model_snapshot(
     let mut drv = Derivation::new("model-snapshot", 1, item_name(&format!("model-{}", m.name)))
         .arg("path", m.path.clone());
     let dst_root = rel(&m.path).to_string();
-    let build: Box<BuildFn> =
-        match (&m.source, &pinned.content) {
-            (ModelSource::Hub { hub, id, revision }, PinnedContent::Hub { commit, files }) => {
-                let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-                let plan = layout::plan(*hub, id, revision, commit, &paths, m.client_layout);
-                let items: BTreeMap<String, StorePath> = files.iter().cloned().collect();
-                drv = drv
-                    .arg(
-                        "layout",
-                        format!(
-                            "{}{}",
-                            hub.prefix(),
-                            if m.client_layout { "-cache" } else { "" }
-                        ),
+    let build: Box<BuildFn> = match (&m.source, &pinned.content) {
+        (ModelSource::Hub { hub, id, revision }, PinnedContent::Hub { commit, files }) => {
+            let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+            let plan = layout::plan(*hub, id, revision, commit, &paths, m.client_layout);
+            let items: BTreeMap<String, StorePath> = files.iter().cloned().collect();
+            drv = drv
+                .arg(
+                    "layout",
+                    format!(
+                        "{}{}",
+                        hub.prefix(),
+                        if m.client_layout { "-cache" } else { "" }
+                    ),
+                )
+                .arg("id", id.clone())
+                .arg("revision", revision.clone())
+                .arg("commit", commit.clone())
+                .arg(
+                    "files",
+                    serde_json::to_string(
+                        &plan
+                            .files
+                            .iter()
+                            .map(|(src, dst)| (dst.clone(), items[src].basename()))
+                            .collect::<BTreeMap<_, _>>(),
                     )
-                    .arg("id", id.clone())
-                    .arg("revision", revision.clone())
-                    .arg("commit", commit.clone())
-                    .arg(
-                        "files",
-                        serde_json::to_string(
-                            &plan
-                                .files
-                                .iter()
-                                .map(|(src, dst)| (dst.clone(), items[src].basename()))
-                                .collect::<BTreeMap<_, _>>(),
-                        )
-                        .expect("serializes"),
-                    );
-                for (_, item) in files {
-                    drv = drv.input(item.clone());
+                    .expect("serializes"),
+                );
+            for (_, item) in files {
+                drv = drv.input(item.clone());
+            }
+            let dst_root = dst_root.clone();
+            Box::new(move |store: &mut Store, out: &Path| {
+                let base = out.join(&dst_root);
+                mkdirs(&base)?;
+                for (src, dst) in &plan.files {
+                    place(&store.physical_path(&items[src]), &base.join(dst))?;
                 }
-                let dst_root = dst_root.clone();
-                Box::new(move |store: &mut Store, out: &Path| {
-                    let base = out.join(&dst_root);
-                    mkdirs(&base)?;
-                    for (src, dst) in &plan.files {
-                        place(&store.physical_path(&items[src]), &base.join(dst))?;
+                for (dst, bytes) in &plan.generated {
+                    let p = base.join(dst);
+                    if let Some(d) = p.parent() {
+                        mkdirs(d)?;
                     }
-                    for (dst, bytes) in &plan.generated {
-                        let p = base.join(dst);
-                        if let Some(d) = p.parent() {
-                            mkdirs(d)?;
-                        }
-                        fs::write(&p, bytes).map_err(io_err("writing", &p))?;
-                    }
-                    Ok(())
-                })
-            }
-            (ModelSource::Url { .. }, PinnedContent::File { name, item }) => {
-                drv = drv
-                    .arg("layout", "file")
-                    .arg("file", name.clone())
-                    .input(item.clone());
-                let (name, item, dst_root) = (name.clone(), item.clone(), dst_root.clone());
-                Box::new(move |store: &mut Store, out: &Path| {
-                    place(
-                        &store.physical_path(&item),
-                        &out.join(&dst_root).join(&name),
-                    )
-                })
-            }
-            (ModelSource::Local { .. }, PinnedContent::Dir { item }) => {
-                drv = drv.arg("layout", "directory").input(item.clone());
-                let (item, dst_root) = (item.clone(), dst_root.clone());
-                Box::new(move |store: &mut Store, out: &Path| {
-                    let dst = out.join(&dst_root);
-                    if let Some(p) = dst.parent() {
-                        mkdirs(p)?;
-                    }
-                    let mut sink = HashingWriter::new();
-                    nar::dump_and_copy(&store.physical_path(&item), &mut sink, &dst)
-                        .map_err(envbuild_store::StoreError::from)?;
-                    Ok(())
-                })
-            }
-            _ => {
-                return Err(RealizeError::BadItem {
-                    item: m.name.clone(),
-                    builder: "model-snapshot",
-                    what: "its pinned inputs do not match its source".into(),
-                })
-            }
-        };
+                    fs::write(&p, bytes).map_err(io_err("writing", &p))?;
+                }
+                Ok(())
+            })
+        }
+        (ModelSource::Url { .. }, PinnedContent::File { name, item }) => {
+            drv = drv
+                .arg("layout", "file")
+                .arg("file", name.clone())
+                .input(item.clone());
+            let (name, item, dst_root) = (name.clone(), item.clone(), dst_root.clone());
+            Box::new(move |store: &mut Store, out: &Path| {
+                place(
+                    &store.physical_path(&item),
+                    &out.join(&dst_root).join(&name),
+                )
+            })
+        }
+        (ModelSource::Local { .. }, PinnedContent::Dir { item }) => {
+            drv = drv.arg("layout", "directory").input(item.clone());
+            let (item, dst_root) = (item.clone(), dst_root.clone());
+            Box::new(move |store: &mut Store, out: &Path| {
+                let dst = out.join(&dst_root);
+                if let Some(p) = dst.parent() {
+                    mkdirs(p)?;
+                }
+                let mut sink = HashingWriter::new();
+                nar::dump_and_copy(&store.physical_path(&item), &mut sink, &dst)
+                    .map_err(envbuild_store::StoreError::from)?;
+                Ok(())
+            })
+        }
+        _ => {
+            return Err(RealizeError::BadItem {
+                item: m.name.clone(),
+                builder: "model-snapshot",
+                what: "its pinned inputs do not match its source".into(),
+            })
+        }
+    };
     let item = r.realize(&drv, &[], |store, out| build(store, out))?;
     if m.layer == ModelLayer::Volume {
         let source = r.store.physical_path(&item).join(&dst_root);
