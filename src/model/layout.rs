@@ -116,7 +116,12 @@ pub fn plan(
                 .iter()
                 .map(|f| (f.clone(), format!("snapshots/{commit}/{f}")))
                 .collect(),
-            generated: vec![(format!("refs/{revision}"), commit.as_bytes().to_vec())],
+            // A revision that is the commit itself needs no ref.
+            generated: if revision == commit {
+                Vec::new()
+            } else {
+                vec![(format!("refs/{revision}"), commit.as_bytes().to_vec())]
+            },
         },
         (Hub::ModelScope, _) => {
             let (owner, name) = id.split_once('/').unwrap_or(("damo", id));
@@ -276,6 +281,8 @@ mod tests {
             p.generated,
             vec![("refs/main".to_string(), b"c0ffee".to_vec())]
         );
+        let p = plan(Hub::HuggingFace, "o/r", "c0ffee", "c0ffee", &files, true);
+        assert!(p.generated.is_empty());
         let p = plan(Hub::ModelScope, "o/r.x", "v1", "c1", &files, false);
         assert_eq!(p.files[0].1, "a.json");
         assert_eq!(p.generated[0].0, ".mdl");
