@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENVBUILD = ROOT / "target" / "release" / "envbuild"
 IMPORT_CHECK = "import torch, torchvision, gradio, modelscope; print(torch.__version__)"
-MODEL_DIR = "/home/appuser/.cache/modelscope/hub/iic/ofa_visual-entailment_snli-ve_large_en"
+MODEL_DIR = "/home/appuser/.cache/modelscope/iic/ofa_visual-entailment_snli-ve_large_en"
 
 
 def fail(msg: str) -> None:
@@ -255,7 +255,7 @@ def main() -> None:
     listing = docker(
         "run", "--rm", image, "python3", "-c",
         "import os; print(*sorted(os.listdir(os.path.join(os.environ['MODELSCOPE_CACHE'],"
-        " 'hub/iic/ofa_visual-entailment_snli-ve_large_en'))))",
+        " 'iic/ofa_visual-entailment_snli-ve_large_en'))))",
     )
     if "configuration.json" not in listing.split():
         fail(f"the model directory under MODELSCOPE_CACHE holds {listing!r}")

@@ -787,7 +787,7 @@ fn the_ofa_ve_draft_spec_parses_and_validates() {
     assert_eq!(m.name, "ofa");
     assert_eq!(
         m.path,
-        "/home/appuser/.cache/modelscope/hub/iic/ofa_visual-entailment_snli-ve_large_en"
+        "/home/appuser/.cache/modelscope/iic/ofa_visual-entailment_snli-ve_large_en"
     );
     assert_eq!(m.owner, Some((1001, 1001)));
     assert_eq!(m.layer, envbuild::spec::ModelLayer::Own);

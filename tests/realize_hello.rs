@@ -143,6 +143,11 @@ fn umoci_unpacks_the_expected_rootfs() {
         "app files owned by appuser"
     );
     assert_eq!(
+        fs::metadata(rootfs.join("home/appuser")).unwrap().uid(),
+        1001,
+        "the home stays the user's although the app layer, unpacked after base-files, holds it too"
+    );
+    assert_eq!(
         fs::metadata(rootfs.join("tmp")).unwrap().mode() & 0o7777,
         0o1777
     );

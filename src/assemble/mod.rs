@@ -273,3 +273,74 @@ mod tests {
         assert_eq!(groups, group_layers(&sizes, 100), "stable");
     }
 }
+
+/// One directory, one owner and mode in the image: a directory that several
+/// components contain is written in each of their layers, and the last
+/// layer's entry wins when the image is unpacked. So the first override a
+/// component gives a directory (base-files making `/home/appuser` the
+/// user's, `/tmp` 1777) is copied to every later component that has the
+/// same directory without an override of its own; otherwise an app file
+/// under the home would hand the home back to root. `trees[i]` is
+/// component i's FHS tree on disk; `overrides[i]` its overrides, keyed by
+/// tree-relative path.
+pub fn share_directory_overrides<O: Clone>(
+    trees: &[PathBuf],
+    overrides: &mut [BTreeMap<String, O>],
+) {
+    let mut first: BTreeMap<String, (usize, O)> = BTreeMap::new();
+    for (i, (tree, ovr)) in trees.iter().zip(overrides.iter()).enumerate() {
+        for (path, o) in ovr {
+            if !first.contains_key(path) && tree.join(path).is_dir() {
+                first.insert(path.clone(), (i, o.clone()));
+            }
+        }
+    }
+    for (path, (owner, o)) in &first {
+        for (i, (tree, ovr)) in trees.iter().zip(overrides.iter_mut()).enumerate() {
+            if i != *owner && !ovr.contains_key(path) {
+                let p = tree.join(path);
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    ovr.insert(path.clone(), o.clone());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+
+    #[test]
+    fn a_later_component_inherits_the_first_override_of_a_shared_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let app = tmp.path().join("app");
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(base.join("home/appuser")).unwrap();
+        std::fs::create_dir_all(app.join("home/appuser/app")).unwrap();
+        std::fs::create_dir_all(other.join("usr/bin")).unwrap();
+        let trees = vec![base, app, other];
+        let mut ovr: Vec<BTreeMap<String, u32>> = vec![
+            BTreeMap::from([("home/appuser".to_string(), 1001)]),
+            BTreeMap::from([("home/appuser/app".to_string(), 7)]),
+            BTreeMap::new(),
+        ];
+        share_directory_overrides(&trees, &mut ovr);
+        assert_eq!(
+            ovr[1].get("home/appuser"),
+            Some(&1001),
+            "the app's copy of the home"
+        );
+        assert_eq!(
+            ovr[1].get("home/appuser/app"),
+            Some(&7),
+            "its own override kept"
+        );
+        assert!(
+            ovr[2].is_empty(),
+            "a component without the directory gets nothing"
+        );
+        assert!(!ovr[0].contains_key("home/appuser/app"));
+    }
+}

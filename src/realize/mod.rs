@@ -854,6 +854,17 @@ pub fn realize_closure(
         components.push(builders::copy_files(&mut r, f, item)?);
     }
     builders::union_check(&mut r, &components)?;
+    {
+        let trees: Vec<PathBuf> = components.iter().map(|c| c.tree(r.store)).collect();
+        let mut overrides: Vec<_> = components
+            .iter_mut()
+            .map(|c| std::mem::take(&mut c.overrides))
+            .collect();
+        assemble::share_directory_overrides(&trees, &mut overrides);
+        for (c, o) in components.iter_mut().zip(overrides) {
+            c.overrides = o;
+        }
+    }
     // The shell's own packages, less any .deb the image already has.
     let image_items: std::collections::BTreeSet<&StorePath> =
         components.iter().map(|c| &c.item).collect();

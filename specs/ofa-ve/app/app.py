@@ -20,8 +20,12 @@ _lock = threading.Lock()
 
 
 def model_dir() -> str:
-    cache = os.environ.get("MODELSCOPE_CACHE", os.path.expanduser("~/.cache/modelscope"))
-    return os.path.join(cache, "hub", MODEL_ID)
+    """Where ModelScope's client keeps the snapshot: MODELSCOPE_CACHE/ID
+    (its default without the variable is ~/.cache/modelscope/hub/ID)."""
+    cache = os.environ.get("MODELSCOPE_CACHE")
+    if cache is None:
+        cache = os.path.expanduser("~/.cache/modelscope/hub")
+    return os.path.join(cache, MODEL_ID)
 
 
 def entailment_pipeline():
