@@ -584,6 +584,41 @@ fn pin_debian(
     Ok(out)
 }
 
+/// Add a local file or tree to the store, reading it only when the hash
+/// cache does not know it unchanged: (item, NAR sha256 hex, NAR size).
+fn add_local_cached(
+    store: &mut Store,
+    src: &Path,
+    name: &str,
+) -> Result<(StorePath, String, u64), RealizeError> {
+    let mut added = None;
+    let value = store.cached_hash(src, "nar-sha256+size", |s| {
+        let a = s.add_path(src, name)?;
+        let v = format!("{}:{}", a.nar.to_hex(), a.nar.size);
+        added = Some(a.path);
+        Ok::<_, RealizeError>(v)
+    })?;
+    let bad = || RealizeError::BadItem {
+        item: src.display().to_string(),
+        builder: "hash-cache",
+        what: format!("has a malformed cached value {value:?}"),
+    };
+    let (hex_part, size) = value.split_once(':').ok_or_else(bad)?;
+    let size: u64 = size.parse().map_err(|_| bad())?;
+    let mut sha = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut sha).map_err(|_| bad())?;
+    if let Some(item) = added {
+        return Ok((item, hex_part.to_string(), size));
+    }
+    let path = StorePath::source(name, &sha, &[], false).map_err(StoreError::from)?;
+    if store.is_valid(&path)? {
+        return Ok((path, hex_part.to_string(), size));
+    }
+    // Known but collected since: add it again (hashing it again too).
+    let a = store.add_path(src, name)?;
+    Ok((a.path, a.nar.to_hex(), a.nar.size))
+}
+
 fn pin_inputs(
     store: &mut Store,
     spec: &Spec,
@@ -615,20 +650,20 @@ fn pin_inputs(
                 .as_deref()
                 .unwrap_or("file"),
         );
-        let added = store.add_path(&f.src_abs, &name)?;
+        let (item, nar_hex, nar_size) = add_local_cached(store, &f.src_abs, &name)?;
         inputs.push(LockedInput {
             id: format!("files:{}", f.dst),
             source: f.src.clone(),
-            hash: format!("nar-sha256:{}", added.nar.to_hex()),
-            size: added.nar.size,
+            hash: format!("nar-sha256:{nar_hex}"),
+            size: nar_size,
         });
-        files.push(added.path);
+        files.push(item);
     }
     let mut wheels = Vec::new();
     for w in &spec.wheels {
         let (url, source, sha) = match &w.source {
             WheelSource::Path { path, abs } => {
-                let sha = builders::sha256_file(abs)?;
+                let sha = store.cached_hash(abs, "sha256", |_| builders::sha256_file(abs))?;
                 (format!("file://{}", abs.display()), path.clone(), sha)
             }
             WheelSource::Url { url, sha256 } => (url.clone(), url.clone(), sha256.clone()),

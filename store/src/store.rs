@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::canonical;
 use crate::db::{Db, PathInfo, Root};
 use crate::error::{NarError, StoreError};
+use crate::hash_cache;
 use crate::lock::{FileLock, LockKind};
 use crate::nar::{self, writer::HashingWriter, NarHash};
 use crate::store_path::{validate_name, StorePath, STORE_DIR};
@@ -580,6 +581,39 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.require_valid(output)?;
         self.db.add_realisation(drv_hash, output_name, output)
+    }
+
+    /// The hash of `path` (outside the store) that `compute` gives, from the
+    /// hash cache when nothing `lstat` reports about `path` (or, for a
+    /// directory, anything below it) changed since it was recorded; see
+    /// [`crate::hash_cache`]. `kind` names what the value is (the caller's
+    /// choice, e.g. `sha256`); the value is opaque to the store.
+    pub fn cached_hash<E: From<StoreError>>(
+        &mut self,
+        path: &Path,
+        kind: &str,
+        compute: impl FnOnce(&mut Store) -> Result<String, E>,
+    ) -> Result<String, E> {
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(StoreError::io(path))?
+                .join(path)
+        };
+        let key = abs.to_string_lossy().into_owned();
+        let before = hash_cache::fingerprint(&abs)?;
+        if let Some((fp, value)) = self.db.hash_cache_get(&key, kind)? {
+            if fp == before.digest {
+                return Ok(value);
+            }
+        }
+        let value = compute(self)?;
+        let after = hash_cache::fingerprint(&abs)?;
+        if after == before && hash_cache::now_ns() - after.newest_ns > hash_cache::RACY_WINDOW_NS {
+            self.db.hash_cache_put(&key, kind, &after.digest, &value)?;
+        }
+        Ok(value)
     }
 
     /// The output a derivation produced before, if it is still valid.
