@@ -11,6 +11,7 @@
 //! [`crate::assemble`].
 
 pub mod builders;
+mod python_lock;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ pub enum RealizeError {
     NoIndex(#[from] NoIndex),
     #[error(transparent)]
     Wheel(#[from] WheelError),
+    #[error(transparent)]
+    Pylock(#[from] crate::python::pylock::PylockError),
+    #[error(transparent)]
+    Requirements(#[from] crate::python::requirements_txt::RequirementsError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
     #[error(transparent)]
@@ -635,7 +640,10 @@ fn pin_inputs(
         Some(base) => pin_debian(store, base, old, &fetch_opts, opts.lock_only, &mut inputs)?,
         None => Vec::new(),
     };
-    let resolved = if spec.python.requirements.is_empty() {
+    let resolved = if spec.python.lock.is_some() {
+        let glibc = target_glibc(spec, &debs);
+        python_lock::pin_python_lock(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?
+    } else if spec.python.requirements.is_empty() {
         Vec::new()
     } else {
         let glibc = target_glibc(spec, &debs);
