@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod export;
 mod realize;
 mod store;
 
@@ -40,6 +41,9 @@ pub enum Command {
     Run(realize::RunArgs),
     /// Realize a spec's closure and list its components' store paths, in rootfs order
     Closure(realize::ClosureArgs),
+    /// Write what a spec pins in another tool's format
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Realize(args) => realize::realize(&global, args),
         Command::Run(args) => realize::run(&global, args),
         Command::Closure(args) => realize::closure(&global, args),
+        Command::Export(cmd) => export::run(&global, cmd),
         Command::Store(cmd) => store::run(&global, cmd),
     }
 }

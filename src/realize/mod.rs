@@ -11,7 +11,7 @@
 //! [`crate::assemble`].
 
 pub mod builders;
-mod python_lock;
+pub mod python_lock;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -324,11 +324,16 @@ fn fetch_parallel(
 /// The target's glibc: the spec's, else the base's libc6, else 2.17
 /// (manylinux2014).
 fn target_glibc(spec: &Spec, debs: &[(String, StorePath)]) -> (u32, u32) {
+    glibc_of(spec, debs.iter().map(|(f, _)| f.as_str()))
+}
+
+/// [`target_glibc`] from the base's .deb file names.
+pub(crate) fn glibc_of<'a>(spec: &Spec, deb_files: impl Iterator<Item = &'a str>) -> (u32, u32) {
     if let Some(g) = spec.python.glibc {
         return g;
     }
-    debs.iter()
-        .filter_map(|(f, _)| f.rsplit('/').next()?.strip_prefix("libc6_"))
+    deb_files
+        .filter_map(|f| f.rsplit('/').next()?.strip_prefix("libc6_"))
         .filter_map(|v| {
             let (maj, rest) = v.split_once('.')?;
             let min: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();

@@ -150,3 +150,84 @@ pub(super) fn pin_python_lock(
     }
     Ok(out)
 }
+
+/// The wheels a lock pins for `spec`, as a PEP 751 file would list them
+/// (see [`pylock::write`]): resolved and imported wheels (`pypi:` entries)
+/// with the URL the configured index gives them now (found by sha256 among
+/// that version's wheels for the target), and `[[wheels]]` by their path
+/// or URL. Returns the target too.
+pub fn export_wheels(
+    spec: &Spec,
+    lock: &crate::lock::Lock,
+) -> Result<(Target, Vec<pylock::ExportWheel>), RealizeError> {
+    let glibc = super::glibc_of(
+        spec,
+        lock.inputs
+            .iter()
+            .filter(|i| i.id.starts_with("deb:"))
+            .map(|i| i.source.as_str()),
+    );
+    let py = &spec.python;
+    let target = Target::cpython_glibc(py.version, Arch::X86_64, glibc);
+    let mut out = Vec::new();
+    let mut wanted = Vec::new();
+    let mut pinned = Vec::new();
+    for i in &lock.inputs {
+        let Some(filename) = i.id.strip_prefix("pypi:") else {
+            continue;
+        };
+        let sha = i
+            .hash
+            .strip_prefix("sha256:")
+            .unwrap_or(&i.hash)
+            .to_string();
+        let w = crate::python::wheel::WheelFilename::parse(filename)?;
+        wanted.push((w.name.clone(), w.version.clone(), vec![sha.clone()]));
+        pinned.push((filename.to_string(), sha, i.size));
+    }
+    if !wanted.is_empty() {
+        let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
+        let (index_display, found) =
+            crate::python::resolve::find_hashed_wheels(&index, &target, &wanted)?;
+        for ((filename, sha, size), f) in pinned.into_iter().zip(found) {
+            let f = f.filter(|f| f.filename == filename).ok_or_else(|| {
+                crate::python::resolve::ResolveError::LockedFileGone {
+                    file: filename.clone(),
+                    package: filename.split('-').next().unwrap_or_default().to_string(),
+                    version: filename.split('-').nth(1).unwrap_or_default().to_string(),
+                    index: index_display.clone(),
+                }
+            })?;
+            out.push(pylock::ExportWheel {
+                filename,
+                location: Location::Url(f.url),
+                sha256: sha,
+                size,
+            });
+        }
+    }
+    for w in &spec.wheels {
+        let Some(i) = lock
+            .inputs
+            .iter()
+            .find(|i| i.id == format!("wheel:{}", w.filename))
+        else {
+            continue;
+        };
+        let location = match &w.source {
+            crate::spec::WheelSource::Path { abs, .. } => Location::Path(abs.clone()),
+            crate::spec::WheelSource::Url { url, .. } => Location::Url(url.clone()),
+        };
+        out.push(pylock::ExportWheel {
+            filename: w.filename.clone(),
+            location,
+            sha256: i
+                .hash
+                .strip_prefix("sha256:")
+                .unwrap_or(&i.hash)
+                .to_string(),
+            size: i.size,
+        });
+    }
+    Ok((target, out))
+}
