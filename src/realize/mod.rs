@@ -198,9 +198,10 @@ impl Realizer<'_> {
         let scratch = self.store.scratch(&drv.name)?;
         let out = scratch.path().join("out");
         build(self.store, &out)?;
-        let added =
-            self.store
-                .add_path_with_references(&out, &drv.name, references, Some(&hash))?;
+        // The output is ours alone: moved into the store, not copied.
+        let added = self
+            .store
+            .add_scratch_output(&out, &drv.name, references, Some(&hash))?;
         self.store.add_realisation(&hash, "out", &added.path)?;
         self.built += 1;
         Ok(added.path)

@@ -95,3 +95,58 @@ fn a_file_changed_below_a_directory_is_seen() {
     assert_eq!(hash(&mut store, &calls), "2");
     assert_eq!(calls.get(), 2);
 }
+
+#[test]
+fn a_scratch_output_is_moved_in_canonical_and_equals_a_copied_add() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path().join("store")).unwrap();
+    let scratch = store.scratch("out").unwrap();
+    let out = scratch.path().join("out");
+    fs::create_dir_all(out.join("bin")).unwrap();
+    fs::write(out.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(out.join("bin/tool"), fs::Permissions::from_mode(0o4750)).unwrap();
+    fs::write(out.join("data"), b"x").unwrap();
+    std::os::unix::fs::symlink("data", out.join("link")).unwrap();
+    // The same tree elsewhere, added by copying.
+    let other = tmp.path().join("other");
+    fs::create_dir_all(other.join("bin")).unwrap();
+    fs::write(other.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(other.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(other.join("data"), b"x").unwrap();
+    std::os::unix::fs::symlink("data", other.join("link")).unwrap();
+
+    let moved = store.add_scratch_output(&out, "tree", &[], None).unwrap();
+    assert!(moved.copied);
+    assert!(!out.exists(), "moved, not copied");
+    let m = |p: &str| fs::symlink_metadata(moved.physical.join(p)).unwrap();
+    assert_eq!(m("bin/tool").permissions().mode() & 0o7777, 0o555);
+    assert_eq!(m("data").permissions().mode() & 0o7777, 0o444);
+    assert_eq!(m("bin").permissions().mode() & 0o7777, 0o555);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(m("data").mtime(), 1);
+    assert_eq!(m("").mtime(), 1);
+    let copied = store.add_path(&other, "tree").unwrap();
+    assert_eq!(copied.path, moved.path);
+    assert!(!copied.copied);
+    assert!(store.verify(|_, _, _| {}).unwrap().problems.is_empty());
+
+    // Already valid: the scratch output is removed, nothing replaced.
+    let again = scratch.path().join("again");
+    fs::create_dir(&again).unwrap();
+    fs::copy(other.join("data"), again.join("data")).unwrap();
+    let second = store
+        .add_scratch_output(&again, "tree2", &[], None)
+        .unwrap();
+    assert!(second.copied);
+    let scratch2 = store.scratch("x").unwrap();
+    let dup = scratch2.path().join("d");
+    fs::create_dir(&dup).unwrap();
+    fs::copy(other.join("data"), dup.join("data")).unwrap();
+    let third = store.add_scratch_output(&dup, "tree2", &[], None).unwrap();
+    assert!(!third.copied);
+    assert!(!dup.exists());
+
+    // Outside the scratch area: refused.
+    assert!(store.add_scratch_output(&other, "tree", &[], None).is_err());
+}
