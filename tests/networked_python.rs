@@ -314,4 +314,89 @@ fn networked_python_numpy_shell_matches_docker_and_checks_pass() {
         "{out}"
     );
     assert!(!out.contains("FAIL"), "{out}");
+/// A pylock.toml that uv writes is installed as it says; exported again, uv
+/// accepts envbuild's pylock and would install the same versions.
+#[test]
+#[ignore = "networked: reaches the package index; needs uv"]
+fn networked_python_imports_a_uv_pylock_and_uv_reads_the_export() {
+    require_tool("uv", "uv (pip install uv)");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    fs::write(
+        tmp.path().join("req.in"),
+        "tqdm==4.66.1\nsix==1.16.0\ncolorama==0.4.6 ; sys_platform == \"win32\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new("uv")
+        .current_dir(tmp.path())
+        .args([
+            "pip",
+            "compile",
+            "req.in",
+            "--format",
+            "pylock.toml",
+            "--python-version",
+            "3.11",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--exclude-newer",
+            "2024-06-01T00:00:00Z",
+            "-q",
+            "-o",
+            "pylock.toml",
+        ])
+        .output()
+        .unwrap();
+    ok(o, "uv pip compile --format pylock.toml");
+    let spec = tmp.path().join("env.toml");
+    fs::write(
+        &spec,
+        "[env]\nname = \"uvlock\"\nsystem = \"x86_64-linux\"\nsource-date-epoch = 1700000000\n\n[python]\nlock = \"pylock.toml\"\n",
+    )
+    .unwrap();
+    let out = ok(run(&store, &[&"closure", &spec]), "closure of uv's pylock");
+    let lock = fs::read_to_string(spec.with_extension("lock")).unwrap();
+    assert!(
+        lock.contains("id = \"pypi:tqdm-4.66.1-py3-none-any.whl\""),
+        "{lock}"
+    );
+    assert!(
+        lock.contains("id = \"pypi:six-1.16.0-py2.py3-none-any.whl\""),
+        "{lock}"
+    );
+    assert!(!lock.contains("colorama"), "{lock}");
+    assert!(
+        out.lines()
+            .any(|l| l.ends_with("-tqdm-4.66.1-py3-none-any")),
+        "{out}"
+    );
+
+    let exported = tmp.path().join("pylock.envbuild.toml");
+    ok(
+        run(&store, &[&"export", &"pylock", &spec, &"-o", &exported]),
+        "export pylock",
+    );
+    let o = std::process::Command::new("uv")
+        .current_dir(tmp.path())
+        .args([
+            "pip",
+            "install",
+            "--dry-run",
+            "--python-version",
+            "3.11",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--target",
+        ])
+        .arg(tmp.path().join("target"))
+        .arg("-r")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "uv refused the export: {said}");
+    assert!(
+        said.contains("tqdm==4.66.1") && said.contains("six==1.16.0"),
+        "{said}"
+    );
 }

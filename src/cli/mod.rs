@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod export;
 mod realize;
 mod shell;
 mod store;
@@ -45,6 +46,9 @@ pub enum Command {
     Check(shell::CheckArgs),
     /// Realize a spec's closure and list its components' store paths, in rootfs order
     Closure(shell::ClosureArgs),
+    /// Write what a spec pins in another tool's format
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -89,6 +93,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Shell(args) => shell::shell(&global, args),
         Command::Check(args) => shell::check(&global, args),
         Command::Closure(args) => shell::closure(&global, args),
+        Command::Export(cmd) => export::run(&global, cmd),
         Command::Store(cmd) => store::run(&global, cmd),
     }
 }

@@ -22,17 +22,36 @@ pub struct LockArgs {
     pub exclude_newer: Option<String>,
 }
 
-fn parse_date(s: &str) -> Result<envbuild::python::resolve::Timestamp> {
-    let full = if s.len() == 10 {
-        format!("{s}T00:00:00Z")
-    } else {
-        s.to_string()
-    };
-    full.parse().map_err(|e| {
+/// `--exclude-newer`: an RFC 3339 instant, or a bare date `YYYY-MM-DD`
+/// meaning the whole of that day (UTC) is included, as uv 0.13 includes it
+/// (uv takes the day in the host's local time zone; envbuild in UTC, so a
+/// lock does not depend on the host's zone): files uploaded up to the last
+/// microsecond of the day count, the next midnight's do not.
+pub(crate) fn parse_date(s: &str) -> Result<envbuild::python::resolve::Timestamp> {
+    let t: envbuild::python::resolve::Timestamp = s.parse().map_err(|e| {
         anyhow::anyhow!(
             "--exclude-newer {s:?} is not a date (expected YYYY-MM-DD or RFC 3339): {e}"
         )
-    })
+    })?;
+    if s.trim().len() == 10 {
+        // The end of that day: the next midnight, exclusive.
+        return Ok(envbuild::python::resolve::Timestamp::from_micros(
+            t.as_micros() + 86_400_000_000 - 1,
+        ));
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bare_date_includes_the_whole_day() {
+        let d = super::parse_date("2025-12-02").unwrap();
+        assert_eq!(d.to_string(), "2025-12-02T23:59:59.999999Z");
+        let t = super::parse_date("2025-12-02T01:57:45Z").unwrap();
+        assert_eq!(t.to_string(), "2025-12-02T01:57:45Z");
+        assert!(super::parse_date("2025-13-02").is_err());
+    }
 }
 
 #[derive(Debug, clap::Args)]

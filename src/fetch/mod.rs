@@ -122,7 +122,8 @@ pub fn fetch(
             size,
         });
     }
-    let added = store.add_path(&dest, name)?;
+    // The download is ours alone: moved into the store, not copied.
+    let added = store.add_scratch_output(&dest, name, &[], None)?;
     store.add_realisation(&key, "out", &added.path)?;
     Ok(Fetched {
         item: added.path,

@@ -1,5 +1,7 @@
 //! Python: installing wheels (and, later, resolving and locking them).
 
 pub mod index_config;
+pub mod pylock;
+pub mod requirements_txt;
 pub mod resolve;
 pub mod wheel;

@@ -12,6 +12,7 @@
 
 pub mod builders;
 pub mod models;
+pub mod python_lock;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,10 @@ pub enum RealizeError {
     NoIndex(#[from] NoIndex),
     #[error(transparent)]
     Wheel(#[from] WheelError),
+    #[error(transparent)]
+    Pylock(#[from] crate::python::pylock::PylockError),
+    #[error(transparent)]
+    Requirements(#[from] crate::python::requirements_txt::RequirementsError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
     #[error(transparent)]
@@ -200,9 +205,10 @@ impl Realizer<'_> {
         let scratch = self.store.scratch(&drv.name)?;
         let out = scratch.path().join("out");
         build(self.store, &out)?;
-        let added =
-            self.store
-                .add_path_with_references(&out, &drv.name, references, Some(&hash))?;
+        // The output is ours alone: moved into the store, not copied.
+        let added = self
+            .store
+            .add_scratch_output(&out, &drv.name, references, Some(&hash))?;
         self.store.add_realisation(&hash, "out", &added.path)?;
         self.built += 1;
         Ok(added.path)
@@ -329,11 +335,16 @@ fn fetch_parallel(
 /// The target's glibc: the spec's, else the base's libc6, else 2.17
 /// (manylinux2014).
 fn target_glibc(spec: &Spec, debs: &[(String, StorePath)]) -> (u32, u32) {
+    glibc_of(spec, debs.iter().map(|(f, _)| f.as_str()))
+}
+
+/// [`target_glibc`] from the base's .deb file names.
+pub(crate) fn glibc_of<'a>(spec: &Spec, deb_files: impl Iterator<Item = &'a str>) -> (u32, u32) {
     if let Some(g) = spec.python.glibc {
         return g;
     }
-    debs.iter()
-        .filter_map(|(f, _)| f.rsplit('/').next()?.strip_prefix("libc6_"))
+    deb_files
+        .filter_map(|f| f.rsplit('/').next()?.strip_prefix("libc6_"))
         .filter_map(|v| {
             let (maj, rest) = v.split_once('.')?;
             let min: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -658,6 +669,41 @@ fn pin_debian(
     Ok((pinned, out))
 }
 
+/// Add a local file or tree to the store, reading it only when the hash
+/// cache does not know it unchanged: (item, NAR sha256 hex, NAR size).
+fn add_local_cached(
+    store: &mut Store,
+    src: &Path,
+    name: &str,
+) -> Result<(StorePath, String, u64), RealizeError> {
+    let mut added = None;
+    let value = store.cached_hash(src, "nar-sha256+size", |s| {
+        let a = s.add_path(src, name)?;
+        let v = format!("{}:{}", a.nar.to_hex(), a.nar.size);
+        added = Some(a.path);
+        Ok::<_, RealizeError>(v)
+    })?;
+    let bad = || RealizeError::BadItem {
+        item: src.display().to_string(),
+        builder: "hash-cache",
+        what: format!("has a malformed cached value {value:?}"),
+    };
+    let (hex_part, size) = value.split_once(':').ok_or_else(bad)?;
+    let size: u64 = size.parse().map_err(|_| bad())?;
+    let mut sha = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut sha).map_err(|_| bad())?;
+    if let Some(item) = added {
+        return Ok((item, hex_part.to_string(), size));
+    }
+    let path = StorePath::source(name, &sha, &[], false).map_err(StoreError::from)?;
+    if store.is_valid(&path)? {
+        return Ok((path, hex_part.to_string(), size));
+    }
+    // Known but collected since: add it again (hashing it again too).
+    let a = store.add_path(src, name)?;
+    Ok((a.path, a.nar.to_hex(), a.nar.size))
+}
+
 fn pin_inputs(
     store: &mut Store,
     spec: &Spec,
@@ -693,7 +739,10 @@ fn pin_inputs(
         }
         None => (Vec::new(), Vec::new()),
     };
-    let resolved = if spec.python.requirements.is_empty() {
+    let resolved = if spec.python.lock.is_some() {
+        let glibc = target_glibc(spec, &debs);
+        python_lock::pin_python_lock(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?
+    } else if spec.python.requirements.is_empty() {
         Vec::new()
     } else {
         let glibc = target_glibc(spec, &debs);
@@ -708,20 +757,20 @@ fn pin_inputs(
                 .as_deref()
                 .unwrap_or("file"),
         );
-        let added = store.add_path(&f.src_abs, &name)?;
+        let (item, nar_hex, nar_size) = add_local_cached(store, &f.src_abs, &name)?;
         inputs.push(LockedInput {
             id: format!("files:{}", f.dst),
             source: f.src.clone(),
-            hash: format!("nar-sha256:{}", added.nar.to_hex()),
-            size: added.nar.size,
+            hash: format!("nar-sha256:{nar_hex}"),
+            size: nar_size,
         });
-        files.push(added.path);
+        files.push(item);
     }
     let mut wheels = Vec::new();
     for w in &spec.wheels {
         let (url, source, sha) = match &w.source {
             WheelSource::Path { path, abs } => {
-                let sha = builders::sha256_file(abs)?;
+                let sha = store.cached_hash(abs, "sha256", |_| builders::sha256_file(abs))?;
                 (format!("file://{}", abs.display()), path.clone(), sha)
             }
             WheelSource::Url { url, sha256 } => (url.clone(), url.clone(), sha256.clone()),

@@ -170,6 +170,11 @@ pub struct PythonSpec {
     /// PEP 508 requirements, resolved for the target at lock time.
     #[serde(default)]
     pub requirements: Vec<Spanned<String>>,
+    /// A lock made elsewhere: a PEP 751 `pylock.toml`, or a pip
+    /// `requirements.txt` with `--hash` on every requirement. Installed
+    /// exactly; excludes `requirements`.
+    #[serde(default)]
+    pub lock: Option<Spanned<String>>,
     /// The package index (PEP 691); else configuration decides.
     #[serde(default)]
     pub index: Option<Spanned<String>>,
@@ -399,6 +404,8 @@ pub struct WheelInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PythonLayout {
     pub requirements: Vec<String>,
+    /// `[python] lock`: (as written, absolute path).
+    pub lock: Option<(String, PathBuf)>,
     pub index: Option<String>,
     pub version: (u32, u32),
     pub glibc: Option<(u32, u32)>,
@@ -806,7 +813,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             })
         }
     };
-    let python = python_layout(ctx, raw.python.as_ref())?;
+    let python = python_layout(ctx, raw.python.as_ref(), &dir)?;
     let image = image_settings(ctx, &raw, &name, user)?;
     let models = models(ctx, &raw, &dir, &image)?;
     let shell = shell_settings(ctx, raw.shell.as_ref(), debian.is_some())?;
@@ -1229,7 +1236,7 @@ fn resolve_owner(
     ))
 }
 
-fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>) -> Result<PythonLayout, SpecError> {
+fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<PythonLayout, SpecError> {
     let get =
         |v: Option<&Spanned<String>>, key: &str, default: String| -> Result<String, SpecError> {
             match v {
@@ -1312,8 +1319,41 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>) -> Result<PythonLayout, Spec
             ))
         }
     };
+    let lock = match p.and_then(|p| p.lock.as_ref()) {
+        None => None,
+        Some(l) => {
+            if let Some(first) = p.and_then(|p| p.requirements.first()) {
+                return Err(ctx.err(
+                    Some(l.span()),
+                    format!(
+                        "python.lock and python.requirements exclude each other: the lock {:?} \
+                         already says what to install, and requirements {:?} would be resolved \
+                         besides it",
+                        l.get_ref(),
+                        first.get_ref()
+                    ),
+                    "either this lock",
+                    Some("remove python.requirements, or remove python.lock".into()),
+                ));
+            }
+            let abs = dir.join(l.get_ref());
+            if !abs.is_file() {
+                return Err(ctx.at(
+                    l,
+                    format!(
+                        "python.lock {:?} does not exist (looked for {})",
+                        l.get_ref(),
+                        abs.display()
+                    ),
+                    "expected a pylock.toml or requirements.txt file",
+                ));
+            }
+            Some((l.get_ref().clone(), abs))
+        }
+    };
     Ok(PythonLayout {
         requirements,
+        lock,
         index,
         version,
         glibc,

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::store_path::StorePath;
 
 /// The schema this code writes; `PRAGMA user_version` holds it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS ValidPaths (
@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS Roots (
     path      TEXT    NOT NULL,   -- basename of the rooted item
     link      TEXT,               -- indirect root: live while this link resolves to the item
     createdAt INTEGER NOT NULL
+);
+-- Version 2: hashes of paths outside the store (crate::hash_cache).
+CREATE TABLE IF NOT EXISTS HashCache (
+    path        TEXT NOT NULL,  -- absolute path
+    kind        TEXT NOT NULL,  -- what value is, named by the caller
+    fingerprint TEXT NOT NULL,  -- sha256 of the lstat lines
+    value       TEXT NOT NULL,
+    PRIMARY KEY (path, kind)
 );
 "#;
 
@@ -308,6 +316,38 @@ impl Db {
                 "INSERT OR REPLACE INTO Realisations (drvHash, outputName, outputPath)
                  SELECT ?1, ?2, id FROM ValidPaths WHERE path = ?3",
                 params![drv_hash, output_name, output.basename()],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn hash_cache_get(
+        &self,
+        path: &str,
+        kind: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT fingerprint, value FROM HashCache WHERE path = ?1 AND kind = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row([path, kind], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(self.err())
+    }
+
+    pub(crate) fn hash_cache_put(
+        &mut self,
+        path: &str,
+        kind: &str,
+        fingerprint: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO HashCache (path, kind, fingerprint, value) VALUES (?1, ?2, ?3, ?4)",
+                params![path, kind, fingerprint, value],
             )?;
             Ok(())
         })

@@ -9,10 +9,12 @@
 //! - [`store_path`]: store-path computation and name validation.
 //! - [`canonical`]: what an item looks like on disk.
 //! - [`store`]: adding, registering, verifying, collecting garbage.
+//! - [`hash_cache`]: hashes of paths outside the store, keyed by `lstat`.
 
 pub mod canonical;
 mod db;
 pub mod error;
+pub mod hash_cache;
 pub mod lock;
 pub mod nar;
 pub mod nixbase32;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::canonical;
 use crate::db::{Db, PathInfo, Root};
 use crate::error::{NarError, StoreError};
+use crate::hash_cache;
 use crate::lock::{FileLock, LockKind};
 use crate::nar::{self, writer::HashingWriter, NarHash};
 use crate::store_path::{validate_name, StorePath, STORE_DIR};
@@ -141,6 +142,35 @@ fn unique_suffix() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{}-{nanos:09}-{n}", std::process::id())
+}
+
+/// Make a tree canonical where it is (children before their directory).
+fn canonicalize_in_place(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path).map_err(StoreError::io(path))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        // Owner-writable while its entries are visited.
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            .map_err(StoreError::io(path))?;
+        for e in fs::read_dir(path).map_err(StoreError::io(path))? {
+            let e = e.map_err(StoreError::io(path))?;
+            canonicalize_in_place(&e.path())?;
+        }
+        canonical::finish_dir(path)?;
+    } else if ft.is_file() {
+        let mode = if meta.permissions().mode() & 0o100 != 0 {
+            0o555
+        } else {
+            0o444
+        };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(StoreError::io(path))?;
+        canonical::set_mtime(path)?;
+    } else {
+        canonical::set_mtime(path)?;
+    }
+    Ok(())
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -336,6 +366,79 @@ impl Store {
             nar,
             copied: true,
         })
+    }
+
+    /// Add a file or directory that the caller built in one of this store's
+    /// [`Store::scratch`] directories and will not touch again, by moving it
+    /// instead of copying it: hashed once, made canonical in place (0444 or
+    /// 0555 by the owner's x bit, directories 0555, mtime 1), synced, renamed
+    /// into place and registered. Half the I/O of [`Store::add_path`] for
+    /// builder outputs. `src` is consumed: on return it no longer exists
+    /// (moved into the store, or removed when the item was already valid).
+    pub fn add_scratch_output(
+        &mut self,
+        src: &Path,
+        name: &str,
+        references: &[StorePath],
+        deriver: Option<&str>,
+    ) -> Result<AddedItem, StoreError> {
+        validate_name(name)?;
+        let tmp_dir = self.meta().join("tmp");
+        if !src.starts_with(&tmp_dir) {
+            return Err(StoreError::Io {
+                path: src.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("a scratch output must be inside {}", tmp_dir.display()),
+                ),
+            });
+        }
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        for r in references {
+            if !self.db.is_valid(r)? {
+                return Err(StoreError::MissingReference {
+                    item: name.to_string(),
+                    reference: r.basename(),
+                });
+            }
+        }
+        let nar = nar::hash_path(src)?;
+        let path = StorePath::source(name, &nar.sha256, references, false)?;
+        let physical = self.physical_path(&path);
+        let done = |copied| AddedItem {
+            path: path.clone(),
+            physical: physical.clone(),
+            nar,
+            copied,
+        };
+        if self.db.is_valid(&path)? {
+            canonical::remove_tree(src).map_err(StoreError::io(src))?;
+            return Ok(done(false));
+        }
+        let _lock = self.item_lock(&path)?;
+        if self.db.is_valid(&path)? {
+            canonical::remove_tree(src).map_err(StoreError::io(src))?;
+            return Ok(done(false));
+        }
+        canonicalize_in_place(src)?;
+        let dirf = fs::File::open(&tmp_dir).map_err(StoreError::io(&tmp_dir))?;
+        rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io {
+            path: src.to_path_buf(),
+            source: e.into(),
+        })?;
+        canonical::remove_tree(&physical).map_err(StoreError::io(&physical))?;
+        fs::rename(src, &physical).map_err(StoreError::io(&physical))?;
+        fsync_dir(&self.root)?;
+        self.db.register(&[PathInfo {
+            path: path.clone(),
+            nar_hash: format!("sha256:{}", nar.to_nix_base32()),
+            nar_size: nar.size,
+            references: references.to_vec(),
+            deriver: deriver.map(str::to_string),
+            ca: Some(format!("fixed:r:sha256:{}", nar.to_nix_base32())),
+            registration_time: 0,
+        }])?;
+        Ok(done(true))
     }
 
     fn build_in_tmp(
@@ -580,6 +683,39 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.require_valid(output)?;
         self.db.add_realisation(drv_hash, output_name, output)
+    }
+
+    /// The hash of `path` (outside the store) that `compute` gives, from the
+    /// hash cache when nothing `lstat` reports about `path` (or, for a
+    /// directory, anything below it) changed since it was recorded; see
+    /// [`crate::hash_cache`]. `kind` names what the value is (the caller's
+    /// choice, e.g. `sha256`); the value is opaque to the store.
+    pub fn cached_hash<E: From<StoreError>>(
+        &mut self,
+        path: &Path,
+        kind: &str,
+        compute: impl FnOnce(&mut Store) -> Result<String, E>,
+    ) -> Result<String, E> {
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(StoreError::io(path))?
+                .join(path)
+        };
+        let key = abs.to_string_lossy().into_owned();
+        let before = hash_cache::fingerprint(&abs)?;
+        if let Some((fp, value)) = self.db.hash_cache_get(&key, kind)? {
+            if fp == before.digest {
+                return Ok(value);
+            }
+        }
+        let value = compute(self)?;
+        let after = hash_cache::fingerprint(&abs)?;
+        if after == before && hash_cache::now_ns() - after.newest_ns > hash_cache::RACY_WINDOW_NS {
+            self.db.hash_cache_put(&key, kind, &after.digest, &value)?;
+        }
+        Ok(value)
     }
 
     /// The output a derivation produced before, if it is still valid.

@@ -74,6 +74,8 @@ pub(super) struct VersionEntry {
     pub yanked_wheel: Option<Arc<DistFile>>,
     /// Why `wheel` is `None`.
     pub skip: Option<Skip>,
+    /// Every wheel of this version that fits the target, best first.
+    pub fitting: Vec<Arc<DistFile>>,
 }
 
 /// A project page, read for the target.
@@ -295,11 +297,13 @@ pub(super) fn parse_project_page(
                 files.iter().map(|c| c.file.filename.clone()).collect(),
             ))
         };
+        let fitting = fitting.iter().map(|c| c.file.clone()).collect();
         versions.push(VersionEntry {
             version,
             wheel,
             yanked_wheel,
             skip,
+            fitting,
         });
     }
     Ok(Project {

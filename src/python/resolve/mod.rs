@@ -375,3 +375,54 @@ pub fn locate_wheels(
     }
     Ok(out)
 }
+
+/// A wheel the index lists, as [`find_hashed_wheels`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexWheel {
+    pub filename: String,
+    pub url: String,
+    pub sha256: String,
+    pub size: Option<u64>,
+}
+
+/// For each `(name, version, sha256 hashes)`, the best wheel (by the
+/// target's tag order) of that exact version that fits `target` and whose
+/// sha256 the index gives as one of `hashes`; `None` when there is none.
+/// What a hash-checked requirements file needs: no resolution happens.
+pub fn find_hashed_wheels(
+    index_url: &str,
+    target: &Target,
+    wanted: &[(String, String, Vec<String>)],
+) -> Result<(String, Vec<Option<IndexWheel>>), ResolveError> {
+    let python =
+        Version::from_str(&target.python_full_version_string()).expect("a numeric version parses");
+    let selector = Selector {
+        ranks: target.tag_ranks(),
+        python,
+        exclude_newer: None,
+    };
+    let client = IndexClient::new(index_url, selector, None, 4)?;
+    for (name, _, _) in wanted {
+        client.prefetch(&crate::python::wheel::normalize_name(name));
+    }
+    let mut out = Vec::new();
+    for (name, version, hashes) in wanted {
+        let project = client.project(&crate::python::wheel::normalize_name(name))?;
+        let entry = Version::from_str(version)
+            .ok()
+            .and_then(|v| project.entry(&v).cloned());
+        let found = entry.and_then(|e| {
+            e.fitting.iter().find_map(|f| {
+                let sha = f.sha256.as_ref()?;
+                hashes.iter().any(|h| h == sha).then(|| IndexWheel {
+                    filename: f.filename.clone(),
+                    url: f.url.clone(),
+                    sha256: sha.clone(),
+                    size: f.size,
+                })
+            })
+        });
+        out.push(found);
+    }
+    Ok((client.index_display().to_owned(), out))
+}

@@ -215,6 +215,13 @@ impl Target {
             .collect();
         TagRanks { ranks }
     }
+
+    /// How well a wheel's tags fit the target: the position of its best tag
+    /// in [`Target::tags`] (lower is better), `None` when none applies.
+    /// Build this once per use when ranking many files.
+    pub fn wheel_rank(&self, python: &str, abi: &str, platform: &str) -> Option<usize> {
+        self.tag_ranks().rank(python, abi, platform)
+    }
 }
 
 impl fmt::Display for Target {

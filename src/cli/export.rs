@@ -1,0 +1,74 @@
+//! `envbuild export pylock SPEC [-o FILE]`: the spec's pinned wheels as a
+//! PEP 751 lock file, for pip/uv or another machine.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use envbuild::python::pylock;
+use envbuild::realize::{self, python_lock, RealizeOptions};
+use envbuild::spec::Spec;
+
+use super::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write the spec's wheels as a PEP 751 pylock.toml (from its lock, made first if needed)
+    Pylock(PylockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PylockArgs {
+    /// The spec (TOML)
+    pub spec: PathBuf,
+    /// Where to write it (by convention pylock.toml or pylock.NAME.toml) [default: stdout]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(global: &Global, cmd: ExportCommand) -> Result<ExitCode> {
+    match cmd {
+        ExportCommand::Pylock(args) => export_pylock(global, args),
+    }
+}
+
+fn export_pylock(global: &Global, args: PylockArgs) -> Result<ExitCode> {
+    let spec = Spec::load(&args.spec)?;
+    let mut store = global.open_store()?;
+    let opts = RealizeOptions {
+        progress: global.show_progress(),
+        ..RealizeOptions::default()
+    };
+    let (lock, _changed) = realize::lock(&mut store, &spec, &opts)?;
+    let (target, wheels) = python_lock::export_wheels(&spec, &lock)?;
+    let out_dir = match &args.output {
+        Some(o) => {
+            let parent = o.parent().filter(|p| !p.as_os_str().is_empty());
+            std::fs::canonicalize(parent.unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("the directory of {} does not exist", o.display()))?
+        }
+        None => std::env::current_dir().context("the current directory")?,
+    };
+    let text = pylock::write(&target, &wheels, &out_dir);
+    match &args.output {
+        None => std::io::stdout().write_all(text.as_bytes())?,
+        Some(o) => {
+            let mut tmp = tempfile::NamedTempFile::new_in(&out_dir)
+                .with_context(|| format!("creating a file in {}", out_dir.display()))?;
+            tmp.write_all(text.as_bytes())?;
+            tmp.persist(o)
+                .with_context(|| format!("writing {}", o.display()))?;
+            if !global.quiet {
+                eprintln!(
+                    "wrote {} ({} wheels for {target})",
+                    o.display(),
+                    wheels.len()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

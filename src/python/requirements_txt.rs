@@ -1,0 +1,280 @@
+//! pip's hash-checking requirements files as a lock: every requirement
+//! pinned with `==` and carrying `--hash=sha256:...` (as `pip-compile
+//! --generate-hashes` and `uv pip compile --generate-hashes` write them).
+//!
+//! Grammar (per logical line, after joining `\`-continued lines and
+//! dropping comments: a `#` at the start or after whitespace):
+//!
+//! ```text
+//! NAME[EXTRAS]==VERSION [; MARKER] (--hash=sha256:HEX | --hash sha256:HEX)+
+//! --index-url URL | -i URL | --index-url=URL
+//! --extra-index-url URL | --find-links ... | --no-binary ... | --only-binary ... | --pre | ...
+//! ```
+//!
+//! - A requirement whose marker is false for the target is skipped.
+//! - Anything but a single `==`/`===` pin, a requirement without a sha256
+//!   hash, a URL or path requirement, `-r`/`-c`/`-e` includes, is an error
+//!   naming the line.
+//! - Index: the spec's `[python] index` wins; else the file's
+//!   `--index-url`; else the configuration (`ENVBUILD_INDEX_URL`,
+//!   `PIP_INDEX_URL`, `UV_INDEX_URL`, pip.conf, pip's default). Other
+//!   options (`--extra-index-url`, `--find-links`, ...) are ignored: the
+//!   hashes decide which file is right, wherever it is found.
+//! - For each requirement the index is asked for that version's files; the
+//!   best wheel for the target (by [`Target::tags`]) whose sha256 is one
+//!   of the listed hashes is chosen. None: an error naming the package,
+//!   the version, the index and the hashes.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use pep508_rs::{Requirement, VersionOrUrl};
+
+use crate::python::index_config::{self, NoIndex};
+use crate::python::pylock::{ChosenWheel, Location};
+use crate::python::resolve::{self, ResolveError, Target};
+use crate::python::wheel::normalize_name;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequirementsError {
+    #[error("{path}:{line}: {found:?}: expected {expected}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "{path}:{line}: no wheel of {package}=={version} for the target ({target}) at {index} has \
+         one of the listed hashes ({hashes})"
+    )]
+    NotFound {
+        path: PathBuf,
+        line: usize,
+        package: String,
+        version: String,
+        target: String,
+        index: String,
+        hashes: String,
+    },
+    #[error("{path}: the wheels are not in the store and the index cannot be asked (offline)")]
+    Offline { path: PathBuf },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    NoIndex(#[from] NoIndex),
+}
+
+/// One pinned requirement of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedRequirement {
+    /// 1-based line where it starts.
+    pub line: usize,
+    pub name: String,
+    pub version: String,
+    /// sha256 hashes, lowercase hex.
+    pub hashes: Vec<String>,
+}
+
+/// What a requirements file says: its pinned requirements that apply to
+/// `target`, and its `--index-url`, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub requirements: Vec<HashedRequirement>,
+    pub index_url: Option<String>,
+}
+
+/// Options that take a value (as the next word when not written `=`).
+const VALUE_OPTIONS: &[&str] = &[
+    "--extra-index-url",
+    "--find-links",
+    "-f",
+    "--no-binary",
+    "--only-binary",
+    "--trusted-host",
+    "--use-feature",
+    "--config-settings",
+    "--global-option",
+];
+const FLAG_OPTIONS: &[&str] = &["--pre", "--prefer-binary", "--no-index", "--require-hashes"];
+
+/// Parse `text` (the file at `path`) for `target`.
+pub fn parse(path: &Path, text: &str, target: &Target) -> Result<Parsed, RequirementsError> {
+    let env = target.marker_environment();
+    let mut requirements = Vec::new();
+    let mut index_url = None;
+    let mut logical = String::new();
+    let mut start = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        if logical.is_empty() {
+            start = i + 1;
+        }
+        let raw = lines[i];
+        i += 1;
+        let (content, continued) = match raw.trim_end().strip_suffix('\\') {
+            Some(c) => (c, true),
+            None => (raw, false),
+        };
+        logical.push_str(content);
+        logical.push(' ');
+        if continued && i < lines.len() {
+            continue;
+        }
+        let line = std::mem::take(&mut logical);
+        let line = strip_comment(&line).trim().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |expected: &str| RequirementsError::Line {
+            path: path.to_path_buf(),
+            line: start,
+            found: line.clone(),
+            expected: expected.to_string(),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if line.starts_with('-') {
+            let (opt, inline) = match words[0].split_once('=') {
+                Some((o, v)) => (o, Some(v)),
+                None => (words[0], None),
+            };
+            let value = inline.or(words.get(1).copied());
+            match opt {
+                "--index-url" | "-i" => {
+                    index_url = Some(
+                        value
+                            .ok_or_else(|| bad("--index-url URL"))?
+                            .trim_end_matches('/')
+                            .to_string(),
+                    )
+                }
+                o if VALUE_OPTIONS.contains(&o) || FLAG_OPTIONS.contains(&o) => {}
+                _ => {
+                    return Err(bad(
+                        "a pinned requirement with --hash, or --index-url (includes with -r/-c \
+                         and editable -e requirements are not supported in a lock)",
+                    ))
+                }
+            }
+            continue;
+        }
+        // The requirement is everything before the first option.
+        let opt_at = line.find(" --").unwrap_or(line.len());
+        let (req_text, opts) = line.split_at(opt_at);
+        let mut hashes = Vec::new();
+        let mut ws = opts.split_whitespace().peekable();
+        while let Some(w) = ws.next() {
+            let value = if let Some(v) = w.strip_prefix("--hash=") {
+                v.to_string()
+            } else if w == "--hash" {
+                ws.next().unwrap_or_default().to_string()
+            } else {
+                return Err(bad("only --hash=sha256:HEX options after a requirement"));
+            };
+            match value.split_once(':') {
+                Some(("sha256", h))
+                    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    hashes.push(h.to_ascii_lowercase())
+                }
+                Some((algo, _)) if algo != "sha256" => {} // other algorithms: not checked here
+                _ => return Err(bad("--hash=sha256:<64 hex digits>")),
+            }
+        }
+        let req = Requirement::<pep508_rs::VerbatimUrl>::from_str(req_text.trim())
+            .map_err(|e| bad(&format!("a PEP 508 requirement ({e})")))?;
+        if !req.marker.evaluate(&env, &[]) {
+            continue;
+        }
+        let version = match &req.version_or_url {
+            Some(VersionOrUrl::VersionSpecifier(s)) if s.len() == 1 => {
+                let s = s.iter().next().expect("one specifier");
+                match s.operator() {
+                    pep440_rs::Operator::Equal | pep440_rs::Operator::ExactEqual => {
+                        s.version().to_string()
+                    }
+                    _ => return Err(bad("an exact pin NAME==VERSION")),
+                }
+            }
+            _ => return Err(bad("an exact pin NAME==VERSION (no ranges, URLs or paths)")),
+        };
+        if hashes.is_empty() {
+            return Err(bad(
+                "at least one --hash=sha256:HEX (pip's hash-checking mode)",
+            ));
+        }
+        requirements.push(HashedRequirement {
+            line: start,
+            name: normalize_name(req.name.as_ref()),
+            version,
+            hashes,
+        });
+    }
+    Ok(Parsed {
+        requirements,
+        index_url,
+    })
+}
+
+/// `#` starts a comment at the start of a line or after whitespace.
+fn strip_comment(line: &str) -> &str {
+    let b = line.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'#' && (i == 0 || b[i - 1].is_ascii_whitespace()) {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// The wheels `text` pins for `target`, found through the index (see the
+/// module documentation for which index), sorted by package name.
+pub fn select(
+    path: &Path,
+    text: &str,
+    target: &Target,
+    spec_index: Option<&str>,
+    offline: bool,
+) -> Result<Vec<ChosenWheel>, RequirementsError> {
+    let parsed = parse(path, text, target)?;
+    if offline {
+        return Err(RequirementsError::Offline {
+            path: path.to_path_buf(),
+        });
+    }
+    let index = match (spec_index, &parsed.index_url) {
+        (Some(i), _) => i.to_string(),
+        (None, Some(i)) => i.clone(),
+        (None, None) => index_config::index_url(None)?.0,
+    };
+    let wanted: Vec<(String, String, Vec<String>)> = parsed
+        .requirements
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone(), r.hashes.clone()))
+        .collect();
+    let (index_display, found) = resolve::find_hashed_wheels(&index, target, &wanted)?;
+    let mut out = Vec::new();
+    for (r, f) in parsed.requirements.iter().zip(found) {
+        let Some(w) = f else {
+            return Err(RequirementsError::NotFound {
+                path: path.to_path_buf(),
+                line: r.line,
+                package: r.name.clone(),
+                version: r.version.clone(),
+                target: target.to_string(),
+                index: index_display,
+                hashes: r.hashes.join(", "),
+            });
+        };
+        out.push(ChosenWheel {
+            package: r.name.clone(),
+            filename: w.filename,
+            location: Location::Url(w.url),
+            sha256: w.sha256,
+            size: w.size,
+        });
+    }
+    out.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(out)
+}
