@@ -314,6 +314,8 @@ fn networked_python_numpy_shell_matches_docker_and_checks_pass() {
         "{out}"
     );
     assert!(!out.contains("FAIL"), "{out}");
+}
+
 /// A pylock.toml that uv writes is installed as it says; exported again, uv
 /// accepts envbuild's pylock and would install the same versions.
 #[test]
