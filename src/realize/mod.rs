@@ -549,6 +549,9 @@ impl<'a> DebRequest<'a> {
     }
 }
 
+/// The packages pinned, and (with fetch) each .deb's file name and item.
+type PinnedDebs = (Vec<PinnedDeb>, Vec<(String, StorePath)>);
+
 /// Pin a set of Debian packages: from the lock when it was made for the
 /// same request, else resolved against the archive (network). With `fetch`,
 /// the .debs are fetched (once per sha256) and returned as (mirror-relative
@@ -560,7 +563,7 @@ fn pin_debian(
     fetch_opts: &FetchOptions,
     fetch: bool,
     inputs: &mut Vec<LockedInput>,
-) -> Result<(Vec<PinnedDeb>, Vec<(String, StorePath)>), RealizeError> {
+) -> Result<PinnedDebs, RealizeError> {
     let base = req.base;
     let request = req.request.clone();
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));

@@ -16,7 +16,8 @@
 //! told apart from the command's own exit status.
 
 use std::fs;
-use std::io::{PipeReader, Read};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 
@@ -73,16 +74,16 @@ pub fn bwrap_program() -> String {
 pub struct Sandbox {
     program: String,
     command: Command,
-    status: PipeReader,
+    status: fs::File,
     /// The write end, kept open in this process until the child is spawned.
-    status_write: std::io::PipeWriter,
+    status_write: OwnedFd,
 }
 
 /// A started sandbox.
 pub struct Running {
     pub child: Child,
     program: String,
-    status: PipeReader,
+    status: fs::File,
 }
 
 /// Prepare `cmd` to run inside `rootfs` as the spec's user with the spec's
@@ -175,16 +176,16 @@ pub fn sandbox(
         c.args(["--setenv", k, v]);
     }
 
+    let pipe_err = |e: rustix::io::Errno| ShellError::Io {
+        what: "making a status pipe for",
+        path: PathBuf::from(&program),
+        source: e.into(),
+    };
     let (status, status_write) =
-        std::io::pipe().map_err(io_err("creating a pipe for", Path::new(&program)))?;
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(pipe_err)?;
     // The child inherits the write end at the same number.
-    rustix::io::fcntl_setfd(&status_write, rustix::io::FdFlags::empty()).map_err(|e| {
-        ShellError::Io {
-            what: "passing a status pipe to",
-            path: PathBuf::from(&program),
-            source: e.into(),
-        }
-    })?;
+    rustix::io::fcntl_setfd(&status_write, rustix::io::FdFlags::empty()).map_err(pipe_err)?;
+    let status = fs::File::from(status);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&status_write);
     c.args(["--json-status-fd", &fd.to_string()]);
     c.arg("--").args(cmd);
