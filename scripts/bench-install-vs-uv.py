@@ -17,7 +17,8 @@
    and print both times, the ratio (goal: envbuild <= 0.7x uv) and the peak
    RSS of each (wait4 rusage).
 3. The no-op re-realize on the warm store: `envbuild closure` and
-   `envbuild realize` (layers and image too) again, median of --noop-runs
+   `envbuild realize` (layers and image too; the spec asks for zstd layers
+   to keep the one-time first realize short) again, median of --noop-runs
    (goal: closure under 100 ms).
 
 Usage: scripts/bench-install-vs-uv.py [--runs N] [--noop-runs N] [--wheels DIR]
@@ -115,7 +116,7 @@ def fetch_wheels(wheels, index, exclude_newer):
 def write_spec(path, files):
     with open(path, "w") as f:
         f.write('[env]\nname = "bench"\nsystem = "x86_64-linux"\nsource-date-epoch = 1700000000\n\n'
-                '[python]\nversion = "3.11"\n\n')
+                '[python]\nversion = "3.11"\n\n[image]\ncompression = "zstd"\n\n')
         for w in files:
             f.write('[[wheels]]\npath = "%s"\n\n' % w)
 
