@@ -2,4 +2,5 @@
 
 pub mod index_config;
 pub mod resolve;
+pub mod sdist;
 pub mod wheel;
