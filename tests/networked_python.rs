@@ -262,7 +262,11 @@ fn networked_python_sdists_build_in_the_sandbox_to_the_same_wheel_twice() {
         &store1,
         &spec,
         tmp.path(),
-        &["python3", "-c", "import crcmod, oss2; print(oss2.__version__)"],
+        &[
+            "python3",
+            "-c",
+            "import crcmod, oss2; print(oss2.__version__)",
+        ],
     );
     let v = ok(o, "import crcmod, oss2");
     assert!(oss2.contains(&v), "{v} vs {oss2}");

@@ -246,6 +246,9 @@ struct Pinned {
     wheels: Vec<StorePath>,
 }
 
+/// What `[python] requirements` pin: (wheel file name, item) and sdists.
+type PinnedPython = (Vec<(String, StorePath)>, Vec<sdist::PinnedSdist>);
+
 /// A wheel as the lock pins it: file name, sha256 (hex), size.
 type LockedWheel = (String, String, u64);
 
@@ -321,14 +324,22 @@ fn fetch_parallel(
     })
 }
 
-/// The target's glibc: the spec's, else the base's libc6, else 2.17
+/// The target's glibc: the spec's, else the base's libc6 (from the
+/// fetched .debs, or the `deb:` lock entries when pinning only), else 2.17
 /// (manylinux2014).
-fn target_glibc(spec: &Spec, debs: &[(String, StorePath)]) -> (u32, u32) {
+fn target_glibc(spec: &Spec, debs: &[(String, StorePath)], inputs: &[LockedInput]) -> (u32, u32) {
     if let Some(g) = spec.python.glibc {
         return g;
     }
     debs.iter()
-        .filter_map(|(f, _)| f.rsplit('/').next()?.strip_prefix("libc6_"))
+        .map(|(f, _)| f.as_str())
+        .chain(
+            inputs
+                .iter()
+                .filter(|i| i.id.starts_with("deb:"))
+                .map(|i| i.source.as_str()),
+        )
+        .filter_map(|f| f.rsplit('/').next()?.strip_prefix("libc6_"))
         .filter_map(|v| {
             let (maj, rest) = v.split_once('.')?;
             let min: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -350,7 +361,7 @@ fn pin_python(
     opts: &RealizeOptions,
     fetch_opts: &FetchOptions,
     inputs: &mut Vec<LockedInput>,
-) -> Result<(Vec<(String, StorePath)>, Vec<sdist::PinnedSdist>), RealizeError> {
+) -> Result<PinnedPython, RealizeError> {
     let py = &spec.python;
     let request = format!(
         "cp{}{} x86_64 glibc {}.{}: {}",
@@ -497,7 +508,12 @@ fn pin_python(
         let build_wheels = s
             .build
             .iter()
-            .map(|b| (b.filename.clone(), sdist_items.next().expect("one fetch per file").item))
+            .map(|b| {
+                (
+                    b.filename.clone(),
+                    sdist_items.next().expect("one fetch per file").item,
+                )
+            })
             .collect();
         pinned_sdists.push(sdist::PinnedSdist {
             filename: s.sdist.filename.clone(),
@@ -653,7 +669,7 @@ fn pin_inputs(
     let (resolved, sdists) = if spec.python.requirements.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        let glibc = target_glibc(spec, &debs);
+        let glibc = target_glibc(spec, &debs, &inputs);
         pin_python(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?
     };
     let mut files = Vec::new();

@@ -196,13 +196,12 @@ fn build_one(
             eprintln!("building sdist {} in the sandbox", s.filename);
         }
         let cache = store.cache_dir("rootfs")?;
-        let rootfs = crate::shell::rootfs(store, &closure, &cache).map_err(|e| {
-            RealizeError::BadItem {
+        let rootfs =
+            crate::shell::rootfs(store, &closure, &cache).map_err(|e| RealizeError::BadItem {
                 item: s.filename.clone(),
                 builder: "build-sdist",
                 what: format!("its build rootfs could not be assembled: {e}"),
-            }
-        })?;
+            })?;
         let work = store.scratch("sdist-build")?;
         let built = match sdist::build::build_wheel(&BuildRequest {
             sdist: &s.filename,

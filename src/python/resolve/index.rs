@@ -280,7 +280,12 @@ pub(super) fn parse_project_page(
                     .as_deref()
                     .is_none_or(|s| requires_python_allows(s, &selector.python))
             })
-            .min_by_key(|c| (!c.file.filename.ends_with(".tar.gz"), c.file.filename.clone()))
+            .min_by_key(|c| {
+                (
+                    !c.file.filename.ends_with(".tar.gz"),
+                    c.file.filename.clone(),
+                )
+            })
             .map(|c| c.file.clone());
         let runnable: Vec<&Candidate> = fitting
             .iter()

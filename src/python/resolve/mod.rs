@@ -49,11 +49,20 @@
 //!   (PEP 685 names) are packages of their own that pin their base to the
 //!   same version. Local versions (`+cu121`) match only specifiers that
 //!   spell the local part. Direct URL requirements are refused.
+//! - **Sdists** (when [`ResolveOptions::sdists`]): a version with no wheel
+//!   fitting the target but a non-yanked sdist whose `requires-python`
+//!   admits the target is usable through the sdist; wheels are always
+//!   preferred within a version. The sdist is downloaded (sha256 checked,
+//!   cached as `sdists-v1/<sha256>/<file>`) and its static metadata read
+//!   (see [`crate::python::sdist::metadata`]); an sdist without static
+//!   requirements makes its version unusable. After resolution each sdist's
+//!   build requirements are resolved for the same target, wheels only, and
+//!   returned in [`Pinned::sdist`].
 //! - **Failures**: pubgrub's derivation tree in words, followed by notes on
 //!   skipped versions (yanked, requires-python, no wheel, exclude-newer);
 //!   an `==` pin of a version the index lacks names the nearest versions;
 //!   every package whose wanted versions have no wheel for the target
-//!   (only sdists, or only other platforms) is listed in one error: such a
+//!   and no sdist (or any sdist, when sdists are off) is listed in one error: such a
 //!   package is resolved as if it had a wheel (without dependencies) so
 //!   that resolution goes on and finds them all.
 //!

@@ -359,8 +359,9 @@ impl<'a> Provider<'a> {
                         })
                     }
                 },
-                // Dynamic or malformed metadata: an error of its own, never
-                // a silent fallback to another version.
+                // Dynamic or malformed metadata: this version is unusable
+                // (the reason shows in the explanation if nothing else fits).
+                Err(e @ ResolveError::Sdist { .. }) => return Ok(Err(e.to_string())),
                 Err(e) => return Err(e),
             }
         } else {

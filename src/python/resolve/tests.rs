@@ -993,7 +993,10 @@ fn sdist_errors_name_the_sdist() {
             "1.0",
             &[
                 ("PKG-INFO", &pkg_info("dyn", "1.0", "2.1", &[])),
-                ("setup.py", "from setuptools import setup\nsetup(install_requires=['x'])\n"),
+                (
+                    "setup.py",
+                    "from setuptools import setup\nsetup(install_requires=['x'])\n",
+                ),
             ],
         ),
     )
@@ -1003,7 +1006,10 @@ fn sdist_errors_name_the_sdist() {
             "needs-sdist-build",
             "1.0",
             &[
-                ("PKG-INFO", &pkg_info("needs-sdist-build", "1.0", "2.2", &[])),
+                (
+                    "PKG-INFO",
+                    &pkg_info("needs-sdist-build", "1.0", "2.2", &[]),
+                ),
                 (
                     "pyproject.toml",
                     "[build-system]\nrequires = [\"onlysdist\"]\nbuild-backend = \"x\"\n",
@@ -1013,10 +1019,16 @@ fn sdist_errors_name_the_sdist() {
     )
     .add(
         "onlysdist",
-        sdist_with("onlysdist", "1.0", &[("PKG-INFO", &pkg_info("onlysdist", "1.0", "2.2", &[]))]),
+        sdist_with(
+            "onlysdist",
+            "1.0",
+            &[("PKG-INFO", &pkg_info("onlysdist", "1.0", "2.2", &[]))],
+        ),
     );
     let server = Server::start(&idx);
-    let e = resolve(&["dyn"], &options(&server)).unwrap_err().to_string();
+    let e = resolve(&["dyn"], &options(&server))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("dyn-1.0.tar.gz") && e.contains("prepare_metadata_for_build_wheel"),
         "{e}"

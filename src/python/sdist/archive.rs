@@ -28,7 +28,10 @@ impl MetadataFiles {
 const MAX_METADATA_FILE: u64 = 4 << 20;
 
 fn wanted(rel: &str) -> bool {
-    matches!(rel, "PKG-INFO" | "pyproject.toml" | "setup.py" | "setup.cfg") || {
+    matches!(
+        rel,
+        "PKG-INFO" | "pyproject.toml" | "setup.py" | "setup.cfg"
+    ) || {
         let parts: Vec<&str> = rel.split('/').collect();
         parts.len() <= 3
             && parts.len() >= 2

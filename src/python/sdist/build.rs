@@ -73,14 +73,16 @@ pub struct Built {
 fn build_system_of(sdist: &str, src: &Path) -> Result<BuildSystem, SdistError> {
     let path = src.join("pyproject.toml");
     let table = match fs::read_to_string(&path) {
-        Ok(text) => Some(toml::from_str::<toml::Table>(&text).map_err(|e| {
-            SdistError::BadMetadata {
-                sdist: sdist.to_owned(),
-                file: "pyproject.toml".into(),
-                expected: "TOML".into(),
-                found: e.to_string(),
-            }
-        })?),
+        Ok(text) => {
+            Some(
+                toml::from_str::<toml::Table>(&text).map_err(|e| SdistError::BadMetadata {
+                    sdist: sdist.to_owned(),
+                    file: "pyproject.toml".into(),
+                    expected: "TOML".into(),
+                    found: e.to_string(),
+                })?,
+            )
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err("reading", &path)(e)),
     };
@@ -273,7 +275,9 @@ pub fn normalize_wheel(sdist: &str, from: &Path, to: &Path, epoch: u64) -> Resul
         }
         let name = m.name().to_owned();
         let top = name.split('/').next().unwrap_or("");
-        if top.ends_with(".dist-info") && name.ends_with("/RECORD") && name.matches('/').count() == 1
+        if top.ends_with(".dist-info")
+            && name.ends_with("/RECORD")
+            && name.matches('/').count() == 1
         {
             dist_info = Some(top.to_owned());
             continue;
@@ -305,7 +309,11 @@ pub fn normalize_wheel(sdist: &str, from: &Path, to: &Path, epoch: u64) -> Resul
             .map_err(|e| bad(e.to_string()))?;
         zw.write_all(data).map_err(io_err("writing", &tmp))?;
         let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(data));
-        record.push_str(&format!("{},sha256={hash},{}\n", csv_field(name), data.len()));
+        record.push_str(&format!(
+            "{},sha256={hash},{}\n",
+            csv_field(name),
+            data.len()
+        ));
     }
     let record_name = format!("{dist_info}/RECORD");
     record.push_str(&format!("{},,\n", csv_field(&record_name)));
@@ -344,7 +352,12 @@ mod tests {
     #[test]
     fn normalizing_gives_the_same_bytes_whatever_the_order_and_times() {
         let dir = tempfile::tempdir().unwrap();
-        let names = ["a/__init__.py", "a-1.0.dist-info/METADATA", "a-1.0.dist-info/RECORD", "a/z.py"];
+        let names = [
+            "a/__init__.py",
+            "a-1.0.dist-info/METADATA",
+            "a-1.0.dist-info/RECORD",
+            "a/z.py",
+        ];
         let mut rev = names;
         rev.reverse();
         let t1 = zip::DateTime::from_date_and_time(2020, 1, 1, 0, 0, 0).unwrap();
@@ -359,13 +372,29 @@ mod tests {
         }
         assert_eq!(outs[0], outs[1]);
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(outs[0].clone())).unwrap();
-        let order: Vec<String> = (0..z.len()).map(|i| z.by_index(i).unwrap().name().to_owned()).collect();
-        assert_eq!(order, ["a/__init__.py", "a/z.py", "a-1.0.dist-info/METADATA", "a-1.0.dist-info/RECORD"]);
+        let order: Vec<String> = (0..z.len())
+            .map(|i| z.by_index(i).unwrap().name().to_owned())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "a/__init__.py",
+                "a/z.py",
+                "a-1.0.dist-info/METADATA",
+                "a-1.0.dist-info/RECORD"
+            ]
+        );
         let mut record = String::new();
-        z.by_name("a-1.0.dist-info/RECORD").unwrap().read_to_string(&mut record).unwrap();
+        z.by_name("a-1.0.dist-info/RECORD")
+            .unwrap()
+            .read_to_string(&mut record)
+            .unwrap();
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(b"a/__init__.py"));
-        assert!(record.starts_with(&format!("a/__init__.py,sha256={expected},13\n")), "{record}");
+        assert!(
+            record.starts_with(&format!("a/__init__.py,sha256={expected},13\n")),
+            "{record}"
+        );
         assert!(record.ends_with("a-1.0.dist-info/RECORD,,\n"));
         assert_eq!(z.by_index(0).unwrap().last_modified().unwrap().year(), 2023);
     }

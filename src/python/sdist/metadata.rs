@@ -187,7 +187,10 @@ fn toml_strings(v: Option<&toml::Value>) -> Option<Vec<String>> {
 
 /// `[build-system]` of a `pyproject.toml` (the PEP 517/518 default when
 /// there is no file or no table; `requires` is mandatory in the table).
-pub fn build_system(sdist: &str, pyproject: Option<&toml::Table>) -> Result<BuildSystem, SdistError> {
+pub fn build_system(
+    sdist: &str,
+    pyproject: Option<&toml::Table>,
+) -> Result<BuildSystem, SdistError> {
     let Some(bs) = pyproject.and_then(|p| p.get("build-system")) else {
         return Ok(BuildSystem::legacy());
     };
@@ -212,12 +215,16 @@ pub fn build_system(sdist: &str, pyproject: Option<&toml::Table>) -> Result<Buil
     };
     let backend_path = match bs.get("backend-path") {
         None => Vec::new(),
-        Some(v) => toml_strings(Some(v))
-            .ok_or_else(|| bad("backend-path = [strings]", v.to_string()))?,
+        Some(v) => {
+            toml_strings(Some(v)).ok_or_else(|| bad("backend-path = [strings]", v.to_string()))?
+        }
     };
     for p in &backend_path {
         if p.starts_with('/') || p.split('/').any(|c| c == "..") {
-            return Err(bad("backend-path entries inside the source tree", p.clone()));
+            return Err(bad(
+                "backend-path entries inside the source tree",
+                p.clone(),
+            ));
         }
     }
     Ok(BuildSystem {
@@ -240,12 +247,14 @@ pub fn read_metadata(sdist: &str, files: &MetadataFiles) -> Result<SdistMetadata
         })?),
     };
     let build_system = build_system(sdist, pyproject.as_ref())?;
-    let pkg_info = files.get("PKG-INFO").ok_or_else(|| SdistError::BadMetadata {
-        sdist: sdist.to_owned(),
-        file: "PKG-INFO".into(),
-        expected: "a PKG-INFO file at the top of the sdist".into(),
-        found: "none".into(),
-    })?;
+    let pkg_info = files
+        .get("PKG-INFO")
+        .ok_or_else(|| SdistError::BadMetadata {
+            sdist: sdist.to_owned(),
+            file: "PKG-INFO".into(),
+            expected: "a PKG-INFO file at the top of the sdist".into(),
+            found: "none".into(),
+        })?;
     let h = headers(pkg_info);
     let bad_pkg_info = |expected: &str, found: String| SdistError::BadMetadata {
         sdist: sdist.to_owned(),
@@ -320,10 +329,7 @@ pub fn read_metadata(sdist: &str, files: &MetadataFiles) -> Result<SdistMetadata
     egg_dirs.sort_by_key(|d| (d.matches('/').count(), *d));
     if let Some(dir) = egg_dirs.first() {
         let file = format!("{dir}/requires.txt");
-        let reqs = files
-            .get(&file)
-            .map(parse_requires_txt)
-            .unwrap_or_default();
+        let reqs = files.get(&file).map(parse_requires_txt).unwrap_or_default();
         return done(reqs, MetadataSource::EggInfo, &file);
     }
     // 4. Plain distutils.
@@ -441,24 +447,35 @@ mod tests {
                 "from setuptools import setup\nsetup(install_requires=['x'])\n",
             ),
         ]);
-        let e = read_metadata("crcmod-1.7.tar.gz", &f).unwrap_err().to_string();
-        assert!(e.contains("crcmod-1.7.tar.gz") && e.contains("prepare_metadata_for_build_wheel"), "{e}");
+        let e = read_metadata("crcmod-1.7.tar.gz", &f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("crcmod-1.7.tar.gz") && e.contains("prepare_metadata_for_build_wheel"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_input_names_the_file() {
-        let f = files(&[
-            ("PKG-INFO", "Metadata-Version: 2.2\nName: a\nVersion: 1.0\nRequires-Dist: b >>> 1\n"),
-        ]);
+        let f = files(&[(
+            "PKG-INFO",
+            "Metadata-Version: 2.2\nName: a\nVersion: 1.0\nRequires-Dist: b >>> 1\n",
+        )]);
         let e = read_metadata("a-1.0.tar.gz", &f).unwrap_err().to_string();
-        assert!(e.contains("a-1.0.tar.gz") && e.contains("PKG-INFO") && e.contains("b >>> 1"), "{e}");
+        assert!(
+            e.contains("a-1.0.tar.gz") && e.contains("PKG-INFO") && e.contains("b >>> 1"),
+            "{e}"
+        );
         let f = files(&[
             ("PKG-INFO", "Metadata-Version: 2.2\nName: a\nVersion: 1.0\n"),
             ("pyproject.toml", "[build-system]\nbuild-backend = \"x\"\n"),
         ]);
         let e = read_metadata("a-1.0.tar.gz", &f).unwrap_err().to_string();
         assert!(e.contains("requires = [strings]"), "{e}");
-        let e = read_metadata("a-1.0.tar.gz", &files(&[])).unwrap_err().to_string();
+        let e = read_metadata("a-1.0.tar.gz", &files(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PKG-INFO"), "{e}");
     }
 }
