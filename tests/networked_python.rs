@@ -205,6 +205,51 @@ fn docker_run(tar: &Path, image: &str, cmd: &[&str]) -> Option<String> {
     Some(stdout(&o))
 }
 
+/// A bookworm python3.11 base plus `requirements` (and an index, if given).
+fn sdist_spec(dir: &Path, requirements: &str, index: Option<&str>) -> std::path::PathBuf {
+    let spec = dir.join("sdists.toml");
+    let index = index
+        .map(|i| format!("index = \"{i}\"\n"))
+        .unwrap_or_default();
+    fs::write(
+        &spec,
+        format!(
+            r#"[env]
+name = "sdists"
+system = "x86_64-linux"
+source-date-epoch = 1700000000
+
+[base]
+debian = {{ suite = "bookworm", packages = ["python3.11", "python3"] }}
+
+[python]
+requirements = [{requirements}]
+site-packages = "/usr/local/lib/python3.11/dist-packages"
+shebang = "/usr/bin/python3"
+{index}"#
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+/// sha256 of the wheel built from `sdist` in `store`.
+fn built_wheel_sha(store: &Path, sdist: &str) -> String {
+    use sha2::Digest;
+    let dir = fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with(&format!("-{sdist}-built"))
+        })
+        .unwrap_or_else(|| panic!("no build of {sdist} in {}", store.display()));
+    let wheel = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    hex::encode(sha2::Sha256::digest(fs::read(wheel).unwrap()))
+}
+
 #[test]
 #[ignore = "networked: reaches the Debian archive and the package index"]
 fn networked_python_numpy_shell_matches_docker_and_checks_pass() {
@@ -400,5 +445,118 @@ fn networked_python_imports_a_uv_pylock_and_uv_reads_the_export() {
     assert!(
         said.contains("tqdm==4.66.1") && said.contains("six==1.16.0"),
         "{said}"
+    );
+}
+
+#[test]
+#[ignore = "networked: reaches the Debian archive and the package index"]
+fn networked_python_sdists_build_in_the_sandbox_to_the_same_wheel_twice() {
+    require_tool("bwrap", "bubblewrap");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = sdist_spec(tmp.path(), "\"crcmod==1.7\", \"oss2\"", None);
+    let store1 = tmp.path().join("store1");
+    let store2 = tmp.path().join("store2");
+    let d1 = realize(&store1, &spec, &tmp.path().join("a.tar"), &[]);
+    let lock = fs::read_to_string(tmp.path().join("sdists.lock")).unwrap();
+    for id in [
+        "id = \"sdist:crcmod-1.7.tar.gz\"",
+        "id = \"sdist:oss2-",
+        "id = \"build:crcmod-1.7.tar.gz:setuptools-",
+        "id = \"build:crcmod-1.7.tar.gz:wheel-",
+    ] {
+        assert!(lock.contains(id), "{id} not in the lock:\n{lock}");
+    }
+    assert!(!lock.contains("://"), "the lock holds no host names");
+    let d2 = realize(&store2, &spec, &tmp.path().join("b.tar"), &["--locked"]);
+    let oss2 = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("id = \"sdist:oss2-"))
+        .map(|rest| format!("oss2-{}", rest.trim_end_matches('"')))
+        .unwrap();
+    for sdist in ["crcmod-1.7.tar.gz", oss2.as_str()] {
+        assert_eq!(
+            built_wheel_sha(&store1, sdist),
+            built_wheel_sha(&store2, sdist),
+            "{sdist} built twice gives the same wheel"
+        );
+    }
+    assert_eq!(d1, d2, "two stores, one lock: one digest");
+    let o = run_in_closure(
+        &store1,
+        &spec,
+        tmp.path(),
+        &[
+            "python3",
+            "-c",
+            "import crcmod, oss2; print(oss2.__version__)",
+        ],
+    );
+    let v = ok(o, "import crcmod, oss2");
+    assert!(oss2.contains(&v), "{v} vs {oss2}");
+}
+
+#[test]
+#[ignore = "networked: reaches the Debian archive"]
+fn networked_python_a_failing_sdist_build_names_the_sdist_and_shows_the_log() {
+    use common::http::Behaviour;
+    use sha2::Digest;
+    require_tool("bwrap", "bubblewrap");
+    // An sdist with an in-tree backend (no build requirements) that fails.
+    let mut tb = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, text) in [
+        (
+            "PKG-INFO",
+            "Metadata-Version: 2.2\nName: failing\nVersion: 1.0\n",
+        ),
+        (
+            "pyproject.toml",
+            "[build-system]\nrequires = []\nbuild-backend = \"failbackend\"\nbackend-path = [\".\"]\n",
+        ),
+        (
+            "failbackend.py",
+            "def build_wheel(out, config=None, metadata=None):\n    print('compiling step 1 of 2', flush=True)\n    raise RuntimeError('boom: this build fails on purpose')\n",
+        ),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tb.append_data(&mut h, format!("failing-1.0/{path}"), text.as_bytes())
+            .unwrap();
+    }
+    let bytes = tb.into_inner().unwrap().finish().unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let page = serde_json::json!({"meta": {"api-version": "1.0"}, "name": "failing", "files": [
+        {"filename": "failing-1.0.tar.gz", "url": "/files/failing-1.0.tar.gz",
+         "hashes": {"sha256": sha}, "size": bytes.len()}]});
+    let server = common::http::serve(vec![
+        (
+            "/simple/failing/".to_string(),
+            Behaviour::Serve(page.to_string().into_bytes()),
+        ),
+        (
+            "/files/failing-1.0.tar.gz".to_string(),
+            Behaviour::Serve(bytes),
+        ),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let index = format!("{}/simple/", server.base);
+    let spec = sdist_spec(tmp.path(), "\"failing==1.0\"", Some(&index));
+    let err = fails(
+        run(
+            &tmp.path().join("store"),
+            &[&"realize", &spec, &"-o", &tmp.path().join("x.tar")],
+        ),
+        "a failing sdist build",
+    );
+    assert!(
+        err.contains("failing-1.0.tar.gz")
+            && err.contains("compiling step 1 of 2")
+            && err.contains("boom: this build fails on purpose")
+            && err.contains("last lines of the build log"),
+        "{err}"
     );
 }

@@ -4,4 +4,5 @@ pub mod index_config;
 pub mod pylock;
 pub mod requirements_txt;
 pub mod resolve;
+pub mod sdist;
 pub mod wheel;

@@ -13,6 +13,7 @@
 pub mod builders;
 pub mod models;
 pub mod python_lock;
+pub mod sdist;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub enum RealizeError {
     Pylock(#[from] crate::python::pylock::PylockError),
     #[error(transparent)]
     Requirements(#[from] crate::python::requirements_txt::RequirementsError),
+    #[error(transparent)]
+    Sdist(#[from] crate::python::sdist::SdistError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
     #[error(transparent)]
@@ -252,10 +255,15 @@ struct Pinned {
     shell_debs: Vec<(String, StorePath)>,
     /// (wheel file name, item) from `[python] requirements`, sorted by name.
     resolved: Vec<(String, StorePath)>,
+    /// Sdists from `[python] requirements` (no wheel fits the target).
+    sdists: Vec<sdist::PinnedSdist>,
     files: Vec<StorePath>,
     wheels: Vec<StorePath>,
     models: Vec<models::PinnedModel>,
 }
+
+/// What `[python] requirements` pin: (wheel file name, item) and sdists.
+type PinnedPython = (Vec<(String, StorePath)>, Vec<sdist::PinnedSdist>);
 
 /// A wheel as the lock pins it: file name, sha256 (hex), size.
 type LockedWheel = (String, String, u64);
@@ -332,10 +340,19 @@ fn fetch_parallel(
     })
 }
 
-/// The target's glibc: the spec's, else the base's libc6, else 2.17
+/// The target's glibc: the spec's, else the base's libc6 (from the
+/// fetched .debs, or the `deb:` lock entries when pinning only), else 2.17
 /// (manylinux2014).
-fn target_glibc(spec: &Spec, debs: &[(String, StorePath)]) -> (u32, u32) {
-    glibc_of(spec, debs.iter().map(|(f, _)| f.as_str()))
+fn target_glibc(spec: &Spec, debs: &[(String, StorePath)], inputs: &[LockedInput]) -> (u32, u32) {
+    glibc_of(
+        spec,
+        debs.iter().map(|(f, _)| f.as_str()).chain(
+            inputs
+                .iter()
+                .filter(|i| i.id.starts_with("deb:"))
+                .map(|i| i.source.as_str()),
+        ),
+    )
 }
 
 /// [`target_glibc`] from the base's .deb file names.
@@ -366,7 +383,7 @@ fn pin_python(
     opts: &RealizeOptions,
     fetch_opts: &FetchOptions,
     inputs: &mut Vec<LockedInput>,
-) -> Result<Vec<(String, StorePath)>, RealizeError> {
+) -> Result<PinnedPython, RealizeError> {
     let py = &spec.python;
     let request = format!(
         "cp{}{} x86_64 glibc {}.{}: {}",
@@ -410,9 +427,16 @@ fn pin_python(
         ro.cache_dir = Some(store.cache_dir("pypi-metadata")?);
         Ok(resolve::resolve(&py.requirements, &ro)?.packages)
     };
+    let locked_sdists = old.filter(|_| locked.is_some()).map(sdist::from_lock);
+    let mut sdists: Vec<sdist::LockedSdist> = locked_sdists.clone().unwrap_or_default();
     let (pins, urls): (Vec<LockedWheel>, BTreeMap<String, String>) = match locked {
         Some(p) => {
-            let missing = p.iter().any(|(_, sha, _)| {
+            let sdist_files = sdists
+                .iter()
+                .flat_map(|s| std::iter::once(&s.sdist).chain(&s.build))
+                .map(|f| (f.filename.clone(), f.sha256.clone(), f.size));
+            let all: Vec<LockedWheel> = p.iter().cloned().chain(sdist_files).collect();
+            let missing = all.iter().any(|(_, sha, _)| {
                 store
                     .realisation(&format!("fetch:sha256:{sha}"), "out")
                     .ok()
@@ -427,7 +451,9 @@ fn pin_python(
                     .into());
                 }
                 let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
-                let names: Vec<String> = p.iter().map(|(f, _, _)| f.clone()).collect();
+                let mut names: Vec<String> = all.iter().map(|(f, _, _)| f.clone()).collect();
+                names.sort();
+                names.dedup();
                 resolve::locate_wheels(&index, &target, &names)?
             } else {
                 BTreeMap::new()
@@ -436,12 +462,18 @@ fn pin_python(
         }
         None => {
             let r = resolve_now()?;
+            sdists = sdist::from_resolution(&r);
             let urls = r
                 .iter()
-                .map(|w| (w.filename.clone(), w.url.clone()))
+                .flat_map(|w| {
+                    std::iter::once(w)
+                        .chain(w.sdist.iter().flat_map(|s| s.build_wheels.iter()))
+                        .map(|w| (w.filename.clone(), w.url.clone()))
+                })
                 .collect();
             (
                 r.into_iter()
+                    .filter(|w| w.sdist.is_none())
                     .map(|w| (w.filename, w.sha256, w.size))
                     .collect(),
                 urls,
@@ -452,7 +484,7 @@ fn pin_python(
         id: "python:request".into(),
         source: request,
         hash: format!("sha256:{request_hash}"),
-        size: pins.len() as u64,
+        size: (pins.len() + sdists.len()) as u64,
     });
     let jobs: Vec<FetchJob> = pins
         .iter()
@@ -475,8 +507,43 @@ fn pin_python(
                 size,
             });
         }
-        return Ok(Vec::new());
+        sdist::lock_entries(&sdists, inputs);
+        return Ok((Vec::new(), Vec::new()));
     }
+    let job = |f: &sdist::LockedFile| FetchJob {
+        url: urls
+            .get(&f.filename)
+            .cloned()
+            .unwrap_or_else(|| format!("(no index URL for {})", f.filename)),
+        sha256: f.sha256.clone(),
+        name: item_name(&f.filename),
+    };
+    let sdist_jobs: Vec<FetchJob> = sdists
+        .iter()
+        .flat_map(|s| std::iter::once(&s.sdist).chain(&s.build))
+        .map(job)
+        .collect();
+    let mut sdist_items = fetch_parallel(store, &sdist_jobs, fetch_opts)?.into_iter();
+    let mut pinned_sdists = Vec::new();
+    for s in &sdists {
+        let item = sdist_items.next().expect("one fetch per file").item;
+        let build_wheels = s
+            .build
+            .iter()
+            .map(|b| {
+                (
+                    b.filename.clone(),
+                    sdist_items.next().expect("one fetch per file").item,
+                )
+            })
+            .collect();
+        pinned_sdists.push(sdist::PinnedSdist {
+            filename: s.sdist.filename.clone(),
+            item,
+            build_wheels,
+        });
+    }
+    sdist::lock_entries(&sdists, inputs);
     let fetched = fetch_parallel(store, &jobs, fetch_opts)?;
     let mut out = Vec::new();
     for ((filename, sha, _), f) in pins.into_iter().zip(fetched) {
@@ -488,7 +555,7 @@ fn pin_python(
         });
         out.push((filename, f.item));
     }
-    Ok(out)
+    Ok((out, pinned_sdists))
 }
 
 /// One set of Debian packages to pin: the base, or the shell's extra
@@ -742,13 +809,16 @@ fn pin_inputs(
         }
         None => (Vec::new(), Vec::new()),
     };
-    let resolved = if spec.python.lock.is_some() {
-        let glibc = target_glibc(spec, &debs);
-        python_lock::pin_python_lock(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?
+    let (resolved, sdists) = if spec.python.lock.is_some() {
+        let glibc = target_glibc(spec, &debs, &inputs);
+        (
+            python_lock::pin_python_lock(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?,
+            Vec::new(),
+        )
     } else if spec.python.requirements.is_empty() {
-        Vec::new()
+        (Vec::new(), Vec::new())
     } else {
-        let glibc = target_glibc(spec, &debs);
+        let glibc = target_glibc(spec, &debs, &inputs);
         pin_python(store, spec, glibc, old, opts, &fetch_opts, &mut inputs)?
     };
     let mut files = Vec::new();
@@ -797,6 +867,7 @@ fn pin_inputs(
         debs,
         shell_debs,
         resolved,
+        sdists,
         files,
         wheels,
         models,
@@ -900,6 +971,18 @@ pub fn realize_closure(
     components.extend(r.in_parallel(&wheels, |r, (filename, item)| {
         builders::unpack_wheel(r, spec, filename, item)
     })?);
+    if !pinned.sdists.is_empty() {
+        // Built with the base (Debian packages and base files) only.
+        let base = components[..pinned.debs.len() + 1].to_vec();
+        let epoch = pinned.lock.source_date_epoch;
+        components.extend(sdist::build_sdists(
+            &mut r,
+            spec,
+            &base,
+            &pinned.sdists,
+            epoch,
+        )?);
+    }
     let (model_components, volumes) = models::components(&mut r, spec, &pinned.models)?;
     components.extend(model_components);
     for (f, item) in spec.files.iter().zip(&pinned.files) {

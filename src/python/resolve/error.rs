@@ -116,7 +116,7 @@ pub enum ResolveError {
         index: String,
     },
 
-    #[error("no wheel runs on the target {target} for {} package(s) on the index {index} (building sdists is not supported):{}", .packages.len(), list_no_wheels(.packages))]
+    #[error("no wheel runs on the target {target}, and there is no sdist to build instead, for {} package(s) on the index {index}:{}", .packages.len(), list_no_wheels(.packages))]
     NoUsableWheel {
         target: String,
         index: String,
@@ -131,6 +131,9 @@ pub enum ResolveError {
         index: String,
         explanation: String,
     },
+
+    #[error("sdist of {package}: {message}")]
+    Sdist { package: String, message: String },
 
     #[error("metadata cache {path}: {message}")]
     Cache { path: String, message: String },

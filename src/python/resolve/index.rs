@@ -21,6 +21,7 @@ use super::error::ResolveError;
 use super::metadata::{parse_core_metadata, requires_python_allows, CoreMetadata};
 use super::target::TagRanks;
 use super::timestamp::Timestamp;
+use crate::python::sdist::{self, SdistError, SdistMetadata};
 use crate::python::wheel::{normalize_name, WheelFilename};
 
 /// The media type of PEP 691 JSON pages, version 1.
@@ -76,6 +77,10 @@ pub(super) struct VersionEntry {
     pub skip: Option<Skip>,
     /// Every wheel of this version that fits the target, best first.
     pub fitting: Vec<Arc<DistFile>>,
+    /// The version's sdist (`.tar.gz` before `.zip`, not yanked, its
+    /// `requires-python` admitting the target), used only when no wheel
+    /// fits the target.
+    pub sdist: Option<Arc<DistFile>>,
 }
 
 /// A project page, read for the target.
@@ -267,6 +272,23 @@ pub(super) fn parse_project_page(
                 .then_with(|| a.file.filename.cmp(&b.file.filename))
         });
         let fitting: Vec<&Candidate> = files.iter().filter(|c| c.rank.is_some()).collect();
+        let sdist = files
+            .iter()
+            .filter(|c| c.rank.is_none() && !c.file.filename.ends_with(".whl"))
+            .filter(|c| c.file.yanked.is_none())
+            .filter(|c| {
+                c.file
+                    .requires_python
+                    .as_deref()
+                    .is_none_or(|s| requires_python_allows(s, &selector.python))
+            })
+            .min_by_key(|c| {
+                (
+                    !c.file.filename.ends_with(".tar.gz"),
+                    c.file.filename.clone(),
+                )
+            })
+            .map(|c| c.file.clone());
         let runnable: Vec<&Candidate> = fitting
             .iter()
             .copied()
@@ -304,6 +326,7 @@ pub(super) fn parse_project_page(
             yanked_wheel,
             skip,
             fitting,
+            sdist,
         });
     }
     Ok(Project {
@@ -326,6 +349,9 @@ struct Inner {
     selector: Selector,
     projects: Mutex<HashMap<String, Slot<Project>>>,
     metadata: Mutex<HashMap<String, Slot<CoreMetadata>>>,
+    sdists: Mutex<HashMap<String, Slot<SdistMetadata>>>,
+    /// Where sdists are kept when there is no cache directory.
+    scratch: OnceLock<Result<tempfile::TempDir, String>>,
     /// Set when the client is dropped: queued prefetches are skipped.
     closed: AtomicBool,
 }
@@ -389,6 +415,8 @@ impl IndexClient {
             selector,
             projects: Mutex::new(HashMap::new()),
             metadata: Mutex::new(HashMap::new()),
+            sdists: Mutex::new(HashMap::new()),
+            scratch: OnceLock::new(),
             closed: AtomicBool::new(false),
         });
         let jobs = (workers > 0).then(|| {
@@ -430,6 +458,17 @@ impl IndexClient {
         file: &DistFile,
     ) -> Result<Arc<CoreMetadata>, ResolveError> {
         self.inner.metadata(project, file)
+    }
+
+    /// The static metadata of an sdist, read from the sdist itself
+    /// (downloaded once, sha256 checked, kept under the cache directory
+    /// keyed by its sha256).
+    pub fn sdist_metadata(
+        &self,
+        project: &str,
+        file: &DistFile,
+    ) -> Result<Arc<SdistMetadata>, ResolveError> {
+        self.inner.sdist_metadata(project, file)
     }
 
     /// Ask the workers to fetch a project page, and the metadata of its
@@ -664,6 +703,84 @@ impl Inner {
             )));
         }
         Ok(meta)
+    }
+
+    fn sdist_metadata(
+        &self,
+        project: &str,
+        file: &DistFile,
+    ) -> Result<Arc<SdistMetadata>, ResolveError> {
+        let slot = slot(&self.sdists, &file.url);
+        slot.get_or_init(|| self.fetch_sdist_metadata(project, file).map(Arc::new))
+            .clone()
+    }
+
+    fn fetch_sdist_metadata(
+        &self,
+        project: &str,
+        file: &DistFile,
+    ) -> Result<SdistMetadata, ResolveError> {
+        let sdist_err = |e: SdistError| ResolveError::Sdist {
+            package: project.to_owned(),
+            message: e.to_string(),
+        };
+        let path = self.sdist_file(project, file)?;
+        let files = sdist::metadata_files(&path, &file.filename).map_err(sdist_err)?;
+        let meta = sdist::read_metadata(&file.filename, &files).map_err(sdist_err)?;
+        if normalize_name(&meta.name) != project {
+            return Err(self.bad_wheel(
+                project,
+                file,
+                format!("its PKG-INFO Name is {:?}, expected {project:?}", meta.name),
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// The sdist on disk: `{cache}/sdists-v1/{sha256}/{filename}`, else in
+    /// a scratch directory of this client; downloaded and verified once.
+    fn sdist_file(&self, project: &str, file: &DistFile) -> Result<PathBuf, ResolveError> {
+        let cache_err = |path: &Path, e: String| ResolveError::Cache {
+            path: path.display().to_string(),
+            message: e,
+        };
+        let sha = file
+            .sha256
+            .clone()
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| ResolveError::MissingHash {
+                package: project.to_owned(),
+                filename: file.filename.clone(),
+                index: self.index_display.clone(),
+            })?;
+        let root = match &self.cache_dir {
+            Some(d) => d.join("sdists-v1"),
+            None => self
+                .scratch
+                .get_or_init(|| tempfile::tempdir().map_err(|e| e.to_string()))
+                .as_ref()
+                .map_err(|e| cache_err(&std::env::temp_dir(), e.clone()))?
+                .path()
+                .to_path_buf(),
+        };
+        let dir = root.join(&sha);
+        let path = dir.join(&file.filename);
+        if path.is_file() {
+            return Ok(path);
+        }
+        fs::create_dir_all(&dir).map_err(|e| cache_err(&dir, e.to_string()))?;
+        let (_, _, bytes) = self.get_bytes(project, &file.url, None)?;
+        let found = sha256_hex(&bytes);
+        if found != sha {
+            return Err(ResolveError::HashMismatch {
+                package: project.to_owned(),
+                url: file.url.clone(),
+                expected: sha,
+                found,
+            });
+        }
+        write_atomically(&path, &bytes).map_err(|e| cache_err(&path, e.to_string()))?;
+        Ok(path)
     }
 
     /// `METADATA` out of the wheel itself: by HTTP Range requests when the

@@ -49,11 +49,20 @@
 //!   (PEP 685 names) are packages of their own that pin their base to the
 //!   same version. Local versions (`+cu121`) match only specifiers that
 //!   spell the local part. Direct URL requirements are refused.
+//! - **Sdists** (when [`ResolveOptions::sdists`]): a version with no wheel
+//!   fitting the target but a non-yanked sdist whose `requires-python`
+//!   admits the target is usable through the sdist; wheels are always
+//!   preferred within a version. The sdist is downloaded (sha256 checked,
+//!   cached as `sdists-v1/<sha256>/<file>`) and its static metadata read
+//!   (see [`crate::python::sdist::metadata`]); an sdist without static
+//!   requirements makes its version unusable. After resolution each sdist's
+//!   build requirements are resolved for the same target, wheels only, and
+//!   returned in [`Pinned::sdist`].
 //! - **Failures**: pubgrub's derivation tree in words, followed by notes on
 //!   skipped versions (yanked, requires-python, no wheel, exclude-newer);
 //!   an `==` pin of a version the index lacks names the nearest versions;
 //!   every package whose wanted versions have no wheel for the target
-//!   (only sdists, or only other platforms) is listed in one error: such a
+//!   and no sdist (or any sdist, when sdists are off) is listed in one error: such a
 //!   package is resolved as if it had a wheel (without dependencies) so
 //!   that resolution goes on and finds them all.
 //!
@@ -80,6 +89,7 @@ use pep440_rs::{Operator, Version};
 use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
 use pubgrub::PubGrubError;
 
+pub use crate::python::sdist::{BuildSystem, MetadataSource};
 pub use error::{NoWheel, ResolveError};
 pub use target::{Arch, Implementation, Libc, Target, WheelTag};
 pub use timestamp::{Timestamp, TimestampError};
@@ -100,6 +110,9 @@ pub struct ResolveOptions {
     pub exclude_newer: Option<Timestamp>,
     /// Threads fetching pages and metadata ahead of the resolver (0: none).
     pub prefetch_threads: usize,
+    /// Use a version's sdist when it has no wheel for the target (off for
+    /// build requirements, which must be wheels).
+    pub sdists: bool,
 }
 
 impl ResolveOptions {
@@ -110,6 +123,7 @@ impl ResolveOptions {
             cache_dir: None,
             exclude_newer: None,
             prefetch_threads: 8,
+            sdists: true,
         }
     }
 }
@@ -132,6 +146,23 @@ pub struct Pinned {
     pub dependencies: Vec<String>,
     /// Extras of this package that the resolution activated, sorted.
     pub extras: Vec<String>,
+    /// Set when the file is an sdist (no wheel fits the target): how its
+    /// requirements were read and what its build needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdist: Option<SdistBuild>,
+}
+
+/// The build of a resolved sdist.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SdistBuild {
+    /// Where its requirements came from (PKG-INFO, pyproject.toml,
+    /// egg-info, distutils).
+    pub metadata_source: MetadataSource,
+    /// `[build-system]` (or the PEP 517 default).
+    pub build_system: BuildSystem,
+    /// The build requirements resolved as wheels for the same target,
+    /// sorted by name.
+    pub build_wheels: Vec<Pinned>,
 }
 
 /// The result of [`resolve`].
@@ -187,7 +218,13 @@ pub fn resolve<S: AsRef<str>>(
         options.prefetch_threads,
     )?;
     let index = client.index_display().to_owned();
-    let provider = Provider::new(&client, target.marker_environment(), python, reqs.clone());
+    let provider = Provider::new(
+        &client,
+        target.marker_environment(),
+        python,
+        reqs.clone(),
+        options.sdists,
+    );
 
     // Pins of versions that do not exist are reported with their nearest
     // neighbours before anything else.
@@ -276,6 +313,7 @@ pub fn resolve<S: AsRef<str>>(
         }
     }
     let mut packages = Vec::new();
+    let mut build_cache: BTreeMap<String, Vec<Pinned>> = BTreeMap::new();
     for (p, v) in &solution {
         let Pkg::Base(name) = p else { continue };
         let file = provider
@@ -300,7 +338,40 @@ pub fn resolve<S: AsRef<str>>(
                 .ok()
                 .and_then(|m| m.requires_python.clone()),
         };
+        let sdist = if crate::python::sdist::is_sdist(&file.filename) {
+            let meta = client.sdist_metadata(name, &file)?;
+            let key = meta.build_system.requires.join("\n");
+            let build_wheels = match build_cache.get(&key) {
+                Some(w) => w.clone(),
+                None => {
+                    let bo = ResolveOptions {
+                        sdists: false,
+                        ..options.clone()
+                    };
+                    let w = resolve(&meta.build_system.requires, &bo)
+                        .map_err(|e| ResolveError::Sdist {
+                            package: name.clone(),
+                            message: format!(
+                                "{}: its build requirements [{}] do not resolve to wheels: {e}",
+                                file.filename,
+                                meta.build_system.requires.join(", ")
+                            ),
+                        })?
+                        .packages;
+                    build_cache.insert(key, w.clone());
+                    w
+                }
+            };
+            Some(SdistBuild {
+                metadata_source: meta.source,
+                build_system: meta.build_system.clone(),
+                build_wheels,
+            })
+        } else {
+            None
+        };
         packages.push(Pinned {
+            sdist,
             name: name.clone(),
             version: v.to_string(),
             filename: file.filename.clone(),
@@ -322,8 +393,8 @@ pub fn resolve<S: AsRef<str>>(
     Ok(Resolution { packages })
 }
 
-/// Find pinned wheel files again through an index (any mirror): for each
-/// file name, the URL the index gives it now. Used at fetch time, when the
+/// Find pinned wheel (and sdist) files again through an index (any
+/// mirror): for each file name, the URL the index gives it now. Used at fetch time, when the
 /// lock names files rather than URLs; no resolution happens. A file the
 /// index no longer lists as that version's wheel for `target` is an error
 /// naming it.
@@ -348,17 +419,27 @@ pub fn locate_wheels(
             version: String::new(),
             index: client.index_display().to_owned(),
         };
-        let w = crate::python::wheel::WheelFilename::parse(f).map_err(|_| gone())?;
-        let name = crate::python::wheel::normalize_name(&w.name);
+        let (name, version) = if crate::python::sdist::is_sdist(f) {
+            crate::python::sdist::parse_filename(f).ok_or_else(gone)?
+        } else {
+            let w = crate::python::wheel::WheelFilename::parse(f).map_err(|_| gone())?;
+            (crate::python::wheel::normalize_name(&w.name), w.version)
+        };
         client.prefetch(&name);
-        parsed.push((f, name, w.version));
+        parsed.push((f, name, version));
     }
     let mut out = BTreeMap::new();
     for (f, name, version) in parsed {
         let project = client.project(&name)?;
         let v = Version::from_str(&version).ok();
         let entry = v.as_ref().and_then(|v| project.entry(v));
-        let file = entry.and_then(|e| e.wheel.as_ref().or(e.yanked_wheel.as_ref()));
+        let file = entry.and_then(|e| {
+            if crate::python::sdist::is_sdist(f) {
+                e.sdist.as_ref()
+            } else {
+                e.wheel.as_ref().or(e.yanked_wheel.as_ref())
+            }
+        });
         match file {
             Some(w) if &w.filename == f => {
                 out.insert(f.clone(), w.url.clone());

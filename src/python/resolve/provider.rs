@@ -16,7 +16,27 @@ use pubgrub::{
 
 use super::error::{NoWheel, ResolveError};
 use super::index::{DistFile, IndexClient, Project, Skip};
-use super::metadata::requires_python_allows;
+use super::metadata::{requires_python_allows, CoreMetadata};
+use crate::python::sdist::{self, SdistMetadata};
+
+/// An sdist's static metadata in the form resolution reads a wheel's.
+fn sdist_core_metadata(m: &SdistMetadata) -> Result<CoreMetadata, String> {
+    use std::str::FromStr;
+    Ok(CoreMetadata {
+        name: m.name.clone(),
+        version: Version::from_str(&m.version)
+            .map_err(|e| format!("Version {:?} is not PEP 440: {e}", m.version))?,
+        requires_python: m.requires_python.clone(),
+        requires_dist: m
+            .requires_dist
+            .iter()
+            .map(|r| {
+                Requirement::<VerbatimUrl>::from_str(r)
+                    .map_err(|e| format!("requirement {r:?} is not PEP 508: {e}"))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
 
 /// A node of the resolution graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +115,8 @@ pub(super) struct Provider<'a> {
     env: MarkerEnvironment,
     python: Version,
     root: Vec<Requirement<VerbatimUrl>>,
+    /// Whether a version with no wheel for the target may use its sdist.
+    sdists: bool,
     state: RefCell<State>,
 }
 
@@ -104,12 +126,14 @@ impl<'a> Provider<'a> {
         env: MarkerEnvironment,
         python: Version,
         root: Vec<Requirement<VerbatimUrl>>,
+        sdists: bool,
     ) -> Self {
         Provider {
             client,
             env,
             python,
             root,
+            sdists,
             state: RefCell::new(State::default()),
         }
     }
@@ -222,9 +246,10 @@ impl<'a> Provider<'a> {
                 .filter(|e| allow_pre || !e.version.any_prerelease())
         };
         for e in in_range() {
-            let file = match (&e.wheel, &e.yanked_wheel) {
-                (Some(w), _) => w,
-                (None, Some(y)) if pinned => y,
+            let file = match (&e.wheel, &e.yanked_wheel, &e.sdist) {
+                (Some(w), _, _) => w,
+                (None, Some(y), _) if pinned => y,
+                (None, _, Some(s)) if self.sdists && matches!(e.skip, Some(Skip::NoWheel(_))) => s,
                 _ => continue,
             };
             self.state
@@ -312,19 +337,39 @@ impl<'a> Provider<'a> {
             None => {
                 // Chosen for the other half (base or extra) of the package.
                 let project = self.client.project(name)?;
-                match project
-                    .entry(version)
-                    .and_then(|e| e.wheel.clone().or_else(|| e.yanked_wheel.clone()))
-                {
+                match project.entry(version).and_then(|e| {
+                    e.wheel
+                        .clone()
+                        .or_else(|| e.yanked_wheel.clone())
+                        .or_else(|| e.sdist.clone().filter(|_| self.sdists))
+                }) {
                     Some(f) => f,
                     None => return Ok(Err("it has no wheel for the target".into())),
                 }
             }
         };
-        let meta = match self.client.metadata(name, &file) {
-            Ok(m) => m,
-            Err(e @ ResolveError::BadMetadata { .. }) => return Ok(Err(e.to_string())),
-            Err(e) => return Err(e),
+        let meta = if sdist::is_sdist(&file.filename) {
+            match self.client.sdist_metadata(name, &file) {
+                Ok(m) => match sdist_core_metadata(&m) {
+                    Ok(m) => Arc::new(m),
+                    Err(message) => {
+                        return Err(ResolveError::Sdist {
+                            package: name.to_owned(),
+                            message: format!("{}: {message}", file.filename),
+                        })
+                    }
+                },
+                // Dynamic or malformed metadata: this version is unusable
+                // (the reason shows in the explanation if nothing else fits).
+                Err(e @ ResolveError::Sdist { .. }) => return Ok(Err(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        } else {
+            match self.client.metadata(name, &file) {
+                Ok(m) => m,
+                Err(e @ ResolveError::BadMetadata { .. }) => return Ok(Err(e.to_string())),
+                Err(e) => return Err(e),
+            }
         };
         if &meta.version != version {
             return Ok(Err(format!(

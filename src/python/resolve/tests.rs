@@ -110,10 +110,19 @@ fn wheel(name: &str, version: &str, requires: &[&str]) -> FileSpec {
     wheel_with(name, version, "py3-none-any", requires, "")
 }
 
+/// An sdist with a static PKG-INFO and no requirements.
 fn sdist(name: &str, version: &str) -> FileSpec {
+    sdist_with(
+        name,
+        version,
+        &[("PKG-INFO", &pkg_info(name, version, "2.2", &[]))],
+    )
+}
+
+fn sdist_file(name: &str, version: &str, bytes: Vec<u8>) -> FileSpec {
     FileSpec {
         filename: format!("{name}-{version}.tar.gz"),
-        bytes: b"not really a tarball".to_vec(),
+        bytes,
         metadata: None,
         requires_python: None,
         yanked: None,
@@ -793,10 +802,12 @@ fn every_package_without_a_wheel_is_named_at_once() {
         "winlib",
         wheel_with("winlib", "3.0", "cp311-cp311-win_amd64", &[], ""),
     )
-    .add("winlib", sdist("winlib", "3.0"))
     .add("fine", wheel("fine", "1.0", &[]));
     let server = Server::start(&idx);
-    let e = resolve(&["app", "fine"], &options(&server)).unwrap_err();
+    // Wheels only (as for build requirements): sdists count as nothing.
+    let mut o = options(&server);
+    o.sdists = false;
+    let e = resolve(&["app", "fine"], &o).unwrap_err();
     eprintln!("{e}");
     let ResolveError::NoUsableWheel { packages, .. } = &e else {
         panic!("{e}")
@@ -813,6 +824,224 @@ fn every_package_without_a_wheel_is_named_at_once() {
     assert!(text.contains("only sdists: sdist-a-1.0.tar.gz"), "{text}");
     assert!(text.contains("win_amd64"), "{text}");
     assert!(text.contains(">=2"), "{text}");
+    // With sdists allowed, only the package with neither is left.
+    let e = resolve(&["app", "fine"], &options(&server)).unwrap_err();
+    let ResolveError::NoUsableWheel { packages, .. } = &e else {
+        panic!("{e}")
+    };
+    let names: Vec<&str> = packages.iter().map(|p| p.package.as_str()).collect();
+    assert_eq!(names, ["winlib"], "{e}");
+}
+
+/// A real `{name}-{version}.tar.gz` with the given members below its
+/// top-level directory.
+fn sdist_with(name: &str, version: &str, members: &[(&str, &str)]) -> FileSpec {
+    let top = format!("{name}-{version}");
+    let mut tb = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, text) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tb.append_data(&mut h, format!("{top}/{path}"), text.as_bytes())
+            .unwrap();
+    }
+    sdist_file(name, version, tb.into_inner().unwrap().finish().unwrap())
+}
+
+fn pkg_info(name: &str, version: &str, mv: &str, requires: &[&str]) -> String {
+    let mut m = format!("Metadata-Version: {mv}\nName: {name}\nVersion: {version}\n");
+    for r in requires {
+        m.push_str(&format!("Requires-Dist: {r}\n"));
+    }
+    m
+}
+
+fn sdist_index() -> TestIndex {
+    let mut idx = TestIndex::default();
+    idx.add("app", wheel("app", "1.0", &["a", "b", "eggy"]))
+        // a: the newest version is sdist-only; its PKG-INFO 2.2 is static.
+        .add("a", wheel("a", "1.0", &[]))
+        .add(
+            "a",
+            sdist_with(
+                "a",
+                "2.0",
+                &[
+                    ("PKG-INFO", &pkg_info("a", "2.0", "2.2", &["c>=1"])),
+                    (
+                        "pyproject.toml",
+                        "[build-system]\nrequires = [\"flit_core>=3\"]\nbuild-backend = \"flit_core.buildapi\"\n",
+                    ),
+                ],
+            ),
+        )
+        // b: a wheel and an sdist: the wheel wins.
+        .add("b", wheel("b", "1.0", &[]))
+        .add(
+            "b",
+            sdist_with("b", "1.0", &[("PKG-INFO", &pkg_info("b", "1.0", "2.2", &["nope"]))]),
+        )
+        .add(
+            "eggy",
+            sdist_with(
+                "eggy",
+                "0.5",
+                &[
+                    ("PKG-INFO", &pkg_info("eggy", "0.5", "2.1", &[])),
+                    ("eggy.egg-info/PKG-INFO", "Metadata-Version: 2.1\n"),
+                    ("eggy.egg-info/requires.txt", "c\n\n[extra]\nnope\n"),
+                ],
+            ),
+        )
+        .add("c", wheel("c", "1.5", &[]))
+        .add("flit-core", wheel("flit_core", "3.9.0", &[]))
+        .add("setuptools", wheel("setuptools", "69.0.0", &[]))
+        .add("wheel", wheel("wheel", "0.42.0", &[]));
+    idx
+}
+
+#[test]
+fn sdists_are_used_when_no_wheel_fits_with_static_metadata_and_build_wheels() {
+    let idx = sdist_index();
+    let server = Server::start(&idx);
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let r = resolve(&["app"], &o).unwrap();
+    assert_eq!(
+        versions(&r),
+        pairs(&[
+            ("a", "2.0"),
+            ("app", "1.0"),
+            ("b", "1.0"),
+            ("c", "1.5"),
+            ("eggy", "0.5")
+        ])
+    );
+    let a = r.get("a").unwrap();
+    assert_eq!(a.filename, "a-2.0.tar.gz");
+    let a_bytes = &idx.projects["a"][1].bytes;
+    assert_eq!(a.sha256, sha256_hex(a_bytes));
+    assert_eq!(a.size, a_bytes.len() as u64);
+    assert_eq!(a.dependencies, ["c"]);
+    let build = a.sdist.as_ref().unwrap();
+    assert_eq!(build.metadata_source, MetadataSource::PkgInfo);
+    assert_eq!(build.build_system.backend, "flit_core.buildapi");
+    let bw: Vec<&str> = build
+        .build_wheels
+        .iter()
+        .map(|w| w.filename.as_str())
+        .collect();
+    assert_eq!(bw, ["flit_core-3.9.0-py3-none-any.whl"]);
+    // b has a wheel: no sdist, and the sdist's "nope" is not read.
+    let b = r.get("b").unwrap();
+    assert!(b.filename.ends_with(".whl") && b.sdist.is_none());
+    // eggy: egg-info requires.txt; the legacy build system by default.
+    let eggy = r.get("eggy").unwrap();
+    let build = eggy.sdist.as_ref().unwrap();
+    assert_eq!(build.metadata_source, MetadataSource::EggInfo);
+    assert_eq!(build.build_system, BuildSystem::legacy());
+    let bw: Vec<&str> = build
+        .build_wheels
+        .iter()
+        .map(|w| w.filename.as_str())
+        .collect();
+    assert_eq!(
+        bw,
+        [
+            "setuptools-69.0.0-py3-none-any.whl",
+            "wheel-0.42.0-py3-none-any.whl"
+        ]
+    );
+    // The sdists were cached by sha256; a second resolution gives the
+    // same result without downloading them again.
+    assert!(cache
+        .path()
+        .join("sdists-v1")
+        .join(&a.sha256)
+        .join("a-2.0.tar.gz")
+        .is_file());
+    server.clear_log();
+    let again = resolve(&["app"], &o).unwrap();
+    assert_eq!(again, r);
+    assert!(
+        !server.log().iter().any(|l| l.ends_with(".tar.gz")),
+        "{:?}",
+        server.log()
+    );
+    // Locating files again finds the sdists too.
+    let urls = locate_wheels(
+        &server.index_url(),
+        &target(),
+        &["a-2.0.tar.gz".to_string(), "eggy-0.5.tar.gz".to_string()],
+    )
+    .unwrap();
+    assert!(urls["a-2.0.tar.gz"].ends_with("/files/a-2.0.tar.gz"));
+}
+
+#[test]
+fn sdist_errors_name_the_sdist() {
+    let mut idx = TestIndex::default();
+    idx.add(
+        "dyn",
+        sdist_with(
+            "dyn",
+            "1.0",
+            &[
+                ("PKG-INFO", &pkg_info("dyn", "1.0", "2.1", &[])),
+                (
+                    "setup.py",
+                    "from setuptools import setup\nsetup(install_requires=['x'])\n",
+                ),
+            ],
+        ),
+    )
+    .add(
+        "needs-sdist-build",
+        sdist_with(
+            "needs-sdist-build",
+            "1.0",
+            &[
+                (
+                    "PKG-INFO",
+                    &pkg_info("needs-sdist-build", "1.0", "2.2", &[]),
+                ),
+                (
+                    "pyproject.toml",
+                    "[build-system]\nrequires = [\"onlysdist\"]\nbuild-backend = \"x\"\n",
+                ),
+            ],
+        ),
+    )
+    .add(
+        "onlysdist",
+        sdist_with(
+            "onlysdist",
+            "1.0",
+            &[("PKG-INFO", &pkg_info("onlysdist", "1.0", "2.2", &[]))],
+        ),
+    );
+    let server = Server::start(&idx);
+    let e = resolve(&["dyn"], &options(&server))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dyn-1.0.tar.gz") && e.contains("prepare_metadata_for_build_wheel"),
+        "{e}"
+    );
+    let e = resolve(&["needs-sdist-build"], &options(&server))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("needs-sdist-build-1.0.tar.gz")
+            && e.contains("build requirements [onlysdist]")
+            && e.contains("only sdists: onlysdist-1.0.tar.gz"),
+        "{e}"
+    );
 }
 
 #[test]
