@@ -44,25 +44,27 @@ pub enum RequirementsError {
         found: String,
         expected: String,
     },
-    #[error(
-        "{path}:{line}: no wheel of {package}=={version} for the target ({target}) at {index} has \
-         one of the listed hashes ({hashes})"
-    )]
-    NotFound {
-        path: PathBuf,
-        line: usize,
-        package: String,
-        version: String,
-        target: String,
-        index: String,
-        hashes: String,
-    },
+    #[error("{}:{}: no wheel of {}=={} for the target ({}) at {} has one of the listed hashes ({})",
+        .0.path.display(), .0.line, .0.package, .0.version, .0.target, .0.index, .0.hashes)]
+    NotFound(Box<NotFound>),
     #[error("{path}: the wheels are not in the store and the index cannot be asked (offline)")]
     Offline { path: PathBuf },
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     NoIndex(#[from] NoIndex),
+}
+
+/// A requirement whose listed hashes match no wheel for the target.
+#[derive(Debug)]
+pub struct NotFound {
+    pub path: PathBuf,
+    pub line: usize,
+    pub package: String,
+    pub version: String,
+    pub target: String,
+    pub index: String,
+    pub hashes: String,
 }
 
 /// One pinned requirement of the file.
@@ -257,7 +259,7 @@ pub fn select(
     let mut out = Vec::new();
     for (r, f) in parsed.requirements.iter().zip(found) {
         let Some(w) = f else {
-            return Err(RequirementsError::NotFound {
+            return Err(RequirementsError::NotFound(Box::new(NotFound {
                 path: path.to_path_buf(),
                 line: r.line,
                 package: r.name.clone(),
@@ -265,7 +267,7 @@ pub fn select(
                 target: target.to_string(),
                 index: index_display,
                 hashes: r.hashes.join(", "),
-            });
+            })));
         };
         out.push(ChosenWheel {
             package: r.name.clone(),
