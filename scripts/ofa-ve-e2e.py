@@ -219,10 +219,13 @@ def main() -> None:
     if a["reference"] != b["reference"]:
         fail(f"two stores, one lock, two digests: {a['reference']} vs {b['reference']}")
     print(f"   same digest {b['reference']} in {secs:.1f} s, peak RSS {rss:.0f} MiB")
-    built_a = sorted(p.name for p in (work / "store-a").iterdir() if p.name.endswith(".whl") and "-built-" in p.name)
-    built_b = sorted(p.name for p in (work / "store-b").iterdir() if p.name.endswith(".whl") and "-built-" in p.name)
-    if built_a != built_b:
+    # Each sdist's build output is a content-addressed item named
+    # <hash>-<sdist>-built: equal names in both stores, equal wheel bytes.
+    built_a = sorted(p.name for p in (work / "store-a").iterdir() if p.name.endswith("-built"))
+    built_b = sorted(p.name for p in (work / "store-b").iterdir() if p.name.endswith("-built"))
+    if not built_a or built_a != built_b:
         fail(f"the sdists built into different wheels: {built_a} vs {built_b}")
+    print(f"   sdists built twice to the same items: {', '.join(built_a)}")
 
     step("warm realize")
     secs, rss, w = realize(work / "store-b", spec, work / "b2.tar", env=mirror_env)
