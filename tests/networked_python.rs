@@ -180,31 +180,6 @@ fn networked_python_nonexistent_pin_names_the_nearest_versions() {
     );
 }
 
-/// `docker load` the archive and `docker run --rm IMAGE CMD...`; the image is
-/// removed after. `None` where `docker info` fails.
-fn docker_run(tar: &Path, image: &str, cmd: &[&str]) -> Option<String> {
-    if !docker_works() {
-        eprintln!("note: `docker info` fails here; docker load/run was not checked");
-        return None;
-    }
-    let o = std::process::Command::new("docker")
-        .arg("load")
-        .arg("-i")
-        .arg(tar)
-        .output()
-        .unwrap();
-    ok(o, "docker load");
-    let o = std::process::Command::new("docker")
-        .args(["run", "--rm", image])
-        .args(cmd)
-        .output()
-        .unwrap();
-    let _ = std::process::Command::new("docker")
-        .args(["rmi", "-f", image])
-        .output();
-    Some(stdout(&o))
-}
-
 /// A bookworm python3.11 base plus `requirements` (and an index, if given).
 fn sdist_spec(dir: &Path, requirements: &str, index: Option<&str>) -> std::path::PathBuf {
     let spec = dir.join("sdists.toml");
@@ -281,7 +256,7 @@ fn networked_python_numpy_shell_matches_docker_and_checks_pass() {
     ];
     let in_shell = shell(&["--pure"], &probe);
     assert!(in_shell.status.success(), "{}", stderr(&in_shell));
-    let in_shell = stdout(&in_shell);
+    let in_shell = stdout(&in_shell).trim().to_string();
     assert!(
         in_shell.starts_with("/usr/local/lib/python3.11/dist-packages/numpy/__init__.py 3.11."),
         "{in_shell}"

@@ -387,6 +387,13 @@ pub fn run_in_closure(store: &Path, spec: &Path, cwd: &Path, cmd: &[&str]) -> Ou
 /// `docker load` the archive, `docker run --rm IMAGE`, remove the image and
 /// return what it printed; `None` (with a note) where `docker info` fails.
 pub fn docker_load_and_run(tar: &Path, image: &str) -> Option<String> {
+    docker_run(tar, image, &[])
+}
+
+/// `docker load` the archive, `docker run --rm IMAGE CMD...` (the image's
+/// own CMD when `cmd` is empty), remove the image and return what it
+/// printed; `None` (with a note) where `docker info` fails.
+pub fn docker_run(tar: &Path, image: &str, cmd: &[&str]) -> Option<String> {
     if !docker_works() {
         eprintln!("note: `docker info` fails here; docker load/run was not checked");
         return None;
@@ -400,6 +407,7 @@ pub fn docker_load_and_run(tar: &Path, image: &str) -> Option<String> {
     ok(o, "docker load");
     let o = Command::new("docker")
         .args(["run", "--rm", image])
+        .args(cmd)
         .output()
         .unwrap();
     let _ = Command::new("docker").args(["rmi", "-f", image]).output();
