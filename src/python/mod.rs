@@ -1,5 +1,6 @@
 //! Python: installing wheels (and, later, resolving and locking them).
 
+pub mod core_metadata;
 pub mod index_config;
 pub mod pylock;
 pub mod requirements_txt;

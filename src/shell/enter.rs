@@ -50,6 +50,22 @@ const HOST_ONLY: [&str; 6] = [
     "VIRTUAL_ENV",
 ];
 
+/// Whether a host variable's value is an absolute path that the closure
+/// lacks (and that is not under the bound working directory): CA bundles
+/// (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, ...), tool homes and the like point
+/// into the host's file system and would break programs inside.
+fn names_a_host_path(value: &str, rootfs: &Path, cwd: Option<&Path>) -> bool {
+    if !value.starts_with('/') || value.contains(':') || value.contains('\n') {
+        return false;
+    }
+    let p = Path::new(value);
+    // The working directory is bound; /dev and /proc are mounted fresh.
+    if cwd.is_some_and(|c| p.starts_with(c)) || p.starts_with("/dev") || p.starts_with("/proc") {
+        return false;
+    }
+    super::rootfs::resolve_in(rootfs, value, 0).is_none()
+}
+
 /// What `--pure` keeps.
 const PURE_KEEPS: [&str; 4] = ["HOME", "USER", "TERM", "DISPLAY"];
 
@@ -163,6 +179,7 @@ pub fn sandbox(
                     PURE_KEEPS.contains(&k.as_str())
                 } else {
                     !HOST_ONLY.contains(&k.as_str())
+                        && !names_a_host_path(&v, rootfs, cwd.as_deref())
                 };
             if kept {
                 c.args(["--setenv", &k, &v]);

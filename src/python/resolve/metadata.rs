@@ -15,32 +15,10 @@ pub(super) struct CoreMetadata {
     pub requires_dist: Vec<Requirement<VerbatimUrl>>,
 }
 
-/// RFC 822 style headers up to the first empty line; continuation lines
-/// (starting with a space or tab) are folded into the previous header.
-fn headers(text: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            out.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    out
-}
-
 /// Parse `METADATA`. An unparsable `Requires-Dist` is an error: resolving
 /// without one of a package's requirements would be silently wrong.
 pub(super) fn parse_core_metadata(text: &str) -> Result<CoreMetadata, String> {
-    let headers = headers(text);
+    let headers = crate::python::core_metadata::headers(text)?;
     let get = |name: &str| {
         headers
             .iter()

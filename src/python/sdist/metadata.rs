@@ -81,32 +81,7 @@ pub struct SdistMetadata {
     pub build_system: BuildSystem,
 }
 
-/// RFC 822 headers up to the first empty line, continuation lines folded.
-fn headers(text: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            out.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    out
-}
-
-fn get<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+use crate::python::core_metadata::header as get;
 
 fn all<'a>(h: &'a [(String, String)], name: &str) -> impl Iterator<Item = &'a str> + 'a {
     let name = name.to_owned();
@@ -255,13 +230,14 @@ pub fn read_metadata(sdist: &str, files: &MetadataFiles) -> Result<SdistMetadata
             expected: "a PKG-INFO file at the top of the sdist".into(),
             found: "none".into(),
         })?;
-    let h = headers(pkg_info);
     let bad_pkg_info = |expected: &str, found: String| SdistError::BadMetadata {
         sdist: sdist.to_owned(),
         file: "PKG-INFO".into(),
         expected: expected.into(),
         found,
     };
+    let h = crate::python::core_metadata::headers(pkg_info)
+        .map_err(|e| bad_pkg_info("RFC 822 headers", e))?;
     let name = get(&h, "Name")
         .ok_or_else(|| bad_pkg_info("a Name header", "none".into()))?
         .to_owned();

@@ -1,6 +1,8 @@
 //! The `.dist-info/WHEEL` file (RFC 822 headers) and `entry_points.txt`
 //! (INI sections read the way `importlib.metadata` reads them).
 
+use crate::python::core_metadata::header;
+
 /// What `WHEEL` says that installing depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct WheelInfo {
@@ -12,48 +14,9 @@ pub(super) struct WheelInfo {
     pub root_is_purelib: bool,
 }
 
-/// The first value of a header, by case-insensitive name.
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// `Name: value` lines; continuation lines (starting with space or tab) are
-/// folded in; parsing stops at the first empty line.
-fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            match headers.last_mut() {
-                Some((_, v)) => {
-                    v.push(' ');
-                    v.push_str(line.trim());
-                }
-                None => {
-                    return Err(format!(
-                        "line {}: continuation line before any header",
-                        i + 1
-                    ))
-                }
-            }
-            continue;
-        }
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| format!("line {}: {line:?} is not `Name: value`", i + 1))?;
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    Ok(headers)
-}
-
 /// Parse `WHEEL`. The caller checks `major`.
 pub(super) fn parse_wheel_info(text: &str) -> Result<WheelInfo, String> {
-    let headers = parse_headers(text)?;
+    let headers = crate::python::core_metadata::headers(text)?;
     let version = header(&headers, "Wheel-Version")
         .ok_or("it has no Wheel-Version header")?
         .to_owned();
@@ -155,6 +118,7 @@ fn is_dotted_identifier(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::python::core_metadata::header;
 
     #[test]
     fn wheel_file() {
