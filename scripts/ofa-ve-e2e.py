@@ -244,8 +244,8 @@ def main() -> None:
 
     step("envbuild run: imports in the closure")
     _, _, out = timed([ENVBUILD, "--store", work / "store-b", "run", spec, "--locked", "--", "python3", "-c", IMPORT_CHECK])
-    if out.strip().splitlines()[-1] != "2.1.0":
-        fail(f"envbuild run printed {out!r}, not 2.1.0")
+    if not out.strip().splitlines()[-1].startswith("2.1.0"):
+        fail(f"envbuild run printed {out!r}, not torch 2.1.0")
 
     step("docker: load, imports, model directory, the Gradio page")
     loaded = docker("load", "-i", str(work / "a.tar"))
@@ -253,8 +253,8 @@ def main() -> None:
     if image not in loaded:
         fail(f"docker load did not name {image}: {loaded}")
     out = docker("run", "--rm", image, "python3", "-c", IMPORT_CHECK)
-    if out.splitlines()[-1] != "2.1.0":
-        fail(f"docker run printed {out!r}, not 2.1.0")
+    if not out.splitlines()[-1].startswith("2.1.0"):
+        fail(f"docker run printed {out!r}, not torch 2.1.0")
     listing = docker(
         "run", "--rm", image, "python3", "-c",
         "import os; print(*sorted(os.listdir(os.path.join(os.environ['MODELSCOPE_CACHE'],"

@@ -150,6 +150,13 @@ pub fn sandbox(
         .unwrap_or_default();
     bind_dir(&mut c, rootfs, "", Some(&cwd_parts), true)?;
     c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    // The user's home, writable (as in the image), bound over the
+    // read-only rootfs's.
+    if let Some(user) = spec.image.user.as_ref().filter(|u| u.uid != 0) {
+        if let Some(home) = super::rootfs::writable_home(rootfs, &user.home)? {
+            c.arg("--bind").arg(home).arg(&user.home);
+        }
+    }
     for (host, inside) in &opts.extra_ro {
         c.arg("--ro-bind").arg(host).arg(inside);
     }

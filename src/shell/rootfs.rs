@@ -2,6 +2,7 @@
 //! into the store (copies across file systems), cached by closure hash.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use envbuild_store::Store;
@@ -165,4 +166,75 @@ pub fn resolve_in(rootfs: &Path, image_path: &str, depth: u32) -> Option<PathBuf
         }
     }
     cur.exists().then_some(cur)
+}
+
+/// A writable copy of the image user's home, made once per rootfs beside
+/// it (`<rootfs>.home`) and reused: the rootfs itself is read-only (its
+/// files are the store's own inodes), but programs write under their home
+/// (ModelScope indexes its modules into `MODELSCOPE_CACHE`, tools write
+/// `~/.cache`), as they may in the image. Files are copied, never
+/// hardlinked, so that nothing done inside can reach a store item. `None`
+/// when the rootfs has no such directory.
+pub fn writable_home(rootfs: &Path, home: &str) -> Result<Option<PathBuf>, ShellError> {
+    let Some(src) = resolve_in(rootfs, home, 0).filter(|p| p.is_dir()) else {
+        return Ok(None);
+    };
+    let mut name = rootfs.file_name().unwrap_or_default().to_os_string();
+    name.push(".home");
+    let dir = rootfs.with_file_name(name);
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    let tmp = rootfs.with_file_name(format!(
+        ".tmp-home-{}-{}",
+        rootfs.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    let copied = (|| {
+        fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
+        for entry in walkdir::WalkDir::new(&src)
+            .follow_root_links(false)
+            .min_depth(1)
+        {
+            let entry = entry.map_err(|e| ShellError::Io {
+                what: "reading",
+                path: src.clone(),
+                source: e.into(),
+            })?;
+            let rel = entry.path().strip_prefix(&src).unwrap_or(entry.path());
+            let target = tmp.join(rel);
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                fs::create_dir(&target).map_err(io_err("creating", &target))?;
+            } else if ft.is_symlink() {
+                let t = fs::read_link(entry.path()).map_err(io_err("reading", entry.path()))?;
+                std::os::unix::fs::symlink(t, &target).map_err(io_err("creating", &target))?;
+            } else {
+                fs::copy(entry.path(), &target).map_err(io_err("copying to", &target))?;
+                let exec = fs::metadata(&target)
+                    .map_err(io_err("reading", &target))?
+                    .permissions()
+                    .mode()
+                    & 0o111
+                    != 0;
+                let mode = if exec { 0o755 } else { 0o644 };
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                    .map_err(io_err("setting the mode of", &target))?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    match fs::rename(&tmp, &dir) {
+        Ok(()) => Ok(Some(dir)),
+        Err(_) if dir.is_dir() => {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(Some(dir))
+        }
+        Err(e) => Err(io_err("moving into place", &dir)(e)),
+    }
 }
