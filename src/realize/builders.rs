@@ -35,11 +35,11 @@ pub fn sha256_file(path: &Path) -> Result<String, RealizeError> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn rel(image_path: &str) -> &str {
+pub(crate) fn rel(image_path: &str) -> &str {
     image_path.trim_start_matches('/')
 }
 
-fn mkdirs(path: &Path) -> Result<(), RealizeError> {
+pub(crate) fn mkdirs(path: &Path) -> Result<(), RealizeError> {
     fs::create_dir_all(path).map_err(io_err("creating", path))
 }
 
@@ -222,30 +222,13 @@ pub fn copy_files(
     let mut overrides = BTreeMap::new();
     if f.owner.is_some() || f.mode.is_some() {
         let root = r.store.physical_path(&item);
-        let base = root.join(rel(&f.dst));
-        for entry in walkdir::WalkDir::new(&base).follow_root_links(false) {
-            let entry = entry.map_err(|e| RealizeError::Io {
-                what: "reading",
-                path: base.clone(),
-                source: e.into(),
-            })?;
-            let p = entry
-                .path()
-                .strip_prefix(&root)
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .into_owned();
-            let is_dst = entry.depth() == 0;
-            let is_symlink = entry.path_is_symlink();
-            overrides.insert(
-                p,
-                PathOverride {
-                    mode: if is_dst && !is_symlink { f.mode } else { None },
-                    uid: f.owner.map(|o| o.0),
-                    gid: f.owner.map(|o| o.1),
-                },
-            );
-        }
+        override_tree(&root, &f.dst, &mut overrides, |is_dst, is_symlink| {
+            PathOverride {
+                mode: if is_dst && !is_symlink { f.mode } else { None },
+                uid: f.owner.map(|o| o.0),
+                gid: f.owner.map(|o| o.1),
+            }
+        })?;
     }
     Ok(Component {
         subdir: "",
@@ -254,6 +237,32 @@ pub fn copy_files(
         overrides,
         own_layer: true,
     })
+}
+
+/// Give every path at and below `dst` (an image path) in the tree `root` an
+/// override: `make(is_dst, is_symlink)`. Keys are tree-relative paths.
+pub(crate) fn override_tree(
+    root: &Path,
+    dst: &str,
+    overrides: &mut BTreeMap<String, PathOverride>,
+    make: impl Fn(bool, bool) -> PathOverride,
+) -> Result<(), RealizeError> {
+    let base = root.join(rel(dst));
+    for entry in walkdir::WalkDir::new(&base).follow_root_links(false) {
+        let entry = entry.map_err(|e| RealizeError::Io {
+            what: "reading",
+            path: base.clone(),
+            source: e.into(),
+        })?;
+        let p = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        overrides.insert(p, make(entry.depth() == 0, entry.path_is_symlink()));
+    }
+    Ok(())
 }
 
 /// Check the union of all components once per set of components.

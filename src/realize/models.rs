@@ -387,13 +387,7 @@ fn commit_for_download(hub: Hub, commit: &str, revision: &str) -> String {
 /// What writes a snapshot into the builder's output directory.
 type BuildFn = dyn Fn(&mut Store, &Path) -> Result<(), RealizeError>;
 
-fn rel(image_path: &str) -> &str {
-    image_path.trim_start_matches('/')
-}
-
-fn mkdirs(path: &Path) -> Result<(), RealizeError> {
-    fs::create_dir_all(path).map_err(io_err("creating", path))
-}
+use super::builders::{mkdirs, rel};
 
 /// Place a store file at `dst`: a hard link when the store allows it (same
 /// file system, same bytes, no copy of a multi-GB model), else a copy.
@@ -575,28 +569,11 @@ fn ownership(
     }
     if let Some((uid, gid)) = m.owner {
         let root = store.physical_path(item);
-        let base = root.join(rel(&m.path));
-        for entry in walkdir::WalkDir::new(&base).follow_root_links(false) {
-            let entry = entry.map_err(|e| RealizeError::Io {
-                what: "reading",
-                path: base.clone(),
-                source: e.into(),
-            })?;
-            let p = entry
-                .path()
-                .strip_prefix(&root)
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .into_owned();
-            overrides.insert(
-                p,
-                PathOverride {
-                    mode: None,
-                    uid: Some(uid),
-                    gid: Some(gid),
-                },
-            );
-        }
+        super::builders::override_tree(&root, &m.path, &mut overrides, |_, _| PathOverride {
+            mode: None,
+            uid: Some(uid),
+            gid: Some(gid),
+        })?;
     }
     Ok(overrides)
 }
