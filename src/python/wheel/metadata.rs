@@ -118,7 +118,6 @@ fn is_dotted_identifier(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::python::core_metadata::header;
 
     #[test]
     fn wheel_file() {
