@@ -303,14 +303,7 @@ impl Store {
             }
         }
         let _gc = self.gc_lock(LockKind::Shared)?;
-        for r in references {
-            if !self.db.is_valid(r)? {
-                return Err(StoreError::MissingReference {
-                    item: name.to_string(),
-                    reference: r.basename(),
-                });
-            }
-        }
+        self.check_references(name, references)?;
         // Hashing first refuses what a NAR cannot hold (devices, FIFOs,
         // sockets) before anything is written, and finds a valid item
         // without copying anything.
@@ -394,14 +387,7 @@ impl Store {
             });
         }
         let _gc = self.gc_lock(LockKind::Shared)?;
-        for r in references {
-            if !self.db.is_valid(r)? {
-                return Err(StoreError::MissingReference {
-                    item: name.to_string(),
-                    reference: r.basename(),
-                });
-            }
-        }
+        self.check_references(name, references)?;
         let nar = nar::hash_path(src)?;
         let path = StorePath::source(name, &nar.sha256, references, false)?;
         let physical = self.physical_path(&path);
@@ -472,6 +458,19 @@ impl Store {
 
     /// A private scratch directory inside the store (same file system as the
     /// items, so builders' outputs can be added cheaply). It holds the shared
+    /// Every reference of a new item `name` must be a valid item.
+    fn check_references(&self, name: &str, references: &[StorePath]) -> Result<(), StoreError> {
+        for r in references {
+            if !self.db.is_valid(r)? {
+                return Err(StoreError::MissingReference {
+                    item: name.to_string(),
+                    reference: r.basename(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// gc lock, so `gc` never removes it while in use, and is removed on drop.
     pub fn scratch(&self, label: &str) -> Result<Scratch, StoreError> {
         let gc = self.gc_lock(LockKind::Shared)?;
