@@ -147,7 +147,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             Format::Rootfs => format!("{}-rootfs", spec.name),
         })
     });
-    export::export(&store, &realized, args.format, &out)?;
+    let exported = export::export(&mut store, &realized, args.format, &out)?;
     // Keep what was realized for this spec alive across gc.
     store.add_root(
         &format!("spec:{}", spec.path.display()),
@@ -178,6 +178,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
                 "built": realized.built,
                 "reused": realized.reused,
                 "lockWritten": realized.lock_written,
+                "outputWritten": exported == export::Exported::Written,
                 "volumes": realized.volumes.iter().map(|v| serde_json::json!({
                     "name": v.name, "source": v.source, "path": v.path,
                 })).collect::<Vec<_>>(),
@@ -185,7 +186,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         );
     } else if !global.quiet {
         eprintln!(
-            "{} -> {} ({} layers; {} steps built, {} reused{}) in {:.2?}",
+            "{} -> {} ({} layers; {} steps built, {} reused{}{}) in {:.2?}",
             realized.image.reference,
             out.display(),
             realized.layers.len(),
@@ -193,6 +194,11 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             realized.reused,
             if realized.lock_written {
                 "; lock written"
+            } else {
+                ""
+            },
+            if exported == export::Exported::AlreadyThere {
+                "; output already up to date"
             } else {
                 ""
             },

@@ -10,6 +10,12 @@
 //! Every format is written next to its destination and renamed into place,
 //! so an interrupted export never leaves a half-written result under the
 //! requested name.
+//!
+//! An export is recorded in the store's hash cache (kind `export:<format>`,
+//! value the image item): when `out` still is exactly what an earlier export
+//! of the same image wrote (nothing `lstat` reports about it, or anything
+//! below it, changed), it is not written again. A no-op realize of a
+//! multi-GB image then costs milliseconds.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -46,6 +52,16 @@ pub enum ExportError {
     },
     #[error("output {path} already exists and is not empty (expected a new path, or an empty directory)")]
     Exists { path: PathBuf },
+    #[error(transparent)]
+    Store(#[from] envbuild_store::StoreError),
+}
+
+/// What [`export`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exported {
+    Written,
+    /// `out` already held this image, unchanged since it was written.
+    AlreadyThere,
 }
 
 fn io_err<'a>(
@@ -80,13 +96,18 @@ fn check_free_dir(out: &Path) -> Result<(), ExportError> {
     }
 }
 
-/// Write `realized` to `out` in `format`.
+/// Write `realized` to `out` in `format`, unless `out` already is that.
 pub fn export(
-    store: &Store,
+    store: &mut Store,
     realized: &Realized,
     format: Format,
     out: &Path,
-) -> Result<(), ExportError> {
+) -> Result<Exported, ExportError> {
+    let kind = format!("export:{format:?}");
+    let image = realized.image_item.basename();
+    if store.known_hash(out, &kind)?.as_deref() == Some(image.as_str()) {
+        return Ok(Exported::AlreadyThere);
+    }
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
     }
@@ -111,7 +132,9 @@ pub fn export(
         let _ = fs::remove_file(&staging);
         return Err(e);
     }
-    fs::rename(&staging, out).map_err(io_err("moving into place", out))
+    fs::rename(&staging, out).map_err(io_err("moving into place", out))?;
+    store.record_hash(out, &kind, &image)?;
+    Ok(Exported::Written)
 }
 
 fn write_rootfs(store: &Store, components: &[Component], dest: &Path) -> Result<(), ExportError> {

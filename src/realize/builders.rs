@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use envbuild_store::nar::{self, writer::HashingWriter};
 use envbuild_store::StorePath;
@@ -130,13 +130,36 @@ pub fn base_files(r: &mut Realizer, spec: &Spec) -> Result<Component, RealizeErr
     })
 }
 
-/// Install one wheel into a component of its own.
+/// A wheel to install: its file name, sha256 (hex), size, and where its
+/// bytes are.
+#[derive(Debug, Clone)]
+pub struct WheelInput {
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+    pub file: WheelFile,
+}
+
+#[derive(Debug, Clone)]
+pub enum WheelFile {
+    /// A store item: fetched from an index or URL, or built from an sdist.
+    Item(StorePath),
+    /// A file of the user's (`[[wheels]] path`, a pylock `path`): read in
+    /// place, never copied into the store. When it is unpacked it must still
+    /// have the locked sha256 (checked through the store's hash cache, so
+    /// an unchanged file is not read twice).
+    Local(PathBuf),
+}
+
+/// Install one wheel into a component of its own. The step is keyed by the
+/// wheel's sha256, not by where the file came from: a wheel installed once
+/// from a mirror, a URL or a local file is not installed again.
 pub fn unpack_wheel(
     r: &mut Realizer,
     spec: &Spec,
-    filename: &str,
-    wheel: &StorePath,
+    wheel: &WheelInput,
 ) -> Result<Component, RealizeError> {
+    let filename = wheel.filename.as_str();
     let layout = &spec.python;
     let prefix = Path::new(&layout.site_packages)
         .ancestors()
@@ -159,24 +182,37 @@ pub fn unpack_wheel(
     };
     let drv = Derivation::new(
         "unpack-wheel",
-        1,
+        2,
         item_name(filename.trim_end_matches(".whl")),
     )
     .arg("filename", filename)
+    .arg("sha256", wheel.sha256.clone())
     .arg("purelib", scheme.purelib.clone())
     .arg("platlib", scheme.platlib.clone())
     .arg("scripts", scheme.scripts.clone())
     .arg("data", scheme.data.clone())
     .arg("headers", scheme.headers.clone())
-    .arg("shebang", layout.shebang.clone())
-    .input(wheel.clone());
+    .arg("shebang", layout.shebang.clone());
     let item = r.realize(&drv, &[], |store, out| {
+        let source = match &wheel.file {
+            WheelFile::Item(item) => store.physical_path(item),
+            WheelFile::Local(path) => {
+                let found = store.cached_hash(path, "sha256", |_| sha256_file(path))?;
+                if found != wheel.sha256 {
+                    return Err(RealizeError::InputChanged {
+                        path: path.clone(),
+                        expected: wheel.sha256.clone(),
+                        found,
+                    });
+                }
+                path.clone()
+            }
+        };
         // The installer reads the distribution's name from the file name.
         let named_dir = out.with_file_name("wheel");
         mkdirs(&named_dir)?;
         let named = named_dir.join(filename);
-        std::os::unix::fs::symlink(store.physical_path(wheel), &named)
-            .map_err(io_err("linking", &named))?;
+        std::os::unix::fs::symlink(&source, &named).map_err(io_err("linking", &named))?;
         mkdirs(out)?;
         let opts = InstallOptions {
             scheme: scheme.clone(),

@@ -30,6 +30,7 @@ use crate::python::index_config::NoIndex;
 use crate::python::resolve::{self, Arch, ResolveError, ResolveOptions, Target};
 use crate::python::wheel::WheelError;
 use crate::spec::{DebianBase, Spec, WheelSource};
+use builders::{WheelFile, WheelInput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RealizeError {
@@ -65,6 +66,15 @@ pub enum RealizeError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{} changed since it was pinned: sha256 {expected} expected, {found} found (run `envbuild lock` to pin the new file)",
+        path.display()
+    )]
+    InputChanged {
+        path: PathBuf,
+        expected: String,
+        found: String,
     },
     #[error("item {item} was built by {builder} but {what}")]
     BadItem {
@@ -158,39 +168,115 @@ pub struct Realizer<'s> {
     pub built: usize,
     pub reused: usize,
     pub progress: bool,
+    /// Outputs built and hashed but not yet in the store, when steps run
+    /// batched (see [`Realizer::in_parallel_batched`]).
+    batch: Option<Vec<PendingOutput>>,
 }
 
-impl Realizer<'_> {
+/// A built output waiting for its batch's commit.
+struct PendingOutput {
+    /// Holds the output (and the gc lock) until the commit.
+    _scratch: envbuild_store::Scratch,
+    prepared: envbuild_store::PreparedOutput,
+    drv_hash: String,
+}
+
+impl<'s> Realizer<'s> {
+    pub fn new(store: &'s mut Store, progress: bool) -> Self {
+        Realizer {
+            store,
+            built: 0,
+            reused: 0,
+            progress,
+            batch: None,
+        }
+    }
+
     /// Run `step` for every job in parallel (see [`on_store_workers`]);
-    /// step counts are added to this realizer's.
+    /// step counts are added to this realizer's. Each output is in the
+    /// store when its step returns.
     pub fn in_parallel<J: Sync, T: Send>(
         &mut self,
         jobs: &[J],
         step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
     ) -> Result<Vec<T>, RealizeError> {
+        self.run_workers(jobs, None, false, step)
+    }
+
+    /// Like [`Realizer::in_parallel`], but jobs start largest `cost` first,
+    /// and the outputs are committed to the store together when every step
+    /// is done: one `syncfs` and one registration for the batch instead of
+    /// one each, while a write-behind thread keeps the disk busy. A step
+    /// must not read the outputs it realizes (their items exist only after
+    /// this returns); unpacking steps, whose callers need only the item
+    /// names, qualify.
+    pub fn in_parallel_batched<J: Sync, T: Send>(
+        &mut self,
+        jobs: &[J],
+        cost: impl Fn(&J) -> u64,
+        step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
+    ) -> Result<Vec<T>, RealizeError> {
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(cost(&jobs[i])));
+        self.run_workers(jobs, Some(&order), true, step)
+    }
+
+    fn run_workers<J: Sync, T: Send>(
+        &mut self,
+        jobs: &[J],
+        order: Option<&[usize]>,
+        batched: bool,
+        step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
+    ) -> Result<Vec<T>, RealizeError> {
         let built = std::sync::atomic::AtomicUsize::new(0);
         let reused = std::sync::atomic::AtomicUsize::new(0);
+        let pending = std::sync::Mutex::new(Vec::new());
         let progress = self.progress;
         let root = self.store.root().to_path_buf();
-        let out = on_store_workers(&root, jobs, |store, job| {
-            let mut r = Realizer {
-                store,
-                built: 0,
-                reused: 0,
-                progress,
-            };
+        let write_behind = batched.then(|| self.store.write_behind());
+        let out = on_store_workers(&root, jobs, order, |store, job| {
+            let mut r = Realizer::new(store, progress);
+            if batched {
+                r.batch = Some(Vec::new());
+            }
             let result = step(&mut r, job);
             built.fetch_add(r.built, std::sync::atomic::Ordering::Relaxed);
             reused.fetch_add(r.reused, std::sync::atomic::Ordering::Relaxed);
+            if let Some(b) = r.batch.take() {
+                pending.lock().expect("pending lock").extend(b);
+            }
             result
         });
+        drop(write_behind);
+        let out = out?;
+        self.commit(pending.into_inner().expect("pending lock"))?;
         self.built += built.into_inner();
         self.reused += reused.into_inner();
-        out
+        Ok(out)
+    }
+
+    /// Move a batch of built outputs into the store and record their
+    /// realisations.
+    fn commit(&mut self, pending: Vec<PendingOutput>) -> Result<(), RealizeError> {
+        let mut scratches = Vec::with_capacity(pending.len());
+        let mut prepared = Vec::with_capacity(pending.len());
+        let mut hashes = Vec::with_capacity(pending.len());
+        for p in pending {
+            scratches.push(p._scratch);
+            prepared.push(p.prepared);
+            hashes.push(p.drv_hash);
+        }
+        let added = self.store.commit_outputs(prepared)?;
+        for (hash, a) in hashes.iter().zip(&added) {
+            self.store.add_realisation(hash, "out", &a.path)?;
+        }
+        drop(scratches);
+        Ok(())
     }
 
     /// The output of `drv`: its realisation if there is one, else built by
-    /// `build` into an empty directory `out` and added to the store.
+    /// `build` into an empty directory `out` and added to the store (or,
+    /// batched, hashed and left for the batch's commit).
     pub fn realize(
         &mut self,
         drv: &Derivation,
@@ -208,12 +294,24 @@ impl Realizer<'_> {
         let scratch = self.store.scratch(&drv.name)?;
         let out = scratch.path().join("out");
         build(self.store, &out)?;
+        self.built += 1;
         // The output is ours alone: moved into the store, not copied.
+        if let Some(batch) = &mut self.batch {
+            let prepared =
+                self.store
+                    .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?;
+            let path = prepared.path().clone();
+            batch.push(PendingOutput {
+                _scratch: scratch,
+                prepared,
+                drv_hash: hash,
+            });
+            return Ok(path);
+        }
         let added = self
             .store
             .add_scratch_output(&out, &drv.name, references, Some(&hash))?;
         self.store.add_realisation(&hash, "out", &added.path)?;
-        self.built += 1;
         Ok(added.path)
     }
 }
@@ -253,17 +351,18 @@ struct Pinned {
     debs: Vec<(String, StorePath)>,
     /// The same for `[shell] packages` (fetched only for a shell).
     shell_debs: Vec<(String, StorePath)>,
-    /// (wheel file name, item) from `[python] requirements`, sorted by name.
-    resolved: Vec<(String, StorePath)>,
+    /// Wheels from `[python] requirements` or `[python] lock`, sorted by name.
+    resolved: Vec<WheelInput>,
     /// Sdists from `[python] requirements` (no wheel fits the target).
     sdists: Vec<sdist::PinnedSdist>,
     files: Vec<StorePath>,
-    wheels: Vec<StorePath>,
+    /// `[[wheels]]`, in spec order.
+    wheels: Vec<WheelInput>,
     models: Vec<models::PinnedModel>,
 }
 
 /// What `[python] requirements` pin: (wheel file name, item) and sdists.
-type PinnedPython = (Vec<(String, StorePath)>, Vec<sdist::PinnedSdist>);
+type PinnedPython = (Vec<WheelInput>, Vec<sdist::PinnedSdist>);
 
 /// A wheel as the lock pins it: file name, sha256 (hex), size.
 type LockedWheel = (String, String, u64);
@@ -276,12 +375,13 @@ struct FetchJob {
 }
 
 /// Run `step` for every job on up to four workers, each with its own store
-/// handle (a SQLite connection is not shared between threads); results in
-/// job order. After a failure the remaining jobs are skipped and the first
+/// handle (a SQLite connection is not shared between threads), starting
+/// jobs in `order` (default: job order); results in job order. After a failure the remaining jobs are skipped and the first
 /// failure in job order is returned.
 fn on_store_workers<J: Sync, T: Send>(
     root: &Path,
     jobs: &[J],
+    order: Option<&[usize]>,
     step: impl Fn(&mut Store, &J) -> Result<T, RealizeError> + Sync,
 ) -> Result<Vec<T>, RealizeError> {
     if jobs.is_empty() {
@@ -298,10 +398,11 @@ fn on_store_workers<J: Sync, T: Send>(
         for mut store in stores {
             let (next, results, step) = (&next, &results, &step);
             s.spawn(move || loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= jobs.len() {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= jobs.len() {
                     return;
                 }
+                let i = order.map_or(n, |o| o[n]);
                 let out = step(&mut store, &jobs[i]);
                 if out.is_err() {
                     next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
@@ -335,7 +436,7 @@ fn fetch_parallel(
     jobs: &[FetchJob],
     opts: &FetchOptions,
 ) -> Result<Vec<fetch::Fetched>, RealizeError> {
-    on_store_workers(store.root(), jobs, |st, j| {
+    on_store_workers(store.root(), jobs, None, |st, j| {
         Ok(fetch::fetch(st, &j.url, &j.sha256, &j.name, opts)?)
     })
 }
@@ -530,11 +631,11 @@ fn pin_python(
         let build_wheels = s
             .build
             .iter()
-            .map(|b| {
-                (
-                    b.filename.clone(),
-                    sdist_items.next().expect("one fetch per file").item,
-                )
+            .map(|b| WheelInput {
+                filename: b.filename.clone(),
+                sha256: b.sha256.clone(),
+                size: b.size,
+                file: WheelFile::Item(sdist_items.next().expect("one fetch per file").item),
             })
             .collect();
         pinned_sdists.push(sdist::PinnedSdist {
@@ -553,7 +654,12 @@ fn pin_python(
             hash: format!("sha256:{sha}"),
             size: f.size,
         });
-        out.push((filename, f.item));
+        out.push(WheelInput {
+            filename,
+            sha256: sha,
+            size: f.size,
+            file: WheelFile::Item(f.item),
+        });
     }
     Ok((out, pinned_sdists))
 }
@@ -839,23 +945,50 @@ fn pin_inputs(
         });
         files.push(item);
     }
+    // Local wheels are hashed (in parallel, through the hash cache) but
+    // not copied: they are unpacked in place. URLs are fetched.
+    let local: Vec<&PathBuf> = spec
+        .wheels
+        .iter()
+        .filter_map(|w| match &w.source {
+            WheelSource::Path { abs, .. } => Some(abs),
+            WheelSource::Url { .. } => None,
+        })
+        .collect();
+    let mut local_hashes = on_store_workers(store.root(), &local, None, |st, abs| {
+        let sha = st.cached_hash(abs, "sha256", |_| builders::sha256_file(abs))?;
+        let size = std::fs::metadata(abs).map_err(io_err("reading", abs))?.len();
+        Ok((sha, size))
+    })?
+    .into_iter();
     let mut wheels = Vec::new();
     for w in &spec.wheels {
-        let (url, source, sha) = match &w.source {
+        let (source, wheel) = match &w.source {
             WheelSource::Path { path, abs } => {
-                let sha = store.cached_hash(abs, "sha256", |_| builders::sha256_file(abs))?;
-                (format!("file://{}", abs.display()), path.clone(), sha)
+                let (sha256, size) = local_hashes.next().expect("one hash per local wheel");
+                let file = WheelFile::Local(abs.clone());
+                (path.clone(), (sha256, size, file))
             }
-            WheelSource::Url { url, sha256 } => (url.clone(), url.clone(), sha256.clone()),
+            WheelSource::Url { url, sha256 } => {
+                let name = item_name(&w.filename);
+                let fetched = fetch::fetch(store, url, sha256, &name, &fetch_opts)?;
+                let file = WheelFile::Item(fetched.item);
+                (url.clone(), (sha256.clone(), fetched.size, file))
+            }
         };
-        let fetched = fetch::fetch(store, &url, &sha, &item_name(&w.filename), &fetch_opts)?;
+        let (sha256, size, file) = wheel;
         inputs.push(LockedInput {
             id: format!("wheel:{}", w.filename),
             source,
-            hash: format!("sha256:{sha}"),
-            size: fetched.size,
+            hash: format!("sha256:{sha256}"),
+            size,
         });
-        wheels.push(fetched.item);
+        wheels.push(WheelInput {
+            filename: w.filename.clone(),
+            sha256,
+            size,
+            file,
+        });
     }
     let models = models::pin_models(store, spec, old, opts, &fetch_opts, &mut inputs)?;
     let epoch = spec
@@ -944,33 +1077,22 @@ pub fn realize_closure(
             lock_written = true;
         }
     }
-    let mut r = Realizer {
-        store,
-        built: 0,
-        reused: 0,
-        progress: opts.progress,
-    };
+    let mut r = Realizer::new(store, opts.progress);
 
     // Components, in rootfs order: Debian packages, base files, wheels,
     // models, then app files.
-    let mut components = r.in_parallel(&pinned.debs, |r, (filename, item)| {
-        builders::unpack_deb(r, filename, item)
-    })?;
+    let mut components = r.in_parallel_batched(
+        &pinned.debs,
+        |_| 0,
+        |r, (filename, item)| builders::unpack_deb(r, filename, item),
+    )?;
     components.push(builders::base_files(&mut r, spec)?);
-    let wheels: Vec<(String, StorePath)> = pinned
-        .resolved
-        .iter()
-        .cloned()
-        .chain(
-            spec.wheels
-                .iter()
-                .map(|w| w.filename.clone())
-                .zip(pinned.wheels.iter().cloned()),
-        )
-        .collect();
-    components.extend(r.in_parallel(&wheels, |r, (filename, item)| {
-        builders::unpack_wheel(r, spec, filename, item)
-    })?);
+    let wheels: Vec<&WheelInput> = pinned.resolved.iter().chain(&pinned.wheels).collect();
+    components.extend(r.in_parallel_batched(
+        &wheels,
+        |w| w.size,
+        |r, w| builders::unpack_wheel(r, spec, w),
+    )?);
     if !pinned.sdists.is_empty() {
         // Built with the base (Debian packages and base files) only.
         let base = components[..pinned.debs.len() + 1].to_vec();
@@ -1009,9 +1131,11 @@ pub fn realize_closure(
         .filter(|(_, item)| !image_items.contains(item))
         .cloned()
         .collect();
-    let mut shell_components = r.in_parallel(&shell_debs, |r, (filename, item)| {
-        builders::unpack_deb(r, filename, item)
-    })?;
+    let mut shell_components = r.in_parallel_batched(
+        &shell_debs,
+        |_| 0,
+        |r, (filename, item)| builders::unpack_deb(r, filename, item),
+    )?;
     shell_components.retain(|c| !image_items.contains(&c.item));
     if !shell_components.is_empty() {
         let all: Vec<Component> = components
@@ -1043,12 +1167,9 @@ pub fn realize(
     let closure = realize_closure(store, spec, opts)?;
     let epoch = closure.lock.source_date_epoch;
     let components = closure.components;
-    let mut r = Realizer {
-        store,
-        built: closure.built,
-        reused: closure.reused,
-        progress: opts.progress,
-    };
+    let mut r = Realizer::new(store, opts.progress);
+    r.built = closure.built;
+    r.reused = closure.reused;
 
     // Layers.
     let sizes: Vec<(u64, bool)> = components

@@ -348,12 +348,7 @@ fn pin_hub(
         ),
         None => format!("{}:{id}@{commit}/{}", hub.prefix(), f.path),
     };
-    let mut r = Realizer {
-        store,
-        built: 0,
-        reused: 0,
-        progress: opts.progress,
-    };
+    let mut r = Realizer::new(store, opts.progress);
     let fetched = r.in_parallel(&jobs, |r, f| {
         let url = url_of(f);
         let name_in_store = item_name(f.path.rsplit('/').next().unwrap_or(&f.path));

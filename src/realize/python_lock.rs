@@ -7,8 +7,9 @@
 
 use std::path::Path;
 
-use envbuild_store::{Store, StorePath};
+use envbuild_store::Store;
 
+use super::builders::{WheelFile, WheelInput};
 use super::{fetch_parallel, item_name, FetchJob, RealizeError, RealizeOptions};
 use crate::fetch::FetchOptions;
 use crate::lock::LockedInput;
@@ -37,7 +38,7 @@ pub(super) fn pin_python_lock(
     opts: &RealizeOptions,
     fetch_opts: &FetchOptions,
     inputs: &mut Vec<LockedInput>,
-) -> Result<Vec<(String, StorePath)>, RealizeError> {
+) -> Result<Vec<WheelInput>, RealizeError> {
     let py = &spec.python;
     let Some((rel, abs)) = &py.lock else {
         return Ok(Vec::new());
@@ -117,26 +118,40 @@ pub(super) fn pin_python_lock(
         }
         return Ok(Vec::new());
     }
+    // Files on an index or at a URL are fetched into the store; local
+    // files are unpacked in place (their sha256 checked then).
     let jobs: Vec<FetchJob> = chosen
         .iter()
-        .map(|c| FetchJob {
-            url: match &c.location {
-                Location::Url(u) => u.clone(),
-                Location::Path(p) => format!("file://{}", p.display()),
-            },
-            sha256: c.sha256.clone(),
-            name: item_name(&c.filename),
+        .filter_map(|c| match &c.location {
+            Location::Url(u) => Some(FetchJob {
+                url: u.clone(),
+                sha256: c.sha256.clone(),
+                name: item_name(&c.filename),
+            }),
+            Location::Path(_) => None,
         })
         .collect();
-    let fetched = fetch_parallel(store, &jobs, fetch_opts)?;
+    let mut fetched = fetch_parallel(store, &jobs, fetch_opts)?.into_iter();
     let mut out = Vec::new();
-    for (c, f) in chosen.into_iter().zip(fetched) {
-        if let Some(size) = c.size {
-            if size != f.size {
+    for c in chosen {
+        let (size, file) = match &c.location {
+            Location::Url(_) => {
+                let f = fetched.next().expect("one fetch per URL");
+                (f.size, WheelFile::Item(f.item))
+            }
+            Location::Path(p) => {
+                let size = std::fs::metadata(p)
+                    .map_err(super::io_err("reading", p))?
+                    .len();
+                (size, WheelFile::Local(p.clone()))
+            }
+        };
+        if let Some(locked) = c.size {
+            if locked != size {
                 return Err(RealizeError::BadItem {
                     item: c.filename,
                     builder: "fetch",
-                    what: format!("has {} bytes where the lock file {rel} says {size}", f.size),
+                    what: format!("has {size} bytes where the lock file {rel} says {locked}"),
                 });
             }
         }
@@ -144,9 +159,14 @@ pub(super) fn pin_python_lock(
             id: format!("pypi:{}", c.filename),
             source: c.filename.clone(),
             hash: format!("sha256:{}", c.sha256),
-            size: f.size,
+            size,
         });
-        out.push((c.filename, f.item));
+        out.push(WheelInput {
+            filename: c.filename,
+            sha256: c.sha256,
+            size,
+            file,
+        });
     }
     Ok(out)
 }

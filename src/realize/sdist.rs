@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use envbuild_store::StorePath;
 
-use super::{builders, item_name, Component, RealizeError, Realizer};
+use super::builders::{self, WheelFile, WheelInput};
+use super::{item_name, Component, RealizeError, Realizer};
 use crate::lock::{Lock, LockedInput};
 use crate::plan::Derivation;
 use crate::python::resolve;
@@ -49,8 +50,8 @@ pub(super) struct LockedSdist {
 pub struct PinnedSdist {
     pub filename: String,
     pub item: StorePath,
-    /// (wheel file name, item), sorted by file name.
-    pub build_wheels: Vec<(String, StorePath)>,
+    /// Sorted by file name.
+    pub build_wheels: Vec<WheelInput>,
 }
 
 /// The sdists of a resolution (packages resolved to an sdist).
@@ -156,23 +157,23 @@ pub fn build_sdists(
             }
             .into());
         }
-        let (filename, wheel) = build_one(r, spec, base, s, epoch)?;
-        out.push(builders::unpack_wheel(r, spec, &filename, &wheel)?);
+        let wheel = build_one(r, spec, base, s, epoch)?;
+        out.push(builders::unpack_wheel(r, spec, &wheel)?);
     }
     Ok(out)
 }
 
-/// The wheel built from one sdist: (file name, store item of the wheel).
+/// The wheel built from one sdist, as an item of its own.
 fn build_one(
     r: &mut Realizer,
     spec: &Spec,
     base: &[Component],
     s: &PinnedSdist,
     epoch: u64,
-) -> Result<(String, StorePath), RealizeError> {
+) -> Result<WheelInput, RealizeError> {
     let mut closure: Vec<Component> = base.to_vec();
-    for (filename, item) in &s.build_wheels {
-        closure.push(builders::unpack_wheel(r, spec, filename, item)?);
+    for w in &s.build_wheels {
+        closure.push(builders::unpack_wheel(r, spec, w)?);
     }
     let python = spec.python.shebang.clone();
     let site = spec.python.site_packages.clone();
@@ -261,9 +262,16 @@ fn build_one(
             builder: "build-sdist",
             what: "holds no wheel".into(),
         })?;
-    let wheel = r
-        .store
-        .add_path(&dir.join(&filename), &item_name(&filename))?
-        .path;
-    Ok((filename, wheel))
+    let file = dir.join(&filename);
+    let sha256 = builders::sha256_file(&file)?;
+    let size = std::fs::metadata(&file)
+        .map_err(super::io_err("reading", &file))?
+        .len();
+    let wheel = r.store.add_path(&file, &item_name(&filename))?.path;
+    Ok(WheelInput {
+        filename,
+        sha256,
+        size,
+        file: WheelFile::Item(wheel),
+    })
 }

@@ -14,6 +14,13 @@
 //! clock tick as the fingerprint could leave mtime and ctime unchanged
 //! (git's "racy clean" problem). Such a path is simply hashed again next time.
 //!
+//! A path the caller has just written itself (an export) is recorded
+//! without the one-second wait: [`Store::record_hash`](crate::Store::record_hash)
+//! only waits [`OWN_WRITE_WINDOW_NS`], so that the kernel's coarse clock,
+//! which stamps mtime and ctime and advances by one tick (1 to 10 ms), has
+//! moved on: any later write, even of the same size, gets a later ctime
+//! than the one recorded.
+//!
 //! The store stays generic: the cache maps (absolute path, kind) to an
 //! opaque string; the caller says what `kind` is (e.g. `sha256`).
 
@@ -29,6 +36,10 @@ use crate::error::StoreError;
 /// Entries modified this recently are not cached (1 s: far above any file
 /// system's timestamp granularity on Linux).
 pub const RACY_WINDOW_NS: i128 = 1_000_000_000;
+
+/// How long after its newest timestamp a path written by the caller itself
+/// is recorded (50 ms: five ticks of the coarsest kernel clock, HZ=100).
+pub const OWN_WRITE_WINDOW_NS: i128 = 50_000_000;
 
 /// What `lstat` says about a path (and everything below it).
 #[derive(Debug, Clone, PartialEq, Eq)]

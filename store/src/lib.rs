@@ -24,5 +24,8 @@ pub mod store_path;
 pub use db::{PathInfo, Root};
 pub use error::{NameError, NarError, Nixbase32Error, StoreError};
 pub use nar::NarHash;
-pub use store::{default_root, AddedItem, GcReport, Scratch, Store, VerifyProblem, VerifyReport};
+pub use store::{
+    default_root, AddedItem, GcReport, PreparedOutput, Scratch, Store, VerifyProblem, VerifyReport,
+    WriteBehind,
+};
 pub use store_path::{FileIngestion, HashAlgo, StorePath, STORE_DIR};

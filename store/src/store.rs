@@ -15,6 +15,13 @@
 //! the copy's bytes, `syncfs`, rename into place, fsync the root, register.
 //! A crash before registration leaves garbage that nothing trusts; a crash
 //! after it leaves a complete item.
+//!
+//! Builder outputs are moved instead of copied, in batches:
+//! [`Store::prepare_scratch_output`] hashes an output and makes it canonical
+//! in its scratch directory (on any thread), and [`Store::commit_outputs`]
+//! takes the batch's item locks in sorted order, issues one `syncfs`,
+//! renames every output into place, fsyncs the root once and registers the
+//! batch in one transaction.
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -80,6 +87,45 @@ impl std::fmt::Display for VerifyProblem {
             VerifyProblem::Unreadable { path, error } => {
                 write!(f, "{path}: cannot be read: {error}")
             }
+        }
+    }
+}
+
+/// A scratch output hashed and made canonical by
+/// [`Store::prepare_scratch_output`], waiting for [`Store::commit_outputs`].
+/// Its identity is computed by the store, never given by the caller.
+#[derive(Debug)]
+pub struct PreparedOutput {
+    src: PathBuf,
+    name: String,
+    path: StorePath,
+    nar: NarHash,
+    references: Vec<StorePath>,
+    deriver: Option<String>,
+    /// Made canonical already (skipped when the item was valid then).
+    canonical: bool,
+}
+
+impl PreparedOutput {
+    /// The item this output will be.
+    pub fn path(&self) -> &StorePath {
+        &self.path
+    }
+}
+
+/// Flushes the store's file system in the background while it lives (from
+/// [`Store::write_behind`]).
+#[derive(Debug)]
+pub struct WriteBehind {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -171,6 +217,19 @@ fn canonicalize_in_place(path: &Path) -> Result<(), StoreError> {
         canonical::set_mtime(path)?;
     }
     Ok(())
+}
+
+/// The absolute path the hash cache keys `path` by, and the key.
+fn cache_key(path: &Path) -> Result<(PathBuf, String), StoreError> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(StoreError::io(path))?
+            .join(path)
+    };
+    let key = abs.to_string_lossy().into_owned();
+    Ok((abs, key))
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -363,11 +422,11 @@ impl Store {
 
     /// Add a file or directory that the caller built in one of this store's
     /// [`Store::scratch`] directories and will not touch again, by moving it
-    /// instead of copying it: hashed once, made canonical in place (0444 or
-    /// 0555 by the owner's x bit, directories 0555, mtime 1), synced, renamed
-    /// into place and registered. Half the I/O of [`Store::add_path`] for
-    /// builder outputs. `src` is consumed: on return it no longer exists
-    /// (moved into the store, or removed when the item was already valid).
+    /// instead of copying it: [`Store::prepare_scratch_output`] then
+    /// [`Store::commit_outputs`] for this one output. Half the I/O of
+    /// [`Store::add_path`] for builder outputs. `src` is consumed: on return
+    /// it no longer exists (moved into the store, or removed when the item
+    /// was already valid).
     pub fn add_scratch_output(
         &mut self,
         src: &Path,
@@ -375,6 +434,23 @@ impl Store {
         references: &[StorePath],
         deriver: Option<&str>,
     ) -> Result<AddedItem, StoreError> {
+        let prepared = self.prepare_scratch_output(src, name, references, deriver)?;
+        let mut added = self.commit_outputs(vec![prepared])?;
+        Ok(added.pop().expect("one output committed"))
+    }
+
+    /// The first half of a moving add, safe to run on many threads at once
+    /// (each with its own handle): hash the scratch output `src` and make it
+    /// canonical in place (0444 or 0555 by the owner's x bit, directories
+    /// 0555, mtime 1). Nothing is synced, renamed or registered; the
+    /// [`Scratch`] holding `src` must outlive the commit.
+    pub fn prepare_scratch_output(
+        &self,
+        src: &Path,
+        name: &str,
+        references: &[StorePath],
+        deriver: Option<&str>,
+    ) -> Result<PreparedOutput, StoreError> {
         validate_name(name)?;
         let tmp_dir = self.meta().join("tmp");
         if !src.starts_with(&tmp_dir) {
@@ -386,45 +462,97 @@ impl Store {
                 ),
             });
         }
-        let _gc = self.gc_lock(LockKind::Shared)?;
-        self.check_references(name, references)?;
         let nar = nar::hash_path(src)?;
         let path = StorePath::source(name, &nar.sha256, references, false)?;
-        let physical = self.physical_path(&path);
-        let done = |copied| AddedItem {
-            path: path.clone(),
-            physical: physical.clone(),
+        let canonical = !self.db.is_valid(&path)?;
+        if canonical {
+            canonicalize_in_place(src)?;
+        }
+        Ok(PreparedOutput {
+            canonical,
+            src: src.to_path_buf(),
+            name: name.to_string(),
+            path,
             nar,
-            copied,
-        };
-        if self.db.is_valid(&path)? {
-            canonical::remove_tree(src).map_err(StoreError::io(src))?;
-            return Ok(done(false));
-        }
-        let _lock = self.item_lock(&path)?;
-        if self.db.is_valid(&path)? {
-            canonical::remove_tree(src).map_err(StoreError::io(src))?;
-            return Ok(done(false));
-        }
-        canonicalize_in_place(src)?;
-        let dirf = fs::File::open(&tmp_dir).map_err(StoreError::io(&tmp_dir))?;
-        rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io {
-            path: src.to_path_buf(),
-            source: e.into(),
-        })?;
-        canonical::remove_tree(&physical).map_err(StoreError::io(&physical))?;
-        fs::rename(src, &physical).map_err(StoreError::io(&physical))?;
-        fsync_dir(&self.root)?;
-        self.db.register(&[PathInfo {
-            path: path.clone(),
-            nar_hash: format!("sha256:{}", nar.to_nix_base32()),
-            nar_size: nar.size,
             references: references.to_vec(),
             deriver: deriver.map(str::to_string),
-            ca: Some(format!("fixed:r:sha256:{}", nar.to_nix_base32())),
-            registration_time: 0,
-        }])?;
-        Ok(done(true))
+        })
+    }
+
+    /// The second half of moving adds, for a batch: take the items' locks
+    /// in sorted order, one `syncfs` for every output's files, rename each
+    /// output that is not yet valid into place, fsync the root once and
+    /// register the batch in one transaction. Outputs already valid (built
+    /// twice, or by another process meanwhile) are removed. Results are in
+    /// the order given.
+    pub fn commit_outputs(
+        &mut self,
+        outputs: Vec<PreparedOutput>,
+    ) -> Result<Vec<AddedItem>, StoreError> {
+        if outputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        for o in &outputs {
+            self.check_references(&o.name, &o.references)?;
+        }
+        let mut sorted: Vec<&StorePath> = outputs.iter().map(|o| &o.path).collect();
+        sorted.sort();
+        sorted.dedup();
+        let _locks = sorted
+            .iter()
+            .map(|p| self.item_lock(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Which outputs become items (the rest are duplicates of valid
+        // items); any not yet canonical is made so before the sync.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut moves = Vec::with_capacity(outputs.len());
+        for o in &outputs {
+            let m = seen.insert(o.path.clone()) && !self.db.is_valid(&o.path)?;
+            if m && !o.canonical {
+                canonicalize_in_place(&o.src)?;
+            }
+            moves.push(m);
+        }
+        let tmp_dir = self.meta().join("tmp");
+        let dirf = fs::File::open(&tmp_dir).map_err(StoreError::io(&tmp_dir))?;
+        rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io {
+            path: tmp_dir.clone(),
+            source: e.into(),
+        })?;
+        let mut infos = Vec::new();
+        let mut added = Vec::with_capacity(outputs.len());
+        for (o, copied) in outputs.into_iter().zip(moves) {
+            let physical = self.physical_path(&o.path);
+            if copied {
+                // Garbage from an add that died after the rename and before
+                // registration: it was never trusted, replace it.
+                canonical::remove_tree(&physical).map_err(StoreError::io(&physical))?;
+                fs::rename(&o.src, &physical).map_err(StoreError::io(&physical))?;
+                infos.push(PathInfo {
+                    path: o.path.clone(),
+                    nar_hash: format!("sha256:{}", o.nar.to_nix_base32()),
+                    nar_size: o.nar.size,
+                    references: o.references,
+                    deriver: o.deriver,
+                    ca: Some(format!("fixed:r:sha256:{}", o.nar.to_nix_base32())),
+                    registration_time: 0,
+                });
+            } else {
+                canonical::remove_tree(&o.src).map_err(StoreError::io(&o.src))?;
+            }
+            added.push(AddedItem {
+                path: o.path,
+                physical,
+                nar: o.nar,
+                copied,
+            });
+        }
+        if !infos.is_empty() {
+            fsync_dir(&self.root)?;
+            self.db.register(&infos)?;
+        }
+        Ok(added)
     }
 
     fn build_in_tmp(
@@ -456,8 +584,37 @@ impl Store {
         Ok(nar)
     }
 
-    /// A private scratch directory inside the store (same file system as the
-    /// items, so builders' outputs can be added cheaply). It holds the shared
+    /// Start writing dirty data of the store's file system back to disk now
+    /// and keep doing so until the guard is dropped. A batch of outputs
+    /// built for [`Store::commit_outputs`] is then mostly on disk when the
+    /// commit's `syncfs` comes, instead of waiting in the page cache until
+    /// the kernel's own writeback threshold (a tenth of memory) is reached.
+    /// Best effort: a failing `syncfs` here is ignored (the commit's own is
+    /// not).
+    pub fn write_behind(&self) -> WriteBehind {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let dir = self.meta().join("tmp");
+        let thread = std::thread::Builder::new()
+            .name("write-behind".into())
+            .spawn(move || {
+                let Ok(dirf) = fs::File::open(&dir) else {
+                    return;
+                };
+                loop {
+                    let _ = rustix::fs::syncfs(&dirf);
+                    match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                }
+            })
+            .ok();
+        WriteBehind {
+            stop: Some(tx),
+            thread,
+        }
+    }
+
     /// Every reference of a new item `name` must be a valid item.
     fn check_references(&self, name: &str, references: &[StorePath]) -> Result<(), StoreError> {
         for r in references {
@@ -471,6 +628,8 @@ impl Store {
         Ok(())
     }
 
+    /// A private scratch directory inside the store (same file system as the
+    /// items, so builders' outputs can be added cheaply). It holds the shared
     /// gc lock, so `gc` never removes it while in use, and is removed on drop.
     pub fn scratch(&self, label: &str) -> Result<Scratch, StoreError> {
         let gc = self.gc_lock(LockKind::Shared)?;
@@ -695,14 +854,7 @@ impl Store {
         kind: &str,
         compute: impl FnOnce(&mut Store) -> Result<String, E>,
     ) -> Result<String, E> {
-        let abs = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .map_err(StoreError::io(path))?
-                .join(path)
-        };
-        let key = abs.to_string_lossy().into_owned();
+        let (abs, key) = cache_key(path)?;
         let before = hash_cache::fingerprint(&abs)?;
         if let Some((fp, value)) = self.db.hash_cache_get(&key, kind)? {
             if fp == before.digest {
@@ -715,6 +867,46 @@ impl Store {
             self.db.hash_cache_put(&key, kind, &after.digest, &value)?;
         }
         Ok(value)
+    }
+
+    /// The value [`Store::record_hash`] or [`Store::cached_hash`] recorded
+    /// for `path` under `kind`, if nothing `lstat` reports about `path` (or
+    /// anything below it) changed since; `None` also when `path` is gone.
+    pub fn known_hash(&self, path: &Path, kind: &str) -> Result<Option<String>, StoreError> {
+        let (abs, key) = cache_key(path)?;
+        let Some((fp, value)) = self.db.hash_cache_get(&key, kind)? else {
+            return Ok(None);
+        };
+        match hash_cache::fingerprint(&abs) {
+            Ok(now) if now.digest == fp => Ok(Some(value)),
+            Ok(_) => Ok(None),
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Record `value` for `path` as it is now, for a path the caller has
+    /// just written itself (an export): see [`crate::hash_cache`] for why
+    /// this first waits until a write made after it would show in the
+    /// fingerprint (a few clock ticks). Nothing is recorded when `path`
+    /// changes meanwhile.
+    pub fn record_hash(&mut self, path: &Path, kind: &str, value: &str) -> Result<(), StoreError> {
+        let (abs, key) = cache_key(path)?;
+        let before = hash_cache::fingerprint(&abs)?;
+        let age = hash_cache::now_ns() - before.newest_ns;
+        if age < hash_cache::OWN_WRITE_WINDOW_NS {
+            let wait = (hash_cache::OWN_WRITE_WINDOW_NS - age) as u64;
+            std::thread::sleep(std::time::Duration::from_nanos(wait));
+        }
+        let after = hash_cache::fingerprint(&abs)?;
+        if after == before {
+            self.db.hash_cache_put(&key, kind, &after.digest, value)?;
+        }
+        Ok(())
     }
 
     /// The output a derivation produced before, if it is still valid.
