@@ -313,7 +313,18 @@ fn oci_dir_and_rootfs_formats_hold_the_same_image() {
         fs::metadata(rootfs.join("tmp")).unwrap().mode() & 0o7777,
         0o1777
     );
-    // An existing, non-empty output is refused rather than overwritten.
+    // The same output again is left as it is; an existing, non-empty
+    // output that is not exactly what an export of this image wrote is
+    // refused rather than overwritten.
+    let again = ok(
+        run(
+            &store,
+            &[&"realize", &spec, &"-o", &rootfs, &"--format", &"rootfs"],
+        ),
+        "rootfs again",
+    );
+    assert!(again.contains(&tar_digest), "{again}");
+    write(rootfs.join("root/notes.txt"), b"mine\n", 0o644);
     let err = fails(
         run(
             &store,

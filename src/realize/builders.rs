@@ -368,7 +368,7 @@ pub fn layer(
         let json = serde_json::to_vec_pretty(&blob).expect("a layer blob serializes");
         write_file(&out.join("layer.json"), &json)
     })?;
-    let dir = r.store.physical_path(&item);
+    let dir = r.output_path(&item);
     let meta = dir.join("layer.json");
     let blob: LayerBlob = serde_json::from_slice(
         &fs::read(&meta).map_err(io_err("reading", &meta))?,
@@ -378,10 +378,11 @@ pub fn layer(
         builder: "layer",
         what: format!("its layer.json is not valid: {e}"),
     })?;
+    let blob_path = r.store.physical_path(&item).join("blob");
     Ok(Layer {
         item,
         blob,
-        blob_path: dir.join("blob"),
+        blob_path,
         components: members.iter().map(|m| m.label.clone()).collect(),
     })
 }
@@ -504,7 +505,7 @@ pub fn unpack_deb(
             &serde_json::to_vec_pretty(&meta).expect("serializes"),
         )
     })?;
-    let meta_path = r.store.physical_path(&item).join("deb.json");
+    let meta_path = r.output_path(&item).join("deb.json");
     let meta: DebMeta =
         serde_json::from_slice(&fs::read(&meta_path).map_err(io_err("reading", &meta_path))?)
             .map_err(|e| RealizeError::BadItem {

@@ -206,10 +206,9 @@ impl<'s> Realizer<'s> {
     /// Like [`Realizer::in_parallel`], but jobs start largest `cost` first,
     /// and the outputs are committed to the store together when every step
     /// is done: one `syncfs` and one registration for the batch instead of
-    /// one each, while a write-behind thread keeps the disk busy. A step
-    /// must not read the outputs it realizes (their items exist only after
-    /// this returns); unpacking steps, whose callers need only the item
-    /// names, qualify.
+    /// one each, while a write-behind thread keeps the disk busy. Until
+    /// this returns, a step finds the files of an output it realized at
+    /// [`Realizer::output_path`], not at the item's physical path.
     pub fn in_parallel_batched<J: Sync, T: Send>(
         &mut self,
         jobs: &[J],
@@ -253,6 +252,18 @@ impl<'s> Realizer<'s> {
         self.built += built.into_inner();
         self.reused += reused.into_inner();
         Ok(out)
+    }
+
+    /// Where the files of `item`, realized by this realizer or before, are
+    /// now: still in their scratch directory while a batch is pending,
+    /// else in the store.
+    pub fn output_path(&self, item: &StorePath) -> PathBuf {
+        self.batch
+            .iter()
+            .flatten()
+            .find(|p| p.prepared.path() == item)
+            .map(|p| p.prepared.location().to_path_buf())
+            .unwrap_or_else(|| self.store.physical_path(item))
     }
 
     /// Move a batch of built outputs into the store and record their
@@ -957,7 +968,9 @@ fn pin_inputs(
         .collect();
     let mut local_hashes = on_store_workers(store.root(), &local, None, |st, abs| {
         let sha = st.cached_hash(abs, "sha256", |_| builders::sha256_file(abs))?;
-        let size = std::fs::metadata(abs).map_err(io_err("reading", abs))?.len();
+        let size = std::fs::metadata(abs)
+            .map_err(io_err("reading", abs))?
+            .len();
         Ok((sha, size))
     })?
     .into_iter();

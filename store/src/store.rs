@@ -111,6 +111,12 @@ impl PreparedOutput {
     pub fn path(&self) -> &StorePath {
         &self.path
     }
+
+    /// Where the output is until the commit (canonical already, unless its
+    /// item was valid when it was prepared).
+    pub fn location(&self) -> &Path {
+        &self.src
+    }
 }
 
 /// Flushes the store's file system in the background while it lives (from
@@ -880,9 +886,7 @@ impl Store {
         match hash_cache::fingerprint(&abs) {
             Ok(now) if now.digest == fp => Ok(Some(value)),
             Ok(_) => Ok(None),
-            Err(StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(None)
             }
             Err(e) => Err(e),

@@ -96,10 +96,15 @@ fn an_output_already_in_the_store_is_dropped_and_reported_not_copied() {
     let scratch = store.scratch("rebuild").unwrap();
     let out = scratch.path().join("out");
     tree(&out, "x");
-    let prepared = store.prepare_scratch_output(&out, "pkg", &[], None).unwrap();
+    let prepared = store
+        .prepare_scratch_output(&out, "pkg", &[], None)
+        .unwrap();
     assert_eq!(prepared.path(), &first.path);
     // Left as the builder made it: the item exists already.
-    let mode = fs::metadata(out.join("lib/mod.py")).unwrap().permissions().mode();
+    let mode = fs::metadata(out.join("lib/mod.py"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o644);
     let added = store.commit_outputs(vec![prepared]).unwrap();
     assert!(!added[0].copied);
@@ -121,7 +126,9 @@ fn a_batch_naming_a_missing_reference_commits_nothing() {
     let bad = scratch.path().join("bad");
     tree(&good, "good");
     tree(&bad, "bad");
-    let p_good = store.prepare_scratch_output(&good, "good", &[], None).unwrap();
+    let p_good = store
+        .prepare_scratch_output(&good, "good", &[], None)
+        .unwrap();
     let p_bad = store
         .prepare_scratch_output(&bad, "bad", std::slice::from_ref(&dep), None)
         .unwrap();
