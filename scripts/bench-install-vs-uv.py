@@ -10,8 +10,10 @@
    between runs). Packages that publish only sdists are skipped and named:
    the benchmark is about wheels.
 2. Write a spec with one `[[wheels]] path = ...` per file (no base) and time,
-   each run fresh (new store / new target / new uv cache) and after a `sync`
-   (so neither tool pays for the other's writeback), median of --runs:
+   each run fresh (new store / new target / new uv cache), after removing
+   every earlier run's output, a `sync` and 5 s of quiet (so neither tool
+   pays for the other's writeback or deletes), alternating which tool goes
+   first, median of --runs:
      envbuild closure SPEC          (components only: one unpack-wheel each)
      uv pip install --no-deps --target DIR --link-mode copy --offline
         --no-index FILES...         (with an empty UV_CACHE_DIR)
@@ -152,22 +154,32 @@ def main():
         spec = os.path.join(work, "bench.toml")
         write_spec(spec, files)
         e_runs, u_runs = [], []
-        for i in range(args.runs):
-            store = os.path.join(work, "store%d" % i)
-            lock = os.path.join(work, "bench.lock")
+        lock = os.path.join(work, "bench.lock")
+        store = os.path.join(work, "store")
+        target = os.path.join(work, "target")
+        cache = os.path.join(work, "uv-cache")
+
+        def settle():
+            """Same start for each timed run: the other runs' outputs
+            removed, everything written back (and, on a file system mounted
+            with `discard`, the deletes' trims issued) and a quiet disk."""
+            for d in (store, target, cache):
+                shutil.rmtree(d, ignore_errors=True)
             if os.path.exists(lock):
                 os.remove(lock)
-            os.sync()  # neither tool pays for the other's writeback
+            os.sync()
+            time.sleep(5)
+
+        def envbuild_run():
+            settle()
             dt, rss, rc, err = run_rusage([envbuild, "--store", store, "-q", "closure", spec])
             if rc != 0:
                 sys.exit("envbuild closure failed: " + err)
             e_runs.append((dt, rss))
-            if i + 1 < args.runs:
-                shutil.rmtree(store)
-            target = os.path.join(work, "target%d" % i)
-            cache = os.path.join(work, "uv-cache%d" % i)
+
+        def uv_run():
+            settle()
             env = dict(os.environ, UV_CACHE_DIR=cache)
-            os.sync()
             dt, rss, rc, err = run_rusage([uv, "pip", "install", "--quiet", "--no-deps", "--target", target,
                                            "--link-mode", "copy", "--offline", "--no-index",
                                            "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28"]
@@ -179,8 +191,19 @@ def main():
             t = time.perf_counter()
             os.sync()
             u_runs.append((dt, rss, dt + time.perf_counter() - t))
-            shutil.rmtree(target)
-            shutil.rmtree(cache)
+
+        # Alternate which goes first; envbuild last, so its store is there
+        # for the no-op runs below.
+        for i in range(args.runs):
+            if i % 2 == 0:
+                uv_run()
+                envbuild_run()
+            else:
+                envbuild_run()
+                uv_run()
+        if args.runs % 2 == 0:
+            envbuild_run()
+            e_runs.pop()
         e = statistics.median(t for t, _ in e_runs)
         u = statistics.median(t for t, _, _ in u_runs)
         u_sync = statistics.median(t for _, _, t in u_runs)
@@ -191,7 +214,6 @@ def main():
         print("uv pip install, then sync:            %7.2f s  (what envbuild's figure includes: durable files)"
               % u_sync)
         print("ratio envbuild/uv: %7.2f   (goal <= 0.7)" % (e / u))
-        store = os.path.join(work, "store%d" % (args.runs - 1))
         for cmd, what in (("closure", "no-op envbuild closure"), ("realize", "no-op envbuild realize")):
             if cmd == "realize":
                 # Warm the layers and image once; the no-op is the run after.

@@ -65,10 +65,15 @@ impl WheelArchive {
             }
         };
         let file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
-        let zip = ZipArchive::new(BufReader::new(file)).map_err(|source| WheelError::Archive {
-            wheel: wheel.to_owned(),
-            source,
-        })?;
+        // Members are read in large blocks: most of a wheel's bytes are in a
+        // few big members, and 8 KiB reads would cost a syscall each.
+        let zip =
+            ZipArchive::new(BufReader::with_capacity(COPY_BUFFER, file)).map_err(|source| {
+                WheelError::Archive {
+                    wheel: wheel.to_owned(),
+                    source,
+                }
+            })?;
         let action = "reading the zip central directory";
         let mut cd = File::open(path).map_err(io_err(action.to_owned()))?;
         cd.seek(SeekFrom::Start(zip.central_directory_start()))
