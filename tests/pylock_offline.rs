@@ -362,6 +362,115 @@ fn requirements_txt_with_hashes_is_found_through_the_index() {
 }
 
 #[test]
+fn requirements_txt_looks_in_find_links_then_the_index_then_extra_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let alpha = wheel("alpha", "1.0", "py3-none-any", "alpha");
+    let beta = wheel("beta", "2.0", "py3-none-any", "beta");
+    let gamma = wheel("gamma", "3.0", "py3-none-any", "local gamma");
+    // Fits the target better but its hash is not listed: passed over.
+    let gamma_decoy = wheel("gamma", "3.0", "cp311-cp311-manylinux_2_17_x86_64", "decoy");
+    let main = index(&[&alpha]);
+    let extra = index(&[&beta]);
+    let dir = tmp.path().join("wheels");
+    fs::create_dir(&dir).unwrap();
+    for w in [&gamma, &gamma_decoy] {
+        fs::write(dir.join(&w.filename), &w.data).unwrap();
+    }
+    let req = format!(
+        "--index-url {}/simple/\n--extra-index-url={}/simple/\n--find-links wheels\n\
+         alpha==1.0 --hash=sha256:{}\nbeta==2.0 --hash=sha256:{}\ngamma==3.0 --hash=sha256:{}\n",
+        main.base,
+        extra.base,
+        sha(&alpha.data),
+        sha(&beta.data),
+        sha(&gamma.data),
+    );
+    fs::write(tmp.path().join("requirements.txt"), &req).unwrap();
+    let spec = spec(tmp.path(), "lock = \"requirements.txt\"\n");
+    let out = ok(run(&store, &[&"closure", &spec]), "closure");
+    let names: Vec<String> = pypi_inputs(&spec).into_iter().map(|(_, s, _)| s).collect();
+    assert_eq!(
+        names,
+        [
+            alpha.filename.clone(),
+            beta.filename.clone(),
+            gamma.filename.clone()
+        ]
+    );
+    for (package, marker) in [
+        ("alpha", "alpha"),
+        ("beta", "beta"),
+        ("gamma", "local gamma"),
+    ] {
+        assert_eq!(
+            installed(&out, package),
+            Some(format!("WHICH = \"{marker}\"\n")),
+            "{package}"
+        );
+    }
+    // The local wheel was read in place, not copied into the store.
+    let items: Vec<String> = fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !items.iter().any(|n| n.ends_with(&gamma.filename)),
+        "{items:?}"
+    );
+    // Only the extra index was asked for beta; nobody for gamma.
+    let main_log = main.log.lock().unwrap().requests.clone();
+    assert!(
+        main_log.keys().all(|k| !k.contains("gamma")),
+        "{main_log:?}"
+    );
+    let extra_log = extra.log.lock().unwrap().requests.clone();
+    assert!(
+        extra_log.keys().any(|k| k.contains("beta")),
+        "{extra_log:?}"
+    );
+    assert!(
+        extra_log.keys().all(|k| !k.contains("alpha")),
+        "{extra_log:?}"
+    );
+    // The no-op asks neither index: fetched pins are in the store, the
+    // local one is still in its directory.
+    let before = (main_log.clone(), extra_log.clone());
+    ok(run(&store, &[&"closure", &"--offline", &spec]), "no-op");
+    assert_eq!(main.log.lock().unwrap().requests, before.0);
+    assert_eq!(extra.log.lock().unwrap().requests, before.1);
+
+    // Found nowhere: every place asked is named.
+    let missing = format!(
+        "--index-url {}/simple/\n--extra-index-url {}/simple/\n-f wheels\ndelta==1.0 --hash=sha256:{}\n",
+        main.base,
+        extra.base,
+        "3".repeat(64)
+    );
+    fs::write(tmp.path().join("requirements.txt"), &missing).unwrap();
+    let err = fails(run(&store, &[&"lock", &spec]), "missing everywhere");
+    for place in [
+        dir.display().to_string(),
+        main.base.clone(),
+        extra.base.clone(),
+    ] {
+        assert!(err.contains(&place), "{place}: {err}");
+    }
+    // A find-links page on a server is refused, naming the line.
+    let remote = format!(
+        "--find-links {}/links/\nalpha==1.0 --hash=sha256:{}\n",
+        main.base,
+        sha(&alpha.data)
+    );
+    fs::write(tmp.path().join("requirements.txt"), &remote).unwrap();
+    let err = fails(run(&store, &[&"lock", &spec]), "remote find-links");
+    assert!(
+        err.contains(":1:") && err.contains("local directory"),
+        "{err}"
+    );
+}
+
+#[test]
 fn export_pylock_round_trips_and_lists_the_pins() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");

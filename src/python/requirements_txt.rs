@@ -8,22 +8,28 @@
 //! ```text
 //! NAME[EXTRAS]==VERSION [; MARKER] (--hash=sha256:HEX | --hash sha256:HEX)+
 //! --index-url URL | -i URL | --index-url=URL
-//! --extra-index-url URL | --find-links ... | --no-binary ... | --only-binary ... | --pre | ...
+//! --extra-index-url URL | --extra-index-url=URL
+//! --find-links DIR | -f DIR | --find-links=DIR      (DIR: a path or file:// URL)
+//! --no-binary ... | --only-binary ... | --pre | --trusted-host ... | ...
 //! ```
 //!
 //! - A requirement whose marker is false for the target is skipped.
 //! - Anything but a single `==`/`===` pin, a requirement without a sha256
 //!   hash, a URL or path requirement, `-r`/`-c`/`-e` includes, is an error
 //!   naming the line.
-//! - Index: the spec's `[python] index` wins; else the file's
-//!   `--index-url`; else the configuration (`ENVBUILD_INDEX_URL`,
-//!   `PIP_INDEX_URL`, `UV_INDEX_URL`, pip.conf, pip's default). Other
-//!   options (`--extra-index-url`, `--find-links`, ...) are ignored: the
-//!   hashes decide which file is right, wherever it is found.
-//! - For each requirement the index is asked for that version's files; the
-//!   best wheel for the target (by [`Target::tags`]) whose sha256 is one
-//!   of the listed hashes is chosen. None: an error naming the package,
-//!   the version, the index and the hashes.
+//! - Where wheels are looked for, in this order (the hashes decide which
+//!   file is right, wherever it is found): each `--find-links` directory
+//!   (relative to the file; only wheels named for the pinned version are
+//!   hashed), then the index (the spec's `[python] index` wins; else the
+//!   file's `--index-url`; else the configuration: `ENVBUILD_INDEX_URL`,
+//!   `PIP_INDEX_URL`, `UV_INDEX_URL`, pip.conf, pip's default), then each
+//!   `--extra-index-url` in file order. A `--find-links` that is an HTTP
+//!   URL is an error naming the line (only local directories are read);
+//!   other options are ignored.
+//! - In each place the best wheel for the target (by [`Target::tags`])
+//!   whose sha256 is one of the listed hashes is chosen; the first place
+//!   that has one wins. None anywhere: an error naming the package, the
+//!   version, every place asked and the hashes.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -33,7 +39,7 @@ use pep508_rs::{Requirement, VersionOrUrl};
 use crate::python::index_config::{self, NoIndex};
 use crate::python::pylock::{ChosenWheel, Location};
 use crate::python::resolve::{self, ResolveError, Target};
-use crate::python::wheel::normalize_name;
+use crate::python::wheel::{normalize_name, WheelFilename};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsError {
@@ -47,6 +53,12 @@ pub enum RequirementsError {
     #[error("{}:{}: no wheel of {}=={} for the target ({}) at {} has one of the listed hashes ({})",
         .0.path.display(), .0.line, .0.package, .0.version, .0.target, .0.index, .0.hashes)]
     NotFound(Box<NotFound>),
+    #[error("--find-links {}: {source}", dir.display())]
+    FindLinks {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: the wheels are not in the store and the index cannot be asked (offline)")]
     Offline { path: PathBuf },
     #[error(transparent)]
@@ -79,18 +91,19 @@ pub struct HashedRequirement {
 }
 
 /// What a requirements file says: its pinned requirements that apply to
-/// `target`, and its `--index-url`, if any.
+/// `target`, its `--index-url`, if any, its `--extra-index-url`s and its
+/// `--find-links` directories (absolute), in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
     pub requirements: Vec<HashedRequirement>,
     pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<PathBuf>,
 }
 
-/// Options that take a value (as the next word when not written `=`).
+/// Options that take a value (as the next word when not written `=`) and
+/// do not change which files are found.
 const VALUE_OPTIONS: &[&str] = &[
-    "--extra-index-url",
-    "--find-links",
-    "-f",
     "--no-binary",
     "--only-binary",
     "--trusted-host",
@@ -105,6 +118,8 @@ pub fn parse(path: &Path, text: &str, target: &Target) -> Result<Parsed, Require
     let env = target.marker_environment();
     let mut requirements = Vec::new();
     let mut index_url = None;
+    let mut extra_index_urls = Vec::new();
+    let mut find_links = Vec::new();
     let mut logical = String::new();
     let mut start = 0;
     let lines: Vec<&str> = text.lines().collect();
@@ -150,6 +165,27 @@ pub fn parse(path: &Path, text: &str, target: &Target) -> Result<Parsed, Require
                             .trim_end_matches('/')
                             .to_string(),
                     )
+                }
+                "--extra-index-url" => extra_index_urls.push(
+                    value
+                        .ok_or_else(|| bad("--extra-index-url URL"))?
+                        .trim_end_matches('/')
+                        .to_string(),
+                ),
+                "--find-links" | "-f" => {
+                    let v = value.ok_or_else(|| bad("--find-links DIR"))?;
+                    let dir = match v.strip_prefix("file://") {
+                        Some(p) => PathBuf::from(p),
+                        None if v.contains("://") => {
+                            return Err(bad(
+                                "--find-links with a local directory (a path or file:// URL; \
+                                 pages on a server are not read)",
+                            ))
+                        }
+                        None => PathBuf::from(v),
+                    };
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    find_links.push(base.join(dir));
                 }
                 o if VALUE_OPTIONS.contains(&o) || FLAG_OPTIONS.contains(&o) => {}
                 _ => {
@@ -216,6 +252,8 @@ pub fn parse(path: &Path, text: &str, target: &Target) -> Result<Parsed, Require
     Ok(Parsed {
         requirements,
         index_url,
+        extra_index_urls,
+        find_links,
     })
 }
 
@@ -240,43 +278,130 @@ pub fn select(
     offline: bool,
 ) -> Result<Vec<ChosenWheel>, RequirementsError> {
     let parsed = parse(path, text, target)?;
-    if offline {
-        return Err(RequirementsError::Offline {
-            path: path.to_path_buf(),
-        });
+    let mut chosen: Vec<Option<ChosenWheel>> = vec![None; parsed.requirements.len()];
+    let mut asked = Vec::new();
+    for dir in &parsed.find_links {
+        asked.push(dir.display().to_string());
+        for (slot, r) in chosen.iter_mut().zip(&parsed.requirements) {
+            if slot.is_none() {
+                *slot = find_in_directory(dir, r, target)?;
+            }
+        }
     }
-    let index = match (spec_index, &parsed.index_url) {
-        (Some(i), _) => i.to_string(),
-        (None, Some(i)) => i.clone(),
-        (None, None) => index_config::index_url(None)?.0,
-    };
-    let wanted: Vec<(String, String, Vec<String>)> = parsed
-        .requirements
-        .iter()
-        .map(|r| (r.name.clone(), r.version.clone(), r.hashes.clone()))
-        .collect();
-    let (index_display, found) = resolve::find_hashed_wheels(&index, target, &wanted)?;
+    if chosen.iter().any(Option::is_none) {
+        if offline {
+            return Err(RequirementsError::Offline {
+                path: path.to_path_buf(),
+            });
+        }
+        let index = match (spec_index, &parsed.index_url) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(i)) => i.clone(),
+            (None, None) => index_config::index_url(None)?.0,
+        };
+        for index in std::iter::once(&index).chain(&parsed.extra_index_urls) {
+            let missing: Vec<usize> = (0..chosen.len()).filter(|&i| chosen[i].is_none()).collect();
+            if missing.is_empty() {
+                break;
+            }
+            let wanted: Vec<(String, String, Vec<String>)> = missing
+                .iter()
+                .map(|&i| &parsed.requirements[i])
+                .map(|r| (r.name.clone(), r.version.clone(), r.hashes.clone()))
+                .collect();
+            let (display, found) = resolve::find_hashed_wheels(index, target, &wanted)?;
+            asked.push(display);
+            for (&i, f) in missing.iter().zip(found) {
+                chosen[i] = f.map(|w| ChosenWheel {
+                    package: parsed.requirements[i].name.clone(),
+                    filename: w.filename,
+                    location: Location::Url(w.url),
+                    sha256: w.sha256,
+                    size: w.size,
+                });
+            }
+        }
+    }
     let mut out = Vec::new();
-    for (r, f) in parsed.requirements.iter().zip(found) {
-        let Some(w) = f else {
+    for (r, c) in parsed.requirements.iter().zip(chosen) {
+        let Some(c) = c else {
             return Err(RequirementsError::NotFound(Box::new(NotFound {
                 path: path.to_path_buf(),
                 line: r.line,
                 package: r.name.clone(),
                 version: r.version.clone(),
                 target: target.to_string(),
-                index: index_display,
+                index: asked.join(", "),
                 hashes: r.hashes.join(", "),
             })));
         };
-        out.push(ChosenWheel {
-            package: r.name.clone(),
-            filename: w.filename,
-            location: Location::Url(w.url),
-            sha256: w.sha256,
-            size: w.size,
-        });
+        out.push(c);
     }
     out.sort_by(|a, b| a.package.cmp(&b.package));
     Ok(out)
+}
+
+/// The best wheel for `target` in the directory `dir` of `r`'s name and
+/// version whose sha256 is one of `r`'s hashes. Only wheels named for that
+/// name and version are read.
+fn find_in_directory(
+    dir: &Path,
+    r: &HashedRequirement,
+    target: &Target,
+) -> Result<Option<ChosenWheel>, RequirementsError> {
+    let io = |source| RequirementsError::FindLinks {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let wanted_version = pep440_rs::Version::from_str(&r.version).ok();
+    let mut best: Option<(usize, ChosenWheel)> = None;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let filename = entry.file_name().to_string_lossy().into_owned();
+        let Ok(w) = WheelFilename::parse(&filename) else {
+            continue;
+        };
+        let same_version = pep440_rs::Version::from_str(&w.version).ok() == wanted_version;
+        if normalize_name(&w.name) != r.name || !same_version {
+            continue;
+        }
+        let Some(rank) = target.wheel_rank(&w.python, &w.abi, &w.platform) else {
+            continue;
+        };
+        if best.as_ref().is_some_and(|(b, _)| *b <= rank) {
+            continue;
+        }
+        let file = entry.path();
+        let sha256 = sha256_file(&file).map_err(io)?;
+        if !r.hashes.contains(&sha256) {
+            continue;
+        }
+        let size = entry.metadata().map_err(io)?.len();
+        best = Some((
+            rank,
+            ChosenWheel {
+                package: r.name.clone(),
+                filename,
+                location: Location::Path(file),
+                sha256,
+                size: Some(size),
+            },
+        ));
+    }
+    Ok(best.map(|(_, c)| c))
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => h.update(&buf[..n]),
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }

@@ -53,40 +53,48 @@ pub(super) fn pin_python_lock(
     );
     let chosen: Vec<ChosenWheel> = if is_requirements_txt(abs) {
         // Finding the files takes the index: reuse the lock's pins when it
-        // was made from this very file and every pinned file is in the store.
+        // was made from this very file and every pinned file is in the store
+        // (or, for `--find-links` wheels, still in its directory: checked
+        // against its sha256 when it is unpacked).
+        let find_links = requirements_txt::parse(abs, &text, &target)?.find_links;
         let reused: Option<Vec<ChosenWheel>> = old
             .filter(|l| {
                 l.inputs
                     .iter()
                     .any(|i| i.id == "python:request" && i.source == request)
             })
-            .map(|l| {
+            .and_then(|l| {
                 l.inputs
                     .iter()
-                    .filter_map(|i| {
-                        i.id.strip_prefix("pypi:")?;
+                    .filter(|i| i.id.starts_with("pypi:"))
+                    .map(|i| {
+                        let sha256 = i.hash.strip_prefix("sha256:")?.to_string();
+                        let fetched = store
+                            .realisation(&format!("fetch:sha256:{sha256}"), "out")
+                            .ok()
+                            .flatten()
+                            .is_some();
+                        let location = if fetched || opts.lock_only {
+                            Location::Url(format!(
+                                "(pinned in the lock; {} is in the store)",
+                                i.source
+                            ))
+                        } else {
+                            let local = find_links
+                                .iter()
+                                .map(|d| d.join(&i.source))
+                                .find(|p| p.is_file())?;
+                            Location::Path(local)
+                        };
                         Some(ChosenWheel {
                             package: String::new(),
                             filename: i.source.clone(),
-                            location: Location::Url(format!(
-                                "(pinned in the lock; {} is in the store)",
-                                i.source
-                            )),
-                            sha256: i.hash.strip_prefix("sha256:")?.to_string(),
+                            location,
+                            sha256,
                             size: Some(i.size),
                         })
                     })
                     .collect()
-            })
-            .filter(|pins: &Vec<ChosenWheel>| {
-                opts.lock_only
-                    || pins.iter().all(|c| {
-                        store
-                            .realisation(&format!("fetch:sha256:{}", c.sha256), "out")
-                            .ok()
-                            .flatten()
-                            .is_some()
-                    })
             });
         match reused {
             Some(pins) => pins,

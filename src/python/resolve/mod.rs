@@ -468,7 +468,8 @@ pub struct IndexWheel {
 
 /// For each `(name, version, sha256 hashes)`, the best wheel (by the
 /// target's tag order) of that exact version that fits `target` and whose
-/// sha256 the index gives as one of `hashes`; `None` when there is none.
+/// sha256 the index gives as one of `hashes`; `None` when there is none
+/// (also when the index does not know the project).
 /// What a hash-checked requirements file needs: no resolution happens.
 pub fn find_hashed_wheels(
     index_url: &str,
@@ -488,7 +489,16 @@ pub fn find_hashed_wheels(
     }
     let mut out = Vec::new();
     for (name, version, hashes) in wanted {
-        let project = client.project(&crate::python::wheel::normalize_name(name))?;
+        // A project this index does not have: not found here (another
+        // index may have it).
+        let project = match client.project(&crate::python::wheel::normalize_name(name)) {
+            Ok(p) => p,
+            Err(ResolveError::NotFound { .. }) => {
+                out.push(None);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let entry = Version::from_str(version)
             .ok()
             .and_then(|v| project.entry(&v).cloned());
