@@ -72,12 +72,52 @@ pub struct LockedInput {
     pub size: u64,
 }
 
+/// A file a lock pins for a request (see [`Lock::pins_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockedPin<'a> {
+    /// The id after the prefix (`pypi:<file>` → the file name, `deb:<name>`
+    /// → the package name).
+    pub key: &'a str,
+    pub source: &'a str,
+    /// Lowercase hex.
+    pub sha256: &'a str,
+    pub size: u64,
+}
+
 /// The lock file that belongs to `spec`.
 pub fn lock_path(spec: &Path) -> PathBuf {
     spec.with_extension("lock")
 }
 
 impl Lock {
+    /// The files this lock pins under `prefix` (e.g. `pypi:`), when its
+    /// `request_id` entry (e.g. `python:request`) was made from exactly
+    /// `request`: what lets a resolver reuse the lock instead of asking an
+    /// index or archive again. `None` when the request differs or is absent.
+    pub fn pins_for(
+        &self,
+        request_id: &str,
+        request: &str,
+        prefix: &str,
+    ) -> Option<Vec<LockedPin<'_>>> {
+        self.inputs
+            .iter()
+            .any(|i| i.id == request_id && i.source == request)
+            .then(|| {
+                self.inputs
+                    .iter()
+                    .filter_map(|i| {
+                        Some(LockedPin {
+                            key: i.id.strip_prefix(prefix)?,
+                            source: &i.source,
+                            sha256: i.hash.strip_prefix("sha256:")?,
+                            size: i.size,
+                        })
+                    })
+                    .collect()
+            })
+    }
+
     pub fn new(source_date_epoch: u64, mut inputs: Vec<LockedInput>) -> Lock {
         inputs.sort_by(|a, b| a.id.cmp(&b.id));
         Lock {
@@ -167,5 +207,48 @@ impl Lock {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(id: &str, source: &str, hash: &str, size: u64) -> LockedInput {
+        LockedInput {
+            id: id.into(),
+            source: source.into(),
+            hash: hash.into(),
+            size,
+        }
+    }
+
+    #[test]
+    fn pins_for_gives_the_prefixed_pins_only_for_the_same_request() {
+        let lock = Lock::new(
+            1,
+            vec![
+                input("python:request", "cp311: numpy==1.24.4", "sha256:aa", 1),
+                input("pypi:numpy-1.24.4.whl", "numpy-1.24.4.whl", "sha256:bb", 7),
+                input("pypi:odd.whl", "odd.whl", "nar-sha256:cc", 3),
+                input("deb:libc6", "pool/libc6.deb", "sha256:dd", 9),
+            ],
+        );
+        let pins = lock
+            .pins_for("python:request", "cp311: numpy==1.24.4", "pypi:")
+            .unwrap();
+        assert_eq!(
+            pins,
+            [LockedPin {
+                key: "numpy-1.24.4.whl",
+                source: "numpy-1.24.4.whl",
+                sha256: "bb",
+                size: 7
+            }]
+        );
+        assert!(lock
+            .pins_for("python:request", "cp311: numpy==1.25.0", "pypi:")
+            .is_none());
+        assert!(lock.pins_for("debian:request", "bookworm", "deb:").is_none());
     }
 }

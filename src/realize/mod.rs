@@ -507,22 +507,10 @@ fn pin_python(
     );
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));
     let locked: Option<Vec<LockedWheel>> = old
-        .filter(|l| {
-            l.inputs
-                .iter()
-                .any(|i| i.id == "python:request" && i.source == request)
-        })
-        .map(|l| {
-            l.inputs
-                .iter()
-                .filter_map(|i| {
-                    i.id.strip_prefix("pypi:")?;
-                    Some((
-                        i.source.clone(),
-                        i.hash.strip_prefix("sha256:")?.to_string(),
-                        i.size,
-                    ))
-                })
+        .and_then(|l| l.pins_for("python:request", &request, "pypi:"))
+        .map(|pins| {
+            pins.iter()
+                .map(|p| (p.source.to_string(), p.sha256.to_string(), p.size))
                 .collect()
         });
     let target = Target::cpython_glibc(py.version, Arch::X86_64, glibc);
@@ -753,23 +741,15 @@ fn pin_debian(
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()));
     let item_prefix = format!("{}:", req.prefix);
     let locked: Option<Vec<PinnedDeb>> = old
-        .filter(|l| {
-            l.inputs
-                .iter()
-                .any(|i| i.id == req.request_id && i.source == request)
-        })
-        .map(|l| {
-            l.inputs
-                .iter()
-                .filter_map(|i| {
-                    let name = i.id.strip_prefix(&item_prefix)?;
-                    Some(PinnedDeb {
-                        name: name.to_string(),
-                        version: String::new(),
-                        filename: i.source.clone(),
-                        sha256: i.hash.strip_prefix("sha256:")?.to_string(),
-                        size: i.size,
-                    })
+        .and_then(|l| l.pins_for(req.request_id, &request, &item_prefix))
+        .map(|pins| {
+            pins.iter()
+                .map(|p| PinnedDeb {
+                    name: p.key.to_string(),
+                    version: String::new(),
+                    filename: p.source.to_string(),
+                    sha256: p.sha256.to_string(),
+                    size: p.size,
                 })
                 .collect()
         });

@@ -58,17 +58,11 @@ pub(super) fn pin_python_lock(
         // against its sha256 when it is unpacked).
         let find_links = requirements_txt::parse(abs, &text, &target)?.find_links;
         let reused: Option<Vec<ChosenWheel>> = old
-            .filter(|l| {
-                l.inputs
-                    .iter()
-                    .any(|i| i.id == "python:request" && i.source == request)
-            })
-            .and_then(|l| {
-                l.inputs
-                    .iter()
-                    .filter(|i| i.id.starts_with("pypi:"))
+            .and_then(|l| l.pins_for("python:request", &request, "pypi:"))
+            .and_then(|pins| {
+                pins.iter()
                     .map(|i| {
-                        let sha256 = i.hash.strip_prefix("sha256:")?.to_string();
+                        let sha256 = i.sha256.to_string();
                         let fetched = store
                             .realisation(&format!("fetch:sha256:{sha256}"), "out")
                             .ok()
@@ -82,13 +76,13 @@ pub(super) fn pin_python_lock(
                         } else {
                             let local = find_links
                                 .iter()
-                                .map(|d| d.join(&i.source))
+                                .map(|d| d.join(i.source))
                                 .find(|p| p.is_file())?;
                             Location::Path(local)
                         };
                         Some(ChosenWheel {
                             package: String::new(),
-                            filename: i.source.clone(),
+                            filename: i.source.to_string(),
                             location,
                             sha256,
                             size: Some(i.size),
