@@ -7,104 +7,39 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::debian::{build_archive, Archive, Pkg};
 use common::http::{serve, Behaviour};
 use common::*;
 
-struct Archive {
-    keyring: PathBuf,
-    in_release: Vec<u8>,
-    packages: Vec<u8>,
-    deb: Vec<u8>,
-}
+const IN_RELEASE: &str = "/debian/dists/test/InRelease";
+const PACKAGES: &str = "/debian/dists/test/main/binary-amd64/Packages";
+const DEB: &str = "/debian/pool/main/h/hello-deb/hello-deb_1.0_amd64.deb";
 
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Build a one-package archive (a .deb holding /usr/share/hello/greeting)
-/// signed with a throwaway key.
-fn build_archive(dir: &Path) -> Archive {
-    require_tool("gpg", "gnupg");
-    require_tool("dpkg-deb", "dpkg");
-    let pkg = dir.join("pkg");
-    write(
-        pkg.join("usr/share/hello/greeting"),
-        b"hello from a deb\n",
-        0o644,
-    );
-    write(
-        pkg.join("DEBIAN/control"),
-        b"Package: hello-deb\nVersion: 1.0\nArchitecture: amd64\nMaintainer: test <t@example.invalid>\nDescription: test\n",
-        0o644,
-    );
-    let deb_path = dir.join("hello-deb_1.0_amd64.deb");
-    let o = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zxz", "--build"])
-        .arg(&pkg)
-        .arg(&deb_path)
-        .output()
-        .unwrap();
-    ok(o, "dpkg-deb --build");
-    let deb = fs::read(&deb_path).unwrap();
-    let packages = format!(
-        "Package: hello-deb\nVersion: 1.0\nArchitecture: amd64\nFilename: pool/main/h/hello-deb/hello-deb_1.0_amd64.deb\nSize: {}\nSHA256: {}\nDescription: test\n",
-        deb.len(),
-        sha256_hex(&deb)
+/// A one-package archive (a .deb holding /usr/share/hello/greeting),
+/// suite `test`, signed with a throwaway key.
+fn hello_archive(dir: &Path) -> Archive {
+    build_archive(
+        dir,
+        "test",
+        &[Pkg {
+            name: "hello-deb",
+            version: "1.0",
+            depends: None,
+            files: vec![(
+                "/usr/share/hello/greeting",
+                b"hello from a deb\n".to_vec(),
+                0o644,
+            )],
+        }],
     )
-    .into_bytes();
-    let release = format!(
-        "Origin: test\nSuite: test\nCodename: test\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages\n",
-        sha256_hex(&packages),
-        packages.len()
-    );
-    let gnupg = dir.join("gnupg");
-    fs::create_dir(&gnupg).unwrap();
-    fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let o = Command::new("gpg")
-            .env("GNUPGHOME", &gnupg)
-            .args([
-                "--batch",
-                "--yes",
-                "--passphrase",
-                "",
-                "--pinentry-mode",
-                "loopback",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        ok(o, &format!("gpg {args:?}"));
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "envbuild test archive <archive@example.invalid>",
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    let keyring = dir.join("keyring.gpg");
-    gpg(&["--output", keyring.to_str().unwrap(), "--export"]);
-    let release_path = dir.join("Release");
-    fs::write(&release_path, release).unwrap();
-    let signed = dir.join("InRelease");
-    gpg(&[
-        "--output",
-        signed.to_str().unwrap(),
-        "--clearsign",
-        release_path.to_str().unwrap(),
-    ]);
-    Archive {
-        keyring,
-        in_release: fs::read(&signed).unwrap(),
-        packages,
-        deb,
+}
+
+/// The bytes the archive serves at `route`.
+fn served(a: &Archive, route: &str) -> Vec<u8> {
+    match a.routes.iter().find(|(r, _)| r == route) {
+        Some((_, Behaviour::Serve(b))) => b.clone(),
+        _ => panic!("the archive serves nothing at {route}"),
     }
 }
 
@@ -121,33 +56,21 @@ fn spec(dir: &Path, mirror: &str, keyring: &Path) -> PathBuf {
     spec
 }
 
-fn routes(
-    a: &Archive,
-    in_release: Vec<u8>,
-    packages: Vec<u8>,
-    deb: Vec<u8>,
-) -> Vec<(&'static str, Behaviour)> {
-    let _ = a;
-    vec![
-        ("/debian/dists/test/InRelease", Behaviour::Serve(in_release)),
-        (
-            "/debian/dists/test/main/binary-amd64/Packages",
-            Behaviour::Serve(packages),
-        ),
-        (
-            "/debian/pool/main/h/hello-deb/hello-deb_1.0_amd64.deb",
-            Behaviour::Serve(deb),
-        ),
-    ]
-}
-
-fn attempt(
-    a: &Archive,
-    in_release: Vec<u8>,
-    packages: Vec<u8>,
-    deb: Vec<u8>,
-) -> (tempfile::TempDir, std::process::Output) {
-    let server = serve(routes(a, in_release, packages, deb));
+/// Realize from the archive with `route`'s bytes replaced by `bytes`.
+fn attempt(a: &Archive, route: &str, bytes: Vec<u8>) -> (tempfile::TempDir, std::process::Output) {
+    let routes: Vec<(String, Behaviour)> = a
+        .routes
+        .iter()
+        .map(|(r, b)| {
+            let b = if r == route {
+                Behaviour::Serve(bytes.clone())
+            } else {
+                b.clone()
+            };
+            (r.clone(), b)
+        })
+        .collect();
+    let server = serve(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = spec(t.path(), &format!("{}/debian", server.base), &a.keyring);
     let o = run(
@@ -160,9 +83,9 @@ fn attempt(
 #[test]
 fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     let work = tempfile::tempdir().unwrap();
-    let a = build_archive(work.path());
+    let a = hello_archive(work.path());
 
-    let (t, o) = attempt(&a, a.in_release.clone(), a.packages.clone(), a.deb.clone());
+    let (t, o) = attempt(&a, DEB, served(&a, DEB));
     ok(o, "realize from the good archive");
     let lock = fs::read_to_string(t.path().join("base.lock")).unwrap();
     assert!(
@@ -178,10 +101,10 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     assert_eq!(verify_clean(&t.path().join("store")), 8);
 
     // A signed body altered after signing.
-    let text = String::from_utf8(a.in_release.clone())
+    let text = String::from_utf8(served(&a, IN_RELEASE))
         .unwrap()
         .replace("Origin: test", "Origin: evil");
-    let (t, o) = attempt(&a, text.into_bytes(), a.packages.clone(), a.deb.clone());
+    let (t, o) = attempt(&a, IN_RELEASE, text.into_bytes());
     let err = fails(o, "bad signature");
     assert!(
         err.contains("InRelease") && err.contains("does not verify"),
@@ -190,9 +113,9 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     verify_clean(&t.path().join("store"));
 
     // A Packages file that is not the one Release lists.
-    let mut packages = a.packages.clone();
+    let mut packages = served(&a, PACKAGES);
     packages.extend_from_slice(b"\nPackage: injected\nVersion: 6.6\nArchitecture: amd64\n");
-    let (t, o) = attempt(&a, a.in_release.clone(), packages, a.deb.clone());
+    let (t, o) = attempt(&a, PACKAGES, packages);
     let err = fails(o, "Packages hash mismatch");
     assert!(
         err.contains("main/binary-amd64/Packages") && err.contains("sha256 mismatch"),
@@ -201,10 +124,10 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     verify_clean(&t.path().join("store"));
 
     // A .deb that is not the one Packages lists.
-    let mut deb = a.deb.clone();
+    let mut deb = served(&a, DEB);
     let n = deb.len();
     deb[n - 10] ^= 0xff;
-    let (t, o) = attempt(&a, a.in_release.clone(), a.packages.clone(), deb);
+    let (t, o) = attempt(&a, DEB, deb);
     let err = fails(o, "tampered deb");
     assert!(
         err.contains("hello-deb_1.0_amd64.deb") && err.contains("sha256 mismatch"),

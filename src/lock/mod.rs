@@ -249,6 +249,8 @@ mod tests {
         assert!(lock
             .pins_for("python:request", "cp311: numpy==1.25.0", "pypi:")
             .is_none());
-        assert!(lock.pins_for("debian:request", "bookworm", "deb:").is_none());
+        assert!(lock
+            .pins_for("debian:request", "bookworm", "deb:")
+            .is_none());
     }
 }
