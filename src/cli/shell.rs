@@ -37,8 +37,10 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
+/// What `run` and `shell` share: the spec, how it is realized, and which
+/// host variables pass in.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub struct EnterArgs {
     /// The spec (TOML)
     pub spec: PathBuf,
     /// Keep only HOME, USER, TERM and DISPLAY from the host environment
@@ -53,6 +55,12 @@ pub struct RunArgs {
     /// Use only what the store already has
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub enter: EnterArgs,
     /// The command and its arguments
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -61,14 +69,15 @@ pub struct RunArgs {
 /// `envbuild run SPEC -- CMD`: the command in the image's closure (no
 /// hook, no shell packages), its exit status passed through.
 pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let (spec, _closure, rootfs) = rootfs_of(global, &args.spec, args.locked, args.offline, false)?;
+    let e = args.enter;
+    let (spec, _closure, rootfs) = rootfs_of(global, &e.spec, e.locked, e.offline, false)?;
     let code = envbuild::shell::run(
         &spec,
         &rootfs,
         &args.command,
         &EnterOptions {
-            pure: args.pure,
-            keep: args.keep,
+            pure: e.pure,
+            keep: e.keep,
             ..EnterOptions::default()
         },
     )?;
@@ -77,20 +86,8 @@ pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
 
 #[derive(Debug, clap::Args)]
 pub struct ShellArgs {
-    /// The spec (TOML)
-    pub spec: PathBuf,
-    /// Keep only HOME, USER, TERM and DISPLAY from the host environment
-    #[arg(long)]
-    pub pure: bool,
-    /// Also keep this host variable (repeatable)
-    #[arg(long = "keep", value_name = "VAR")]
-    pub keep: Vec<String>,
-    /// Fail if the spec no longer matches its lock
-    #[arg(long)]
-    pub locked: bool,
-    /// Use only what the store already has
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub enter: EnterArgs,
     /// A command to run instead of an interactive shell (its exit status is the shell's)
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -99,11 +96,12 @@ pub struct ShellArgs {
 /// `envbuild shell SPEC [-- CMD]`: the closure plus `[shell] packages`,
 /// the `[shell] hook` on entry, then the command or an interactive shell.
 pub fn shell(global: &Global, args: ShellArgs) -> Result<ExitCode> {
-    let (spec, _closure, rootfs) = rootfs_of(global, &args.spec, args.locked, args.offline, true)?;
+    let e = args.enter;
+    let (spec, _closure, rootfs) = rootfs_of(global, &e.spec, e.locked, e.offline, true)?;
     let dev = envbuild::shell::dev_shell(&spec, &rootfs, &args.command)?;
     let opts = EnterOptions {
-        pure: args.pure,
-        keep: args.keep,
+        pure: e.pure,
+        keep: e.keep,
         extra_ro: dev
             .hook_file
             .as_ref()
