@@ -372,7 +372,7 @@ fn find_in_directory(
             continue;
         }
         let file = entry.path();
-        let sha256 = sha256_file(&file).map_err(io)?;
+        let sha256 = crate::io::sha256_file(&file).map_err(io)?;
         if !r.hashes.contains(&sha256) {
             continue;
         }
@@ -389,19 +389,4 @@ fn find_in_directory(
         ));
     }
     Ok(best.map(|(_, c)| c))
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match f.read(&mut buf)? {
-            0 => break,
-            n => h.update(&buf[..n]),
-        }
-    }
-    Ok(hex::encode(h.finalize()))
 }

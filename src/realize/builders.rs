@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use envbuild_store::nar::{self, writer::HashingWriter};
 use envbuild_store::StorePath;
-use sha2::{Digest, Sha256};
 
 use super::{io_err, item_name, Component, Layer, RealizeError, Realizer};
 use crate::assemble::{check_union, ComponentTree};
@@ -22,17 +20,7 @@ use crate::spec::{self, FileInput, Spec};
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub fn sha256_file(path: &Path) -> Result<String, RealizeError> {
-    let mut f = fs::File::open(path).map_err(io_err("reading", path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::io::sha256_file(path).map_err(io_err("reading", path))
 }
 
 pub(crate) fn rel(image_path: &str) -> &str {

@@ -176,7 +176,7 @@ pub struct Realizer<'s> {
 /// A built output waiting for its batch's commit.
 struct PendingOutput {
     /// Holds the output (and the gc lock) until the commit.
-    _scratch: envbuild_store::Scratch,
+    scratch: envbuild_store::Scratch,
     prepared: envbuild_store::PreparedOutput,
     drv_hash: String,
 }
@@ -273,7 +273,7 @@ impl<'s> Realizer<'s> {
         let mut prepared = Vec::with_capacity(pending.len());
         let mut hashes = Vec::with_capacity(pending.len());
         for p in pending {
-            scratches.push(p._scratch);
+            scratches.push(p.scratch);
             prepared.push(p.prepared);
             hashes.push(p.drv_hash);
         }
@@ -313,7 +313,7 @@ impl<'s> Realizer<'s> {
                     .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?;
             let path = prepared.path().clone();
             batch.push(PendingOutput {
-                _scratch: scratch,
+                scratch,
                 prepared,
                 drv_hash: hash,
             });

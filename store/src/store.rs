@@ -225,6 +225,32 @@ fn canonicalize_in_place(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rename a finished item into place. Anything already at `physical` is
+/// garbage from an add that died after its rename and before registration:
+/// it was never trusted, so it is replaced.
+fn move_into_place(src: &Path, physical: &Path) -> Result<(), StoreError> {
+    canonical::remove_tree(physical).map_err(StoreError::io(physical))?;
+    fs::rename(src, physical).map_err(StoreError::io(physical))
+}
+
+/// The registration of a content-addressed ("source") item.
+fn source_info(
+    path: &StorePath,
+    nar: &NarHash,
+    references: Vec<StorePath>,
+    deriver: Option<String>,
+) -> PathInfo {
+    PathInfo {
+        path: path.clone(),
+        nar_hash: format!("sha256:{}", nar.to_nix_base32()),
+        nar_size: nar.size,
+        references,
+        deriver,
+        ca: Some(format!("fixed:r:sha256:{}", nar.to_nix_base32())),
+        registration_time: 0,
+    }
+}
+
 /// The absolute path the hash cache keys `path` by, and the key.
 fn cache_key(path: &Path) -> Result<(PathBuf, String), StoreError> {
     let abs = if path.is_absolute() {
@@ -404,20 +430,14 @@ impl Store {
                 return Err(e);
             }
         };
-        // Garbage from an add that died after the rename and before
-        // registration: it was never trusted, replace it.
-        canonical::remove_tree(&physical).map_err(StoreError::io(&physical))?;
-        fs::rename(&tmp, &physical).map_err(StoreError::io(&physical))?;
+        move_into_place(&tmp, &physical)?;
         fsync_dir(&self.root)?;
-        self.db.register(&[PathInfo {
-            path: path.clone(),
-            nar_hash: format!("sha256:{}", nar.to_nix_base32()),
-            nar_size: nar.size,
-            references: references.to_vec(),
-            deriver: deriver.map(str::to_string),
-            ca: Some(format!("fixed:r:sha256:{}", nar.to_nix_base32())),
-            registration_time: 0,
-        }])?;
+        self.db.register(&[source_info(
+            &path,
+            &nar,
+            references.to_vec(),
+            deriver.map(str::to_string),
+        )])?;
         Ok(AddedItem {
             path,
             physical,
@@ -531,19 +551,8 @@ impl Store {
         for (o, copied) in outputs.into_iter().zip(moves) {
             let physical = self.physical_path(&o.path);
             if copied {
-                // Garbage from an add that died after the rename and before
-                // registration: it was never trusted, replace it.
-                canonical::remove_tree(&physical).map_err(StoreError::io(&physical))?;
-                fs::rename(&o.src, &physical).map_err(StoreError::io(&physical))?;
-                infos.push(PathInfo {
-                    path: o.path.clone(),
-                    nar_hash: format!("sha256:{}", o.nar.to_nix_base32()),
-                    nar_size: o.nar.size,
-                    references: o.references,
-                    deriver: o.deriver,
-                    ca: Some(format!("fixed:r:sha256:{}", o.nar.to_nix_base32())),
-                    registration_time: 0,
-                });
+                move_into_place(&o.src, &physical)?;
+                infos.push(source_info(&o.path, &o.nar, o.references, o.deriver));
             } else {
                 canonical::remove_tree(&o.src).map_err(StoreError::io(&o.src))?;
             }
