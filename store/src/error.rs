@@ -64,6 +64,12 @@ pub enum NarError {
     },
     #[error("cannot write NAR output: {0}")]
     Write(#[source] std::io::Error),
+    #[error("tree {root}: cannot write {path:?}: {reason}")]
+    TreeOrder {
+        root: PathBuf,
+        path: String,
+        reason: String,
+    },
 }
 
 /// Errors from the store.

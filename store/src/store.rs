@@ -32,7 +32,7 @@ use crate::db::{Db, PathInfo, Root};
 use crate::error::{NarError, StoreError};
 use crate::hash_cache;
 use crate::lock::{FileLock, LockKind};
-use crate::nar::{self, writer::HashingWriter, NarHash};
+use crate::nar::{self, writer::HashingWriter, NarHash, WrittenTree};
 use crate::store_path::{validate_name, StorePath, STORE_DIR};
 
 const META_DIR: &str = ".envbuild";
@@ -478,16 +478,7 @@ impl Store {
         deriver: Option<&str>,
     ) -> Result<PreparedOutput, StoreError> {
         validate_name(name)?;
-        let tmp_dir = self.meta().join("tmp");
-        if !src.starts_with(&tmp_dir) {
-            return Err(StoreError::Io {
-                path: src.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("a scratch output must be inside {}", tmp_dir.display()),
-                ),
-            });
-        }
+        self.check_in_scratch(src)?;
         let nar = nar::hash_path(src)?;
         let path = StorePath::source(name, &nar.sha256, references, false)?;
         let canonical = !self.db.is_valid(&path)?;
@@ -502,6 +493,48 @@ impl Store {
             nar,
             references: references.to_vec(),
             deriver: deriver.map(str::to_string),
+        })
+    }
+
+    /// [`Store::prepare_scratch_output`] for a tree a [`TreeWriter`] wrote
+    /// in one of this store's [`Store::scratch`] directories: the writer
+    /// hashed the NAR as it wrote the files in canonical form, so nothing is
+    /// read, hashed or re-moded again.
+    ///
+    /// [`TreeWriter`]: crate::nar::TreeWriter
+    pub fn prepare_written_output(
+        &self,
+        tree: WrittenTree,
+        name: &str,
+        references: &[StorePath],
+        deriver: Option<&str>,
+    ) -> Result<PreparedOutput, StoreError> {
+        validate_name(name)?;
+        self.check_in_scratch(tree.root())?;
+        let nar = tree.nar();
+        let path = StorePath::source(name, &nar.sha256, references, false)?;
+        Ok(PreparedOutput {
+            canonical: true,
+            src: tree.root().to_path_buf(),
+            name: name.to_string(),
+            path,
+            nar,
+            references: references.to_vec(),
+            deriver: deriver.map(str::to_string),
+        })
+    }
+
+    fn check_in_scratch(&self, src: &Path) -> Result<(), StoreError> {
+        let tmp_dir = self.meta().join("tmp");
+        if src.starts_with(&tmp_dir) {
+            return Ok(());
+        }
+        Err(StoreError::Io {
+            path: src.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a scratch output must be inside {}", tmp_dir.display()),
+            ),
         })
     }
 

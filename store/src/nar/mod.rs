@@ -20,12 +20,15 @@
 //!
 //! [`writer`] streams a NAR out of a directory tree in constant memory (and can
 //! lay down a canonical copy of the tree while it reads it); [`reader`] parses a
-//! NAR stream and restores it as a tree.
+//! NAR stream and restores it as a tree; [`tree_writer`] writes a new tree
+//! whose entries arrive in NAR order and hashes its NAR on the way.
 
 pub mod reader;
+pub mod tree_writer;
 pub mod writer;
 
 pub use reader::restore;
+pub use tree_writer::{nar_order, FileWriter, TreeWriter, WrittenTree};
 pub use writer::{dump, dump_and_copy, hash_path, NarHash};
 
 pub(crate) const MAGIC: &str = "nix-archive-1";
