@@ -181,7 +181,7 @@ pub fn unpack_wheel(
     .arg("data", scheme.data.clone())
     .arg("headers", scheme.headers.clone())
     .arg("shebang", layout.shebang.clone());
-    let item = r.realize(&drv, &[], |store, out| {
+    let item = r.realize_written(&drv, &[], |store, out| {
         let source = match &wheel.file {
             WheelFile::Item(item) => store.physical_path(item),
             WheelFile::Local(path) => {
@@ -201,14 +201,12 @@ pub fn unpack_wheel(
         mkdirs(&named_dir)?;
         let named = named_dir.join(filename);
         std::os::unix::fs::symlink(&source, &named).map_err(io_err("linking", &named))?;
-        mkdirs(out)?;
         let opts = InstallOptions {
             scheme: scheme.clone(),
             interpreter: layout.shebang.clone(),
             installer: "envbuild".into(),
         };
-        install_wheel(&named, out, &opts)?;
-        Ok(())
+        Ok(install_wheel(&named, out, &opts)?.tree)
     })?;
     Ok(Component {
         subdir: "",

@@ -18,6 +18,7 @@ pub mod sdist;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use envbuild_store::nar::WrittenTree;
 use envbuild_store::{Store, StoreError, StorePath};
 
 use crate::assemble::{self, AssembleError, LAYER_BUDGET};
@@ -294,6 +295,30 @@ impl<'s> Realizer<'s> {
         references: &[StorePath],
         build: impl FnOnce(&mut Store, &Path) -> Result<(), RealizeError>,
     ) -> Result<StorePath, RealizeError> {
+        self.realize_output(drv, references, |store, out| {
+            build(store, out).map(|()| None)
+        })
+    }
+
+    /// [`Realizer::realize`] for a builder that writes its output at `out`
+    /// (which does not exist yet) with the store's
+    /// [`TreeWriter`](envbuild_store::nar::TreeWriter): the tree's NAR hash
+    /// was computed as it was written, so it is not read back.
+    pub fn realize_written(
+        &mut self,
+        drv: &Derivation,
+        references: &[StorePath],
+        build: impl FnOnce(&mut Store, &Path) -> Result<WrittenTree, RealizeError>,
+    ) -> Result<StorePath, RealizeError> {
+        self.realize_output(drv, references, |store, out| build(store, out).map(Some))
+    }
+
+    fn realize_output(
+        &mut self,
+        drv: &Derivation,
+        references: &[StorePath],
+        build: impl FnOnce(&mut Store, &Path) -> Result<Option<WrittenTree>, RealizeError>,
+    ) -> Result<StorePath, RealizeError> {
         let hash = drv.hash();
         if let Some(item) = self.store.realisation(&hash, "out")? {
             self.reused += 1;
@@ -304,14 +329,20 @@ impl<'s> Realizer<'s> {
         }
         let scratch = self.store.scratch(&drv.name)?;
         let out = scratch.path().join("out");
-        build(self.store, &out)?;
+        let written = build(self.store, &out)?;
         self.built += 1;
         // The output is ours alone: moved into the store, not copied.
-        if let Some(batch) = &mut self.batch {
-            let prepared =
+        let prepared = match written {
+            Some(tree) => {
                 self.store
-                    .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?;
-            let path = prepared.path().clone();
+                    .prepare_written_output(tree, &drv.name, references, Some(&hash))?
+            }
+            None => self
+                .store
+                .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?,
+        };
+        let path = prepared.path().clone();
+        if let Some(batch) = &mut self.batch {
             batch.push(PendingOutput {
                 scratch,
                 prepared,
@@ -319,11 +350,9 @@ impl<'s> Realizer<'s> {
             });
             return Ok(path);
         }
-        let added = self
-            .store
-            .add_scratch_output(&out, &drv.name, references, Some(&hash))?;
-        self.store.add_realisation(&hash, "out", &added.path)?;
-        Ok(added.path)
+        self.store.commit_outputs(vec![prepared])?;
+        self.store.add_realisation(&hash, "out", &path)?;
+        Ok(path)
     }
 }
 

@@ -281,6 +281,16 @@ impl WheelArchive {
             .map_err(|_| bad("it is not UTF-8".to_owned()))
     }
 
+    /// What RECORD says member `i` holds (an error for RECORD itself and its
+    /// signatures, which are never installed).
+    pub fn recorded(&self, i: usize) -> Result<FileDigest, WheelError> {
+        let member = &self.members[i];
+        member.digest.ok_or_else(|| WheelError::NotInRecord {
+            wheel: self.wheel.clone(),
+            member: member.name.clone(),
+        })
+    }
+
     /// Copy member `i` into `out` (named `dest_path` in errors), rewriting a
     /// `#!python` first line when `interpreter` is given, and hashing what is
     /// read: an error unless it is exactly what RECORD says. Returns the

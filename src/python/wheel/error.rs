@@ -20,8 +20,15 @@ pub enum WheelError {
         reason: &'static str,
     },
 
-    #[error("wheel {wheel}: the destination {dest} is not an empty directory (expected an empty directory that becomes one component)")]
-    DestinationNotEmpty { wheel: String, dest: String },
+    #[error("wheel {wheel}: the destination {dest} exists (expected a path that does not exist yet: the installed tree is created there)")]
+    DestinationExists { wheel: String, dest: String },
+
+    #[error("wheel {wheel}: writing the installed tree failed: {source}")]
+    Tree {
+        wheel: String,
+        #[source]
+        source: envbuild_store::NarError,
+    },
 
     #[error("wheel {wheel}: {action} failed: {source}")]
     Io {

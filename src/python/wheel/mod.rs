@@ -48,8 +48,10 @@
 //!   `\n` line ends. No `.pyc` is compiled; `REQUESTED` and
 //!   `direct_url.json` are not written. The wheel's `RECORD.jws`/`.p7s`
 //!   sign the old RECORD and are not installed.
-//! - **Modes**: files whose zip unix mode has any x bit are 0755, other files
-//!   0644, scripts and launchers 0755, directories 0755, whatever the umask.
+//! - **Modes**: the tree is written in the store's canonical form, through
+//!   the store's [`TreeWriter`] in NAR order: files whose zip unix mode has
+//!   any x bit, scripts and launchers are 0555, other files 0444,
+//!   directories 0555, every mtime 1, whatever the umask.
 //! - **Determinism**: the tree and every byte in it depend only on the
 //!   wheel's member names and contents and the options, not on member order,
 //!   timestamps, umask or machine. Two members (or a member and a generated
@@ -66,12 +68,10 @@ mod scripts;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::Path;
 
+use envbuild_store::nar::{nar_order, TreeWriter, WrittenTree};
 use sha2::{Digest as _, Sha256};
 
 pub use error::WheelError;
@@ -133,12 +133,16 @@ pub struct InstalledDistribution {
     pub dist_info: String,
     /// Every file written, relative to the destination, sorted.
     pub files: Vec<String>,
+    /// The tree written at the destination, with its NAR hash.
+    pub tree: WrittenTree,
 }
 
-/// Install the wheel at `wheel` into the empty directory `dest` (see the
-/// module docs for the rules). `wheel`'s file name is parsed, so it must be
-/// the wheel's own name (`foo-1.0-py3-none-any.whl`). On error, `dest` may
-/// hold a partial tree: the caller removes it.
+/// Install the wheel at `wheel` into a new directory `dest`, which must not
+/// exist yet (see the module docs for the rules). `wheel`'s file name is
+/// parsed, so it must be the wheel's own name (`foo-1.0-py3-none-any.whl`).
+/// The tree is written in the store's canonical form with its NAR hash
+/// computed on the way ([`InstalledDistribution::tree`]). On error, `dest`
+/// may hold a partial, read-only tree: the caller removes it.
 pub fn install_wheel(
     wheel: &Path,
     dest: &Path,
@@ -152,7 +156,6 @@ pub fn install_wheel(
         wheel: &wheel_name,
         dest,
         opts,
-        made_dirs: HashSet::new(),
     }
     .run(wheel)
 }
@@ -162,24 +165,25 @@ struct Installer<'a> {
     wheel: &'a str,
     dest: &'a Path,
     opts: &'a InstallOptions,
-    /// Directories created so far, relative to `dest`.
-    made_dirs: HashSet<String>,
+}
+
+/// Where an installed file's bytes come from, once its digest is known.
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    /// A member, its `#!python` line rewritten if a script; `size` is what
+    /// is written.
+    Member {
+        member: usize,
+        script: bool,
+        size: u64,
+    },
 }
 
 impl Installer<'_> {
-    fn io(&self, action: impl Into<String>) -> impl FnOnce(io::Error) -> WheelError + '_ {
-        let action = action.into();
-        move |source| WheelError::Io {
-            wheel: self.wheel.to_owned(),
-            action,
-            source,
-        }
-    }
-
-    fn run(mut self, wheel_path: &Path) -> Result<InstalledDistribution, WheelError> {
+    fn run(self, wheel_path: &Path) -> Result<InstalledDistribution, WheelError> {
         let filename = WheelFilename::parse(self.wheel)?;
         self.check_options()?;
-        self.check_dest_empty()?;
+        self.check_dest_absent()?;
 
         let mut archive = WheelArchive::open(self.wheel, wheel_path)?;
         let layout = archive.layout(&filename)?;
@@ -239,49 +243,87 @@ impl Installer<'_> {
             &dirs,
         )?;
 
-        // Everything but RECORD, in path order.
+        // Every file's digest is known before anything is written: members
+        // by their RECORD rows (checked while they are copied), scripts by
+        // a first rewrite into a hashing sink, generated files by their
+        // bytes. So the new RECORD is made up front, and the whole tree is
+        // written in one pass in NAR order, hashed on the way.
         let mut rows: Vec<(String, Option<FileDigest>)> = Vec::with_capacity(plan.files.len());
+        let mut contents: Vec<(&str, bool, Content)> = Vec::with_capacity(plan.files.len());
         for (path, planned) in &plan.files {
-            let digest = match &planned.source {
+            let (executable, content, digest) = match &planned.source {
                 Source::Record => {
                     rows.push((paths::relative_to(&dirs.lib, path), None));
                     continue;
                 }
-                Source::Generated { bytes, mode } => {
-                    self.write_file(path, bytes, *mode)?;
-                    FileDigest {
+                Source::Generated { bytes, executable } => {
+                    let digest = FileDigest {
                         sha256: Sha256::digest(bytes).into(),
                         size: bytes.len() as u64,
-                    }
+                    };
+                    (*executable, Content::Bytes(bytes), digest)
                 }
                 Source::Member {
                     member,
                     script,
-                    mode,
+                    executable,
                 } => {
-                    let mut f = self.create_file(path)?;
-                    let interpreter = script.then_some(self.opts.interpreter.as_str());
-                    let digest = archive.extract(*member, &mut f, interpreter, path)?;
-                    self.finish_file(f, path, *mode)?;
-                    digest
+                    let digest = if *script {
+                        let interpreter = Some(self.opts.interpreter.as_str());
+                        archive.extract(*member, &mut io::sink(), interpreter, path)?
+                    } else {
+                        archive.recorded(*member)?
+                    };
+                    let content = Content::Member {
+                        member: *member,
+                        script: *script,
+                        size: digest.size,
+                    };
+                    (*executable, content, digest)
                 }
             };
             rows.push((paths::relative_to(&dirs.lib, path), Some(digest)));
+            contents.push((path, executable, content));
+        }
+        // RECORD: every installed file, relative to the library directory.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let record = record::write_record(rows.iter().map(|(p, d)| (p.as_str(), *d)));
+        contents.push((&plan.record, false, Content::Bytes(record.as_bytes())));
+        contents.sort_by(|a, b| nar_order(a.0, b.0));
+
+        let tree_err = |source| WheelError::Tree {
+            wheel: self.wheel.to_owned(),
+            source,
+        };
+        let mut tree = TreeWriter::create(self.dest).map_err(tree_err)?;
+        for (path, executable, content) in contents {
+            match content {
+                Content::Bytes(bytes) => tree
+                    .file_from_bytes(path, executable, bytes)
+                    .map_err(tree_err)?,
+                Content::Member {
+                    member,
+                    script,
+                    size,
+                } => {
+                    let mut file = tree.file(path, executable, size).map_err(tree_err)?;
+                    let interpreter = script.then_some(self.opts.interpreter.as_str());
+                    archive.extract(member, &mut file, interpreter, path)?;
+                    file.finish().map_err(tree_err)?;
+                }
+            }
         }
         for &member in &plan.verify_only {
             archive.extract(member, &mut io::sink(), None, "nowhere")?;
         }
-
-        // RECORD: every installed file, relative to the library directory.
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let text = record::write_record(rows.iter().map(|(p, d)| (p.as_str(), *d)));
-        self.write_file(&plan.record, text.as_bytes(), 0o644)?;
+        let tree = tree.finish().map_err(tree_err)?;
 
         Ok(InstalledDistribution {
             name: layout.name,
             version: layout.version,
             dist_info: paths::join(&dirs.lib, &layout.dist_info),
             files: plan.files.into_keys().collect(), // sorted: a BTreeMap
+            tree,
         })
     }
 
@@ -318,53 +360,13 @@ impl Installer<'_> {
         Ok(())
     }
 
-    fn check_dest_empty(&self) -> Result<(), WheelError> {
-        let mut entries = fs::read_dir(self.dest)
-            .map_err(self.io(format!("reading the destination {}", self.dest.display())))?;
-        if entries.next().is_some() {
-            return Err(WheelError::DestinationNotEmpty {
+    fn check_dest_absent(&self) -> Result<(), WheelError> {
+        if self.dest.symlink_metadata().is_ok() {
+            return Err(WheelError::DestinationExists {
                 wheel: self.wheel.to_owned(),
                 dest: self.dest.display().to_string(),
             });
         }
         Ok(())
-    }
-
-    /// Create `dest/path` (it must not exist), making missing parent
-    /// directories with mode 0755.
-    fn create_file(&mut self, path: &str) -> Result<File, WheelError> {
-        let mut end = 0;
-        while let Some(i) = path[end..].find('/') {
-            end += i;
-            let dir = &path[..end];
-            end += 1;
-            if self.made_dirs.contains(dir) {
-                continue;
-            }
-            let full = self.dest.join(dir);
-            fs::create_dir(&full).map_err(self.io(format!("creating directory {dir}")))?;
-            fs::set_permissions(&full, fs::Permissions::from_mode(0o755))
-                .map_err(self.io(format!("setting the mode of {dir}")))?;
-            self.made_dirs.insert(dir.to_owned());
-        }
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(self.dest.join(path))
-            .map_err(self.io(format!("creating {path}")))
-    }
-
-    fn write_file(&mut self, path: &str, bytes: &[u8], mode: u32) -> Result<(), WheelError> {
-        let mut f = self.create_file(path)?;
-        f.write_all(bytes)
-            .map_err(self.io(format!("writing {path}")))?;
-        self.finish_file(f, path, mode)
-    }
-
-    /// Set the exact mode (whatever the umask).
-    fn finish_file(&self, file: File, path: &str, mode: u32) -> Result<(), WheelError> {
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(self.io(format!("setting the mode of {path}")))
     }
 }

@@ -15,13 +15,13 @@ pub(super) enum Source {
     Member {
         member: usize,
         script: bool,
-        mode: u32,
+        executable: bool,
     },
     Generated {
         bytes: Vec<u8>,
-        mode: u32,
+        executable: bool,
     },
-    /// The new RECORD, written last.
+    /// The new RECORD, made once every other file's digest is known.
     Record,
 }
 
@@ -118,14 +118,13 @@ pub(super) fn plan(
         } else {
             (paths::join(&dirs.lib, &m.name), false)
         };
-        let mode = if script || m.executable { 0o755 } else { 0o644 };
         files.insert(
             path,
             format!("member {}", m.name),
             Source::Member {
                 member: i,
                 script,
-                mode,
+                executable: script || m.executable,
             },
         )?;
     }
@@ -135,7 +134,10 @@ pub(super) fn plan(
         files.insert(
             paths::join(&scheme.scripts, &e.name),
             format!("the [{}] entry point {}", e.group, e.name),
-            Source::Generated { bytes, mode: 0o755 },
+            Source::Generated {
+                bytes,
+                executable: true,
+            },
         )?;
     }
     let info_dir = paths::join(&dirs.lib, &layout.dist_info);
@@ -144,7 +146,7 @@ pub(super) fn plan(
         "the INSTALLER file written by the installer".to_owned(),
         Source::Generated {
             bytes: format!("{}\n", opts.installer).into_bytes(),
-            mode: 0o644,
+            executable: false,
         },
     )?;
     let record = format!("{info_dir}/RECORD");

@@ -247,11 +247,16 @@ impl TreeWriter {
     /// Check `name` comes after the last entry of the innermost open
     /// directory and write its entry framing.
     fn entry(&mut self, path: &str, name: &str) -> Result<(), NarError> {
-        let last = self.last.last_mut().expect("the root's level is always there");
+        let last = self
+            .last
+            .last_mut()
+            .expect("the root's level is always there");
         if let Some(prev) = last.as_deref() {
             if name.as_bytes() <= prev.as_bytes() {
                 let reason = if name == prev {
-                    format!("{name:?} was written already (as a file, symlink or finished directory)")
+                    format!(
+                        "{name:?} was written already (as a file, symlink or finished directory)"
+                    )
                 } else {
                     format!("{name:?} comes before {prev:?}, written already; entries must come in NAR order")
                 };

@@ -4,6 +4,7 @@ mod fixture;
 mod pip;
 
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use fixture::{demo_wheel, record_hash, snapshot, WheelBuilder, DEMO_CLI};
@@ -29,7 +30,6 @@ fn install(
     let tmp = tempfile::tempdir().unwrap();
     let wheel = b.write_to(tmp.path());
     let dest = tmp.path().join("dest");
-    fs::create_dir(&dest).unwrap();
     let result = install_wheel(&wheel, &dest, opts);
     (tmp, result)
 }
@@ -145,17 +145,20 @@ fn installs_a_pure_wheel() {
         "envbuild\n"
     );
 
-    // Modes: scripts, launchers and x-bit members 0755, the rest 0644, dirs 0755.
+    // Canonical modes: scripts, launchers and x-bit members 0555, the rest
+    // 0444, directories 0555; every mtime 1.
     for (path, (m, _)) in snapshot(&dest) {
         let want = if path.ends_with('/')
             || path.starts_with("usr/local/bin/")
             || path.ends_with("tool.sh")
         {
-            0o755
+            0o555
         } else {
-            0o644
+            0o444
         };
         assert_eq!(m, want, "mode of {path}");
+        let mtime = fs::symlink_metadata(dest.join(&path)).unwrap().mtime();
+        assert_eq!(mtime, 1, "mtime of {path}");
     }
 
     let record = read(&format!("{SITE}/demo_pkg-1.0.dist-info/RECORD"));
@@ -206,7 +209,7 @@ fn installs_a_platlib_wheel() {
     assert!(dist.files.contains(&format!("{plat}/natpkg/_native.so")));
     assert!(dist.files.contains(&format!("{plat}/natpkg_plat.py")));
     assert!(dist.files.contains(&format!("{SITE}/natpkg_pure.py")));
-    assert_eq!(mode(&dest.join(format!("{plat}/natpkg/_native.so"))), 0o755);
+    assert_eq!(mode(&dest.join(format!("{plat}/natpkg/_native.so"))), 0o555);
     let record =
         fs::read_to_string(dest.join(format!("{plat}/natpkg-2.0.dist-info/RECORD"))).unwrap();
     let rows = check_record(&dest, plat, &record);
@@ -230,8 +233,21 @@ fn output_is_independent_of_member_order_and_compression() {
     let (ta, da) = install_ok(&a);
     let (tb, db) = install_ok(&b);
     let (tc, dc) = install_ok(&c);
-    assert_eq!(da, db);
-    assert_eq!(da, dc);
+    // The same distribution and the same NAR; only where it lies differs.
+    let same = |d: &InstalledDistribution| {
+        (
+            d.name.clone(),
+            d.version.clone(),
+            d.files.clone(),
+            d.tree.nar(),
+        )
+    };
+    assert_eq!(same(&da), same(&db));
+    assert_eq!(same(&da), same(&dc));
+    assert_eq!(
+        da.tree.nar(),
+        envbuild_store::nar::hash_path(&ta.path().join("dest")).unwrap()
+    );
     let sa = snapshot(&ta.path().join("dest"));
     assert_eq!(sa, snapshot(&tb.path().join("dest")));
     assert_eq!(sa, snapshot(&tc.path().join("dest")));
@@ -541,7 +557,7 @@ fn options_and_destination_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let wheel = b.write_to(tmp.path());
     let e = install_wheel(&wheel, tmp.path(), &options()).unwrap_err();
-    assert!(matches!(e, WheelError::DestinationNotEmpty { .. }), "{e:?}");
+    assert!(matches!(e, WheelError::DestinationExists { .. }), "{e:?}");
 
     // posix_prefix takes the prefix with or without slashes around it.
     assert_eq!(
@@ -560,7 +576,6 @@ fn a_corrupt_archive_is_an_error() {
     bytes.truncate(bytes.len() / 2);
     fs::write(&wheel, bytes).unwrap();
     let dest = tmp.path().join("dest");
-    fs::create_dir(&dest).unwrap();
     let e = install_wheel(&wheel, &dest, &options()).unwrap_err();
     assert!(matches!(e, WheelError::Archive { .. }), "{e:?}");
     assert_message(&e, &["demo_pkg-1.0-py3-none-any.whl"]);
