@@ -11,9 +11,14 @@
    the benchmark is about wheels.
 2. Write a spec with one `[[wheels]] path = ...` per file (no base) and time,
    each run fresh (new store / new target / new uv cache), after removing
-   every earlier run's output, a `sync` and 5 s of quiet (so neither tool
-   pays for the other's writeback or deletes), alternating which tool goes
-   first, median of --runs:
+   every earlier run's output, a `sync` and --settle seconds of quiet
+   (default 40), alternating which tool goes first, median of --runs. The
+   quiet is there so neither tool pays for the other's writeback or
+   deletes: on ext4 without a journal, allocating an inode skips every
+   inode of its group freed in the last 30 s (35 s while its inode-table
+   block is dirty), one buffer lookup each, so creating 40,000 files right
+   after 40,000 were deleted costs seconds of system time (seen with perf:
+   11% of envbuild's samples in __ext4_new_inode after a 5 s settle):
      envbuild closure SPEC          (components only: one unpack-wheel each)
      uv pip install --no-deps --target DIR --link-mode copy --offline
         --no-index FILES...         (with an empty UV_CACHE_DIR)
@@ -25,8 +30,8 @@
    asks for zstd layers to keep the one-time first realize short) again,
    median of --noop-runs (goal: under 100 ms).
 
-Usage: scripts/bench-install-vs-uv.py [--runs N] [--noop-runs N] [--wheels DIR]
-                                      [--work DIR] [--envbuild BIN]
+Usage: scripts/bench-install-vs-uv.py [--runs N] [--noop-runs N] [--settle S]
+                                      [--wheels DIR] [--work DIR] [--envbuild BIN]
 Needs: uv and pip. The release binary is built unless --envbuild names one.
 """
 import argparse
@@ -69,6 +74,7 @@ def run_rusage(cmd, env=None, cwd=None):
     err = errf.read().decode(errors="replace")
     rc = os.waitstatus_to_exitcode(status)
     p.returncode = rc
+    run_rusage.cpu = (ru.ru_utime, ru.ru_stime)
     return dt, ru.ru_maxrss / 1024.0, rc, err
 
 
@@ -129,6 +135,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--noop-runs", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=40.0,
+                    help="seconds of quiet after removing earlier outputs, before each timed run")
     ap.add_argument("--exclude-newer", default="2025-12-15T00:00:00Z")
     ap.add_argument("--wheels", default="/var/tmp/envbuild-bench-wheels")
     ap.add_argument("--work", help="scratch directory (default: a temporary directory beside --wheels)")
@@ -168,7 +176,7 @@ def main():
             if os.path.exists(lock):
                 os.remove(lock)
             os.sync()
-            time.sleep(5)
+            time.sleep(args.settle)
 
         def envbuild_run():
             settle()
@@ -176,6 +184,8 @@ def main():
             if rc != 0:
                 sys.exit("envbuild closure failed: " + err)
             e_runs.append((dt, rss))
+            print("  run %d envbuild: %6.2f s  (user %.1f s, sys %.1f s)" % ((len(e_runs),) + (dt,) + run_rusage.cpu),
+                  flush=True)
 
         def uv_run():
             settle()
@@ -191,6 +201,8 @@ def main():
             t = time.perf_counter()
             os.sync()
             u_runs.append((dt, rss, dt + time.perf_counter() - t))
+            print("  run %d uv:       %6.2f s  (user %.1f s, sys %.1f s; then sync: %.2f s)"
+                  % ((len(u_runs), dt) + run_rusage.cpu + (u_runs[-1][2],)), flush=True)
 
         # Alternate which goes first; envbuild last, so its store is there
         # for the no-op runs below.
