@@ -33,6 +33,16 @@ pub use writer::{dump, dump_and_copy, hash_path, NarHash};
 
 pub(crate) const MAGIC: &str = "nix-archive-1";
 
+/// Fill `token` with `s` as the grammar's `str`: length, bytes, padding
+/// (one buffer, so each token costs one write).
+pub(crate) fn encode_str(token: &mut Vec<u8>, s: &[u8]) {
+    let len = s.len() as u64;
+    token.clear();
+    token.extend_from_slice(&len.to_le_bytes());
+    token.extend_from_slice(s);
+    token.resize(token.len() + padding(len), 0);
+}
+
 /// Zero bytes needed to pad `len` to a multiple of 8.
 pub(crate) fn padding(len: u64) -> usize {
     ((8 - (len % 8)) % 8) as usize

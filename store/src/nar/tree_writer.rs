@@ -26,7 +26,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::writer::HashingWriter;
-use super::{padding, NarHash, MAGIC};
+use super::{encode_str, padding, NarHash, MAGIC};
 use crate::canonical;
 use crate::error::NarError;
 
@@ -295,11 +295,7 @@ impl TreeWriter {
     }
 
     fn str(&mut self, s: &[u8]) {
-        let len = s.len() as u64;
-        self.token.clear();
-        self.token.extend_from_slice(&len.to_le_bytes());
-        self.token.extend_from_slice(s);
-        self.token.resize(self.token.len() + padding(len), 0);
+        encode_str(&mut self.token, s);
         self.sink
             .write_all(&self.token)
             .expect("hashing does not fail");

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::{padding, MAGIC};
+use super::{encode_str, padding, MAGIC};
 use crate::canonical;
 use crate::error::NarError;
 
@@ -428,11 +428,7 @@ impl Serializer<'_> {
 
     fn str(&mut self, s: &[u8]) -> Result<(), NarError> {
         // One write per token keeps the per-call cost low for tiny files.
-        let len = s.len() as u64;
-        self.token.clear();
-        self.token.extend_from_slice(&len.to_le_bytes());
-        self.token.extend_from_slice(s);
-        self.token.resize(self.token.len() + padding(len), 0);
+        encode_str(&mut self.token, s);
         self.out.write_all(&self.token).map_err(NarError::Write)
     }
 
