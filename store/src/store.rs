@@ -225,6 +225,27 @@ fn canonicalize_in_place(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A scratch output at `src` with NAR `nar` (computed by the store), under
+/// the already validated `name`, ready to commit.
+fn prepared_output(
+    src: &Path,
+    nar: NarHash,
+    canonical: bool,
+    name: &str,
+    references: &[StorePath],
+    deriver: Option<&str>,
+) -> Result<PreparedOutput, StoreError> {
+    Ok(PreparedOutput {
+        canonical,
+        src: src.to_path_buf(),
+        name: name.to_string(),
+        path: StorePath::source(name, &nar.sha256, references, false)?,
+        nar,
+        references: references.to_vec(),
+        deriver: deriver.map(str::to_string),
+    })
+}
+
 /// Rename a finished item into place. Anything already at `physical` is
 /// garbage from an add that died after its rename and before registration:
 /// it was never trusted, so it is replaced.
@@ -480,20 +501,12 @@ impl Store {
         validate_name(name)?;
         self.check_in_scratch(src)?;
         let nar = nar::hash_path(src)?;
-        let path = StorePath::source(name, &nar.sha256, references, false)?;
-        let canonical = !self.db.is_valid(&path)?;
-        if canonical {
+        let mut prepared = prepared_output(src, nar, false, name, references, deriver)?;
+        if !self.db.is_valid(&prepared.path)? {
             canonicalize_in_place(src)?;
+            prepared.canonical = true;
         }
-        Ok(PreparedOutput {
-            canonical,
-            src: src.to_path_buf(),
-            name: name.to_string(),
-            path,
-            nar,
-            references: references.to_vec(),
-            deriver: deriver.map(str::to_string),
-        })
+        Ok(prepared)
     }
 
     /// [`Store::prepare_scratch_output`] for a tree a [`TreeWriter`] wrote
@@ -511,17 +524,7 @@ impl Store {
     ) -> Result<PreparedOutput, StoreError> {
         validate_name(name)?;
         self.check_in_scratch(tree.root())?;
-        let nar = tree.nar();
-        let path = StorePath::source(name, &nar.sha256, references, false)?;
-        Ok(PreparedOutput {
-            canonical: true,
-            src: tree.root().to_path_buf(),
-            name: name.to_string(),
-            path,
-            nar,
-            references: references.to_vec(),
-            deriver: deriver.map(str::to_string),
-        })
+        prepared_output(tree.root(), tree.nar(), true, name, references, deriver)
     }
 
     fn check_in_scratch(&self, src: &Path) -> Result<(), StoreError> {
