@@ -2,7 +2,7 @@
 //! Nix-compatible store, assembled into a rootfs or an OCI image.
 //!
 //! The modules follow the pipeline (docs/architecture.md):
-//! spec → lock → plan → realize → assemble → export.
+//! spec → lock → (sources) → plan → realize → assemble → export.
 
 pub mod assemble;
 pub mod check;
@@ -17,4 +17,6 @@ pub mod plan;
 pub mod python;
 pub mod realize;
 pub mod shell;
+pub mod sources;
 pub mod spec;
+pub mod workers;

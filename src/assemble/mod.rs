@@ -13,7 +13,46 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use envbuild_store::{Store, StorePath};
+
 use crate::io::read_full;
+use crate::oci::{LayerBlob, PathOverride};
+
+/// A component: a store item with an FHS tree, and the ownership/mode
+/// overrides the spec gives its paths (applied in layers, never to the
+/// store's files).
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub label: String,
+    pub item: StorePath,
+    /// Where the FHS tree starts inside the item ("" for the item itself).
+    pub subdir: &'static str,
+    pub overrides: BTreeMap<String, PathOverride>,
+    /// Gets a layer of its own even past the layer budget.
+    pub own_layer: bool,
+}
+
+impl Component {
+    /// The component's FHS tree on disk.
+    pub fn tree(&self, store: &Store) -> PathBuf {
+        let item = store.physical_path(&self.item);
+        if self.subdir.is_empty() {
+            item
+        } else {
+            item.join(self.subdir)
+        }
+    }
+}
+
+/// A realized layer.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub item: StorePath,
+    pub blob: LayerBlob,
+    pub blob_path: PathBuf,
+    /// The labels of the components it holds.
+    pub components: Vec<String>,
+}
 
 /// Layers in an image at most (DESIGN.md section 5).
 pub const LAYER_BUDGET: usize = 100;

@@ -1,6 +1,6 @@
 //! The built-in check: every distribution installed in the closure's
 //! site-packages (its `*.dist-info/METADATA`) is the version the lock pins
-//! (`pypi:` and `wheel:` entries, whose wheel file names give name and
+//! (the `python` section's wheels and sdists, and `[[wheels]]`, whose file names give name and
 //! version), and nothing is missing or extra.
 
 use std::collections::BTreeMap;
@@ -78,15 +78,18 @@ fn same_version(a: &str, b: &str) -> bool {
 pub fn dist_info_check(spec: &Spec, rootfs: &Path, lock: &Lock) -> Outcome {
     let started = Instant::now();
     let mut locked: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for i in &lock.inputs {
-        let filename = if i.id.starts_with("pypi:") {
-            i.source.as_str()
-        } else if let Some(f) = i.id.strip_prefix("wheel:") {
-            f
-        } else {
-            continue;
-        };
-        if let Ok(w) = WheelFilename::parse(filename) {
+    // Resolved and imported wheels, sdists (the wheel built from one has
+    // the sdist's name and version), and `[[wheels]]` by their file names.
+    let python = lock.python.iter();
+    let dists = python
+        .clone()
+        .flat_map(|p| p.wheels.iter().map(|w| (&w.name, &w.version)))
+        .chain(python.flat_map(|p| p.sdists.iter().map(|s| (&s.name, &s.version))));
+    for (name, version) in dists {
+        locked.insert(normalize_name(name), (name.clone(), version.clone()));
+    }
+    for w in &lock.wheels {
+        if let Ok(w) = WheelFilename::parse(&w.file.file) {
             locked.insert(normalize_name(&w.name), (w.name.clone(), w.version.clone()));
         }
     }

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use envbuild::python::pylock;
-use envbuild::realize::{self, python_lock, RealizeOptions};
+use envbuild::realize::{self, RealizeOptions};
+use envbuild::sources::python::lockfile;
 use envbuild::spec::Spec;
 
 use super::Global;
@@ -43,7 +44,7 @@ fn export_pylock(global: &Global, args: PylockArgs) -> Result<ExitCode> {
         ..RealizeOptions::default()
     };
     let (lock, _changed) = realize::lock(&mut store, &spec, &opts)?;
-    let (target, wheels) = python_lock::export_wheels(&spec, &lock)?;
+    let (target, wheels) = lockfile::export_wheels(&spec, &lock)?;
     let out_dir = match &args.output {
         Some(o) => {
             let parent = o.parent().filter(|p| !p.as_os_str().is_empty());

@@ -84,10 +84,10 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
     let path = envbuild::lock::lock_path(&spec.path);
     if !global.quiet {
         eprintln!(
-            "{} {} ({} inputs, source-date-epoch {})",
+            "{} {} ({} pins, source-date-epoch {})",
             if changed { "wrote" } else { "unchanged:" },
             path.display(),
-            lock.inputs.len(),
+            lock.pin_count(),
             lock.source_date_epoch
         );
     }

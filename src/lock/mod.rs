@@ -1,15 +1,37 @@
-//! The lock file: every input of a spec pinned by content hash, plus the
-//! fixed SOURCE_DATE_EPOCH. Format: docs/lock-format.md.
+//! The lock: every input of a spec pinned by content hash, plus the fixed
+//! SOURCE_DATE_EPOCH. Format (version 2): docs/lock-format.md.
 //!
-//! A lock sits beside its spec (`hello.toml` → `hello.lock`). `realize`
-//! writes it when the spec's inputs changed; `realize --locked` refuses to
-//! proceed when they did, naming each difference.
+//! A lock sits beside its spec (`hello.toml` → `hello.lock`). It is typed:
+//! one section per source kind, each built from one [`PinnedFile`] shape
+//! (a file name, the sha256 of its bytes, its size) or, for local paths,
+//! a [`NarPin`] (the NAR sha256 and size of a file or tree):
+//!
+//! ```text
+//! lock       = version source-date-epoch [debian] [shell-debian] [python]
+//!              *files *wheels *models
+//! debian     = request *package(name version arch PinnedFile)
+//! python     = request *wheel(name version PinnedFile)
+//!              *sdist(name version PinnedFile *build(PinnedFile))
+//! files      = dst src NarPin
+//! wheels     = PinnedFile source            ; a [[wheels]] entry
+//! models     = name source (revision *file(PinnedFile) | PinnedFile | NarPin)
+//! ```
+//!
+//! Every list is sorted, so the file is stable and diffs read as changes.
+//! `realize` writes the lock when the spec's inputs changed; `realize
+//! --locked` refuses to proceed when they did, naming each difference.
+//! Version 1 locks (a flat list of `[[input]]` with kinds in id prefixes)
+//! still read: [`v1`] turns them into this shape with the same pins.
 
+mod v1;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub const LOCK_VERSION: u32 = 1;
+/// The version this envbuild writes.
+pub const LOCK_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -21,7 +43,7 @@ pub enum LockError {
     },
     #[error("lock file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("lock file {path} has version {found}; this envbuild reads version {expected}")]
+    #[error("lock file {path} has version {found}; this envbuild reads versions 1 and {expected}")]
     Version {
         path: PathBuf,
         expected: u32,
@@ -45,43 +67,171 @@ pub enum LockError {
     },
 }
 
-/// A lock file.
+/// A file pinned by the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PinnedFile {
+    /// Where the file is found again: a mirror-relative path (a .deb's
+    /// `Filename`), a file name looked up through the configured index, a
+    /// path in a model repository.
+    pub file: String,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A local file or tree pinned by its NAR serialization (the exec bit of a
+/// file matters, so local files are pinned this way too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NarPin {
+    /// Lowercase hex sha256 of the NAR serialization.
+    pub nar_sha256: String,
+    pub nar_size: u64,
+}
+
+/// A set of Debian packages: the base's, or the shell's extra ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DebianLock {
+    /// The request these pins were resolved for (suite, component,
+    /// packages); a spec asking for something else is resolved again.
+    pub request: String,
+    #[serde(default, rename = "package")]
+    pub packages: Vec<DebPin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DebPin {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    #[serde(flatten)]
+    pub file: PinnedFile,
+}
+
+/// Python distributions resolved for a request (`[python] requirements`
+/// or `[python] lock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PythonLock {
+    /// The target and the requirements (or the lock file and its sha256)
+    /// these pins were made for.
+    pub request: String,
+    #[serde(default, rename = "wheel")]
+    pub wheels: Vec<DistPin>,
+    #[serde(default, rename = "sdist")]
+    pub sdists: Vec<SdistPin>,
+}
+
+/// A wheel by name and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DistPin {
+    pub name: String,
+    pub version: String,
+    #[serde(flatten)]
+    pub file: PinnedFile,
+}
+
+/// An sdist (no wheel fits the target) and the wheels its build needs. The
+/// wheel it builds is not pinned: it is a derivation's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SdistPin {
+    pub name: String,
+    pub version: String,
+    #[serde(flatten)]
+    pub file: PinnedFile,
+    #[serde(default)]
+    pub build: Vec<PinnedFile>,
+}
+
+/// A `[[files]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FilesPin {
+    /// Where it goes in the image (unique within a spec).
+    pub dst: String,
+    /// As the spec says it (relative to the spec).
+    pub src: String,
+    #[serde(flatten)]
+    pub nar: NarPin,
+}
+
+/// A `[[wheels]]` entry (a wheel by path or URL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct WheelPin {
+    /// The spec's path or URL.
+    pub source: String,
+    #[serde(flatten)]
+    pub file: PinnedFile,
+}
+
+/// A `[models.NAME]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModelPin {
+    pub name: String,
+    /// As requested: `HUB:ID@REVISION`, a URL, or a local path.
+    pub source: String,
+    #[serde(flatten)]
+    pub content: ModelContent,
+}
+
+/// What a model is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, rename_all = "kebab-case")]
+pub enum ModelContent {
+    /// A hub snapshot: the commit the revision resolved to, and its files
+    /// (`file` is the path in the repository).
+    Hub {
+        revision: String,
+        #[serde(default, rename = "file")]
+        files: Vec<PinnedFile>,
+    },
+    /// One file by URL (`file` is its name).
+    Url(PinnedFile),
+    /// A local directory.
+    Local(NarPin),
+}
+
+/// A lock.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Lock {
-    pub version: u32,
     /// Every timestamp in the image (layer mtimes, `created`).
     pub source_date_epoch: u64,
-    #[serde(default, rename = "input")]
-    pub inputs: Vec<LockedInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debian: Option<DebianLock>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell_debian: Option<DebianLock>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<PythonLock>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FilesPin>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wheels: Vec<WheelPin>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelPin>,
 }
 
-/// One pinned input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LockedInput {
-    /// What in the spec this pins, e.g. `files:/home/appuser/app` or
-    /// `wheel:hello_greeter-1.0-py3-none-any.whl`.
-    pub id: String,
-    /// Where it comes from: a path relative to the spec, or a URL.
-    pub source: String,
-    /// `sha256:<hex>` of a file's bytes, or `nar-sha256:<hex>` of a path's
-    /// NAR serialization (directories).
-    pub hash: String,
-    /// Size in bytes of what `hash` covers.
-    pub size: u64,
+/// The file as written: the version first.
+#[derive(Serialize)]
+struct Versioned<'a> {
+    version: u32,
+    #[serde(flatten)]
+    lock: &'a Lock,
 }
 
-/// A file a lock pins for a request (see [`Lock::pins_for`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockedPin<'a> {
-    /// The id after the prefix (`pypi:<file>` → the file name, `deb:<name>`
-    /// → the package name).
-    pub key: &'a str,
-    pub source: &'a str,
-    /// Lowercase hex.
-    pub sha256: &'a str,
-    pub size: u64,
+/// A lock as read, with the format version it was read from.
+#[derive(Debug, Clone)]
+pub struct ReadLock {
+    pub lock: Lock,
+    pub version: u32,
 }
 
 /// The lock file that belongs to `spec`.
@@ -89,46 +239,77 @@ pub fn lock_path(spec: &Path) -> PathBuf {
     spec.with_extension("lock")
 }
 
+/// `name_version_arch.deb` (mirror-relative or not) → (version, arch).
+/// The file name drops a version's epoch; a lock records the full version.
+pub fn deb_version_arch(filename: &str) -> Option<(String, String)> {
+    let base = filename.rsplit('/').next()?.strip_suffix(".deb")?;
+    let mut parts = base.splitn(3, '_');
+    let (_name, version, arch) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((version.replace("%3a", ":"), arch.to_string()))
+}
+
 impl Lock {
-    /// The files this lock pins under `prefix` (e.g. `pypi:`), when its
-    /// `request_id` entry (e.g. `python:request`) was made from exactly
-    /// `request`: what lets a resolver reuse the lock instead of asking an
-    /// index or archive again. `None` when the request differs or is absent.
-    pub fn pins_for(
-        &self,
-        request_id: &str,
-        request: &str,
-        prefix: &str,
-    ) -> Option<Vec<LockedPin<'_>>> {
-        self.inputs
-            .iter()
-            .any(|i| i.id == request_id && i.source == request)
-            .then(|| {
-                self.inputs
-                    .iter()
-                    .filter_map(|i| {
-                        Some(LockedPin {
-                            key: i.id.strip_prefix(prefix)?,
-                            source: &i.source,
-                            sha256: i.hash.strip_prefix("sha256:")?,
-                            size: i.size,
-                        })
-                    })
-                    .collect()
-            })
+    /// Sort every section, so that equal pins give equal files.
+    pub fn normalized(mut self) -> Lock {
+        for d in [&mut self.debian, &mut self.shell_debian].into_iter().flatten() {
+            d.packages.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        if let Some(p) = &mut self.python {
+            p.wheels.sort_by(|a, b| a.file.file.cmp(&b.file.file));
+            p.sdists.sort_by(|a, b| a.file.file.cmp(&b.file.file));
+            for s in &mut p.sdists {
+                s.build.sort();
+            }
+        }
+        self.files.sort_by(|a, b| a.dst.cmp(&b.dst));
+        self.wheels.sort_by(|a, b| a.file.file.cmp(&b.file.file));
+        self.models.sort_by(|a, b| a.name.cmp(&b.name));
+        for m in &mut self.models {
+            if let ModelContent::Hub { files, .. } = &mut m.content {
+                files.sort();
+            }
+        }
+        self
     }
 
-    pub fn new(source_date_epoch: u64, mut inputs: Vec<LockedInput>) -> Lock {
-        inputs.sort_by(|a, b| a.id.cmp(&b.id));
-        Lock {
-            version: LOCK_VERSION,
-            source_date_epoch,
-            inputs,
-        }
+    /// The base's Debian packages, when this lock pinned them for exactly
+    /// `request`: what lets the resolver reuse the lock.
+    pub fn debian_for(&self, shell: bool, request: &str) -> Option<&DebianLock> {
+        let d = if shell {
+            &self.shell_debian
+        } else {
+            &self.debian
+        };
+        d.as_ref().filter(|d| d.request == request)
+    }
+
+    /// The Python pins, when made for exactly `request`.
+    pub fn python_for(&self, request: &str) -> Option<&PythonLock> {
+        self.python.as_ref().filter(|p| p.request == request)
+    }
+
+    /// A `[models.NAME]` pin, when made for exactly `source`.
+    pub fn model_for(&self, name: &str, source: &str) -> Option<&ModelPin> {
+        self.models
+            .iter()
+            .find(|m| m.name == name && m.source == source)
+    }
+
+    /// Every .deb file the base pins (not the shell's).
+    pub fn base_deb_files(&self) -> impl Iterator<Item = &str> {
+        self.debian
+            .iter()
+            .flat_map(|d| &d.packages)
+            .map(|p| p.file.file.as_str())
     }
 
     /// Read a lock; `Ok(None)` when there is none.
     pub fn read(path: &Path) -> Result<Option<Lock>, LockError> {
+        Ok(Self::read_versioned(path)?.map(|r| r.lock))
+    }
+
+    /// Read a lock of either version, telling which it was.
+    pub fn read_versioned(path: &Path) -> Result<Option<ReadLock>, LockError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -139,26 +320,62 @@ impl Lock {
                 })
             }
         };
-        let lock: Lock = toml::from_str(&text).map_err(|e| LockError::Parse {
+        Self::parse(path, &text).map(Some)
+    }
+
+    /// Parse a lock file's text (`path` is for messages).
+    pub fn parse(path: &Path, text: &str) -> Result<ReadLock, LockError> {
+        let bad = |e: toml::de::Error| LockError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
-        })?;
-        if lock.version != LOCK_VERSION {
-            return Err(LockError::Version {
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(bad)?;
+        let version = match table.remove("version") {
+            Some(toml::Value::Integer(v)) => v,
+            Some(other) => {
+                return Err(LockError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("`version` must be an integer, found {other}"),
+                })
+            }
+            None => {
+                return Err(LockError::Parse {
+                    path: path.to_path_buf(),
+                    message: "missing `version`".into(),
+                })
+            }
+        };
+        let lock = match version {
+            1 => v1::read(table).map_err(|message| LockError::Parse {
                 path: path.to_path_buf(),
-                expected: LOCK_VERSION,
-                found: lock.version,
-            });
-        }
-        Ok(Some(lock))
+                message,
+            })?,
+            2 => Lock::deserialize(table).map_err(bad)?.normalized(),
+            found => {
+                return Err(LockError::Version {
+                    path: path.to_path_buf(),
+                    expected: LOCK_VERSION,
+                    found: u32::try_from(found).unwrap_or(u32::MAX),
+                })
+            }
+        };
+        Ok(ReadLock {
+            lock,
+            version: version as u32,
+        })
     }
 
     pub fn to_toml(&self) -> String {
-        let body = toml::to_string(self).expect("a lock serializes");
+        let body = toml::to_string(&Versioned {
+            version: LOCK_VERSION,
+            lock: self,
+        })
+        .expect("a lock serializes");
         format!("# envbuild lock file: written by envbuild, do not edit by hand.\n# Format: docs/lock-format.md\n{body}")
     }
 
-    /// Write atomically (temporary file + rename).
+    /// Write atomically (temporary file + rename), readable by all like
+    /// any source file.
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
         let err = |source| LockError::Write {
             path: path.to_path_buf(),
@@ -170,34 +387,100 @@ impl Lock {
             .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
         std::io::Write::write_all(&mut tmp, self.to_toml().as_bytes()).map_err(err)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(err)?;
+        }
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(path).map_err(|e| err(e.error))?;
         Ok(())
     }
 
+    /// Every pin as (what it pins, what it is pinned to): the lock flat,
+    /// for differences and counts.
+    pub fn entries(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let file = |f: &PinnedFile| format!("{} sha256:{} ({} bytes)", f.file, f.sha256, f.size);
+        let nar = |n: &NarPin| format!("nar-sha256:{} ({} bytes)", n.nar_sha256, n.nar_size);
+        for (section, d) in [("debian", &self.debian), ("shell-debian", &self.shell_debian)] {
+            if let Some(d) = d {
+                out.insert(format!("{section} request"), d.request.clone());
+                for p in &d.packages {
+                    out.insert(
+                        format!("{section} package {}", p.name),
+                        format!("{} {}", p.version, file(&p.file)),
+                    );
+                }
+            }
+        }
+        if let Some(p) = &self.python {
+            out.insert("python request".into(), p.request.clone());
+            for w in &p.wheels {
+                out.insert(format!("python wheel {}", w.name), file(&w.file));
+            }
+            for s in &p.sdists {
+                out.insert(format!("python sdist {}", s.name), file(&s.file));
+                for b in &s.build {
+                    out.insert(
+                        format!("python sdist {} build requirement {}", s.name, b.file),
+                        file(b),
+                    );
+                }
+            }
+        }
+        for f in &self.files {
+            out.insert(format!("files {}", f.dst), format!("{} {}", f.src, nar(&f.nar)));
+        }
+        for w in &self.wheels {
+            out.insert(
+                format!("wheels {}", w.file.file),
+                format!("{} {}", w.source, file(&w.file)),
+            );
+        }
+        for m in &self.models {
+            let what = format!("models.{}", m.name);
+            match &m.content {
+                ModelContent::Hub { revision, files } => {
+                    out.insert(what.clone(), format!("{} revision {revision}", m.source));
+                    for f in files {
+                        out.insert(format!("{what} file {}", f.file), file(f));
+                    }
+                }
+                ModelContent::Url(f) => {
+                    out.insert(what, format!("{} {}", m.source, file(f)));
+                }
+                ModelContent::Local(n) => {
+                    out.insert(what, format!("{} {}", m.source, nar(n)));
+                }
+            }
+        }
+        out
+    }
+
+    /// How many files and trees this lock pins.
+    pub fn pin_count(&self) -> usize {
+        self.entries()
+            .keys()
+            .filter(|k| !k.ends_with(" request"))
+            .count()
+    }
+
     /// Human-readable differences from `self` (the lock) to `current`.
     pub fn differences(&self, current: &Lock) -> Vec<String> {
+        let (old, new) = (self.entries(), current.entries());
         let mut out = Vec::new();
-        for new in &current.inputs {
-            match self.inputs.iter().find(|o| o.id == new.id) {
-                None => out.push(format!("{} ({}) is not in the lock", new.id, new.source)),
-                Some(old)
-                    if old.hash != new.hash || old.size != new.size || old.source != new.source =>
-                {
-                    out.push(format!(
-                        "{} ({}): the lock has {} ({} bytes), found {} ({} bytes)",
-                        new.id, new.source, old.hash, old.size, new.hash, new.size
-                    ))
-                }
+        for (k, v) in &new {
+            match old.get(k) {
+                None => out.push(format!("{k} ({v}) is not in the lock")),
+                Some(o) if o != v => out.push(format!("{k}: the lock has {o}, found {v}")),
                 Some(_) => {}
             }
         }
-        for old in &self.inputs {
-            if !current.inputs.iter().any(|n| n.id == old.id) {
-                out.push(format!(
-                    "{} ({}) is in the lock but no longer in the spec",
-                    old.id, old.source
-                ));
+        for (k, v) in &old {
+            if !new.contains_key(k) {
+                out.push(format!("{k} ({v}) is in the lock but no longer in the spec"));
             }
         }
         if self.source_date_epoch != current.source_date_epoch {
@@ -214,43 +497,137 @@ impl Lock {
 mod tests {
     use super::*;
 
-    fn input(id: &str, source: &str, hash: &str, size: u64) -> LockedInput {
-        LockedInput {
-            id: id.into(),
-            source: source.into(),
-            hash: hash.into(),
+    fn pinned(file: &str, sha: &str, size: u64) -> PinnedFile {
+        PinnedFile {
+            file: file.into(),
+            sha256: sha.into(),
             size,
         }
     }
 
-    #[test]
-    fn pins_for_gives_the_prefixed_pins_only_for_the_same_request() {
-        let lock = Lock::new(
-            1,
-            vec![
-                input("python:request", "cp311: numpy==1.24.4", "sha256:aa", 1),
-                input("pypi:numpy-1.24.4.whl", "numpy-1.24.4.whl", "sha256:bb", 7),
-                input("pypi:odd.whl", "odd.whl", "nar-sha256:cc", 3),
-                input("deb:libc6", "pool/libc6.deb", "sha256:dd", 9),
+    fn sample() -> Lock {
+        Lock {
+            source_date_epoch: 1700000000,
+            debian: Some(DebianLock {
+                request: "bookworm/main: python3".into(),
+                packages: vec![DebPin {
+                    name: "libc6".into(),
+                    version: "2.36-9+deb12u14".into(),
+                    arch: "amd64".into(),
+                    file: pinned("pool/main/g/glibc/libc6_2.36-9+deb12u14_amd64.deb", "aa", 9),
+                }],
+            }),
+            shell_debian: None,
+            python: Some(PythonLock {
+                request: "cp311 x86_64 glibc 2.36: crcmod==1.7; numpy==1.24.4".into(),
+                wheels: vec![DistPin {
+                    name: "numpy".into(),
+                    version: "1.24.4".into(),
+                    file: pinned("numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl", "bb", 7),
+                }],
+                sdists: vec![SdistPin {
+                    name: "crcmod".into(),
+                    version: "1.7".into(),
+                    file: pinned("crcmod-1.7.tar.gz", "cc", 5),
+                    build: vec![pinned("setuptools-80.9.0-py3-none-any.whl", "dd", 3)],
+                }],
+            }),
+            files: vec![FilesPin {
+                dst: "/home/appuser/app".into(),
+                src: "app".into(),
+                nar: NarPin {
+                    nar_sha256: "ee".into(),
+                    nar_size: 1072,
+                },
+            }],
+            wheels: vec![WheelPin {
+                source: "wheels/hello-1.0-py3-none-any.whl".into(),
+                file: pinned("hello-1.0-py3-none-any.whl", "ff", 11),
+            }],
+            models: vec![
+                ModelPin {
+                    name: "hub".into(),
+                    source: "modelscope:iic/x@v1".into(),
+                    content: ModelContent::Hub {
+                        revision: "abc".into(),
+                        files: vec![pinned("config.json", "11", 2)],
+                    },
+                },
+                ModelPin {
+                    name: "local".into(),
+                    source: "model".into(),
+                    content: ModelContent::Local(NarPin {
+                        nar_sha256: "22".into(),
+                        nar_size: 3,
+                    }),
+                },
+                ModelPin {
+                    name: "url".into(),
+                    source: "http://127.0.0.1/m.bin".into(),
+                    content: ModelContent::Url(pinned("m.bin", "33", 4)),
+                },
             ],
-        );
-        let pins = lock
-            .pins_for("python:request", "cp311: numpy==1.24.4", "pypi:")
-            .unwrap();
+        }
+    }
+
+    #[test]
+    fn version_2_round_trips_every_section() {
+        let lock = sample();
+        let text = lock.to_toml();
+        assert!(text.contains("\nversion = 2\n"), "{text}");
+        let back = Lock::parse(Path::new("x.lock"), &text).unwrap();
+        assert_eq!(back.version, 2);
+        assert_eq!(back.lock, lock);
+        // Stable: written again, the same bytes.
+        assert_eq!(back.lock.to_toml(), text);
+    }
+
+    #[test]
+    fn version_2_is_readable_tables_per_kind() {
+        let text = sample().to_toml();
+        for header in [
+            "[debian]",
+            "[[debian.package]]",
+            "[python]",
+            "[[python.wheel]]",
+            "[[python.sdist]]",
+            "[[python.sdist.build]]",
+            "[[files]]",
+            "[[wheels]]",
+            "[[models]]",
+            "[[models.file]]",
+        ] {
+            assert!(text.contains(header), "{header} missing in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_versions_are_refused_naming_the_version() {
+        let e = Lock::parse(Path::new("x.lock"), "version = 7\nsource-date-epoch = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("version 7"), "{e}");
+    }
+
+    #[test]
+    fn differences_name_the_pin_and_both_hashes() {
+        let old = sample();
+        let mut new = sample();
+        new.python.as_mut().unwrap().wheels[0].file.sha256 = "99".into();
+        new.files.clear();
+        let d = old.differences(&new);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("python wheel numpy") && d[0].contains("sha256:bb"));
+        assert!(d[0].contains("sha256:99"));
+        assert!(d[1].contains("files /home/appuser/app") && d[1].contains("no longer"));
+    }
+
+    #[test]
+    fn deb_file_names_give_version_and_arch() {
         assert_eq!(
-            pins,
-            [LockedPin {
-                key: "numpy-1.24.4.whl",
-                source: "numpy-1.24.4.whl",
-                sha256: "bb",
-                size: 7
-            }]
+            deb_version_arch("pool/main/g/glibc/libc6_2.36-9+deb12u14_amd64.deb"),
+            Some(("2.36-9+deb12u14".into(), "amd64".into()))
         );
-        assert!(lock
-            .pins_for("python:request", "cp311: numpy==1.25.0", "pypi:")
-            .is_none());
-        assert!(lock
-            .pins_for("debian:request", "bookworm", "deb:")
-            .is_none());
+        assert_eq!(deb_version_arch("not-a-deb.txt"), None);
     }
 }

@@ -78,7 +78,7 @@ pub fn search_path(spec: &Spec) -> &str {
         .env
         .get("PATH")
         .map(String::as_str)
-        .unwrap_or(crate::realize::builders::DEFAULT_PATH)
+        .unwrap_or(crate::sources::DEFAULT_PATH)
 }
 
 /// The bubblewrap program: `ENVBUILD_BWRAP`, else `bwrap` from PATH.
@@ -194,7 +194,7 @@ pub fn sandbox(
         }
     }
     if !spec.image.env.contains_key("PATH") {
-        c.args(["--setenv", "PATH", crate::realize::builders::DEFAULT_PATH]);
+        c.args(["--setenv", "PATH", crate::sources::DEFAULT_PATH]);
     }
     for (k, v) in &spec.image.env {
         c.args(["--setenv", k, v]);

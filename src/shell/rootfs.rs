@@ -9,7 +9,7 @@ use envbuild_store::Store;
 use sha2::{Digest, Sha256};
 
 use super::{io_err, ShellError};
-use crate::realize::Component;
+use crate::assemble::Component;
 
 /// Bumped when the way a rootfs is assembled changes, so an old cache
 /// entry is not taken for a new one.

@@ -1,0 +1,70 @@
+//! `unpack-wheel`: install one wheel into a component of its own (the
+//! installing itself is [`crate::python::wheel::install_wheel`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{mkdirs, sha256_file};
+use crate::assemble::Component;
+use crate::plan::Derivation;
+use crate::python::wheel::{install_wheel, InstallOptions, InstallScheme};
+use crate::realize::{io_err, RealizeError, Realizer};
+
+/// A wheel to install: its file name, sha256 (hex), size, and where its
+/// bytes are.
+#[derive(Debug, Clone)]
+pub struct WheelFile {
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+    pub path: PathBuf,
+    /// A file of the user's (`[[wheels]] path`, a pylock `path`), read in
+    /// place and never copied into the store: when it is unpacked it must
+    /// still have the locked sha256 (checked through the store's hash
+    /// cache, so an unchanged file is not read twice). Else a store item.
+    pub in_place: bool,
+}
+
+/// Install `wheel`. The step is keyed by the wheel's sha256, not by where
+/// the file came from: a wheel installed once from a mirror, a URL or a
+/// local file is not installed again.
+pub fn unpack_wheel(
+    r: &mut Realizer,
+    drv: &Derivation,
+    scheme: &InstallScheme,
+    shebang: &str,
+    wheel: &WheelFile,
+) -> Result<Component, RealizeError> {
+    let filename = wheel.filename.as_str();
+    let item = r.realize_written(drv, &[], |store, out| {
+        let source = &wheel.path;
+        if wheel.in_place {
+            let found = store.cached_hash(source, "sha256", |_| sha256_file(source))?;
+            if found != wheel.sha256 {
+                return Err(RealizeError::InputChanged {
+                    path: source.clone(),
+                    expected: wheel.sha256.clone(),
+                    found,
+                });
+            }
+        }
+        // The installer reads the distribution's name from the file name.
+        let named_dir = out.with_file_name("wheel");
+        mkdirs(&named_dir)?;
+        let named = named_dir.join(filename);
+        std::os::unix::fs::symlink(source, &named).map_err(io_err("linking", &named))?;
+        let opts = InstallOptions {
+            scheme: scheme.clone(),
+            interpreter: shebang.to_string(),
+            installer: "envbuild".into(),
+        };
+        Ok(install_wheel(&named, out, &opts)?.tree)
+    })?;
+    Ok(Component {
+        subdir: "",
+        label: format!("wheel {filename}"),
+        item,
+        overrides: BTreeMap::new(),
+        own_layer: false,
+    })
+}

@@ -1,0 +1,292 @@
+//! Materializing a plan's inputs: fixed-output files the store lacks are
+//! located (the lock names files; where they are comes from the user's
+//! configuration now) and fetched in parallel, each verified by its
+//! sha256; local paths are found in the store by their NAR hash, or added.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use envbuild_store::{Store, StoreError, StorePath};
+
+use super::RealizeError;
+use crate::fetch::{self, FetchError, FetchOptions};
+use crate::plan::{InputId, InputKind, Origin, Plan};
+use crate::python::pylock::Location;
+use crate::sources::{self, SourceError};
+
+/// What an input is on this machine.
+#[derive(Debug, Clone)]
+pub enum InputItem {
+    Item(StorePath),
+    /// A local wheel, read where it lies.
+    InPlace(PathBuf),
+}
+
+/// A fetch a dry run found missing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedFetch {
+    pub what: String,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What materializing found or did.
+#[derive(Debug, Default)]
+pub struct Materialized {
+    /// Per input: `None` when not needed, or (dry run) not in the store.
+    pub items: Vec<Option<InputItem>>,
+    /// Files not in the store: fetched now, or (dry run) to fetch.
+    pub fetched: Vec<PlannedFetch>,
+    /// Local paths not in the store: added now, or (dry run) to add.
+    pub added: Vec<String>,
+}
+
+fn fetch_key(sha256: &str) -> String {
+    format!("fetch:sha256:{sha256}")
+}
+
+/// Find or make every needed input. `urls`: where resolving said files are
+/// (sha256 → URL), tried before the index is asked. With `dry_run`,
+/// nothing is fetched or added.
+pub fn materialize(
+    store: &mut Store,
+    plan: &Plan,
+    needed: &[bool],
+    urls: &BTreeMap<String, String>,
+    opts: &FetchOptions,
+    dry_run: bool,
+) -> Result<Materialized, RealizeError> {
+    let mut out = Materialized {
+        items: vec![None; plan.inputs.len()],
+        ..Materialized::default()
+    };
+    let mut missing: Vec<InputId> = Vec::new();
+    for (i, input) in plan.inputs.iter().enumerate() {
+        if !needed[i] {
+            continue;
+        }
+        match &input.kind {
+            InputKind::Fetch {
+                file, sha256, size, ..
+            } => match store.realisation(&fetch_key(sha256), "out")? {
+                Some(item) => out.items[i] = Some(InputItem::Item(item)),
+                None => {
+                    if !missing.iter().any(|&m| same_fetch(plan, m, i)) {
+                        out.fetched.push(PlannedFetch {
+                            what: input.what.clone(),
+                            file: file.clone(),
+                            sha256: sha256.clone(),
+                            size: *size,
+                        });
+                    }
+                    missing.push(i);
+                }
+            },
+            InputKind::Local { path, nar_sha256 } => {
+                let mut sha = [0u8; 32];
+                let known = hex::decode_to_slice(nar_sha256, &mut sha).is_ok();
+                let item = StorePath::source(&input.name, &sha, &[], false)
+                    .map_err(StoreError::from)?;
+                if known && store.is_valid(&item)? {
+                    out.items[i] = Some(InputItem::Item(item));
+                } else if dry_run {
+                    out.added.push(path.display().to_string());
+                } else {
+                    let (item, nar) =
+                        sources::files::add_local_cached(store, path, &input.name)?;
+                    if nar.nar_sha256 != *nar_sha256 {
+                        return Err(RealizeError::InputChanged {
+                            path: path.clone(),
+                            expected: nar_sha256.clone(),
+                            found: nar.nar_sha256,
+                        });
+                    }
+                    out.added.push(path.display().to_string());
+                    out.items[i] = Some(InputItem::Item(item));
+                }
+            }
+            InputKind::InPlace { path, .. } => out.items[i] = Some(InputItem::InPlace(path.clone())),
+        }
+    }
+    if dry_run || missing.is_empty() {
+        return Ok(out);
+    }
+    if opts.offline {
+        let first = &out.fetched[0];
+        return Err(FetchError::Offline {
+            url: format!(
+                "{} ({} of {} files to fetch)",
+                first.what,
+                1,
+                out.fetched.len()
+            ),
+        }
+        .into());
+    }
+    if opts.progress {
+        let bytes: u64 = out.fetched.iter().map(|f| f.size).sum();
+        eprintln!("fetching {} files ({bytes} bytes)", out.fetched.len());
+    }
+    // One job per distinct file.
+    let mut jobs: Vec<(InputId, String)> = Vec::new();
+    let located = locate(plan, &missing, urls)?;
+    for &i in &missing {
+        if !jobs.iter().any(|(j, _)| same_fetch(plan, *j, i)) {
+            jobs.push((i, located[&i].clone()));
+        }
+    }
+    let fetched = crate::workers::on_store_workers(store.root(), &jobs, None, |st, (i, url)| {
+        let input = &plan.inputs[*i];
+        let InputKind::Fetch { sha256, .. } = &input.kind else {
+            unreachable!("only fetch inputs are located")
+        };
+        fetch::fetch(st, url, sha256, &input.name, opts).map_err(|e| match &input.kind {
+            InputKind::Fetch {
+                origin:
+                    Origin::Hub {
+                        model, hub, path, ..
+                    },
+                ..
+            } => {
+                let ep = hub.endpoint(model).ok();
+                RealizeError::from(sources::models::fetch_error(
+                    model,
+                    path,
+                    url,
+                    ep.as_ref().map(|e| (e, *hub)),
+                    e,
+                ))
+            }
+            _ => e.into(),
+        })
+    })?;
+    for &i in &missing {
+        let (_, f) = jobs
+            .iter()
+            .zip(&fetched)
+            .find(|((j, _), _)| same_fetch(plan, *j, i))
+            .expect("every missing file has a job");
+        out.items[i] = Some(InputItem::Item(f.item.clone()));
+    }
+    Ok(out)
+}
+
+/// Whether two inputs are the same fixed-output file.
+fn same_fetch(plan: &Plan, a: InputId, b: InputId) -> bool {
+    match (&plan.inputs[a].kind, &plan.inputs[b].kind) {
+        (InputKind::Fetch { sha256: x, .. }, InputKind::Fetch { sha256: y, .. }) => x == y,
+        _ => false,
+    }
+}
+
+/// The URL of every missing input, from its origin and the configuration.
+fn locate(
+    plan: &Plan,
+    missing: &[InputId],
+    urls: &BTreeMap<String, String>,
+) -> Result<BTreeMap<InputId, String>, RealizeError> {
+    let mut out = BTreeMap::new();
+    let mut by_index: BTreeMap<(Option<String>, String), (crate::python::resolve::Target, Vec<InputId>)> =
+        BTreeMap::new();
+    let mut by_requirements: BTreeMap<PathBuf, (Option<String>, crate::python::resolve::Target, Vec<InputId>)> =
+        BTreeMap::new();
+    let mut mirrors: BTreeMap<(Option<String>, String), String> = BTreeMap::new();
+    for &i in missing {
+        let InputKind::Fetch { sha256, origin, .. } = &plan.inputs[i].kind else {
+            continue;
+        };
+        if let (Some(u), false) = (urls.get(sha256), matches!(origin, Origin::Url(_))) {
+            out.insert(i, u.clone());
+            continue;
+        }
+        match origin {
+            Origin::Url(u) => {
+                out.insert(i, u.clone());
+            }
+            Origin::DebianMirror {
+                mirror,
+                suite,
+                file,
+            } => {
+                let key = (mirror.clone(), suite.clone());
+                let m = match mirrors.get(&key) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let m = crate::debian::archive::mirror_for(mirror.as_deref(), suite)
+                            .map_err(SourceError::from)?;
+                        mirrors.insert(key, m.clone());
+                        m
+                    }
+                };
+                out.insert(i, format!("{m}/{file}"));
+            }
+            Origin::PythonIndex { index, target } => {
+                by_index
+                    .entry((index.clone(), format!("{target:?}")))
+                    .or_insert_with(|| (target.clone(), Vec::new()))
+                    .1
+                    .push(i);
+            }
+            Origin::RequirementsFile {
+                path,
+                index,
+                target,
+            } => {
+                by_requirements
+                    .entry(path.clone())
+                    .or_insert_with(|| (index.clone(), target.clone(), Vec::new()))
+                    .2
+                    .push(i);
+            }
+            Origin::Hub {
+                model,
+                hub,
+                id,
+                revision,
+                path,
+            } => {
+                let ep = hub.endpoint(model).map_err(SourceError::from)?;
+                out.insert(i, hub.file_url(&ep, id, revision, path));
+            }
+        }
+    }
+    let file_of = |i: InputId| match &plan.inputs[i].kind {
+        InputKind::Fetch { file, .. } => file.clone(),
+        _ => unreachable!("only fetch inputs are located"),
+    };
+    for ((index, _), (target, ids)) in by_index {
+        let (index, _from) = crate::python::index_config::index_url(index.as_deref())
+            .map_err(SourceError::from)?;
+        let mut names: Vec<String> = ids.iter().map(|&i| file_of(i)).collect();
+        names.sort();
+        names.dedup();
+        let found = crate::python::resolve::locate_wheels(&index, &target, &names)
+            .map_err(SourceError::from)?;
+        for i in ids {
+            let f = file_of(i);
+            let url = found
+                .get(&f)
+                .cloned()
+                .unwrap_or_else(|| format!("(no index URL for {f})"));
+            out.insert(i, url);
+        }
+    }
+    for (path, (index, target, ids)) in by_requirements {
+        let found = sources::python::lockfile::locate_in_requirements_file(
+            &path,
+            &target,
+            index.as_deref(),
+        )?;
+        for i in ids {
+            let f = file_of(i);
+            let url = match found.get(&f) {
+                Some(Location::Url(u)) => u.clone(),
+                Some(Location::Path(p)) => format!("file://{}", p.display()),
+                None => format!("(no location for {f} in {})", path.display()),
+            };
+            out.insert(i, url);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,218 @@
+//! The realizer: looks a derivation's realisation up, else builds it into
+//! a scratch directory and registers the output, alone or in a batch.
+
+use std::path::{Path, PathBuf};
+
+use envbuild_store::nar::WrittenTree;
+use envbuild_store::{Store, StorePath};
+
+use super::RealizeError;
+use crate::plan::Derivation;
+
+/// Drives derivations against the store.
+pub struct Realizer<'s> {
+    pub store: &'s mut Store,
+    pub built: usize,
+    pub reused: usize,
+    pub progress: bool,
+    /// Build nothing: a step not yet realized is recorded in `not_built`
+    /// and fails with [`RealizeError::NotBuilt`] (`envbuild plan`).
+    pub dry_run: bool,
+    pub not_built: Vec<super::PlannedBuild>,
+    /// Outputs built and hashed but not yet in the store, when steps run
+    /// batched (see [`Realizer::in_parallel_batched`]).
+    batch: Option<Vec<PendingOutput>>,
+}
+
+/// A built output waiting for its batch's commit.
+struct PendingOutput {
+    /// Holds the output (and the gc lock) until the commit.
+    scratch: envbuild_store::Scratch,
+    prepared: envbuild_store::PreparedOutput,
+    drv_hash: String,
+}
+
+impl<'s> Realizer<'s> {
+    pub fn new(store: &'s mut Store, progress: bool) -> Self {
+        Realizer {
+            store,
+            built: 0,
+            reused: 0,
+            progress,
+            dry_run: false,
+            not_built: Vec::new(),
+            batch: None,
+        }
+    }
+
+    /// Run `step` for every job in parallel (see
+    /// [`crate::workers::on_store_workers`]);
+    /// step counts are added to this realizer's. Each output is in the
+    /// store when its step returns.
+    pub fn in_parallel<J: Sync, T: Send>(
+        &mut self,
+        jobs: &[J],
+        step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
+    ) -> Result<Vec<T>, RealizeError> {
+        self.run_workers(jobs, None, false, step)
+    }
+
+    /// Like [`Realizer::in_parallel`], but jobs start largest `cost` first,
+    /// and the outputs are committed to the store together when every step
+    /// is done: one `syncfs` and one registration for the batch instead of
+    /// one each, while a write-behind thread keeps the disk busy. Until
+    /// this returns, a step finds the files of an output it realized at
+    /// [`Realizer::output_path`], not at the item's physical path.
+    pub fn in_parallel_batched<J: Sync, T: Send>(
+        &mut self,
+        jobs: &[J],
+        cost: impl Fn(&J) -> u64,
+        step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
+    ) -> Result<Vec<T>, RealizeError> {
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(cost(&jobs[i])));
+        self.run_workers(jobs, Some(&order), true, step)
+    }
+
+    fn run_workers<J: Sync, T: Send>(
+        &mut self,
+        jobs: &[J],
+        order: Option<&[usize]>,
+        batched: bool,
+        step: impl Fn(&mut Realizer, &J) -> Result<T, RealizeError> + Sync,
+    ) -> Result<Vec<T>, RealizeError> {
+        let built = std::sync::atomic::AtomicUsize::new(0);
+        let reused = std::sync::atomic::AtomicUsize::new(0);
+        let pending = std::sync::Mutex::new(Vec::new());
+        let progress = self.progress;
+        let root = self.store.root().to_path_buf();
+        let write_behind = batched.then(|| self.store.write_behind());
+        let out = crate::workers::on_store_workers(&root, jobs, order, |store, job| {
+            let mut r = Realizer::new(store, progress);
+            if batched {
+                r.batch = Some(Vec::new());
+            }
+            let result = step(&mut r, job);
+            built.fetch_add(r.built, std::sync::atomic::Ordering::Relaxed);
+            reused.fetch_add(r.reused, std::sync::atomic::Ordering::Relaxed);
+            if let Some(b) = r.batch.take() {
+                pending.lock().expect("pending lock").extend(b);
+            }
+            result
+        });
+        drop(write_behind);
+        let out = out?;
+        self.commit(pending.into_inner().expect("pending lock"))?;
+        self.built += built.into_inner();
+        self.reused += reused.into_inner();
+        Ok(out)
+    }
+
+    /// Where the files of `item`, realized by this realizer or before, are
+    /// now: still in their scratch directory while a batch is pending,
+    /// else in the store.
+    pub fn output_path(&self, item: &StorePath) -> PathBuf {
+        self.batch
+            .iter()
+            .flatten()
+            .find(|p| p.prepared.path() == item)
+            .map(|p| p.prepared.location().to_path_buf())
+            .unwrap_or_else(|| self.store.physical_path(item))
+    }
+
+    /// Move a batch of built outputs into the store and record their
+    /// realisations.
+    fn commit(&mut self, pending: Vec<PendingOutput>) -> Result<(), RealizeError> {
+        let mut scratches = Vec::with_capacity(pending.len());
+        let mut prepared = Vec::with_capacity(pending.len());
+        let mut hashes = Vec::with_capacity(pending.len());
+        for p in pending {
+            scratches.push(p.scratch);
+            prepared.push(p.prepared);
+            hashes.push(p.drv_hash);
+        }
+        let added = self.store.commit_outputs(prepared)?;
+        for (hash, a) in hashes.iter().zip(&added) {
+            self.store.add_realisation(hash, "out", &a.path)?;
+        }
+        drop(scratches);
+        Ok(())
+    }
+
+    /// The output of `drv`: its realisation if there is one, else built by
+    /// `build` into an empty directory `out` and added to the store (or,
+    /// batched, hashed and left for the batch's commit).
+    pub fn realize(
+        &mut self,
+        drv: &Derivation,
+        references: &[StorePath],
+        build: impl FnOnce(&mut Store, &Path) -> Result<(), RealizeError>,
+    ) -> Result<StorePath, RealizeError> {
+        self.realize_output(drv, references, |store, out| {
+            build(store, out).map(|()| None)
+        })
+    }
+
+    /// [`Realizer::realize`] for a builder that writes its output at `out`
+    /// (which does not exist yet) with the store's
+    /// [`TreeWriter`](envbuild_store::nar::TreeWriter): the tree's NAR hash
+    /// was computed as it was written, so it is not read back.
+    pub fn realize_written(
+        &mut self,
+        drv: &Derivation,
+        references: &[StorePath],
+        build: impl FnOnce(&mut Store, &Path) -> Result<WrittenTree, RealizeError>,
+    ) -> Result<StorePath, RealizeError> {
+        self.realize_output(drv, references, |store, out| build(store, out).map(Some))
+    }
+
+    fn realize_output(
+        &mut self,
+        drv: &Derivation,
+        references: &[StorePath],
+        build: impl FnOnce(&mut Store, &Path) -> Result<Option<WrittenTree>, RealizeError>,
+    ) -> Result<StorePath, RealizeError> {
+        let hash = drv.hash();
+        if let Some(item) = self.store.realisation(&hash, "out")? {
+            self.reused += 1;
+            return Ok(item);
+        }
+        if self.dry_run {
+            self.not_built.push(super::PlannedBuild {
+                name: drv.name.clone(),
+                builder: drv.builder,
+            });
+            return Err(RealizeError::NotBuilt);
+        }
+        if self.progress {
+            eprintln!("building {} ({})", drv.name, drv.builder);
+        }
+        let scratch = self.store.scratch(&drv.name)?;
+        let out = scratch.path().join("out");
+        let written = build(self.store, &out).map_err(|e| e.in_step(&drv.name, drv.builder))?;
+        self.built += 1;
+        // The output is ours alone: moved into the store, not copied.
+        let prepared = match written {
+            Some(tree) => {
+                self.store
+                    .prepare_written_output(tree, &drv.name, references, Some(&hash))?
+            }
+            None => self
+                .store
+                .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?,
+        };
+        let path = prepared.path().clone();
+        if let Some(batch) = &mut self.batch {
+            batch.push(PendingOutput {
+                scratch,
+                prepared,
+                drv_hash: hash,
+            });
+            return Ok(path);
+        }
+        self.store.commit_outputs(vec![prepared])?;
+        self.store.add_realisation(&hash, "out", &path)?;
+        Ok(path)
+    }
+}
+

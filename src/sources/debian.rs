@@ -1,0 +1,180 @@
+//! `[base] debian` and `[shell] packages`: Debian packages from the signed
+//! archive ([`crate::debian::archive`]), pinned by their mirror-relative
+//! `Filename`, sha256 and size, fetched from whatever mirror the
+//! configuration names at fetch time and unpacked by `unpack-deb`.
+//!
+//! The shell's packages are resolved together with the base's, less the
+//! packages the base pins, and become shell-only components.
+
+use std::collections::BTreeSet;
+
+use super::{PinContext, PlanContext, Source, SourceError};
+use crate::debian::archive;
+use crate::fetch::FetchError;
+use crate::lock::{DebPin, DebianLock, Lock, PinnedFile};
+use crate::plan::{item_name, Builder, Input, InputKind, Origin, Plan};
+use crate::spec::DebianBase;
+
+/// One set of Debian packages: the base's, or the shell's.
+pub struct DebianSource<'a> {
+    base: &'a DebianBase,
+    /// `[shell] packages`, for the shell's set.
+    shell: Option<&'a [String]>,
+}
+
+impl<'a> DebianSource<'a> {
+    pub fn base(base: &'a DebianBase) -> Self {
+        DebianSource { base, shell: None }
+    }
+
+    pub fn shell(base: &'a DebianBase, packages: &'a [String]) -> Self {
+        DebianSource {
+            base,
+            shell: Some(packages),
+        }
+    }
+
+    /// The request as the lock records it: a changed request resolves
+    /// again.
+    fn request(&self) -> String {
+        let b = self.base;
+        let base = format!("{}/{}: {}", b.suite, b.component, b.packages.join(" "));
+        match self.shell {
+            None => base,
+            Some(shell) => format!("{base} + shell: {}", shell.join(" ")),
+        }
+    }
+
+    /// For messages.
+    fn what(&self) -> &'static str {
+        if self.shell.is_some() {
+            "[shell] packages"
+        } else {
+            "[base]"
+        }
+    }
+
+    fn section<'l>(&self, lock: &'l Lock) -> Option<&'l DebianLock> {
+        if self.shell.is_some() {
+            lock.shell_debian.as_ref()
+        } else {
+            lock.debian.as_ref()
+        }
+    }
+}
+
+impl Source for DebianSource<'_> {
+    fn pin(&self, cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError> {
+        let request = self.request();
+        let shell = self.shell.is_some();
+        let reused = cx.old.and_then(|l| l.debian_for(shell, &request)).cloned();
+        let section = match reused {
+            Some(s) => s,
+            None => {
+                let base = self.base;
+                if cx.fetch.offline {
+                    return Err(FetchError::Offline {
+                        url: format!(
+                            "the {} archive index (no lock for this {})",
+                            base.suite,
+                            self.what()
+                        ),
+                    }
+                    .into());
+                }
+                let mut packages = base.packages.clone();
+                // The base's own packages are pinned in its section.
+                let exclude: BTreeSet<String> = match self.shell {
+                    Some(extra) => {
+                        packages.extend(extra.iter().cloned());
+                        packages.sort();
+                        packages.dedup();
+                        lock.debian
+                            .iter()
+                            .flat_map(|d| &d.packages)
+                            .map(|p| p.name.clone())
+                            .collect()
+                    }
+                    None => BTreeSet::new(),
+                };
+                let mirror = archive::mirror_for(base.mirror.as_deref(), &base.suite)?;
+                let keyring = archive::keyring_for(base.keyring.as_deref());
+                let scratch = cx.store.scratch("debian-release")?;
+                let release =
+                    archive::fetch_release(&mirror, &base.suite, &keyring, scratch.path())?;
+                let index = archive::fetch_index(
+                    cx.store,
+                    &mirror,
+                    &base.suite,
+                    &base.component,
+                    &release,
+                    &cx.fetch,
+                )?;
+                let packages = index
+                    .closure(&packages)?
+                    .into_iter()
+                    .filter(|d| !exclude.contains(&d.name))
+                    .map(|d| {
+                        let arch = crate::lock::deb_version_arch(&d.filename)
+                            .map(|(_, a)| a)
+                            .unwrap_or_default();
+                        DebPin {
+                            name: d.name,
+                            version: d.version,
+                            arch,
+                            file: PinnedFile {
+                                file: d.filename,
+                                sha256: d.sha256,
+                                size: d.size,
+                            },
+                        }
+                    })
+                    .collect();
+                DebianLock { request, packages }
+            }
+        };
+        if shell {
+            lock.shell_debian = Some(section);
+        } else {
+            lock.debian = Some(section);
+        }
+        Ok(())
+    }
+
+    fn plan(&self, _cx: &mut PlanContext, lock: &Lock, plan: &mut Plan) -> Result<(), SourceError> {
+        let Some(section) = self.section(lock) else {
+            return Ok(());
+        };
+        for p in &section.packages {
+            let file = &p.file.file;
+            let base = file.rsplit('/').next().unwrap_or(file);
+            let input = plan.add_input(Input {
+                name: item_name(base),
+                what: format!("deb {} {}", p.name, p.version),
+                kind: InputKind::Fetch {
+                    file: file.clone(),
+                    sha256: p.file.sha256.clone(),
+                    size: p.file.size,
+                    origin: Origin::DebianMirror {
+                        mirror: self.base.mirror.clone(),
+                        suite: self.base.suite.clone(),
+                        file: file.clone(),
+                    },
+                },
+            });
+            let step = plan.add_step(
+                item_name(base.trim_end_matches(".deb")),
+                Builder::UnpackDeb {
+                    filename: file.clone(),
+                },
+                vec![input],
+            );
+            if self.shell.is_some() {
+                plan.shell_components.push(step);
+            } else {
+                plan.components.push(step);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Sources: where a spec's inputs come from, one module per kind, each a
+//! [`Source`] with two jobs:
+//!
+//! - lock time ([`Source::pin`]): pin its inputs into the new [`Lock`],
+//!   reusing the old lock's pins when the spec asks for the same thing
+//!   (no network then), else resolving them (an archive, an index, a hub);
+//! - plan time ([`Source::plan`]): the [`Plan`] inputs (fixed-output
+//!   fetches, local paths) and build steps that materialize those pins.
+//!
+//! | module | spec | lock section |
+//! |---|---|---|
+//! | [`debian`] | `[base] debian`, `[shell] packages` | `debian`, `shell-debian` |
+//! | [`python`] | `[python] requirements` / `lock`, `[[wheels]]` | `python`, `wheels` |
+//! | [`models`] | `[models.NAME]` | `models` |
+//! | [`files`] | `[[files]]` | `files` |
+//!
+//! [`pin`] and [`plan`] run them in rootfs order; a new kind of source is
+//! one new module and one line in [`sources`].
+
+pub mod debian;
+mod error;
+pub mod files;
+pub mod models;
+pub mod python;
+
+use envbuild_store::Store;
+
+pub use error::SourceError;
+pub(crate) use error::io_err;
+
+use crate::fetch::FetchOptions;
+use crate::lock::Lock;
+use crate::oci::{self, ImageConfig};
+use crate::plan::{ImagePlan, Plan, StepId};
+use crate::python::resolve::Timestamp;
+use crate::spec::{self, Spec};
+
+/// The PATH an image gets unless the spec sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What pinning may use.
+pub struct PinContext<'a> {
+    /// For local hashes (through its hash cache) and the few files that
+    /// must be downloaded to be pinned (a URL wheel's size, a hub file
+    /// whose sha256 the hub does not publish).
+    pub store: &'a mut Store,
+    pub spec: &'a Spec,
+    /// The lock being replaced: its pins are kept where the spec's request
+    /// did not change.
+    pub old: Option<&'a Lock>,
+    /// Resolve as if the index held nothing uploaded after this instant.
+    pub exclude_newer: Option<Timestamp>,
+    pub fetch: FetchOptions,
+    /// Where an index said pinned files are (sha256 → URL), learnt while
+    /// resolving: realize fetches from there before asking the index.
+    pub urls: std::collections::BTreeMap<String, String>,
+}
+
+/// What planning may use.
+pub struct PlanContext<'a> {
+    pub spec: &'a Spec,
+    /// The base's components so far (Debian packages, base files): the
+    /// build closure of an sdist.
+    pub base: Vec<StepId>,
+}
+
+/// One kind of input.
+pub trait Source {
+    /// Pin this source's inputs into `lock`.
+    fn pin(&self, cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError>;
+    /// Add the inputs and steps that materialize `lock`'s pins of this
+    /// source; components go to `plan.components` in rootfs order.
+    fn plan(&self, cx: &mut PlanContext, lock: &Lock, plan: &mut Plan) -> Result<(), SourceError>;
+}
+
+/// Every source of `spec`, in rootfs order: the base's (Debian), then the
+/// rest; the base files go between them (see [`plan`]).
+#[allow(clippy::type_complexity)]
+fn sources(spec: &Spec) -> (Vec<Box<dyn Source + '_>>, Vec<Box<dyn Source + '_>>) {
+    let mut base: Vec<Box<dyn Source>> = Vec::new();
+    if let Some(b) = &spec.debian {
+        base.push(Box::new(debian::DebianSource::base(b)));
+        if !spec.shell.packages.is_empty() {
+            base.push(Box::new(debian::DebianSource::shell(b, &spec.shell.packages)));
+        }
+    }
+    let rest: Vec<Box<dyn Source>> = vec![
+        Box::new(python::PythonSource),
+        Box::new(models::ModelsSource),
+        Box::new(files::FilesSource),
+    ];
+    (base, rest)
+}
+
+fn now_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Lock time: pin every input of `cx.spec`.
+pub fn pin(cx: &mut PinContext) -> Result<Lock, SourceError> {
+    let epoch = cx
+        .spec
+        .source_date_epoch
+        .or(cx.old.map(|l| l.source_date_epoch))
+        .unwrap_or_else(now_epoch);
+    let mut lock = Lock {
+        source_date_epoch: epoch,
+        ..Lock::default()
+    };
+    let (base, rest) = sources(cx.spec);
+    for s in base.iter().chain(&rest) {
+        s.pin(cx, &mut lock)?;
+    }
+    Ok(lock.normalized())
+}
+
+/// Plan time: the graph that materializes `lock` for `spec`. No I/O.
+pub fn plan(spec: &Spec, lock: &Lock) -> Result<Plan, SourceError> {
+    let mut plan = Plan::new(lock.source_date_epoch, image_plan(spec));
+    let mut cx = PlanContext {
+        spec,
+        base: Vec::new(),
+    };
+    let (base, rest) = sources(spec);
+    for s in &base {
+        s.plan(&mut cx, lock, &mut plan)?;
+    }
+    files::plan_base_files(spec, &mut plan);
+    cx.base = plan.components.clone();
+    for s in &rest {
+        s.plan(&mut cx, lock, &mut plan)?;
+    }
+    Ok(plan)
+}
+
+/// The target's glibc: the spec's, else the base's libc6 (from its .deb
+/// file names), else 2.17 (manylinux2014).
+pub fn glibc_of<'a>(spec: &Spec, deb_files: impl Iterator<Item = &'a str>) -> (u32, u32) {
+    if let Some(g) = spec.python.glibc {
+        return g;
+    }
+    deb_files
+        .filter_map(|f| f.rsplit('/').next()?.strip_prefix("libc6_"))
+        .filter_map(|v| {
+            let (maj, rest) = v.split_once('.')?;
+            let min: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            Some((maj.parse().ok()?, min.parse().ok()?))
+        })
+        .next()
+        .unwrap_or((2, 17))
+}
+
+pub fn compression(c: &spec::Compression) -> oci::Compression {
+    match c {
+        spec::Compression::Gzip(level) => oci::Compression::Gzip { level: *level },
+        spec::Compression::Zstd(level) => oci::Compression::Zstd { level: *level },
+        spec::Compression::None => oci::Compression::None,
+    }
+}
+
+/// The image settings of `spec`.
+fn image_plan(spec: &Spec) -> ImagePlan {
+    let img = &spec.image;
+    let mut env = Vec::new();
+    if !img.env.contains_key("PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    env.extend(img.env.iter().map(|(k, v)| format!("{k}={v}")));
+    ImagePlan {
+        config: ImageConfig {
+            user: img.user.as_ref().map(|u| u.name.clone()),
+            env,
+            entrypoint: img.entrypoint.clone(),
+            cmd: img.cmd.clone(),
+            working_dir: img.workdir.clone(),
+            exposed_ports: img.ports.iter().cloned().collect(),
+            labels: img.labels.clone(),
+            volumes: img.volumes.iter().cloned().collect(),
+            ..ImageConfig::default()
+        },
+        reference: img.reference.clone(),
+        compression: compression(&img.compression),
+    }
+}

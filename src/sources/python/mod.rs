@@ -1,0 +1,329 @@
+//! Python distributions: `[python] requirements` (resolved against the
+//! configured index, [`crate::python::resolve`]), `[python] lock` (a PEP 751
+//! `pylock.toml` or a hash-checked `requirements.txt`, [`lockfile`]) and
+//! `[[wheels]]` (a wheel by path or URL).
+//!
+//! Wheels are pinned by file name, sha256 and size, and found again
+//! through the index (or the lock file's location) at fetch time. An sdist
+//! (no wheel fits the target) is pinned with the wheels its build needs;
+//! it is built by `build-sdist` in the sandbox with the base's interpreter,
+//! and the wheel it gives is installed like any other by `unpack-wheel`.
+
+pub mod lockfile;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{PinContext, PlanContext, Source, SourceError};
+use crate::fetch::{self, FetchError};
+use crate::lock::{DistPin, Lock, PinnedFile, PythonLock, SdistPin, WheelPin};
+use crate::plan::{item_name, Builder, Input, InputKind, Origin, Plan, Ref, StepId};
+use crate::python::resolve::{self, Arch, ResolveOptions, Target};
+use crate::python::sdist::SdistError;
+use crate::python::wheel::{InstallScheme, WheelFilename};
+use crate::spec::{Spec, WheelSource};
+
+pub struct PythonSource;
+
+/// The target the spec's wheels are chosen for: CPython of the spec's
+/// version on x86_64 with the base's glibc.
+pub fn target(spec: &Spec, lock: &Lock) -> Target {
+    Target::cpython_glibc(spec.python.version, Arch::X86_64, glibc(spec, lock))
+}
+
+/// The target's glibc: the spec's, else the base's libc6.
+fn glibc(spec: &Spec, lock: &Lock) -> (u32, u32) {
+    super::glibc_of(spec, lock.base_deb_files())
+}
+
+/// The request `[python] requirements` are pinned for.
+fn requirements_request(spec: &Spec, g: (u32, u32)) -> String {
+    let py = &spec.python;
+    format!(
+        "cp{}{} x86_64 glibc {}.{}: {}",
+        py.version.0,
+        py.version.1,
+        g.0,
+        g.1,
+        py.requirements.join("; ")
+    )
+}
+
+/// A wheel pin by its file name (name and version read from it).
+pub(crate) fn dist_pin(file: PinnedFile) -> Result<DistPin, SourceError> {
+    let w = WheelFilename::parse(&file.file)?;
+    Ok(DistPin {
+        name: w.name,
+        version: w.version,
+        file,
+    })
+}
+
+impl Source for PythonSource {
+    fn pin(&self, cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError> {
+        let spec = cx.spec;
+        let glibc = glibc(spec, lock);
+        if spec.python.lock.is_some() {
+            lock.python = Some(lockfile::pin(cx, glibc)?);
+        } else if !spec.python.requirements.is_empty() {
+            lock.python = Some(pin_requirements(cx, glibc)?);
+        }
+        pin_wheels(cx, lock)
+    }
+
+    fn plan(&self, cx: &mut PlanContext, lock: &Lock, plan: &mut Plan) -> Result<(), SourceError> {
+        let spec = cx.spec;
+        let target = target(spec, lock);
+        let mut unpacked: BTreeMap<String, StepId> = BTreeMap::new();
+        let mut wheel_steps = |plan: &mut Plan, file: &PinnedFile, origin: Origin| {
+            if let Some(&s) = unpacked.get(&file.sha256) {
+                return s;
+            }
+            let input = fetch_input(plan, file, origin);
+            let s = unpack_step(spec, plan, &file.file, input);
+            unpacked.insert(file.sha256.clone(), s);
+            s
+        };
+        let py = lock.python.as_ref();
+        let origins = match (&spec.python.lock, py) {
+            (Some(_), Some(p)) => lockfile::origins(spec, &target, p)?,
+            _ => BTreeMap::new(),
+        };
+        let index_origin = || Origin::PythonIndex {
+            index: spec.python.index.clone(),
+            target: target.clone(),
+        };
+        for w in py.map(|p| &p.wheels[..]).unwrap_or_default() {
+            let step = match origins.get(&w.file.file) {
+                Some(lockfile::WheelOrigin::InPlace(path)) => {
+                    let input = in_place_input(plan, &w.file, path);
+                    unpack_step(spec, plan, &w.file.file, input)
+                }
+                Some(lockfile::WheelOrigin::Fetch(origin)) => {
+                    wheel_steps(plan, &w.file, origin.clone())
+                }
+                None => wheel_steps(plan, &w.file, index_origin()),
+            };
+            plan.components.push(step);
+        }
+        for w in &spec.wheels {
+            let pin = lock
+                .wheels
+                .iter()
+                .find(|p| p.file.file == w.filename)
+                .ok_or_else(|| SourceError::LockMismatch {
+                    what: format!("[[wheels]] {}", w.filename),
+                    expected: w.filename.clone(),
+                    found: "nothing".into(),
+                })?;
+            let step = match &w.source {
+                WheelSource::Path { abs, .. } => {
+                    let input = in_place_input(plan, &pin.file, abs);
+                    unpack_step(spec, plan, &w.filename, input)
+                }
+                WheelSource::Url { url, .. } => wheel_steps(plan, &pin.file, Origin::Url(url.clone())),
+            };
+            plan.components.push(step);
+        }
+        for s in py.map(|p| &p.sdists[..]).unwrap_or_default() {
+            if spec.debian.is_none() {
+                return Err(SdistError::NoBuildPython {
+                    sdist: s.file.file.clone(),
+                }
+                .into());
+            }
+            let sdist = fetch_input(plan, &s.file, index_origin());
+            let mut inputs = vec![sdist];
+            inputs.extend(cx.base.iter().map(|&c| Ref::Step(c)));
+            for b in &s.build {
+                let step = wheel_steps(plan, b, index_origin());
+                inputs.push(Ref::Step(step));
+            }
+            let built = plan.add_step(
+                item_name(&format!("{}-built", s.file.file)),
+                Builder::BuildSdist {
+                    sdist: s.file.file.clone(),
+                    source_date_epoch: lock.source_date_epoch,
+                    python: spec.python.shebang.clone(),
+                    site_packages: spec.python.site_packages.clone(),
+                },
+                inputs,
+            );
+            let step = plan.add_step(
+                "(named by the wheel built)",
+                Builder::UnpackWheel {
+                    scheme: scheme(spec),
+                    shebang: spec.python.shebang.clone(),
+                },
+                vec![Ref::Step(built)],
+            );
+            plan.components.push(step);
+        }
+        Ok(())
+    }
+}
+
+fn fetch_input(plan: &mut Plan, file: &PinnedFile, origin: Origin) -> Ref {
+    plan.add_input(Input {
+        name: item_name(&file.file),
+        what: format!("file {}", file.file),
+        kind: InputKind::Fetch {
+            file: file.file.clone(),
+            sha256: file.sha256.clone(),
+            size: file.size,
+            origin,
+        },
+    })
+}
+
+fn in_place_input(plan: &mut Plan, file: &PinnedFile, path: &Path) -> Ref {
+    plan.add_input(Input {
+        name: item_name(&file.file),
+        what: format!("wheel {}", path.display()),
+        kind: InputKind::InPlace {
+            path: path.to_path_buf(),
+            file: file.file.clone(),
+            sha256: file.sha256.clone(),
+            size: file.size,
+        },
+    })
+}
+
+/// The step that installs the wheel `filename` from `input`.
+fn unpack_step(spec: &Spec, plan: &mut Plan, filename: &str, input: Ref) -> StepId {
+    plan.add_step(
+        item_name(filename.trim_end_matches(".whl")),
+        Builder::UnpackWheel {
+            scheme: scheme(spec),
+            shebang: spec.python.shebang.clone(),
+        },
+        vec![input],
+    )
+}
+
+/// Where wheels install (sysconfig's `posix_prefix` scheme below the
+/// spec's site-packages), as paths relative to the image root.
+pub fn scheme(spec: &Spec) -> InstallScheme {
+    let layout = &spec.python;
+    let rel = |p: &str| p.trim_start_matches('/').to_string();
+    let prefix = Path::new(&layout.site_packages)
+        .ancestors()
+        .nth(3)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/usr/local".into());
+    let py = Path::new(&layout.site_packages)
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "python3".into());
+    InstallScheme {
+        purelib: rel(&layout.site_packages),
+        platlib: rel(&layout.site_packages),
+        scripts: rel(&layout.scripts),
+        data: rel(&prefix),
+        headers: format!("{}/include/{py}", rel(&prefix))
+            .trim_start_matches('/')
+            .to_string(),
+    }
+}
+
+/// `[python] requirements`: the lock's pins when it was made for the same
+/// request and target, else a resolution against the index.
+fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock, SourceError> {
+    let spec = cx.spec;
+    let py = &spec.python;
+    let request = requirements_request(spec, glibc);
+    let target = &Target::cpython_glibc(py.version, Arch::X86_64, glibc);
+    if let Some(p) = cx.old.and_then(|l| l.python_for(&request)) {
+        return Ok(p.clone());
+    }
+    if cx.fetch.offline {
+        return Err(FetchError::Offline {
+            url: "the package index (no lock for these requirements)".into(),
+        }
+        .into());
+    }
+    let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
+    let mut ro = ResolveOptions::new(index, target.clone());
+    ro.exclude_newer = cx.exclude_newer;
+    ro.cache_dir = Some(cx.store.cache_dir("pypi-metadata")?);
+    let resolved = resolve::resolve(&py.requirements, &ro)?.packages;
+    let mut out = PythonLock {
+        request,
+        wheels: Vec::new(),
+        sdists: Vec::new(),
+    };
+    let file = |p: &resolve::Pinned| PinnedFile {
+        file: p.filename.clone(),
+        sha256: p.sha256.clone(),
+        size: p.size,
+    };
+    for p in &resolved {
+        cx.urls.insert(p.sha256.clone(), p.url.clone());
+        match &p.sdist {
+            None => out.wheels.push(DistPin {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                file: file(p),
+            }),
+            Some(b) => {
+                for w in &b.build_wheels {
+                    cx.urls.insert(w.sha256.clone(), w.url.clone());
+                }
+                out.sdists.push(SdistPin {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    file: file(p),
+                    build: b.build_wheels.iter().map(file).collect(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `[[wheels]]`: local wheels are hashed (in parallel, through the hash
+/// cache) but not copied; URLs are fetched (the download gives the size).
+fn pin_wheels(cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError> {
+    let spec = cx.spec;
+    let local: Vec<&PathBuf> = spec
+        .wheels
+        .iter()
+        .filter_map(|w| match &w.source {
+            WheelSource::Path { abs, .. } => Some(abs),
+            WheelSource::Url { .. } => None,
+        })
+        .collect();
+    let mut local_hashes =
+        crate::workers::on_store_workers(cx.store.root(), &local, None, |st, abs| {
+            let sha = st.cached_hash(abs, "sha256", |_| {
+                crate::io::sha256_file(abs).map_err(super::io_err("reading", abs))
+            })?;
+            let size = std::fs::metadata(abs)
+                .map_err(super::io_err("reading", abs))?
+                .len();
+            Ok::<_, SourceError>((sha, size))
+        })?
+        .into_iter();
+    for w in &spec.wheels {
+        let (source, sha256, size) = match &w.source {
+            WheelSource::Path { path, .. } => {
+                let (sha256, size) = local_hashes.next().expect("one hash per local wheel");
+                (path.clone(), sha256, size)
+            }
+            WheelSource::Url { url, sha256 } => {
+                let fetched = fetch::fetch(cx.store, url, sha256, &item_name(&w.filename), &cx.fetch)?;
+                (url.clone(), sha256.clone(), fetched.size)
+            }
+        };
+        lock.wheels.push(WheelPin {
+            source,
+            file: PinnedFile {
+                file: w.filename.clone(),
+                sha256,
+                size,
+            },
+        });
+    }
+    Ok(())
+}
