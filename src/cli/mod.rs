@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod export;
+mod plan;
 mod realize;
 mod shell;
 mod store;
@@ -36,6 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Pin every input of a spec by hash, writing SPEC.lock beside it
     Lock(realize::LockArgs),
+    /// Dry run: what a realize would fetch and build, and what the store has
+    Plan(plan::PlanArgs),
     /// Build a spec into the store and export the image (last stdout line: the manifest digest)
     Realize(realize::RealizeArgs),
     /// Run a command inside the spec's closure (user and mount namespaces)
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Lock(args) => realize::lock(&global, args),
+        Command::Plan(args) => plan::plan(&global, args),
         Command::Realize(args) => realize::realize(&global, args),
         Command::Run(args) => shell::run(&global, args),
         Command::Shell(args) => shell::shell(&global, args),

@@ -412,6 +412,12 @@ pub fn dry_run(store: &mut Store, spec: &Spec, opts: &RealizeOptions) -> Result<
         }
     }
     let mut build = std::mem::take(&mut r.not_built);
+    if !complete {
+        build.push(PlannedBuild {
+            name: "rootfs-union-check".into(),
+            builder: "union-check",
+        });
+    }
     if layers.is_none() {
         build.push(PlannedBuild {
             name: format!("the layers (at most {LAYER_BUDGET})"),
