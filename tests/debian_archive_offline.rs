@@ -89,7 +89,7 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     ok(o, "realize from the good archive");
     let lock = fs::read_to_string(t.path().join("base.lock")).unwrap();
     assert!(
-        lock.contains("source = \"pool/main/h/hello-deb/hello-deb_1.0_amd64.deb\""),
+        lock.contains("file = \"pool/main/h/hello-deb/hello-deb_1.0_amd64.deb\""),
         "{lock}"
     );
     assert!(

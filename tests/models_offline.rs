@@ -121,22 +121,12 @@ fn out(c: &mut Command) -> Output {
 }
 
 fn lock_entries(spec: &Path) -> BTreeMap<String, (String, String, u64)> {
-    let text = fs::read_to_string(spec.with_extension("lock")).unwrap();
-    let v: toml::Value = toml::from_str(&text).unwrap();
-    v["input"]
-        .as_array()
+    let lock = envbuild::lock::Lock::read(&spec.with_extension("lock"))
         .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                (
-                    i["source"].as_str().unwrap().to_string(),
-                    i["hash"].as_str().unwrap().to_string(),
-                    i["size"].as_integer().unwrap() as u64,
-                ),
-            )
-        })
+        .unwrap();
+    envbuild::lock::v1::inputs(&lock)
+        .into_iter()
+        .map(|(id, source, hash, size)| (id, (source, hash, size)))
         .collect()
 }
 
@@ -476,7 +466,9 @@ fn a_model_file_changed_on_the_server_is_refused_naming_the_file_and_both_hashes
     );
     verify_clean(&store);
 
-    // ModelScope too.
+    // ModelScope too (in a store of its own: the files that verified above
+    // were kept, ModelScope's among them).
+    let store = tmp.path().join("store-c");
     let mut changed = fx.ms["sub/vocab.json"].clone();
     changed.extend_from_slice(b" ");
     hub.change("ms:iic/ofa.tiny", "sub/vocab.json", changed.clone());

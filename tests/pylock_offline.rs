@@ -80,19 +80,12 @@ fn spec(dir: &Path, python: &str) -> std::path::PathBuf {
 }
 
 fn lock_inputs(spec: &Path) -> Vec<(String, String, String)> {
-    let text = fs::read_to_string(spec.with_extension("lock")).unwrap();
-    let v: toml::Value = toml::from_str(&text).unwrap();
-    v["input"]
-        .as_array()
+    let lock = envbuild::lock::Lock::read(&spec.with_extension("lock"))
         .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                i["source"].as_str().unwrap().to_string(),
-                i["hash"].as_str().unwrap().to_string(),
-            )
-        })
+        .unwrap();
+    envbuild::lock::v1::inputs(&lock)
+        .into_iter()
+        .map(|(id, source, hash, _)| (id, source, hash))
         .collect()
 }
 
@@ -228,7 +221,7 @@ anything = 1
     );
     fs::write(tmp.path().join("pylock.toml"), &changed).unwrap();
     let err = fails(run(&store, &[&"closure", &"--locked", &spec]), "--locked");
-    assert!(err.contains("python:request"), "{err}");
+    assert!(err.contains("python request"), "{err}");
     ok(run(&store, &[&"closure", &spec]), "re-pin");
     let names: Vec<String> = pypi_inputs(&spec).into_iter().map(|(_, s, _)| s).collect();
     assert_eq!(names, [beta_best.filename.clone(), delta.filename.clone()]);

@@ -279,7 +279,7 @@ fn locked_realize_names_the_input_that_changed() {
         "--locked after an edit",
     );
     assert!(
-        err.contains("files:/home/appuser/app") && err.contains("hello/app"),
+        err.contains("files /home/appuser/app") && err.contains("hello/app"),
         "{err}"
     );
     verify_clean(&store);

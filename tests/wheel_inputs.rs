@@ -15,7 +15,8 @@ use std::path::Path;
 
 use common::http::{serve, Behaviour};
 use common::*;
-use envbuild::realize::builders::{unpack_wheel, WheelFile, WheelInput};
+use envbuild::plan::{Builder, Step, WheelId};
+use envbuild::realize::builders::wheel::{unpack_wheel, WheelFile};
 use envbuild::realize::{RealizeError, Realizer};
 
 const WHEEL: &str = "inplace-1.0-py3-none-any.whl";
@@ -117,16 +118,34 @@ fn a_local_wheel_changed_since_it_was_pinned_is_refused_naming_both_hashes() {
         &[],
     );
     write(dir.join(WHEEL), &other, 0o644);
-    let input = WheelInput {
+    let wheel = WheelFile {
         filename: WHEEL.into(),
         sha256: pinned.clone(),
         size: bytes.len() as u64,
-        file: WheelFile::Local(dir.join(WHEEL)),
+        path: dir.join(WHEEL),
+        in_place: true,
     };
+    let (scheme, shebang) = (envbuild::sources::python::scheme(&spec), spec.python.shebang.clone());
+    let step = Step {
+        name: WHEEL.into(),
+        builder: Builder::UnpackWheel {
+            scheme: scheme.clone(),
+            shebang: shebang.clone(),
+        },
+        inputs: Vec::new(),
+    };
+    let drv = step.derivation(
+        &[],
+        Some(WheelId {
+            filename: WHEEL,
+            sha256: &pinned,
+        }),
+    );
     let mut r = Realizer::new(&mut store, false);
-    match unpack_wheel(&mut r, &spec, &input) {
-        Err(e @ RealizeError::InputChanged { .. }) => {
+    match unpack_wheel(&mut r, &drv, &scheme, &shebang, &wheel) {
+        Err(e) if matches!(e.cause(), RealizeError::InputChanged { .. }) => {
             let msg = e.to_string();
+            assert!(msg.contains("unpack-wheel"), "the failing step is named: {msg}");
             assert!(msg.contains(&pinned), "{msg}");
             assert!(msg.contains(&sha256_hex(&other)), "{msg}");
             assert!(msg.contains(WHEEL), "{msg}");

@@ -141,14 +141,49 @@ pub fn dist_info_check(spec: &Spec, rootfs: &Path, lock: &Lock) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::LockedInput;
+    use crate::lock::{DistPin, PinnedFile, PythonLock, SdistPin, WheelPin};
 
-    fn input(id: &str, source: &str) -> LockedInput {
-        LockedInput {
-            id: id.into(),
-            source: source.into(),
-            hash: format!("sha256:{}", "0".repeat(64)),
+    fn file(name: &str) -> PinnedFile {
+        PinnedFile {
+            file: name.into(),
+            sha256: "0".repeat(64),
             size: 1,
+        }
+    }
+
+    /// A lock pinning `wheels` (resolved), `sdists` and `local` (`[[wheels]]`).
+    fn lock(wheels: &[&str], sdists: &[(&str, &str, &str)], local: &[&str]) -> Lock {
+        let wheel = |f: &&str| {
+            let w = WheelFilename::parse(f).unwrap();
+            DistPin {
+                name: w.name,
+                version: w.version,
+                file: file(f),
+            }
+        };
+        Lock {
+            source_date_epoch: 1,
+            python: Some(PythonLock {
+                request: "cp311".into(),
+                wheels: wheels.iter().map(wheel).collect(),
+                sdists: sdists
+                    .iter()
+                    .map(|(name, version, f)| SdistPin {
+                        name: name.to_string(),
+                        version: version.to_string(),
+                        file: file(f),
+                        build: vec![file("setuptools-80.9.0-py3-none-any.whl")],
+                    })
+                    .collect(),
+            }),
+            wheels: local
+                .iter()
+                .map(|f| WheelPin {
+                    source: format!("wheels/{f}"),
+                    file: file(f),
+                })
+                .collect(),
+            ..Lock::default()
         }
     }
 
@@ -174,23 +209,13 @@ mod tests {
         dist(&site, "numpy-1.24.3.dist-info", "numpy", "1.24.3");
         dist(&site, "Pillow-10.2.0.dist-info", "Pillow", "10.2.0");
         dist(&site, "extra_thing-0.1.dist-info", "extra_thing", "0.1");
-        let lock = Lock::new(
-            1,
-            vec![
-                input(
-                    "pypi:numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
-                    "numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
-                ),
-                input(
-                    "pypi:pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-                    "pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-                ),
-                input(
-                    "wheel:tqdm-4.66.1-py3-none-any.whl",
-                    "wheels/tqdm-4.66.1-py3-none-any.whl",
-                ),
-                input("deb:libc6", "pool/main/g/glibc/libc6_2.36-9_amd64.deb"),
+        let lock = lock(
+            &[
+                "numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                "pillow-10.2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
             ],
+            &[],
+            &["tqdm-4.66.1-py3-none-any.whl"],
         );
         let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
         assert!(!o.passed);
@@ -227,13 +252,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let site = tmp.path().join("usr/lib/python3/dist-packages");
         dist(&site, "foo-1.0.dist-info", "foo", "1.0.0");
-        let lock = Lock::new(
-            1,
-            vec![input(
-                "wheel:foo-1.0-py3-none-any.whl",
-                "foo-1.0-py3-none-any.whl",
-            )],
-        );
+        let lock = lock(&[], &[], &["foo-1.0-py3-none-any.whl"]);
         let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
         assert!(o.passed, "{}", o.reason);
         assert!(o.reason.starts_with("1 distributions"), "{}", o.reason);
@@ -247,13 +266,37 @@ mod tests {
             .join("usr/lib/python3/dist-packages/broken-1.dist-info");
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join("METADATA"), "Name: broken\n").unwrap();
-        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &Lock::new(1, vec![]));
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &Lock::default());
         assert!(!o.passed);
         assert!(
             o.reason
                 .contains("broken-1.dist-info/METADATA has no Name or Version"),
             "{}",
             o.reason
+        );
+    }
+
+    #[test]
+    fn distributions_built_from_locked_sdists_match_their_lock_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("usr/lib/python3/dist-packages");
+        dist(&site, "crcmod-1.7.dist-info", "crcmod", "1.7");
+        dist(&site, "aliyun_python_sdk_core-2.16.0.dist-info", "aliyun-python-sdk-core", "2.16.0");
+        dist(&site, "oss2-2.19.0.dist-info", "oss2", "2.19.0");
+        let lock = lock(
+            &[],
+            &[
+                ("crcmod", "1.7", "crcmod-1.7.tar.gz"),
+                ("aliyun-python-sdk-core", "2.16.0", "aliyun-python-sdk-core-2.16.0.tar.gz"),
+                ("oss2", "2.19.1", "oss2-2.19.1.tar.gz"),
+            ],
+            &[],
+        );
+        let o = dist_info_check(&spec(tmp.path()), tmp.path(), &lock);
+        assert!(!o.passed);
+        assert_eq!(
+            o.reason, "oss2: the lock pins 2.19.1, /usr/lib/python3/dist-packages has 2.19.0",
+            "the sdist-built crcmod and aliyun-python-sdk-core match; oss2 is named with both versions"
         );
     }
 }

@@ -23,7 +23,7 @@
 //! Version 1 locks (a flat list of `[[input]]` with kinds in id prefixes)
 //! still read: [`v1`] turns them into this shape with the same pins.
 
-mod v1;
+pub mod v1;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -204,6 +204,78 @@ pub(super) fn read(table: toml::Table) -> Result<Lock, String> {
     Ok(lock.normalized())
 }
 
+/// One version-1 input: (id, source, hash, size).
+pub type V1Input = (String, String, String, u64);
+
+/// `lock` as version 1 would have listed it: every pin as an input with
+/// its kind in the id's prefix. For tools and tests that still think in
+/// v1 ids; envbuild writes version 2.
+pub fn inputs(lock: &Lock) -> Vec<V1Input> {
+    let mut out: Vec<V1Input> = Vec::new();
+    let sha = |f: &PinnedFile| format!("sha256:{}", f.sha256);
+    let nar = |n: &NarPin| format!("nar-sha256:{}", n.nar_sha256);
+    for (kind, prefix, d) in [
+        ("debian", "deb", &lock.debian),
+        ("shell-debian", "shell-deb", &lock.shell_debian),
+    ] {
+        if let Some(d) = d {
+            let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(d.request.as_bytes()));
+            out.push((
+                format!("{kind}:request"),
+                d.request.clone(),
+                format!("sha256:{request_hash}"),
+                d.packages.len() as u64,
+            ));
+            for p in &d.packages {
+                out.push((format!("{prefix}:{}", p.name), p.file.file.clone(), sha(&p.file), p.file.size));
+            }
+        }
+    }
+    if let Some(p) = &lock.python {
+        out.push((
+            "python:request".into(),
+            p.request.clone(),
+            String::new(),
+            (p.wheels.len() + p.sdists.len()) as u64,
+        ));
+        for w in &p.wheels {
+            out.push((format!("pypi:{}", w.file.file), w.file.file.clone(), sha(&w.file), w.file.size));
+        }
+        for s in &p.sdists {
+            out.push((format!("sdist:{}", s.file.file), s.file.file.clone(), sha(&s.file), s.file.size));
+            for b in &s.build {
+                out.push((
+                    format!("build:{}:{}", s.file.file, b.file),
+                    b.file.clone(),
+                    sha(b),
+                    b.size,
+                ));
+            }
+        }
+    }
+    for f in &lock.files {
+        out.push((format!("files:{}", f.dst), f.src.clone(), nar(&f.nar), f.nar.nar_size));
+    }
+    for w in &lock.wheels {
+        out.push((format!("wheel:{}", w.file.file), w.source.clone(), sha(&w.file), w.file.size));
+    }
+    for m in &lock.models {
+        let id = format!("model:{}", m.name);
+        match &m.content {
+            ModelContent::Hub { revision, files } => {
+                out.push((id, m.source.clone(), format!("revision:{revision}"), files.len() as u64));
+                for f in files {
+                    out.push((format!("model-file:{}/{}", m.name, f.file), f.file.clone(), sha(f), f.size));
+                }
+            }
+            ModelContent::Url(f) => out.push((id, m.source.clone(), sha(f), f.size)),
+            ModelContent::Local(n) => out.push((id, m.source.clone(), nar(n), n.nar_size)),
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

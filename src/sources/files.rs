@@ -27,6 +27,10 @@ fn input_name(src: &str) -> String {
 }
 
 impl Source for FilesSource {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn pin(&self, cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError> {
         for f in &cx.spec.files {
             let (_item, nar) = add_local_cached(cx.store, &f.src_abs, &input_name(&f.src))?;

@@ -71,6 +71,10 @@ pub trait Source {
     /// Add the inputs and steps that materialize `lock`'s pins of this
     /// source; components go to `plan.components` in rootfs order.
     fn plan(&self, cx: &mut PlanContext, lock: &Lock, plan: &mut Plan) -> Result<(), SourceError>;
+    /// Whether pinning reads only local files (pinned first).
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Every source of `spec`, in rootfs order: the base's (Debian), then the
@@ -110,8 +114,11 @@ pub fn pin(cx: &mut PinContext) -> Result<Lock, SourceError> {
         source_date_epoch: epoch,
         ..Lock::default()
     };
+    // Local files first: they are cheap, and a later failure (a download)
+    // leaves them pinned in the store.
     let (base, rest) = sources(cx.spec);
-    for s in base.iter().chain(&rest) {
+    let (local, remote): (Vec<_>, Vec<_>) = rest.iter().partition(|s| s.is_local());
+    for s in base.iter().chain(local).chain(remote) {
         s.pin(cx, &mut lock)?;
     }
     Ok(lock.normalized())

@@ -413,3 +413,18 @@ pub fn docker_run(tar: &Path, image: &str, cmd: &[&str]) -> Option<String> {
     let _ = Command::new("docker").args(["rmi", "-f", image]).output();
     Some(ok(o, "docker run"))
 }
+
+/// A lock file's pins as version 1 listed them, rendered as version-1 TOML
+/// (`[[input]]` with `id`, `source`, `hash`, `size`): what tests written
+/// against version 1 read. The ids come from the library's one v1 mapping.
+#[allow(dead_code)]
+pub fn lock_as_v1(text: &str) -> String {
+    let read = envbuild::lock::Lock::parse(std::path::Path::new("test.lock"), text).unwrap();
+    let mut out = format!("version = 1\nsource-date-epoch = {}\n", read.lock.source_date_epoch);
+    for (id, source, hash, size) in envbuild::lock::v1::inputs(&read.lock) {
+        out.push_str(&format!(
+            "\n[[input]]\nid = {id:?}\nsource = {source:?}\nhash = {hash:?}\nsize = {size}\n"
+        ));
+    }
+    out
+}
