@@ -301,7 +301,7 @@ fn an_ordinary_user_runs_checks_and_enters_the_shell_of_the_closure() {
     let o = u.run(&[&"--json", &"store", &"gc"]);
     let v: serde_json::Value = serde_json::from_str(&ok(o, "store gc as a user")).unwrap();
     assert!(!v["removed"].as_array().unwrap().is_empty(), "{v}");
-    assert!(!u.store().join(".envbuild/cache").exists());
+    assert!(!u.store().join(".envbuild/cache/rootfs").exists());
     let o = u.run(&[&"--json", &"store", &"verify"]);
     ok(o, "store verify as a user");
 }

@@ -773,9 +773,13 @@ impl Store {
     }
 
     /// A directory for data derived from items that can be rebuilt at any
-    /// time (e.g. assembled root file systems); `gc` empties it.
+    /// time (e.g. assembled root file systems); `gc` removes it, except
+    /// while a running process other than the collector's has been handed
+    /// it (a shell may be inside a rootfs there).
     pub fn cache_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
         validate_name(name)?;
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        self.temp_roots.record_cache(name)?;
         let dir = self.meta().join("cache").join(name);
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         Ok(dir)
@@ -958,7 +962,17 @@ impl Store {
         }
         let cache = self.meta().join("cache");
         if cache.exists() {
-            canonical::remove_tree(&cache).map_err(StoreError::io(&cache))?;
+            for e in fs::read_dir(&cache).map_err(StoreError::io(&cache))? {
+                let e = e.map_err(StoreError::io(&cache))?;
+                if in_use
+                    .caches
+                    .contains(e.file_name().to_string_lossy().as_ref())
+                {
+                    continue;
+                }
+                let p = e.path();
+                canonical::remove_tree(&p).map_err(StoreError::io(&p))?;
+            }
         }
         let tmp = self.meta().join("tmp");
         for e in fs::read_dir(&tmp).map_err(StoreError::io(&tmp))? {

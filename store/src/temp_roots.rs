@@ -11,6 +11,10 @@
 //! recorded before `gc` looks or looked up after `gc` is done (and then
 //! found missing, and built again). A file whose lock `gc` can take belongs
 //! to a dead process (the kernel released its lock): it is removed.
+//!
+//! A line `cache:<name>` records a cache directory the process was handed
+//! (`Store::cache_dir`, e.g. the rootfs a running shell is in): `gc` leaves
+//! it alone. Item names cannot contain `:`, so the two never mix.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -26,6 +30,9 @@ use crate::store_path::StorePath;
 
 /// Directory of the per-process files, under the store's `.envbuild/`.
 pub(crate) const DIR: &str = "temproots";
+
+/// Marks a line naming a cache directory rather than an item.
+const CACHE_PREFIX: &str = "cache:";
 
 /// This process's temporary roots in one store.
 #[derive(Debug)]
@@ -68,7 +75,16 @@ impl TempRoots {
     /// Record `path` as in use by this process. The caller holds the shared
     /// gc lock (so no `gc` is between reading the files and deleting).
     pub(crate) fn record(&self, path: &StorePath) -> Result<(), StoreError> {
-        let name = path.basename();
+        self.record_line(path.basename())
+    }
+
+    /// Record the cache directory `name` as in use by this process (the
+    /// caller holds the shared gc lock).
+    pub(crate) fn record_cache(&self, name: &str) -> Result<(), StoreError> {
+        self.record_line(format!("{CACHE_PREFIX}{name}"))
+    }
+
+    fn record_line(&self, name: String) -> Result<(), StoreError> {
         let mut state = self.state.lock().expect("temp roots state");
         if state.recorded.contains(&name) {
             return Ok(());
@@ -128,6 +144,8 @@ fn lock(file: &File, op: FlockOperation) -> std::io::Result<()> {
 pub(crate) struct Found {
     /// Basenames recorded by live processes other than this one.
     pub(crate) live: BTreeSet<String>,
+    /// Cache directories they use.
+    pub(crate) caches: BTreeSet<String>,
 }
 
 /// Read the temporary roots of every live process except this one (the
@@ -154,9 +172,12 @@ pub(crate) fn read_all(meta: &Path, own: &TempRoots) -> Result<Found, StoreError
             }
             None => {
                 let text = fs::read_to_string(&path).map_err(io(&path))?;
-                found
-                    .live
-                    .extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    match line.strip_prefix(CACHE_PREFIX) {
+                        Some(cache) => found.caches.insert(cache.to_string()),
+                        None => found.live.insert(line.to_string()),
+                    };
+                }
             }
         }
     }

@@ -236,7 +236,7 @@ fn leftovers_of_an_interrupted_add_are_replaced_and_collected() {
 }
 
 #[test]
-fn gc_keeps_the_temp_roots_of_live_processes_and_drops_those_of_dead_ones() {
+fn gc_keeps_the_temp_roots_and_caches_of_live_processes_and_drops_those_of_dead_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
     let mut store = Store::open(&root).unwrap();
@@ -255,7 +255,10 @@ fn gc_keeps_the_temp_roots_of_live_processes_and_drops_those_of_dead_ones() {
     // lock (here: another open file description), a dead one does not.
     let dir = root.join(".envbuild/temproots");
     let live = dir.join("999999-1");
-    fs::write(&live, format!("{}\n", app.basename())).unwrap();
+    fs::write(&live, format!("{}\ncache:rootfs\n", app.basename())).unwrap();
+    let in_use = store.cache_dir("rootfs").unwrap().join("abc");
+    fs::create_dir(&in_use).unwrap();
+    let unused = store.cache_dir("sdist-logs").unwrap();
     let held = FileLock::acquire(&live, LockKind::Exclusive).unwrap();
     let dead = dir.join("999998-1");
     fs::write(&dead, format!("{}\n", other.basename())).unwrap();
@@ -268,6 +271,8 @@ fn gc_keeps_the_temp_roots_of_live_processes_and_drops_those_of_dead_ones() {
     assert!(store.is_valid(&app).unwrap() && store.is_valid(&dep).unwrap());
     assert!(live.exists());
     assert!(!dead.exists(), "the dead process's file was kept");
+    assert!(in_use.exists(), "a cache directory in use was removed");
+    assert!(!unused.exists());
 
     drop(held);
     let mut report = store.gc().unwrap();
@@ -277,4 +282,5 @@ fn gc_keeps_the_temp_roots_of_live_processes_and_drops_those_of_dead_ones() {
     assert_eq!(report.removed, expected);
     assert_eq!(report.temp_roots, 0);
     assert!(!live.exists());
+    assert!(!in_use.exists());
 }
