@@ -194,6 +194,7 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                         "bytesFreed": r.bytes_freed,
                         "garbageRemoved": r.garbage_removed,
                         "live": r.live,
+                        "tempRoots": r.temp_roots,
                         "deadRoots": r.dead_roots,
                     })
                 );
@@ -203,12 +204,13 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                 }
                 if !global.quiet {
                     eprintln!(
-                        "removed {} items ({} bytes of NAR), {} leftovers, {} dead roots; {} items kept alive",
+                        "removed {} items ({} bytes of NAR), {} leftovers, {} dead roots; {} items kept alive ({} in use by running processes)",
                         r.removed.len(),
                         r.bytes_freed,
                         r.garbage_removed,
                         r.dead_roots.len(),
-                        r.live
+                        r.live,
+                        r.temp_roots
                     );
                 }
             }

@@ -113,7 +113,7 @@ pub fn export(
         fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
     }
     let staging = staging_path(out);
-    let _ = fs::remove_dir_all(&staging);
+    let _ = envbuild_store::canonical::remove_tree(&staging);
     let _ = fs::remove_file(&staging);
     let result = match format {
         Format::OciArchive | Format::Docker => {
@@ -129,7 +129,7 @@ pub fn export(
         }
     };
     if let Err(e) = result {
-        let _ = fs::remove_dir_all(&staging);
+        let _ = envbuild_store::canonical::remove_tree(&staging);
         let _ = fs::remove_file(&staging);
         return Err(e);
     }

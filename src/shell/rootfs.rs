@@ -38,7 +38,7 @@ pub fn rootfs(
     }
     fs::create_dir_all(cache).map_err(io_err("creating", cache))?;
     let tmp = cache.join(format!(".tmp-{}-{}", &key[..16], std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
+    let _ = envbuild_store::canonical::remove_tree(&tmp);
     fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
     if progress {
         eprintln!(
@@ -54,14 +54,14 @@ pub fn rootfs(
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = envbuild_store::canonical::remove_tree(&tmp);
         return Err(e);
     }
     match fs::rename(&tmp, &dir) {
         Ok(()) => Ok(dir),
         // Another process assembled the same closure meanwhile.
         Err(_) if dir.is_dir() => {
-            let _ = fs::remove_dir_all(&tmp);
+            let _ = envbuild_store::canonical::remove_tree(&tmp);
             Ok(dir)
         }
         Err(e) => Err(io_err("moving into place", &dir)(e)),
@@ -190,7 +190,7 @@ pub fn writable_home(rootfs: &Path, home: &str) -> Result<Option<PathBuf>, Shell
         rootfs.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    let _ = fs::remove_dir_all(&tmp);
+    let _ = envbuild_store::canonical::remove_tree(&tmp);
     let copied = (|| {
         fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
         for entry in walkdir::WalkDir::new(&src)
@@ -226,13 +226,13 @@ pub fn writable_home(rootfs: &Path, home: &str) -> Result<Option<PathBuf>, Shell
         Ok(())
     })();
     if let Err(e) = copied {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = envbuild_store::canonical::remove_tree(&tmp);
         return Err(e);
     }
     match fs::rename(&tmp, &dir) {
         Ok(()) => Ok(Some(dir)),
         Err(_) if dir.is_dir() => {
-            let _ = fs::remove_dir_all(&tmp);
+            let _ = envbuild_store::canonical::remove_tree(&tmp);
             Ok(Some(dir))
         }
         Err(e) => Err(io_err("moving into place", &dir)(e)),

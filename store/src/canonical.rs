@@ -63,8 +63,14 @@ pub(crate) fn set_mtime(path: &Path) -> Result<(), NarError> {
         .map_err(|e| io(path)(e.into()))
 }
 
-/// Remove a tree whose directories may be read-only.
-pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
+/// Remove a file or a tree whose directories may be read-only (an item, a
+/// scratch output, a rootfs of hardlinked items). Removing a directory's
+/// entries needs write permission on it, which root's `CAP_DAC_OVERRIDE`
+/// grants regardless and an ordinary user does not have on a 0555
+/// directory: each directory is made owner-writable first (files keep
+/// their modes, so a hardlinked item's inode is not touched). Nothing at
+/// `path` is not an error.
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

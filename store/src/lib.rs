@@ -10,6 +10,7 @@
 //! - [`canonical`]: what an item looks like on disk.
 //! - [`store`]: adding, registering, verifying, collecting garbage.
 //! - [`hash_cache`]: hashes of paths outside the store, keyed by `lstat`.
+//! - `temp_roots`: what running processes use, kept by `gc`.
 
 pub mod canonical;
 mod db;
@@ -20,6 +21,7 @@ pub mod nar;
 pub mod nixbase32;
 pub mod store;
 pub mod store_path;
+mod temp_roots;
 
 pub use db::{PathInfo, Root};
 pub use error::{NameError, NarError, Nixbase32Error, StoreError};

@@ -8,6 +8,7 @@
 //!   .envbuild/gc.lock        shared by every add, exclusive for gc
 //!   .envbuild/locks/<basename>.lock   per-item locks
 //!   .envbuild/tmp/           items being built
+//!   .envbuild/temproots/     items live processes use (see crate::temp_roots)
 //! ```
 //!
 //! Adding an item: hash the source (nothing is copied when the item is
@@ -34,6 +35,7 @@ use crate::hash_cache;
 use crate::lock::{FileLock, LockKind};
 use crate::nar::{self, writer::HashingWriter, NarHash, WrittenTree};
 use crate::store_path::{validate_name, StorePath, STORE_DIR};
+use crate::temp_roots::{self, TempRoots};
 
 const META_DIR: &str = ".envbuild";
 
@@ -41,6 +43,8 @@ const META_DIR: &str = ".envbuild";
 pub struct Store {
     root: PathBuf,
     db: Db,
+    /// What this process added or found (shared by its handles).
+    temp_roots: std::sync::Arc<TempRoots>,
 }
 
 /// The outcome of adding a path.
@@ -172,6 +176,8 @@ pub struct GcReport {
     pub garbage_removed: usize,
     pub bytes_freed: u64,
     pub live: usize,
+    /// Items kept because running processes use them (their temp roots).
+    pub temp_roots: usize,
     pub dead_roots: Vec<String>,
 }
 
@@ -246,12 +252,43 @@ fn prepared_output(
     })
 }
 
-/// Rename a finished item into place. Anything already at `physical` is
-/// garbage from an add that died after its rename and before registration:
-/// it was never trusted, so it is replaced.
-fn move_into_place(src: &Path, physical: &Path) -> Result<(), StoreError> {
+/// Rename a finished (canonical) item into place; true when it is a
+/// directory, whose mode changed after the rename and must be synced (see
+/// [`sync_moved`]). Anything already at `physical` is garbage from an add
+/// that died after its rename and before registration: it was never
+/// trusted, so it is replaced.
+///
+/// Renaming a directory into another directory rewrites its `..` entry,
+/// which needs write permission on the directory itself: root's
+/// `CAP_DAC_OVERRIDE` hides this, an ordinary user gets `EACCES` for a
+/// 0555 directory. So the top directory is owner-writable while it moves
+/// and made 0555 (mtime 1) at its final name; a crash in between leaves an
+/// unregistered item, garbage like any other.
+fn move_into_place(src: &Path, physical: &Path) -> Result<bool, StoreError> {
+    use std::os::unix::fs::PermissionsExt;
     canonical::remove_tree(physical).map_err(StoreError::io(physical))?;
-    fs::rename(src, physical).map_err(StoreError::io(physical))
+    let is_dir = fs::symlink_metadata(src)
+        .map_err(StoreError::io(src))?
+        .is_dir();
+    if is_dir {
+        fs::set_permissions(src, fs::Permissions::from_mode(0o755)).map_err(StoreError::io(src))?;
+    }
+    fs::rename(src, physical).map_err(StoreError::io(physical))?;
+    if is_dir {
+        canonical::finish_dir(physical)?;
+    }
+    Ok(is_dir)
+}
+
+/// Make the renames into the root and the modes set after them durable
+/// before anything is registered: fsync each moved directory, then the
+/// root. The first fsync commits the file system's journal with all of
+/// them; the others find their inodes clean.
+fn sync_moved(root: &Path, moved_dirs: &[PathBuf]) -> Result<(), StoreError> {
+    for d in moved_dirs {
+        fsync_dir(d)?;
+    }
+    fsync_dir(root)
 }
 
 /// The registration of a content-addressed ("source") item.
@@ -307,7 +344,12 @@ impl Store {
         rustix::fs::access(&root, rustix::fs::Access::WRITE_OK)
             .map_err(|e| root_err("checking that the root is writable")(e.into()))?;
         let meta = root.join(META_DIR);
-        for dir in [meta.clone(), meta.join("tmp"), meta.join("locks")] {
+        for dir in [
+            meta.clone(),
+            meta.join("tmp"),
+            meta.join("locks"),
+            meta.join(temp_roots::DIR),
+        ] {
             match fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -315,7 +357,12 @@ impl Store {
             }
         }
         let db = Db::open(&meta.join("db.sqlite"))?;
-        Ok(Store { root, db })
+        let temp_roots = temp_roots::for_process(&meta);
+        Ok(Store {
+            root,
+            db,
+            temp_roots,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -355,8 +402,15 @@ impl Store {
         StorePath::from_basename(&base.to_string_lossy()).map_err(|_| not_in_store())
     }
 
+    /// Whether `path` is a valid item; if it is, it is kept from `gc` for
+    /// the rest of this process (a temp root), so the caller may use it.
     pub fn is_valid(&self, path: &StorePath) -> Result<bool, StoreError> {
-        self.db.is_valid(path)
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        let valid = self.db.is_valid(path)?;
+        if valid {
+            self.temp_roots.record(path)?;
+        }
+        Ok(valid)
     }
 
     fn require_valid(&self, path: &StorePath) -> Result<PathInfo, StoreError> {
@@ -368,8 +422,13 @@ impl Store {
             })
     }
 
+    /// The registration of a valid item, which is kept from `gc` for the
+    /// rest of this process (a temp root).
     pub fn path_info(&self, path: &StorePath) -> Result<PathInfo, StoreError> {
-        self.require_valid(path)
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        let info = self.require_valid(path)?;
+        self.temp_roots.record(path)?;
+        Ok(info)
     }
 
     fn item_lock(&self, path: &StorePath) -> Result<FileLock, StoreError> {
@@ -422,6 +481,7 @@ impl Store {
         let first = nar::hash_path(src)?;
         let path = StorePath::source(name, &first.sha256, references, false)?;
         let physical = self.physical_path(&path);
+        self.temp_roots.record(&path)?;
         if self.db.is_valid(&path)? {
             return Ok(AddedItem {
                 path,
@@ -451,8 +511,13 @@ impl Store {
                 return Err(e);
             }
         };
-        move_into_place(&tmp, &physical)?;
-        fsync_dir(&self.root)?;
+        let moved_dir = move_into_place(&tmp, &physical)?;
+        let moved_dirs = if moved_dir {
+            vec![physical.clone()]
+        } else {
+            Vec::new()
+        };
+        sync_moved(&self.root, &moved_dirs)?;
         self.db.register(&[source_info(
             &path,
             &nar,
@@ -570,6 +635,7 @@ impl Store {
         let mut seen = std::collections::BTreeSet::new();
         let mut moves = Vec::with_capacity(outputs.len());
         for o in &outputs {
+            self.temp_roots.record(&o.path)?;
             let m = seen.insert(o.path.clone()) && !self.db.is_valid(&o.path)?;
             if m && !o.canonical {
                 canonicalize_in_place(&o.src)?;
@@ -583,11 +649,14 @@ impl Store {
             source: e.into(),
         })?;
         let mut infos = Vec::new();
+        let mut moved_dirs = Vec::new();
         let mut added = Vec::with_capacity(outputs.len());
         for (o, copied) in outputs.into_iter().zip(moves) {
             let physical = self.physical_path(&o.path);
             if copied {
-                move_into_place(&o.src, &physical)?;
+                if move_into_place(&o.src, &physical)? {
+                    moved_dirs.push(physical.clone());
+                }
                 infos.push(source_info(&o.path, &o.nar, o.references, o.deriver));
             } else {
                 canonical::remove_tree(&o.src).map_err(StoreError::io(&o.src))?;
@@ -600,7 +669,7 @@ impl Store {
             });
         }
         if !infos.is_empty() {
-            fsync_dir(&self.root)?;
+            sync_moved(&self.root, &moved_dirs)?;
             self.db.register(&infos)?;
         }
         Ok(added)
@@ -704,9 +773,13 @@ impl Store {
     }
 
     /// A directory for data derived from items that can be rebuilt at any
-    /// time (e.g. assembled root file systems); `gc` empties it.
+    /// time (e.g. assembled root file systems); `gc` removes it, except
+    /// while a running process other than the collector's has been handed
+    /// it (a shell may be inside a rootfs there).
     pub fn cache_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
         validate_name(name)?;
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        self.temp_roots.record_cache(name)?;
         let dir = self.meta().join("cache").join(name);
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         Ok(dir)
@@ -795,6 +868,7 @@ impl Store {
         path: &StorePath,
         link: Option<&Path>,
     ) -> Result<(), StoreError> {
+        let _gc = self.gc_lock(LockKind::Shared)?;
         self.require_valid(path)?;
         self.db.add_root(&Root {
             name: name.to_string(),
@@ -824,12 +898,28 @@ impl Store {
         }
     }
 
-    /// Remove every item no live root reaches, dead indirect roots, and the
-    /// garbage of interrupted adds. Waits until no add is in progress.
+    /// Remove every item that neither a live root nor another running
+    /// process's temp roots reach, dead indirect roots, the temp roots
+    /// files of dead processes, and the garbage of interrupted adds. Waits
+    /// until no add is in progress and no scratch directory is in use. The
+    /// calling process's own temp roots are not kept: it decides itself
+    /// what it still needs.
     pub fn gc(&mut self) -> Result<GcReport, StoreError> {
         let _gc = self.gc_lock(LockKind::Exclusive)?;
         let mut report = GcReport::default();
         let mut live_roots = Vec::new();
+        let in_use = temp_roots::read_all(&self.meta(), &self.temp_roots)?;
+        for name in &in_use.live {
+            // A recorded item may have been collected by an earlier gc
+            // that ran before it was recorded; the process then found it
+            // missing and built it again, or will.
+            if let Ok(p) = StorePath::from_basename(name) {
+                if self.db.is_valid(&p)? {
+                    report.temp_roots += 1;
+                    live_roots.push(p);
+                }
+            }
+        }
         for root in self.db.roots()? {
             if self.root_is_live(&root) {
                 live_roots.push(root.path.clone());
@@ -872,7 +962,17 @@ impl Store {
         }
         let cache = self.meta().join("cache");
         if cache.exists() {
-            canonical::remove_tree(&cache).map_err(StoreError::io(&cache))?;
+            for e in fs::read_dir(&cache).map_err(StoreError::io(&cache))? {
+                let e = e.map_err(StoreError::io(&cache))?;
+                if in_use
+                    .caches
+                    .contains(e.file_name().to_string_lossy().as_ref())
+                {
+                    continue;
+                }
+                let p = e.path();
+                canonical::remove_tree(&p).map_err(StoreError::io(&p))?;
+            }
         }
         let tmp = self.meta().join("tmp");
         for e in fs::read_dir(&tmp).map_err(StoreError::io(&tmp))? {
@@ -959,11 +1059,17 @@ impl Store {
     }
 
     /// The output a derivation produced before, if it is still valid.
+    /// The item is kept from `gc` for the rest of this process (a temp root).
     pub fn realisation(
         &self,
         drv_hash: &str,
         output_name: &str,
     ) -> Result<Option<StorePath>, StoreError> {
-        self.db.realisation(drv_hash, output_name)
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        let found = self.db.realisation(drv_hash, output_name)?;
+        if let Some(p) = &found {
+            self.temp_roots.record(p)?;
+        }
+        Ok(found)
     }
 }

@@ -234,3 +234,53 @@ fn leftovers_of_an_interrupted_add_are_replaced_and_collected() {
     assert!(report.removed.is_empty());
     assert_eq!(report.garbage_removed, 1);
 }
+
+#[test]
+fn gc_keeps_the_temp_roots_and_caches_of_live_processes_and_drops_those_of_dead_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let mut store = Store::open(&root).unwrap();
+    let mk = |name: &str| {
+        let p = tmp.path().join(name);
+        write(&p, name.as_bytes(), 0o644);
+        p
+    };
+    let dep = store.add_path(&mk("dep"), "dep").unwrap().path;
+    let app = store
+        .add_path_with_references(&mk("app"), "app", std::slice::from_ref(&dep), None)
+        .unwrap()
+        .path;
+    let other = store.add_path(&mk("other"), "other").unwrap().path;
+    // Another process's files, as it writes them: a live one holds its
+    // lock (here: another open file description), a dead one does not.
+    let dir = root.join(".envbuild/temproots");
+    let live = dir.join("999999-1");
+    fs::write(&live, format!("{}\ncache:rootfs\n", app.basename())).unwrap();
+    let in_use = store.cache_dir("rootfs").unwrap().join("abc");
+    fs::create_dir(&in_use).unwrap();
+    let unused = store.cache_dir("sdist-logs").unwrap();
+    let held = FileLock::acquire(&live, LockKind::Exclusive).unwrap();
+    let dead = dir.join("999998-1");
+    fs::write(&dead, format!("{}\n", other.basename())).unwrap();
+
+    // This process added all three, but its own temp roots are not kept by
+    // its own gc.
+    let report = store.gc().unwrap();
+    assert_eq!(report.removed, vec![other.clone()]);
+    assert_eq!(report.temp_roots, 1);
+    assert!(store.is_valid(&app).unwrap() && store.is_valid(&dep).unwrap());
+    assert!(live.exists());
+    assert!(!dead.exists(), "the dead process's file was kept");
+    assert!(in_use.exists(), "a cache directory in use was removed");
+    assert!(!unused.exists());
+
+    drop(held);
+    let mut report = store.gc().unwrap();
+    report.removed.sort();
+    let mut expected = vec![app, dep];
+    expected.sort();
+    assert_eq!(report.removed, expected);
+    assert_eq!(report.temp_roots, 0);
+    assert!(!live.exists());
+    assert!(!in_use.exists());
+}
