@@ -18,3 +18,4 @@ pub mod python;
 pub mod realize;
 pub mod shell;
 pub mod spec;
+pub mod unpack;

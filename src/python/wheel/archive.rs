@@ -1,4 +1,5 @@
-//! The wheel as a zip archive: its members checked for hostile names,
+//! The wheel as a zip archive: its members checked for hostile names (the
+//! shared rules of [`crate::unpack`], names flagged UTF-8 that are not),
 //! duplicates and symlinks, its RECORD cross-checked with them, and members
 //! streamed out while being hashed against RECORD.
 
@@ -12,6 +13,7 @@ use zip::ZipArchive;
 
 use super::record::{self, FileDigest, RowDigest};
 use super::{normalize_name, paths, scripts, WheelError, WheelFilename};
+use crate::unpack::zip_member_name;
 
 /// Largest RECORD / other metadata file read into memory.
 const MAX_RECORD: u64 = 64 << 20;
@@ -101,7 +103,13 @@ impl WheelArchive {
                     wheel: self.wheel.clone(),
                     source,
                 })?;
-            let name = entry.name().to_owned();
+            let name = zip_member_name(entry.name(), entry.name_raw())
+                .map_err(|reason| WheelError::UnsafePath {
+                    wheel: self.wheel.clone(),
+                    member: String::from_utf8_lossy(entry.name_raw()).into_owned(),
+                    reason,
+                })?
+                .to_owned();
             if let Some(reason) = paths::unsafe_member_reason(&name) {
                 return Err(WheelError::UnsafePath {
                     wheel: self.wheel.clone(),
