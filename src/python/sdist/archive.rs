@@ -301,4 +301,182 @@ mod tests {
         assert!(wanted("src/x.egg-info/requires.txt"));
         assert!(!wanted("a/b/x.egg-info/requires.txt"));
     }
+
+    /// One member of a hand-made sdist: a file, a directory or a symlink.
+    enum M<'a> {
+        File(&'a str, &'a [u8]),
+        Dir(&'a str),
+        Link(&'a str, &'a str),
+    }
+
+    /// A tar.gz whose names and link targets are written byte for byte
+    /// (the tar crate's own builder refuses some of what is tested here).
+    fn tar_gz(members: &[M]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for m in members {
+            let (name, kind, data, link) = match m {
+                M::File(n, d) => (*n, tar::EntryType::Regular, *d, ""),
+                M::Dir(n) => (*n, tar::EntryType::Directory, &b""[..], ""),
+                M::Link(n, t) => (*n, tar::EntryType::Symlink, &b""[..], *t),
+            };
+            let mut h = tar::Header::new_gnu();
+            let g = h.as_gnu_mut().unwrap();
+            g.name[..name.len()].copy_from_slice(name.as_bytes());
+            g.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn zip(members: &[M]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+        for m in members {
+            match m {
+                M::File(n, d) => {
+                    w.start_file(*n, opts).unwrap();
+                    std::io::Write::write_all(&mut w, d).unwrap();
+                }
+                M::Dir(n) => w.add_directory(*n, opts).unwrap(),
+                M::Link(n, t) => w.add_symlink(*n, *t, opts).unwrap(),
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// The chain from the hostile-input review: `s/t -> ..` (inside, by
+    /// its text), `u0 -> s/t/..`, `u1 -> u0/..` ... `u23 -> u22/..` (each
+    /// inside by its text too, but together they climb 24 levels from the
+    /// destination), then a file `u23/<absolute path>` that lands there.
+    fn chain_members(pwned: &str) -> (Vec<(String, String)>, String) {
+        let mut links = vec![("x-1.0/s/t".to_owned(), "..".to_owned())];
+        links.push(("x-1.0/u0".to_owned(), "s/t/..".to_owned()));
+        for i in 1..24 {
+            links.push((format!("x-1.0/u{i}"), format!("u{}/..", i - 1)));
+        }
+        (links, format!("x-1.0/u23{pwned}"))
+    }
+
+    /// Unpacking `archive` (named `name`) must fail, leaving `outside`
+    /// with just its sentinel; returns the error.
+    fn refused_without_writing_outside(name: &str, build: fn(&[M]) -> Vec<u8>) -> String {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("sentinel"), b"untouched").unwrap();
+        let pwned = outside.join("pwned");
+        let (links, file) = chain_members(pwned.to_str().unwrap());
+        let mut members = vec![M::Dir("x-1.0/"), M::Dir("x-1.0/s/")];
+        members.extend(links.iter().map(|(n, t)| M::Link(n, t)));
+        members.push(M::File(&file, b"pwned"));
+        let archive = t.path().join(name);
+        fs::write(&archive, build(&members)).unwrap();
+
+        let e = unpack(&archive, name, &t.path().join("dest"))
+            .expect_err("the link chain must be refused");
+        assert!(
+            !pwned.exists(),
+            "{name}: a file was written outside the store"
+        );
+        let mut names: Vec<_> = fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["sentinel"], "{name}: written outside");
+        assert_eq!(fs::read(outside.join("sentinel")).unwrap(), b"untouched");
+        e.to_string()
+    }
+
+    #[test]
+    fn a_link_chain_in_a_tar_gz_sdist_writes_nothing_outside() {
+        let e = refused_without_writing_outside("x-1.0.tar.gz", tar_gz);
+        assert!(
+            e.contains("`u23` is a symbolic link; refusing to write through it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_link_chain_in_a_zip_sdist_writes_nothing_outside() {
+        let e = refused_without_writing_outside("x-1.0.zip", zip);
+        assert!(
+            e.contains("`u23` is a symbolic link; refusing to write through it"),
+            "{e}"
+        );
+    }
+
+    fn unpack_members(name: &str, members: &[M]) -> Result<tempfile::TempDir, SdistError> {
+        let t = tempfile::tempdir().unwrap();
+        let archive = t.path().join(name);
+        let bytes = if name.ends_with(".zip") {
+            zip(members)
+        } else {
+            tar_gz(members)
+        };
+        fs::write(&archive, bytes).unwrap();
+        unpack(&archive, name, &t.path().join("dest")).map(|()| t)
+    }
+
+    #[test]
+    fn sdist_links_must_resolve_inside_without_other_links() {
+        // The chain without the final file: each link's text stays inside,
+        // but `u0` goes through the link `s/t`.
+        for name in ["x-1.0.tar.gz", "x-1.0.zip"] {
+            let e = unpack_members(
+                name,
+                &[
+                    M::Dir("x-1.0/s/"),
+                    M::Link("x-1.0/s/t", ".."),
+                    M::Link("x-1.0/u0", "s/t/.."),
+                ],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("\"u0\"") && e.contains("goes through the link `s/t`"),
+                "{name}: {e}"
+            );
+            let e = unpack_members(name, &[M::Link("x-1.0/up", "../..")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("leaves the tree"), "{name}: {e}");
+        }
+        // Ordinary links unpack.
+        let t = unpack_members(
+            "x-1.0.tar.gz",
+            &[
+                M::File("x-1.0/src/a.py", b"a"),
+                M::Link("x-1.0/src/b.py", "a.py"),
+                M::Link("x-1.0/docs", "src"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(fs::read(t.path().join("dest/docs/b.py")).unwrap(), b"a");
+    }
+
+    #[test]
+    fn sdist_members_outside_the_top_directory_or_twice_in_a_zip_are_refused() {
+        let e = unpack_members(
+            "x-1.0.tar.gz",
+            &[M::File("x-1.0/PKG-INFO", b""), M::File("y/PKG-INFO", b"")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("outside the top-level directory `x-1.0`"), "{e}");
+        // A tar may name a path twice (the later wins), a zip may not.
+        let t = unpack_members(
+            "x-1.0.tar.gz",
+            &[M::File("x-1.0/a", b"1"), M::File("x-1.0/a", b"2")],
+        )
+        .unwrap();
+        assert_eq!(fs::read(t.path().join("dest/a")).unwrap(), b"2");
+    }
 }
