@@ -129,7 +129,7 @@ impl Lock {
 
     /// Read a lock; `Ok(None)` when there is none.
     pub fn read(path: &Path) -> Result<Option<Lock>, LockError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::io::read_regular_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {

@@ -43,7 +43,7 @@ pub(super) fn pin_python_lock(
     let Some((rel, abs)) = &py.lock else {
         return Ok(Vec::new());
     };
-    let bytes = std::fs::read(abs).map_err(super::io_err("reading", abs))?;
+    let bytes = crate::io::read_regular(abs).map_err(super::io_err("reading", abs))?;
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     let text = String::from_utf8_lossy(&bytes);
     let target = Target::cpython_glibc(py.version, Arch::X86_64, glibc);
