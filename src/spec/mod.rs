@@ -570,12 +570,11 @@ fn oci_name_problem(name: &str) -> Option<String> {
     }
     let component =
         regex::Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").expect("a valid pattern");
-    match parts.iter().find(|p| !component.is_match(p)) {
-        Some(p) => Some(format!(
+    parts.iter().find(|p| !component.is_match(p)).map(|p| {
+        format!(
             "its path component {p:?} is not lowercase letters and digits joined by '.', '_', '__' or '-'"
-        )),
-        None => None,
-    }
+        )
+    })
 }
 
 /// Whether `tag` is an OCI tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.

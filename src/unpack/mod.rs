@@ -142,6 +142,52 @@ pub fn zip_member_name<'a>(decoded: &'a str, raw: &[u8]) -> Result<&'a str, &'st
     Ok(decoded)
 }
 
+/// What is wrong with a zip's central directory, by [`zip_names_problem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZipNames {
+    /// This name (raw bytes) has more than one entry.
+    Duplicate(Vec<u8>),
+    /// Distinct raw names, and what the zip library counted after decoding.
+    Count { entries: usize, distinct: usize },
+}
+
+/// The zip library keeps one entry per decoded name, so a name zipped twice
+/// (or two raw names decoding to one) is found by walking the central
+/// directory's file headers ourselves: `cd` is positioned at its start,
+/// `distinct` is the library's entry count.
+pub fn zip_names_problem(mut cd: impl Read, distinct: usize) -> io::Result<Option<ZipNames>> {
+    const FILE_HEADER: [u8; 4] = [0x50, 0x4b, 0x01, 0x02];
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    loop {
+        let mut header = [0u8; 46];
+        match cd.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+        if header[..4] != FILE_HEADER {
+            break; // the end-of-central-directory records
+        }
+        let field = |at: usize| u64::from(u16::from_le_bytes([header[at], header[at + 1]]));
+        let mut name = vec![0u8; field(28) as usize];
+        cd.read_exact(&mut name)?;
+        io::copy(
+            &mut cd.by_ref().take(field(30) + field(32)),
+            &mut io::sink(),
+        )?;
+        if !seen.insert(name.clone()) {
+            return Ok(Some(ZipNames::Duplicate(name)));
+        }
+    }
+    if seen.len() != distinct {
+        return Ok(Some(ZipNames::Count {
+            entries: seen.len(),
+            distinct,
+        }));
+    }
+    Ok(None)
+}
+
 /// What a second entry for a path does; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplicates {

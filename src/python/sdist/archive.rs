@@ -11,7 +11,8 @@ use std::path::Path;
 
 use super::error::{io_err, SdistError};
 use crate::unpack::{
-    member_components, shown, zip_member_name, Duplicates, EntryError, PathRule, Unpacker,
+    member_components, shown, zip_member_name, zip_names_problem, Duplicates, EntryError, PathRule,
+    Unpacker, ZipNames,
 };
 
 /// Files of an sdist that metadata is read from, by path below the
@@ -150,6 +151,36 @@ pub fn metadata_files(path: &Path, sdist: &str) -> Result<MetadataFiles, SdistEr
     Ok(out)
 }
 
+/// Each name once in the zip's central directory (the zip library would
+/// keep just one of two entries of a name).
+fn check_zip_names(
+    path: &Path,
+    sdist: &str,
+    z: &zip::ZipArchive<fs::File>,
+) -> Result<(), SdistError> {
+    let mut cd = fs::File::open(path).map_err(io_err("opening", path))?;
+    std::io::Seek::seek(
+        &mut cd,
+        std::io::SeekFrom::Start(z.central_directory_start()),
+    )
+    .map_err(io_err("reading", path))?;
+    match zip_names_problem(std::io::BufReader::new(cd), z.len()) {
+        Ok(None) => Ok(()),
+        Ok(Some(ZipNames::Duplicate(name))) => Err(unsafe_member(
+            sdist,
+            &name,
+            "a second entry for this path (expected each path once)".into(),
+        )),
+        Ok(Some(ZipNames::Count { entries, distinct })) => Err(SdistError::BadArchive {
+            sdist: sdist.to_owned(),
+            found: format!(
+                "a central directory of {entries} names that decode to {distinct} distinct ones"
+            ),
+        }),
+        Err(e) => Err(io_err("reading", path)(e)),
+    }
+}
+
 fn bad_archive(sdist: &str, e: impl std::fmt::Display) -> SdistError {
     SdistError::BadArchive {
         sdist: sdist.to_owned(),
@@ -257,6 +288,7 @@ pub fn unpack(path: &Path, sdist: &str, dest: &Path) -> Result<(), SdistError> {
         Kind::Zip => {
             let f = fs::File::open(path).map_err(io_err("opening", path))?;
             let mut z = zip::ZipArchive::new(f).map_err(|e| bad_archive(sdist, e))?;
+            check_zip_names(path, sdist, &z)?;
             for i in 0..z.len() {
                 let mut m = z.by_index(i).map_err(|e| bad_archive(sdist, e))?;
                 let name = zip_name(sdist, &m)?.into_bytes();
@@ -478,5 +510,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fs::read(t.path().join("dest/a")).unwrap(), b"2");
+        // A zip naming one path twice: made with two names, then one
+        // renamed in place (the zip writer refuses duplicates itself).
+        let mut z = zip(&[M::File("x-1.0/a", b"1"), M::File("x-1.0/b", b"2")]);
+        let mut renamed = 0;
+        for i in 0..z.len() - 7 {
+            if &z[i..i + 7] == b"x-1.0/b" {
+                z[i + 6] = b'a';
+                renamed += 1;
+            }
+        }
+        assert_eq!(renamed, 2, "local header and central directory");
+        let t = tempfile::tempdir().unwrap();
+        let archive = t.path().join("x-1.0.zip");
+        fs::write(&archive, z).unwrap();
+        let e = unpack(&archive, "x-1.0.zip", &t.path().join("dest"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"x-1.0/a\"") && e.contains("a second entry for this path"),
+            "{e}"
+        );
     }
 }
