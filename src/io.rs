@@ -1,6 +1,83 @@
 //! Small I/O helpers shared by the stages.
+//!
+//! Every read of a file the user named (the spec, the lock, a pylock or
+//! requirements file, a local wheel) goes through [`open_regular`]: the
+//! file is opened without blocking and its type checked on the open
+//! descriptor, so a FIFO (or a device, a socket, a directory) is an error
+//! naming the path and what it is, never a read that hangs.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// What a file type is called in errors ("a FIFO", "a directory", ...).
+pub fn file_type_name(t: std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "an unknown kind of file"
+    }
+}
+
+/// The error for `path` being `t` where a regular file (or, if
+/// `dir_ok`, a directory) was expected.
+pub fn wrong_type(path: &Path, t: std::fs::FileType, dir_ok: bool) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {}, expected a regular file{}",
+            path.display(),
+            file_type_name(t),
+            if dir_ok { " or directory" } else { "" }
+        ),
+    )
+}
+
+/// Opens `path` (following symlinks) for reading if it is a regular file;
+/// anything else is an [`io::ErrorKind::InvalidInput`] error naming the
+/// path and what it is. The open does not block on a FIFO, and the type is
+/// checked on the descriptor opened, so nothing can be swapped in between.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let t = file.metadata()?.file_type();
+    if !t.is_file() {
+        return Err(wrong_type(path, t, false));
+    }
+    // Regular files ignore O_NONBLOCK; clear it anyway for the reader.
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+    Ok(file)
+}
+
+/// The bytes of the regular file at `path` (see [`open_regular`]).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    open_regular(path)?.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The text of the regular file at `path` (see [`open_regular`]); not
+/// UTF-8 is an [`io::ErrorKind::InvalidData`] error.
+pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
+    let mut out = String::new();
+    open_regular(path)?.read_to_string(&mut out)?;
+    Ok(out)
+}
 
 /// Read until `buf` is full or the input ends; returns how many bytes were
 /// read (less than `buf.len()` only at the end of the input).
@@ -17,10 +94,11 @@ pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// The sha256 (lowercase hex) of the file at `path`, read in 1 MiB blocks.
-pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
+/// The sha256 (lowercase hex) of the regular file at `path` (see
+/// [`open_regular`]), read in 1 MiB blocks.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
     use sha2::Digest;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = open_regular(path)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -32,4 +110,42 @@ pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
         }
     }
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("spec.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Without a writer, a blocking open would hang here forever.
+        let e = read_regular_to_string(&fifo).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            format!("{} is a FIFO, expected a regular file", fifo.display())
+        );
+        assert!(sha256_file(&fifo)
+            .unwrap_err()
+            .to_string()
+            .contains("a FIFO"));
+        let e = read_regular(t.path()).unwrap_err().to_string();
+        assert!(
+            e.ends_with("is a directory, expected a regular file"),
+            "{e}"
+        );
+        let f = t.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        assert_eq!(read_regular(&f).unwrap(), b"x");
+    }
 }

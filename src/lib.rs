@@ -19,4 +19,5 @@ pub mod realize;
 pub mod shell;
 pub mod sources;
 pub mod spec;
+pub mod unpack;
 pub mod workers;

@@ -266,3 +266,215 @@ fn a_cut_download_resumes_with_a_range_request() {
         2
     );
 }
+
+/// `realize` of the spec made by `spec_with(extra)`, with `edit` applied to
+/// its text, must fail; returns the error.
+fn spec_fails(extra: &str, edit: &dyn Fn(String) -> String, what: &str) -> String {
+    let t = tempfile::tempdir().unwrap();
+    let spec = spec_with(t.path(), extra);
+    let text = edit(fs::read_to_string(&spec).unwrap());
+    fs::write(&spec, text).unwrap();
+    realize_fails(t.path(), &spec, what)
+}
+
+fn same(s: String) -> String {
+    s
+}
+
+#[test]
+fn passwd_and_group_fields_refuse_newline_nul_and_colon() {
+    for (home, shown) in [
+        ("/home/a\\nroot::0:0::/:/bin/sh", "'\\n'"),
+        ("/home/a:b", "':'"),
+        ("/home/a\\u0000b", "'\\0'"),
+    ] {
+        let extra = format!(
+            "\n[image.user]\nname = \"appuser\"\nuid = 1000\ngid = 1000\nhome = \"{home}\"\n"
+        );
+        let err = spec_fails(&extra, &same, home);
+        assert!(
+            err.contains("image.user.home") && err.contains(shown) && err.contains("bad.toml:1"),
+            "{home}: {err}"
+        );
+    }
+}
+
+#[test]
+fn env_names_and_values_are_checked_with_their_span() {
+    let err = spec_fails("\n[image.env]\n\"A=B\" = \"x\"\n", &same, "env name");
+    assert!(
+        err.contains("image.env name \"A=B\"")
+            && err.contains("'='")
+            && err.contains("bad.toml:11:1"),
+        "{err}"
+    );
+    let err = spec_fails("\n[image.env]\nA = \"x\\u0000y\"\n", &same, "env value");
+    assert!(
+        err.contains("image.env.A") && err.contains("'\\0'") && err.contains("bad.toml:11:5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_shebang_must_be_one_line() {
+    let err = spec_fails(
+        "\n[python]\nshebang = \"/usr/bin/python3\\nimport os\"\n",
+        &same,
+        "shebang",
+    );
+    assert!(
+        err.contains("python.shebang") && err.contains("'\\n'") && err.contains("bad.toml:11"),
+        "{err}"
+    );
+}
+
+#[test]
+fn image_names_and_tags_follow_the_oci_reference_grammar() {
+    let long = "a".repeat(256);
+    for name in [
+        "Bad",
+        "a..b",
+        "a-",
+        "/a",
+        "a//b",
+        "host:port/x",
+        long.as_str(),
+    ] {
+        let err = spec_fails(&format!("\n[image]\nname = \"{name}\"\n"), &same, name);
+        assert!(
+            err.contains("is not an OCI image name") && err.contains("bad.toml:11"),
+            "{name}: {err}"
+        );
+    }
+    let long_tag = "t".repeat(129);
+    for tag in ["-x", ".x", long_tag.as_str()] {
+        let err = spec_fails(&format!("\n[image]\ntag = \"{tag}\"\n"), &same, tag);
+        assert!(err.contains("is not a valid tag"), "{tag}: {err}");
+    }
+}
+
+#[test]
+fn label_keys_are_checked_with_their_span() {
+    for key in ["bad key", "a=b", "tab\\there"] {
+        let err = spec_fails(
+            &format!("\n[image.labels]\n\"{key}\" = \"x\"\n"),
+            &same,
+            key,
+        );
+        assert!(
+            err.contains("image.labels key") && err.contains("bad.toml:11:1"),
+            "{key}: {err}"
+        );
+    }
+}
+
+#[test]
+fn source_date_epoch_past_year_9999_is_refused() {
+    let err = spec_fails(
+        "",
+        &|s: String| s.replace("1700000000", "253402300800"),
+        "epoch",
+    );
+    assert!(
+        err.contains("env.source-date-epoch 253402300800")
+            && err.contains("253402300799")
+            && err.contains("bad.toml:4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_revision_that_is_a_path_is_refused() {
+    for rev in ["/main", ".", "a/./b", "a//b", "main/"] {
+        let err = spec_fails(
+            &format!("\n[models.m]\nsource = \"hf:org/repo\"\nrevision = \"{rev}\"\n"),
+            &same,
+            rev,
+        );
+        assert!(
+            err.contains("revision") && err.contains("is a path") && err.contains("bad.toml:12"),
+            "{rev}: {err}"
+        );
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let o = std::process::Command::new("mkfifo")
+        .arg(path)
+        .output()
+        .expect("mkfifo runs");
+    assert!(o.status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_or_directory_where_a_file_is_read_is_named_not_waited_on() {
+    // The spec itself.
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("fifo.toml");
+    mkfifo(&spec);
+    let err = realize_fails(t.path(), &spec, "fifo spec");
+    assert!(
+        err.contains("fifo.toml is a FIFO, expected a regular file"),
+        "{err}"
+    );
+    let err = realize_fails(t.path(), t.path(), "directory spec");
+    assert!(
+        err.contains("is a directory, expected a regular file"),
+        "{err}"
+    );
+
+    // The lock beside it.
+    let t = tempfile::tempdir().unwrap();
+    let spec = spec_with(t.path(), "");
+    mkfifo(&t.path().join("bad.lock"));
+    let err = realize_fails(t.path(), &spec, "fifo lock");
+    assert!(
+        err.contains("bad.lock is a FIFO, expected a regular file"),
+        "{err}"
+    );
+
+    // A [[files]] source.
+    let t = tempfile::tempdir().unwrap();
+    mkfifo(&t.path().join("pipe"));
+    let spec = spec_with(t.path(), "\n[[files]]\nsrc = \"pipe\"\ndst = \"/pipe\"\n");
+    let err = realize_fails(t.path(), &spec, "fifo files.src");
+    assert!(
+        err.contains("files.src \"pipe\" is a FIFO, expected a regular file or directory")
+            && err.contains("bad.toml:11"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wheel_member_names_flagged_utf8_that_are_not_are_refused() {
+    // The zip library decodes such a name with U+FFFD; a RECORD that lists
+    // that decoded name used to let the member be installed under it.
+    let t = tempfile::tempdir().unwrap();
+    let file = "badname-1.0-py3-none-any.whl";
+    let mut wheel = build_wheel(
+        "badname",
+        "1.0",
+        &[("badname/\u{FFFD}.py", b"x = 1\n")],
+        &[],
+    );
+    // U+FFFD (EF BF BD) becomes F0 9F 98: a cut-off 4-byte sequence, which
+    // decodes to one U+FFFD again. RECORD is deflated, so only names change.
+    let mut n = 0;
+    for i in 0..wheel.len() - 2 {
+        if wheel[i..i + 3] == [0xEF, 0xBF, 0xBD] {
+            wheel[i..i + 3].copy_from_slice(&[0xF0, 0x9F, 0x98]);
+            n += 1;
+        }
+    }
+    assert_eq!(
+        n, 2,
+        "the name in the local header and the central directory"
+    );
+    write(t.path().join(file), &wheel, 0o644);
+    let spec = spec_with(t.path(), &format!("\n[[wheels]]\npath = \"{file}\"\n"));
+    let err = realize_fails(t.path(), &spec, "non-UTF-8 name");
+    assert!(
+        err.contains(file) && err.contains("flagged UTF-8 but is not valid UTF-8"),
+        "{err}"
+    );
+}

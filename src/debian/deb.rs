@@ -16,7 +16,8 @@
 //!   scripts...); `control` must be there and hold one deb822 paragraph.
 //!
 //! Unpacking `data.tar` into a destination directory, as a stream (memory
-//! does not grow with file sizes):
+//! does not grow with file sizes), through the shared safe extraction
+//! routine [`crate::unpack`] (the sdist unpacker uses it too):
 //!
 //! - Entry paths are taken relative to the destination: `.` and empty
 //!   components are dropped; an absolute path or a `..` component is
@@ -44,26 +45,22 @@
 //!   full mode, for the caller to apply inside an image.
 //! - Modification times are not applied (the store normalizes them).
 //!
+//! - The data member must be as long as its ar header says; a header that
+//!   declares more bytes than the file holds is refused.
+//!
 //! Errors name the .deb (its path or the given label), the ar member and,
 //! for data, the tar entry as written in the archive.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-
-use rustix::fs::{
-    fchmod, fstat, mkdirat, openat, statat, symlinkat, unlinkat, AtFlags, FileType, Mode, OFlags,
-};
-use rustix::io::Errno;
 
 use super::control::{self, Paragraph};
 use super::error::{Error, Result};
 use crate::io::read_full;
+use crate::unpack::{member_components, Duplicates, EntryError, PathRule, Unpacker};
 
 /// The compression of a `control.tar*` or `data.tar*` member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,13 +267,10 @@ pub fn extract(deb: &Path, dest: &Path) -> Result<Extracted> {
 
 /// [`extract`] on a stream; `label` names the .deb in errors.
 pub fn extract_from<R: Read>(label: &str, reader: R, dest: &Path) -> Result<Extracted> {
-    let dest_err = |source: io::Error| Error::Io {
+    let out = Unpacker::new(dest, Duplicates::Replace).map_err(|source| Error::Io {
         path: dest.display().to_string(),
         source,
-    };
-    std::fs::create_dir_all(dest).map_err(dest_err)?;
-    let root = openat(rustix::fs::CWD, dest, dir_flags(), Mode::empty())
-        .map_err(|e| dest_err(e.into()))?;
+    })?;
 
     let mut ar = Ar::start(reader, label)?;
     let control = read_head(&mut ar)?;
@@ -298,34 +292,48 @@ pub fn extract_from<R: Read>(label: &str, reader: R, dest: &Path) -> Result<Extr
         member: data.name.clone(),
         source,
     };
-    let reader = compression
-        .decoder(ar.reader.by_ref().take(data.size))
-        .map_err(member_io)?;
-    let mut x = Extractor {
+    let mut member = ar.reader.by_ref().take(data.size);
+    let reader = compression.decoder(&mut member).map_err(member_io)?;
+    let x = Extractor {
         deb: label,
         member: &data.name,
-        root: Rc::new(root),
-        cached: None,
-        files: HashSet::new(),
-        dirs: Vec::new(),
-        buf: vec![0; 1 << 16],
+        out,
         entries: Vec::new(),
         owners: Vec::new(),
         skipped: Vec::new(),
-    };
-    x.unpack(reader)?;
+    }
+    .unpack(reader)?;
+    // The member must be as long as its header says: a header declaring
+    // more than the file holds is a truncated or forged package.
+    io::copy(&mut member, &mut io::sink()).map_err(member_io)?;
+    if member.limit() > 0 {
+        return Err(Error::Member {
+            deb: label.to_string(),
+            member: data.name.clone(),
+            reason: format!(
+                "the ar header declares {} bytes, the file holds {}",
+                data.size,
+                data.size - member.limit()
+            ),
+        });
+    }
+    let Extractor {
+        out,
+        entries,
+        owners,
+        skipped,
+        ..
+    } = x;
+    out.finish()
+        .map_err(|(dir, e)| Extractor::fail_at(label, &data.name, &dir, e))?;
     Ok(Extracted {
         control,
         data_member: data.name.clone(),
         data_compression: compression,
-        entries: x.entries,
-        owners: x.owners,
-        skipped: x.skipped,
+        entries,
+        owners,
+        skipped,
     })
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
 }
 
 /// A minimal streaming reader of the common ar format.
@@ -616,88 +624,48 @@ fn read_control_tar<R: Read>(
     Ok((paragraph, files))
 }
 
-/// The components of an archive path, or why it is refused.
+/// The components of an archive path (the shared rules of
+/// [`crate::unpack::member_components`]), or why it is refused.
 fn components(raw: &[u8]) -> std::result::Result<Vec<&[u8]>, String> {
-    if raw.is_empty() {
-        return Err("empty path".to_string());
-    }
-    if raw[0] == b'/' {
-        return Err("absolute path; refusing to write outside the destination".to_string());
-    }
-    let mut out = Vec::new();
-    for c in raw.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                return Err("`..` component; refusing to write outside the destination".to_string())
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
+    member_components(raw, PathRule::Lenient).map_err(str::to_string)
 }
 
 fn to_path(comps: &[&[u8]]) -> PathBuf {
     PathBuf::from(OsString::from_vec(comps.join(&b'/')))
 }
 
-fn shown(comps: &[&[u8]]) -> String {
-    String::from_utf8_lossy(&comps.join(&b'/')).into_owned()
-}
-
-/// Why one entry failed.
-enum Fail {
-    Refuse(String),
-    Io(io::Error),
-}
-
-impl From<io::Error> for Fail {
-    fn from(e: io::Error) -> Fail {
-        Fail::Io(e)
-    }
-}
-
-impl From<Errno> for Fail {
-    fn from(e: Errno) -> Fail {
-        Fail::Io(e.into())
-    }
-}
-
 struct Extractor<'a> {
     deb: &'a str,
     member: &'a str,
-    root: Rc<OwnedFd>,
-    /// The last parent directory opened, by its components.
-    cached: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
-    /// Regular files written so far (joined paths), for hard links.
-    files: HashSet<Vec<u8>>,
-    /// Directories from the archive and their modes, applied at the end.
-    dirs: Vec<(Vec<Vec<u8>>, u32)>,
-    buf: Vec<u8>,
+    out: Unpacker,
     entries: Vec<ExtractedEntry>,
     owners: Vec<Ownership>,
     skipped: Vec<SkippedEntry>,
 }
 
 impl Extractor<'_> {
-    fn fail(&self, entry: &str, fail: Fail) -> Error {
+    fn fail(&self, entry: &str, fail: EntryError) -> Error {
+        Self::fail_at(self.deb, self.member, entry, fail)
+    }
+
+    fn fail_at(deb: &str, member: &str, entry: &str, fail: EntryError) -> Error {
         match fail {
-            Fail::Refuse(reason) => Error::Entry {
-                deb: self.deb.to_string(),
-                member: self.member.to_string(),
+            EntryError::Refused(reason) => Error::Entry {
+                deb: deb.to_string(),
+                member: member.to_string(),
                 entry: entry.to_string(),
                 reason,
             },
-            Fail::Io(source) => Error::EntryIo {
-                deb: self.deb.to_string(),
-                member: self.member.to_string(),
+            EntryError::Io(source) => Error::EntryIo {
+                deb: deb.to_string(),
+                member: member.to_string(),
                 entry: entry.to_string(),
                 source,
             },
         }
     }
 
-    fn unpack<R: Read>(&mut self, reader: R) -> Result<()> {
+    fn unpack<R: Read>(mut self, reader: R) -> Result<Self> {
         let member_io = |source: io::Error| Error::MemberIo {
             deb: self.deb.to_string(),
             member: self.member.to_string(),
@@ -715,27 +683,25 @@ impl Extractor<'_> {
         // Read the stream to its end so that the decompressor checks its
         // checksum (tar stops at the end-of-archive blocks).
         io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(member_io)?;
-        // Directory modes last, deepest first.
-        let dirs = std::mem::take(&mut self.dirs);
-        for (comps, mode) in dirs.iter().rev() {
-            let comps: Vec<&[u8]> = comps.iter().map(Vec::as_slice).collect();
-            self.open_chain(&comps, false)
-                .and_then(|fd| Ok(fchmod(&*fd, Mode::from_raw_mode(*mode))?))
-                .map_err(|f| self.fail(&shown(&comps), f))?;
-        }
-        Ok(())
+        Ok(self)
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<(), Fail> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+    ) -> Result<(), EntryError> {
         use tar::EntryType as T;
         let header = entry.header();
         let kind = header.entry_type();
         if kind == T::XGlobalHeader {
             return Ok(());
         }
-        let comps = components(raw).map_err(Fail::Refuse)?;
+        let comps = components(raw).map_err(EntryError::Refused)?;
         let path = to_path(&comps);
-        let bad = |what: &str, e: io::Error| Fail::Refuse(format!("bad {what} in the header: {e}"));
+        let bad = |what: &str, e: io::Error| {
+            EntryError::Refused(format!("bad {what} in the header: {e}"))
+        };
         let full_mode = header.mode().map_err(|e| bad("mode", e))? & 0o7777;
         let mode = full_mode & 0o1777;
         let uid = header.uid().map_err(|e| bad("uid", e))?;
@@ -761,7 +727,7 @@ impl Extractor<'_> {
             return if is_dir {
                 Ok(())
             } else {
-                Err(Fail::Refuse(
+                Err(EntryError::Refused(
                     "a non-directory entry naming the destination itself".into(),
                 ))
             };
@@ -794,19 +760,18 @@ impl Extractor<'_> {
         }
 
         let kind_out = if is_dir {
-            self.make_dir(&comps, mode)?;
+            self.out.dir(&comps, mode)?;
             EntryKind::Directory
         } else {
             match kind {
                 T::Regular | T::Continuous | T::GNUSparse => {
                     let size = entry.size();
-                    let written = self.write_file(&comps, mode, entry)?;
+                    let written = self.out.file(&comps, mode, entry)?;
                     if written != size {
-                        return Err(Fail::Refuse(format!(
+                        return Err(EntryError::Refused(format!(
                             "truncated: expected {size} bytes, found {written}"
                         )));
                     }
-                    self.files.insert(comps.join(&b'/'));
                     EntryKind::File { size }
                 }
                 T::Symlink => {
@@ -814,8 +779,10 @@ impl Extractor<'_> {
                         .link_name_bytes()
                         .map(|t| t.into_owned())
                         .filter(|t| !t.is_empty())
-                        .ok_or_else(|| Fail::Refuse("a symbolic link without a target".into()))?;
-                    self.make_symlink(&comps, &target)?;
+                        .ok_or_else(|| {
+                            EntryError::Refused("a symbolic link without a target".into())
+                        })?;
+                    self.out.symlink(&comps, &target)?;
                     EntryKind::Symlink {
                         target: PathBuf::from(OsString::from_vec(target)),
                     }
@@ -825,13 +792,14 @@ impl Extractor<'_> {
                         .link_name_bytes()
                         .map(|t| t.into_owned())
                         .filter(|t| !t.is_empty())
-                        .ok_or_else(|| Fail::Refuse("a hard link without a target".into()))?;
-                    let written_mode = self.make_hardlink(&comps, &target)?;
-                    self.files.insert(comps.join(&b'/'));
+                        .ok_or_else(|| {
+                            EntryError::Refused("a hard link without a target".into())
+                        })?;
+                    let written_mode = self.out.hardlink(&comps, &target)?;
                     self.entries.push(ExtractedEntry {
                         path: path.clone(),
                         kind: EntryKind::Hardlink {
-                            target: to_path(&components(&target).map_err(Fail::Refuse)?),
+                            target: to_path(&components(&target).map_err(EntryError::Refused)?),
                         },
                         mode: written_mode,
                     });
@@ -839,7 +807,9 @@ impl Extractor<'_> {
                     return Ok(());
                 }
                 other => {
-                    return Err(Fail::Refuse(format!("unsupported entry type {other:?}")));
+                    return Err(EntryError::Refused(format!(
+                        "unsupported entry type {other:?}"
+                    )));
                 }
             }
         };
@@ -873,152 +843,6 @@ impl Extractor<'_> {
             group,
             mode,
         });
-    }
-
-    /// Opens the directory `comps` under the root, one component at a time
-    /// and never through a symlink, creating missing ones if `create`.
-    fn open_chain(&self, comps: &[&[u8]], create: bool) -> Result<Rc<OwnedFd>, Fail> {
-        let mut fd = self.root.clone();
-        for (i, c) in comps.iter().enumerate() {
-            let flags = dir_flags() | OFlags::NOFOLLOW;
-            let next = match openat(&*fd, *c, flags, Mode::empty()) {
-                Ok(n) => n,
-                Err(Errno::NOENT) if create => {
-                    match mkdirat(&*fd, *c, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    let n = openat(&*fd, *c, flags, Mode::empty())?;
-                    fchmod(&n, Mode::from_raw_mode(0o755))?;
-                    n
-                }
-                Err(Errno::LOOP | Errno::NOTDIR) => {
-                    let what = match statat(&*fd, *c, AtFlags::SYMLINK_NOFOLLOW) {
-                        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                            "is a symbolic link; refusing to write through it"
-                        }
-                        _ => "is not a directory",
-                    };
-                    return Err(Fail::Refuse(format!("`{}` {what}", shown(&comps[..=i]))));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            fd = Rc::new(next);
-        }
-        Ok(fd)
-    }
-
-    /// The parent directory of an entry, through the one-entry cache.
-    fn parent(&mut self, comps: &[&[u8]], create: bool) -> Result<Rc<OwnedFd>, Fail> {
-        if let Some((c, fd)) = &self.cached {
-            if c.len() == comps.len() && c.iter().zip(comps).all(|(a, b)| a == b) {
-                return Ok(fd.clone());
-            }
-        }
-        let fd = self.open_chain(comps, create)?;
-        self.cached = Some((comps.iter().map(|c| c.to_vec()).collect(), fd.clone()));
-        Ok(fd)
-    }
-
-    /// Makes room for a non-directory entry `name` in `dir`: an existing
-    /// file or symlink is unlinked (never followed); a directory is an error.
-    fn clear_slot(dir: &OwnedFd, name: &[u8]) -> Result<(), Fail> {
-        match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Err(Errno::NOENT) => Ok(()),
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(
-                Fail::Refuse("a directory of that name was unpacked before".to_string()),
-            ),
-            Ok(_) => Ok(unlinkat(dir, name, AtFlags::empty())?),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn write_file(&mut self, comps: &[&[u8]], mode: u32, src: &mut impl Read) -> Result<u64, Fail> {
-        let (name, parent) = comps.split_last().expect("non-empty path");
-        let dir = self.parent(parent, true)?;
-        Self::clear_slot(&dir, name)?;
-        let fd = openat(
-            &*dir,
-            *name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        let mut file = File::from(fd);
-        let mut total = 0u64;
-        loop {
-            let n = match src.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            file.write_all(&self.buf[..n])?;
-            total += n as u64;
-        }
-        fchmod(&file, Mode::from_raw_mode(mode))?;
-        Ok(total)
-    }
-
-    fn make_dir(&mut self, comps: &[&[u8]], mode: u32) -> Result<(), Fail> {
-        let (name, parent) = comps.split_last().expect("non-empty path");
-        let dir = self.parent(parent, true)?;
-        match openat(&*dir, *name, dir_flags() | OFlags::NOFOLLOW, Mode::empty()) {
-            Ok(_) => {}
-            Err(Errno::NOENT) => mkdirat(&*dir, *name, Mode::from_raw_mode(0o700))?,
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                return Err(Fail::Refuse(
-                    "a non-directory of that name was unpacked before".to_string(),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.dirs
-            .push((comps.iter().map(|c| c.to_vec()).collect(), mode));
-        Ok(())
-    }
-
-    fn make_symlink(&mut self, comps: &[&[u8]], target: &[u8]) -> Result<(), Fail> {
-        let (name, parent) = comps.split_last().expect("non-empty path");
-        let dir = self.parent(parent, true)?;
-        Self::clear_slot(&dir, name)?;
-        symlinkat(target, &*dir, *name)?;
-        // A regular file it replaced can no longer be a hard link target.
-        self.files.remove(&comps.join(&b'/'));
-        Ok(())
-    }
-
-    /// Copies an earlier regular file of the archive; returns its mode.
-    fn make_hardlink(&mut self, comps: &[&[u8]], target: &[u8]) -> Result<u32, Fail> {
-        let shown_target = String::from_utf8_lossy(target).into_owned();
-        let tcomps = components(target)
-            .map_err(|r| Fail::Refuse(format!("hard link target `{shown_target}`: {r}")))?;
-        let key = tcomps.join(&b'/');
-        if key == comps.join(&b'/') {
-            return Err(Fail::Refuse("a hard link to itself".to_string()));
-        }
-        if !self.files.contains(&key) {
-            return Err(Fail::Refuse(format!(
-                "hard link to `{shown_target}`, which is not a regular file unpacked before it"
-            )));
-        }
-        let (tname, tparent) = tcomps.split_last().expect("non-empty path");
-        let tdir = self.open_chain(tparent, false)?;
-        let src = openat(
-            &*tdir,
-            *tname,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let st = fstat(&src)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(Fail::Refuse(format!(
-                "hard link to `{shown_target}`, which is no longer a regular file"
-            )));
-        }
-        let mode = st.st_mode & 0o1777;
-        let mut src = File::from(src);
-        self.write_file(comps, mode, &mut src)?;
-        Ok(mode)
     }
 }
 

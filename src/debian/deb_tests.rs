@@ -1023,3 +1023,25 @@ fn cached_debs_unpack_like_dpkg_deb_x() {
         );
     }
 }
+
+#[test]
+fn a_data_member_declared_longer_than_the_file_is_refused() {
+    let data = simple_data();
+    let mut deb = deb_with_data("data.tar", &data);
+    // The data member is last: its header is the last `data.tar` name.
+    let at = deb
+        .windows(16)
+        .rposition(|w| w == b"data.tar        ")
+        .expect("the data member's header");
+    let declared = data.len() as u64 + 1_000_000;
+    let size = format!("{declared:<10}");
+    deb[at + 48..at + 58].copy_from_slice(size.as_bytes());
+    let e = format_error(&deb);
+    assert_eq!(
+        e,
+        format!(
+            "evil.deb: member `data.tar`: the ar header declares {declared} bytes, the file holds {}",
+            data.len()
+        )
+    );
+}

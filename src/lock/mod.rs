@@ -310,7 +310,7 @@ impl Lock {
 
     /// Read a lock of either version, telling which it was.
     pub fn read_versioned(path: &Path) -> Result<Option<ReadLock>, LockError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::io::read_regular_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {

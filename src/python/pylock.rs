@@ -222,7 +222,7 @@ fn marker_holds(
 /// Read `path` and choose the wheels to install on `target`, sorted by
 /// package name.
 pub fn select(path: &Path, target: &Target) -> Result<Vec<ChosenWheel>, PylockError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PylockError::Read {
+    let text = crate::io::read_regular_to_string(path).map_err(|source| PylockError::Read {
         path: path.to_path_buf(),
         source,
     })?;

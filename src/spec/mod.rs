@@ -204,7 +204,7 @@ pub struct ImageSpec {
     #[serde(default)]
     pub workdir: Option<Spanned<String>>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub entrypoint: Option<Vec<String>>,
     #[serde(default)]
@@ -212,7 +212,7 @@ pub struct ImageSpec {
     #[serde(default)]
     pub ports: Vec<Spanned<PortSpec>>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub volumes: Vec<Spanned<String>>,
     #[serde(default)]
@@ -493,6 +493,100 @@ impl Ctx<'_> {
     }
 }
 
+/// Text checks at the spec boundary: values that end up in `/etc/passwd`,
+/// environment blocks, shebang lines or image references must not carry
+/// characters that change what those files mean.
+impl Ctx<'_> {
+    /// An error if `value` (the value of `key`, at `span`) holds a
+    /// character that `bad` picks; `expected` says what is allowed.
+    fn refuse_chars(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        value: &str,
+        bad: impl Fn(char) -> bool,
+        expected: &str,
+    ) -> Result<(), SpecError> {
+        match value.chars().find(|&c| bad(c)) {
+            None => Ok(()),
+            Some(c) => Err(self.err(
+                Some(span),
+                format!("{key} {value:?} contains the character {c:?} (expected {expected})"),
+                format!("{c:?} not allowed here"),
+                None,
+            )),
+        }
+    }
+}
+
+/// Characters that would split or end a line of `/etc/passwd` or
+/// `/etc/group`, or a field in them.
+fn breaks_passwd(c: char) -> bool {
+    matches!(c, '\0' | '\n' | '\r' | ':')
+}
+
+/// The largest SOURCE_DATE_EPOCH whose RFC 3339 date has a four-digit year:
+/// 9999-12-31T23:59:59Z.
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+
+/// Why `name` is not an OCI image name (distribution's reference grammar:
+/// an optional `host[:port]/`, then `/`-separated path components of
+/// lowercase letters and digits joined by `.`, `_`, `__` or dashes; at most
+/// 255 characters in all), or `None`.
+fn oci_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    if name.len() > 255 {
+        return Some(format!(
+            "it is {} characters long (at most 255)",
+            name.len()
+        ));
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let is_domain = parts.len() > 1
+        && (parts[0].contains(['.', ':'])
+            || parts[0] == "localhost"
+            || parts[0].chars().any(|c| c.is_ascii_uppercase()));
+    if is_domain {
+        let domain = parts.remove(0);
+        let (host, port) = match domain.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (domain, None),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !host.split('.').all(label_ok)
+            || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Some(format!(
+                "its registry {domain:?} is not a host name with an optional :port"
+            ));
+        }
+    }
+    let component =
+        regex::Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").expect("a valid pattern");
+    parts.iter().find(|p| !component.is_match(p)).map(|p| {
+        format!(
+            "its path component {p:?} is not lowercase letters and digits joined by '.', '_', '__' or '-'"
+        )
+    })
+}
+
+/// Whether `tag` is an OCI tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn oci_tag_ok(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
 fn is_hex64(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -521,7 +615,7 @@ fn image_path(p: &str) -> Option<String> {
 impl Spec {
     /// Read, parse and validate the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        let text = crate::io::read_regular_to_string(path).map_err(|source| SpecError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -571,6 +665,19 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         ));
     }
 
+    if let Some(e) = &raw.env.source_date_epoch {
+        if *e.get_ref() > MAX_SOURCE_DATE_EPOCH {
+            return Err(ctx.at(
+                e,
+                format!(
+                    "env.source-date-epoch {} is after 9999-12-31T23:59:59Z (expected at most {MAX_SOURCE_DATE_EPOCH}, so that every timestamp has an RFC 3339 four-digit year)",
+                    e.get_ref()
+                ),
+                "out of range",
+            ));
+        }
+    }
+
     // Users first: file owners may name the image user.
     let user = match &raw.image.user {
         Some(u) => {
@@ -591,6 +698,13 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
                     "invalid user",
                 ));
             }
+            ctx.refuse_chars(
+                u.span(),
+                "image.user.home",
+                &home,
+                breaks_passwd,
+                "a path that fits in /etc/passwd: no NUL, newline or ':'",
+            )?;
             let home = image_path(&home).ok_or_else(|| {
                 ctx.at(
                     u,
@@ -621,6 +735,19 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
                 ),
                 "missing",
             ));
+        }
+        if let Ok(md) = std::fs::metadata(&src_abs) {
+            if !md.is_file() && !md.is_dir() {
+                return Err(ctx.at(
+                    &f.src,
+                    format!(
+                        "files.src {src:?} is {}, expected a regular file or directory (looked at {})",
+                        crate::io::file_type_name(md.file_type()),
+                        src_abs.display()
+                    ),
+                    "not a file or directory",
+                ));
+            }
         }
         let dst = image_path(f.dst.get_ref()).ok_or_else(|| {
             ctx.at(
@@ -895,6 +1022,18 @@ fn models(
                         return Err(ctx.at(
                             r,
                             format!("{} {t:?} is not a branch, tag or commit (letters, digits, '.', '_', '-', '/')", key("revision")),
+                            "invalid revision",
+                        ));
+                    }
+                    // A revision names a ref file in the hub's cache layout
+                    // (`refs/<revision>`): it must be a relative path of
+                    // names, as git ref names are.
+                    if t.starts_with('/')
+                        || t.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                    {
+                        return Err(ctx.at(
+                            r,
+                            format!("{} {t:?} is a path, not a branch, tag or commit (expected no leading or trailing '/', no empty, '.' or '..' components)", key("revision")),
                             "invalid revision",
                         ));
                     }
@@ -1267,6 +1406,15 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<Python
         "scripts",
         format!("{prefix}/bin"),
     )?;
+    if let Some(s) = p.and_then(|p| p.shebang.as_ref()) {
+        ctx.refuse_chars(
+            s.span(),
+            "python.shebang",
+            s.get_ref(),
+            |c| matches!(c, '\0' | '\n' | '\r'),
+            "one line: no NUL or newline",
+        )?;
+    }
     let shebang = get(
         p.and_then(|p| p.shebang.as_ref()),
         "shebang",
@@ -1381,14 +1529,21 @@ fn image_settings(
         .map(|t| t.get_ref().clone())
         .unwrap_or_else(|| "latest".into());
     if let Some(t) = &img.tag {
-        let ok = !tag.is_empty()
-            && tag.len() <= 128
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok {
-            return Err(ctx.at(t, format!("image.tag {tag:?} is not a valid tag (letters, digits, '.', '_', '-'; at most 128)"), "invalid tag"));
+        if !oci_tag_ok(&tag) {
+            return Err(ctx.at(t, format!("image.tag {tag:?} is not a valid tag (letters, digits, '_', then also '.' or '-'; at most 128)"), "invalid tag"));
         }
+    }
+    if let Some(problem) = oci_name_problem(&image_name) {
+        let (key, span) = match &img.name {
+            Some(n) => ("image.name", n.span()),
+            None => ("env.name (the default image name)", raw.env.name.span()),
+        };
+        return Err(ctx.err(
+            Some(span),
+            format!("{key} {image_name:?} is not an OCI image name: {problem}"),
+            "invalid image name",
+            None,
+        ));
     }
     let workdir = match &img.workdir {
         None => None,
@@ -1435,15 +1590,49 @@ fn image_settings(
             )
         })?);
     }
-    for k in img.env.keys() {
-        if k.is_empty() || k.contains('=') {
-            return Err(ctx.err(
-                None,
-                format!("image.env key {k:?} is not a valid variable name"),
-                "here",
-                None,
-            ));
+    let mut env = BTreeMap::new();
+    for (k, v) in &img.env {
+        let name = k.get_ref();
+        if name.is_empty() {
+            return Err(ctx.at(k, "image.env has an empty variable name", "empty name"));
         }
+        ctx.refuse_chars(
+            k.span(),
+            "image.env name",
+            name,
+            |c| c == '=' || c == '\0',
+            "a variable name: no '=' or NUL",
+        )?;
+        ctx.refuse_chars(
+            v.span(),
+            &format!("image.env.{name}"),
+            v.get_ref(),
+            |c| c == '\0',
+            "a value without NUL",
+        )?;
+        env.insert(name.clone(), v.get_ref().clone());
+    }
+    let mut labels = BTreeMap::new();
+    for (k, v) in &img.labels {
+        let key = k.get_ref();
+        if key.is_empty() {
+            return Err(ctx.at(k, "image.labels has an empty key", "empty key"));
+        }
+        ctx.refuse_chars(
+            k.span(),
+            "image.labels key",
+            key,
+            |c| c == '=' || c.is_control() || c.is_whitespace(),
+            "a label key like \"org.opencontainers.image.source\": no '=', whitespace or control characters",
+        )?;
+        ctx.refuse_chars(
+            v.span(),
+            &format!("image.labels.{key}"),
+            v.get_ref(),
+            |c| c == '\0',
+            "a value without NUL",
+        )?;
+        labels.insert(key.clone(), v.get_ref().clone());
     }
     let compression = match &img.compression {
         None => Compression::Gzip(6),
@@ -1480,11 +1669,11 @@ fn image_settings(
         reference: format!("{image_name}:{tag}"),
         user,
         workdir,
-        env: img.env.clone(),
+        env,
         entrypoint: img.entrypoint.clone(),
         cmd: img.cmd.clone(),
         ports,
-        labels: img.labels.clone(),
+        labels,
         volumes,
         compression,
     })

@@ -21,7 +21,15 @@ pub enum SdistError {
     UnsafeMember {
         sdist: String,
         member: String,
-        why: &'static str,
+        why: String,
+    },
+
+    #[error("sdist {sdist}: member {member:?}: {source}")]
+    MemberIo {
+        sdist: String,
+        member: String,
+        #[source]
+        source: std::io::Error,
     },
 
     #[error("sdist {sdist}: {file} is invalid: expected {expected}, found {found}")]

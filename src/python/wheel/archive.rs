@@ -1,8 +1,9 @@
-//! The wheel as a zip archive: its members checked for hostile names,
+//! The wheel as a zip archive: its members checked for hostile names (the
+//! shared rules of [`crate::unpack`], names flagged UTF-8 that are not),
 //! duplicates and symlinks, its RECORD cross-checked with them, and members
 //! streamed out while being hashed against RECORD.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -12,6 +13,7 @@ use zip::ZipArchive;
 
 use super::record::{self, FileDigest, RowDigest};
 use super::{normalize_name, paths, scripts, WheelError, WheelFilename};
+use crate::unpack::{zip_member_name, zip_names_problem, ZipNames};
 
 /// Largest RECORD / other metadata file read into memory.
 const MAX_RECORD: u64 = 64 << 20;
@@ -101,7 +103,13 @@ impl WheelArchive {
                     wheel: self.wheel.clone(),
                     source,
                 })?;
-            let name = entry.name().to_owned();
+            let name = zip_member_name(entry.name(), entry.name_raw())
+                .map_err(|reason| WheelError::UnsafePath {
+                    wheel: self.wheel.clone(),
+                    member: String::from_utf8_lossy(entry.name_raw()).into_owned(),
+                    reason,
+                })?
+                .to_owned();
             if let Some(reason) = paths::unsafe_member_reason(&name) {
                 return Err(WheelError::UnsafePath {
                     wheel: self.wheel.clone(),
@@ -384,55 +392,25 @@ fn read_error(wheel: &str, member: &str, source: io::Error) -> WheelError {
     }
 }
 
-/// The zip crate keeps one entry per name, so duplicate names are found by
-/// walking the central directory's file headers (from `cd`) ourselves.
-fn check_central_directory(
-    wheel: &str,
-    mut cd: impl Read,
-    distinct: usize,
-) -> Result<(), WheelError> {
-    const FILE_HEADER: [u8; 4] = [0x50, 0x4b, 0x01, 0x02];
-    let io_err = |source| WheelError::Io {
+/// Duplicate names in the central directory (from `cd`): see
+/// [`zip_names_problem`].
+fn check_central_directory(wheel: &str, cd: impl Read, distinct: usize) -> Result<(), WheelError> {
+    let problem = zip_names_problem(cd, distinct).map_err(|source| WheelError::Io {
         wheel: wheel.to_owned(),
         action: "reading the zip central directory".to_owned(),
         source,
-    };
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    loop {
-        let mut header = [0u8; 46];
-        match cd.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(io_err(e)),
-        }
-        if header[..4] != FILE_HEADER {
-            break; // the end-of-central-directory records
-        }
-        let field = |at: usize| u64::from(u16::from_le_bytes([header[at], header[at + 1]]));
-        let mut name = vec![0u8; field(28) as usize];
-        cd.read_exact(&mut name).map_err(io_err)?;
-        io::copy(
-            &mut cd.by_ref().take(field(30) + field(32)),
-            &mut io::sink(),
-        )
-        .map_err(io_err)?;
-        if !seen.insert(name.clone()) {
-            return Err(WheelError::DuplicateMember {
-                wheel: wheel.to_owned(),
-                member: String::from_utf8_lossy(&name).into_owned(),
-            });
-        }
-    }
-    if seen.len() != distinct {
-        return Err(WheelError::CentralDirectory {
+    })?;
+    match problem {
+        None => Ok(()),
+        Some(ZipNames::Duplicate(name)) => Err(WheelError::DuplicateMember {
             wheel: wheel.to_owned(),
-            found: format!(
-                "has {} entries but {distinct} distinct names after decoding",
-                seen.len()
-            ),
-        });
+            member: String::from_utf8_lossy(&name).into_owned(),
+        }),
+        Some(ZipNames::Count { entries, distinct }) => Err(WheelError::CentralDirectory {
+            wheel: wheel.to_owned(),
+            found: format!("has {entries} entries but {distinct} distinct names after decoding"),
+        }),
     }
-    Ok(())
 }
 
 /// Hashes and counts what is read through it.

@@ -13,8 +13,10 @@
 //!   the build tag starting with a digit ([`WheelFilename`]).
 //! - **Archive hygiene**: members whose names are absolute (`/x`, `C:x`),
 //!   have `..`, `.` or empty components (also when `\` is read as a
-//!   separator), hold NUL, are zip symlinks, or occur twice in the central
-//!   directory are refused, naming the wheel and the member.
+//!   separator), hold NUL, are flagged UTF-8 but are not, are zip symlinks,
+//!   or occur twice in the central directory are refused, naming the wheel
+//!   and the member (the member-path rules are [`crate::unpack`]'s, shared
+//!   with the .deb and sdist unpackers).
 //! - **`.dist-info`**: exactly one top-level `*.dist-info` directory, whose
 //!   name part matches the file name's under PEP 503 normalization (as pip
 //!   matches them). `WHEEL` must carry `Wheel-Version: 1.x`;

@@ -1,41 +1,14 @@
 //! Archive member names and the relative, `/`-separated paths they install to.
 
-/// Why an archive member name is refused, or `None` if it is a safe relative
-/// path. Directory entries (trailing `/`) are checked without that slash.
-pub(super) fn unsafe_member_reason(name: &str) -> Option<&'static str> {
-    let name = name.strip_suffix('/').unwrap_or(name);
-    if name.is_empty() {
-        return Some("its name is empty");
-    }
-    if name.contains('\0') {
-        return Some("its name contains NUL");
-    }
-    if name.starts_with('/') || name.starts_with('\\') || has_drive_prefix(name) {
-        return Some("it is an absolute path (expected a path relative to the archive root)");
-    }
-    for component in name.split('/') {
-        match component {
-            ".." => return Some("it has a `..` component (expected no path traversal)"),
-            "." | "" => {
-                return Some(
-                    "it has an empty or `.` component (expected a normalized relative path)",
-                )
-            }
-            _ => {}
-        }
-    }
-    // Backslashes are ordinary characters on POSIX, but an installer on
-    // Windows (or a later tool) may read them as separators: refuse the
-    // spellings that would escape or be absolute that way.
-    if name.contains('\\') && name.split(['/', '\\']).any(|c| c == ".." || c.is_empty()) {
-        return Some("read with `\\` as a separator it has a `..` or empty component");
-    }
-    None
-}
+use crate::unpack::{member_components, PathRule};
 
-fn has_drive_prefix(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+/// Why an archive member name is refused, or `None` if it is a safe relative
+/// path: the shared member-path rules ([`crate::unpack::member_components`])
+/// in their strict form (a wheel's names must match RECORD byte for byte, so
+/// no `.` or empty components; `\` also read as a separator). Directory
+/// entries (trailing `/`) are checked without that slash.
+pub(super) fn unsafe_member_reason(name: &str) -> Option<&'static str> {
+    member_components(name.as_bytes(), PathRule::Normalized).err()
 }
 
 /// Why a scheme path (relative to the destination root) is refused.

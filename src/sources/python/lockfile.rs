@@ -37,7 +37,7 @@ fn read(spec: &Spec, glibc: (u32, u32)) -> Result<Option<(PathBuf, String, Strin
     let Some((rel, abs)) = &py.lock else {
         return Ok(None);
     };
-    let bytes = std::fs::read(abs).map_err(super::super::io_err("reading", abs))?;
+    let bytes = crate::io::read_regular(abs).map_err(super::super::io_err("reading", abs))?;
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let request = format!(
@@ -130,7 +130,7 @@ pub fn origins(
     let Some((_, abs)) = &spec.python.lock else {
         return Ok(BTreeMap::new());
     };
-    let text = std::fs::read_to_string(abs).map_err(super::super::io_err("reading", abs))?;
+    let text = crate::io::read_regular_to_string(abs).map_err(super::super::io_err("reading", abs))?;
     let mut out = BTreeMap::new();
     if is_requirements_txt(abs) {
         let find_links = requirements_txt::parse(abs, &text, target)?.find_links;
@@ -165,7 +165,7 @@ pub fn locate_in_requirements_file(
     target: &Target,
     spec_index: Option<&str>,
 ) -> Result<BTreeMap<String, Location>, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(super::super::io_err("reading", path))?;
+    let text = crate::io::read_regular_to_string(path).map_err(super::super::io_err("reading", path))?;
     Ok(requirements_txt::select(path, &text, target, spec_index, false)?
         .into_iter()
         .map(|c| (c.filename, c.location))
