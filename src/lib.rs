@@ -16,5 +16,6 @@ pub mod oci;
 pub mod plan;
 pub mod python;
 pub mod realize;
+pub mod sandbox;
 pub mod shell;
 pub mod spec;
