@@ -424,7 +424,10 @@ command = ["hello"]
     assert_eq!(v["passed"], true);
     assert_eq!(v["skipped"], 1);
     let c = &v["checks"][1];
-    assert_eq!((c["name"].as_str(), c["status"].as_str()), (Some("cuda works"), Some("skipped")));
+    assert_eq!(
+        (c["name"].as_str(), c["status"].as_str()),
+        (Some("cuda works"), Some("skipped"))
+    );
     assert_eq!(v["checks"][2]["status"], "passed");
 
     let out = ok(run(&fake_gpu, &[]), "check with a GPU");

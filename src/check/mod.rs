@@ -66,7 +66,10 @@ pub struct Outcome {
 pub enum Checked {
     Ran(Outcome),
     /// Not run, and why (a `gpu = true` check on a host without a GPU).
-    Skipped { name: String, reason: String },
+    Skipped {
+        name: String,
+        reason: String,
+    },
 }
 
 /// The GPU the checks may use.
@@ -102,12 +105,10 @@ fn tail(bytes: &[u8]) -> String {
 /// Errors that stop every check: the sandbox cannot be made at all.
 fn fatal(check: &Check, e: ShellError) -> Result<Outcome, CheckError> {
     match e {
-        ShellError::Sandbox(_) | ShellError::Io { .. } => {
-            Err(CheckError::Enter {
-                check: check.name.clone(),
-                source: e,
-            })
-        }
+        ShellError::Sandbox(_) | ShellError::Io { .. } => Err(CheckError::Enter {
+            check: check.name.clone(),
+            source: e,
+        }),
         other => Ok(failed(check, other.to_string(), Instant::now())),
     }
 }

@@ -244,7 +244,12 @@ impl Builder {
     /// fresh), the directories on the way to each of `open` (absolute
     /// sandbox paths) recreated, and each open path itself left for the
     /// caller to bind.
-    pub fn rootfs(&mut self, rootfs: &Path, skip: &[&str], open: &[&str]) -> Result<&mut Self, SandboxError> {
+    pub fn rootfs(
+        &mut self,
+        rootfs: &Path,
+        skip: &[&str],
+        open: &[&str],
+    ) -> Result<&mut Self, SandboxError> {
         let open: Vec<Vec<String>> = open.iter().map(|p| components(p)).collect();
         let open: Vec<&[String]> = open.iter().map(Vec::as_slice).collect();
         self.bind_dir(rootfs, "", skip, &open)?;
@@ -430,7 +435,12 @@ mod tests {
         for d in ["etc/ssl", "usr/bin", "usr/local/lib", "home/u/work", "proc"] {
             fs::create_dir_all(r.join(d)).unwrap();
         }
-        for f in ["etc/passwd", "etc/hosts", "usr/bin/python3", "etc/ssl/openssl.cnf"] {
+        for f in [
+            "etc/passwd",
+            "etc/hosts",
+            "usr/bin/python3",
+            "etc/ssl/openssl.cnf",
+        ] {
             fs::write(r.join(f), "x").unwrap();
         }
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
@@ -442,7 +452,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let r = rootfs(tmp.path());
         let mut b = Builder::new(Network::Host);
-        b.rootfs(&r, &["proc"], &["/etc/hosts", "/home/u/work"]).unwrap();
+        b.rootfs(&r, &["proc"], &["/etc/hosts", "/home/u/work"])
+            .unwrap();
         let ro: Vec<(PathBuf, PathBuf)> = b.binds("--ro-bind");
         let at: Vec<&Path> = ro.iter().map(|(_, a)| a.as_path()).collect();
         assert_eq!(
@@ -461,14 +472,15 @@ mod tests {
             .map(|o| &o.args[0])
             .collect();
         assert_eq!(dirs, ["/etc", "/home", "/home/u"]);
-        assert!(b
-            .ops()
-            .contains(&Op {
-                option: "--symlink",
-                args: vec!["usr/bin".into(), "/bin".into()]
-            }));
+        assert!(b.ops().contains(&Op {
+            option: "--symlink",
+            args: vec!["usr/bin".into(), "/bin".into()]
+        }));
         // Skipped, and the open paths themselves left to the caller.
-        assert!(!b.args().iter().any(|a| a == "/proc" || a == "/etc/hosts" || a == "/home/u/work"));
+        assert!(!b
+            .args()
+            .iter()
+            .any(|a| a == "/proc" || a == "/etc/hosts" || a == "/home/u/work"));
     }
 
     #[test]
@@ -476,7 +488,9 @@ mod tests {
         let none = Builder::new(Network::None).args();
         let host = Builder::new(Network::Host).args();
         assert!(none.iter().any(|a| a == "--unshare-net"));
-        assert!(!host.iter().any(|a| a == "--unshare-net" || a == "--unshare-all"));
+        assert!(!host
+            .iter()
+            .any(|a| a == "--unshare-net" || a == "--unshare-all"));
         for a in [&none, &host] {
             assert!(a.iter().any(|a| a == "--unshare-user"));
             assert!(a.iter().any(|a| a == "--unshare-pid"));
@@ -486,7 +500,10 @@ mod tests {
     #[test]
     fn the_last_setenv_of_a_name_is_its_value() {
         let mut b = Builder::new(Network::None);
-        b.clearenv().setenv("A", "1").setenv("B", "2").setenv("A", "3");
+        b.clearenv()
+            .setenv("A", "1")
+            .setenv("B", "2")
+            .setenv("A", "3");
         assert_eq!(b.env("A"), Some(OsStr::new("3")));
         assert_eq!(b.env("C"), None);
     }

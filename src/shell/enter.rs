@@ -75,7 +75,6 @@ pub fn search_path(spec: &Spec) -> &str {
         .unwrap_or(crate::realize::builders::DEFAULT_PATH)
 }
 
-
 /// The network namespace of `run`, `shell` and `check`: the host's, so a
 /// server in the sandbox answers on the host's 127.0.0.1 and the sandbox
 /// reaches what the host reaches.

@@ -152,12 +152,7 @@ pub fn build_wheel(req: &BuildRequest) -> Result<Built, SdistError> {
     };
     let backend_path = serde_json::to_string(&bs.backend_path).expect("strings serialize");
     let mut sb = sandbox(req)?
-        .command(&[
-            req.python,
-            "/build/frontend.py",
-            &bs.backend,
-            &backend_path,
-        ])
+        .command(&[req.python, "/build/frontend.py", &bs.backend, &backend_path])
         .map_err(in_sandbox)?;
     sb.command()
         .stdin(Stdio::null())
