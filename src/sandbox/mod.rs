@@ -35,6 +35,9 @@
 //! descriptor (`--json-status-fd`): a run that never reports a child pid
 //! failed before the command started (no user namespaces, for one), which
 //! [`Running::exit_code`] tells apart from the command's own exit status.
+//! bubblewrap reports the child pid before it mounts anything, so a mount
+//! that fails (a bind source missing) still reads as the command's status
+//! (1), with bubblewrap's own message on stderr.
 
 pub mod gpu;
 pub mod net;
@@ -495,6 +498,38 @@ mod tests {
             assert!(a.iter().any(|a| a == "--unshare-user"));
             assert!(a.iter().any(|a| a == "--unshare-pid"));
         }
+    }
+
+    /// Run `sh -c script` from the host's (merged) /usr in a sandbox.
+    fn run_host_sh(network: Network, script: &str) -> (i32, String) {
+        let mut b = Builder::new(network);
+        b.ro_bind("/usr", "/usr");
+        for l in ["bin", "lib", "lib64"] {
+            b.symlink(format!("usr/{l}"), format!("/{l}"));
+        }
+        b.proc_dev_tmp();
+        let mut sb = b.command(&["sh", "-c", script]).unwrap();
+        sb.command().stdout(std::process::Stdio::piped());
+        let mut r = sb.spawn().expect("bwrap is installed (Debian: bubblewrap)");
+        let mut out = String::new();
+        r.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (r.wait().unwrap(), out)
+    }
+
+    #[test]
+    fn without_network_only_loopback_is_there_and_the_exit_status_passes_through() {
+        let (code, out) = run_host_sh(Network::None, "cat /proc/net/dev; exit 7");
+        assert_eq!(code, 7, "{out}");
+        let interfaces: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim()))
+            .collect();
+        assert_eq!(interfaces, ["lo"], "{out}");
     }
 
     #[test]

@@ -315,6 +315,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_build_sandbox_has_no_network_and_binds_only_the_build_tree_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["usr/bin", "etc", "tmp", "build"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let work = dir.path().join("work");
+        let req = BuildRequest {
+            sdist: "x-1.0.tar.gz",
+            archive: &dir.path().join("x-1.0.tar.gz"),
+            rootfs: &rootfs,
+            work: &work,
+            python: "/usr/bin/python3",
+            site_packages: "/usr/lib/python3/dist-packages",
+            source_date_epoch: 1_700_000_000,
+        };
+        let b = sandbox(&req).unwrap();
+        assert_eq!(b.network(), Network::None);
+        let args = b.args();
+        assert!(args.iter().any(|a| a == "--unshare-net"));
+        assert!(args.iter().any(|a| a == "--new-session"));
+        let rw: Vec<(PathBuf, PathBuf)> = b.binds("--bind");
+        assert_eq!(
+            rw,
+            [
+                (work.join("src"), PathBuf::from("/build/src")),
+                (work.join("out"), PathBuf::from("/build/out")),
+                (work.join("home"), PathBuf::from("/build/home")),
+            ]
+        );
+        let ro: Vec<PathBuf> = b.binds("--ro-bind").into_iter().map(|(_, at)| at).collect();
+        // The rootfs's own tmp and build are not bound; no /etc/hosts or
+        // resolv.conf is added.
+        assert_eq!(
+            ro,
+            [
+                PathBuf::from("/etc"),
+                PathBuf::from("/usr"),
+                PathBuf::from("/build/frontend.py")
+            ]
+        );
+        assert_eq!(
+            b.env("SOURCE_DATE_EPOCH"),
+            Some(std::ffi::OsStr::new("1700000000"))
+        );
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
