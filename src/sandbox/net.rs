@@ -87,7 +87,8 @@ impl NetworkFiles {
         self.binds.iter().map(|(_, at)| at.as_str()).collect()
     }
 
-    /// Bind them, and keep the directory with the sandbox.
+    /// Bind them read-only (the directory must outlive the sandbox's
+    /// start: see [`NetworkFiles::into_dir`] and `Sandbox::keep`).
     pub fn apply(&self, b: &mut Builder) {
         for (host, at) in &self.binds {
             b.ro_bind(host, at);

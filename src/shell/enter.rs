@@ -92,8 +92,7 @@ pub fn sandbox(
         return Err(ShellError::NoCommand);
     }
     super::rootfs::find_command(rootfs, &cmd[0], search_path(spec))?;
-    let b = builder(spec, rootfs, opts)?;
-    let (b, files) = b;
+    let (b, files) = builder(spec, rootfs, opts)?;
     let mut sb = b.command(cmd)?;
     sb.keep(files.into_dir());
     Ok(sb)
