@@ -16,6 +16,7 @@ pub mod oci;
 pub mod plan;
 pub mod python;
 pub mod realize;
+pub mod sandbox;
 pub mod shell;
 pub mod sources;
 pub mod spec;

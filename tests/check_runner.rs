@@ -363,3 +363,73 @@ fn bad_check_and_shell_entries_point_at_the_spec() {
         );
     }
 }
+
+#[test]
+fn a_gpu_check_is_skipped_visibly_without_a_gpu_and_runs_with_one() {
+    require_tool("bwrap", "bubblewrap");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = check_spec(tmp.path(), free_port());
+    append(
+        &spec,
+        r#"
+[[checks]]
+name = "cuda works"
+command = ["tcp", "exit", "0"]
+gpu = true
+
+[[checks]]
+name = "no gpu needed"
+command = ["hello"]
+"#,
+    );
+    let store = tmp.path().join("store");
+    let no_gpu = tmp.path().join("dev-without-gpu");
+    let fake_gpu = tmp.path().join("dev-with-gpu");
+    fs::create_dir_all(&no_gpu).unwrap();
+    fs::create_dir_all(&fake_gpu).unwrap();
+    fs::write(fake_gpu.join("nvidia0"), "").unwrap();
+    fs::write(fake_gpu.join("nvidiactl"), "").unwrap();
+    let run = |dev: &Path, extra: &[&str]| {
+        envbuild()
+            .arg("--store")
+            .arg(&store)
+            .args(extra)
+            .arg("check")
+            .arg(&spec)
+            .env("ENVBUILD_GPU_DEV_DIR", dev)
+            .env("ENVBUILD_GPU_LIB_DIRS", tmp.path().join("no-driver"))
+            .output()
+            .unwrap()
+    };
+
+    let o = run(&no_gpu, &[]);
+    let out = ok(o.clone(), "check without a GPU");
+    assert!(
+        out.lines().any(|l| l
+            == format!(
+                "SKIP cuda works: needs a GPU (gpu = true) and this host has none (no NVIDIA device node in {})",
+                no_gpu.display()
+            )),
+        "{out}"
+    );
+    assert!(!out.contains("PASS cuda works"), "{out}");
+    assert!(out.contains("PASS no gpu needed"), "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("2 of 3 checks passed; skipped: cuda works"),
+        "{err}"
+    );
+    let o = run(&no_gpu, &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(o, "check --json")).unwrap();
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["skipped"], 1);
+    let c = &v["checks"][1];
+    assert_eq!(
+        (c["name"].as_str(), c["status"].as_str()),
+        (Some("cuda works"), Some("skipped"))
+    );
+    assert_eq!(v["checks"][2]["status"], "passed");
+
+    let out = ok(run(&fake_gpu, &[]), "check with a GPU");
+    assert!(out.contains("PASS cuda works: exit status 0"), "{out}");
+}

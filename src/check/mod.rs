@@ -6,9 +6,17 @@
 //! not bound. It passes when the command exits with the expected status
 //! within its timeout and, if a pattern is given, its stdout matches it.
 //! With `serve`, the image's entrypoint + cmd is started first in the same
-//! way (sharing the host's network, so the port is probed on 127.0.0.1),
-//! the check waits for the port to accept a connection, runs the command,
-//! then stops the server.
+//! way, the check waits for the port to accept a connection, runs the
+//! command, then stops the server. The server, the probe and the command
+//! share one network view: the sandbox shares the host's network namespace
+//! ([`shell::enter::NETWORK`]), so the probe connects to 127.0.0.1 from
+//! here and the command reaches the server at `localhost` (the sandbox's
+//! `/etc/hosts` names it).
+//!
+//! A check with `gpu = true` runs with the host's GPU; on a host without
+//! one it is [`Checked::Skipped`], said so, never passed. With `--gpus` (or
+//! an image setting `NVIDIA_VISIBLE_DEVICES` on a host with a GPU) every
+//! check gets the GPU.
 //!
 //! A failure of one check is an [`Outcome`] with its reason; what keeps
 //! every check from running (no bubblewrap, no namespaces) is a
@@ -25,8 +33,13 @@ use std::time::{Duration, Instant};
 
 pub use dist_info::{dist_info_check, installed_distributions, DIST_INFO_CHECK};
 
+use crate::sandbox::{gpu::Gpu, Network};
 use crate::shell::{self, EnterOptions, Running, ShellError};
 use crate::spec::{Check, Spec};
+
+// The probe below connects from the host: it is in the server's network
+// view only while the sandbox shares the host's network namespace.
+const _: () = assert!(matches!(shell::enter::NETWORK, Network::Host));
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -46,6 +59,27 @@ pub struct Outcome {
     /// Why it failed, or what passing means ("exit status 0", ...).
     pub reason: String,
     pub millis: u128,
+}
+
+/// What became of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    Ran(Outcome),
+    /// Not run, and why (a `gpu = true` check on a host without a GPU).
+    Skipped {
+        name: String,
+        reason: String,
+    },
+}
+
+/// The GPU the checks may use.
+#[derive(Debug, Clone, Default)]
+pub struct CheckGpu {
+    /// The host's, if it has one.
+    pub host: Option<Gpu>,
+    /// Every check gets it (`--gpus`, or the image asks for one), not only
+    /// those with `gpu = true`.
+    pub all: bool,
 }
 
 /// How much of a stream a failure quotes.
@@ -71,12 +105,10 @@ fn tail(bytes: &[u8]) -> String {
 /// Errors that stop every check: the sandbox cannot be made at all.
 fn fatal(check: &Check, e: ShellError) -> Result<Outcome, CheckError> {
     match e {
-        ShellError::NoBwrap { .. } | ShellError::Sandbox { .. } | ShellError::Io { .. } => {
-            Err(CheckError::Enter {
-                check: check.name.clone(),
-                source: e,
-            })
-        }
+        ShellError::Sandbox(_) | ShellError::Io { .. } => Err(CheckError::Enter {
+            check: check.name.clone(),
+            source: e,
+        }),
         other => Ok(failed(check, other.to_string(), Instant::now())),
     }
 }
@@ -90,13 +122,38 @@ fn failed(check: &Check, reason: String, started: Instant) -> Outcome {
     }
 }
 
-/// Run one check inside `rootfs`.
-pub fn run_check(spec: &Spec, rootfs: &Path, check: &Check) -> Result<Outcome, CheckError> {
-    let started = Instant::now();
+/// Run one check inside `rootfs`, with the GPU if it asks for one or
+/// `gpu.all` says so.
+pub fn run_check(
+    spec: &Spec,
+    rootfs: &Path,
+    check: &Check,
+    gpu: &CheckGpu,
+) -> Result<Checked, CheckError> {
+    if check.gpu && gpu.host.is_none() {
+        return Ok(Checked::Skipped {
+            name: check.name.clone(),
+            reason: format!(
+                "needs a GPU (gpu = true) and this host has none (no NVIDIA device node in {})",
+                crate::sandbox::gpu::dev_dir().display()
+            ),
+        });
+    }
     let opts = EnterOptions {
         as_image: true,
+        gpu: gpu.host.clone().filter(|_| check.gpu || gpu.all),
         ..EnterOptions::default()
     };
+    run_with(spec, rootfs, check, &opts).map(Checked::Ran)
+}
+
+fn run_with(
+    spec: &Spec,
+    rootfs: &Path,
+    check: &Check,
+    opts: &EnterOptions,
+) -> Result<Outcome, CheckError> {
+    let started = Instant::now();
     let mut server = None;
     if let Some(serve) = &check.serve {
         let addr = SocketAddr::from(([127, 0, 0, 1], serve.port));
@@ -128,7 +185,7 @@ pub fn run_check(spec: &Spec, rootfs: &Path, check: &Check) -> Result<Outcome, C
                 )
             }
         };
-        let mut sb = match shell::sandbox(spec, rootfs, &argv, &opts) {
+        let mut sb = match shell::sandbox(spec, rootfs, &argv, opts) {
             Ok(s) => s,
             Err(e) => return fatal(check, e),
         };
@@ -149,14 +206,14 @@ pub fn run_check(spec: &Spec, rootfs: &Path, check: &Check) -> Result<Outcome, C
             .stderr(Stdio::from(err));
         let mut running = match sb.spawn() {
             Ok(r) => r,
-            Err(e) => return fatal(check, e),
+            Err(e) => return fatal(check, e.into()),
         };
         let deadline = Instant::now() + serve.timeout;
         loop {
             if let Ok(Some(status)) = running.child.try_wait() {
                 let code = match running.exit_code(status) {
                     Ok(c) => c,
-                    Err(e) => return fatal(check, e),
+                    Err(e) => return fatal(check, e.into()),
                 };
                 return Ok(failed(
                     check,
@@ -188,7 +245,7 @@ pub fn run_check(spec: &Spec, rootfs: &Path, check: &Check) -> Result<Outcome, C
         }
         server = Some(running);
     }
-    let result = run_command(spec, rootfs, check, &opts, started);
+    let result = run_command(spec, rootfs, check, opts, started);
     if let (Some(mut s), Some(serve)) = (server, &check.serve) {
         stop(&mut s);
         // Until the port is free again, for the next check.
@@ -244,7 +301,7 @@ fn run_command(
         .stderr(Stdio::piped());
     let mut running = match sb.spawn() {
         Ok(r) => r,
-        Err(e) => return fatal(check, e),
+        Err(e) => return fatal(check, e.into()),
     };
     let reader = |s: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -293,7 +350,7 @@ fn run_command(
     };
     let code = match running.exit_code(status) {
         Ok(c) => c,
-        Err(e) => return fatal(check, e),
+        Err(e) => return fatal(check, e.into()),
     };
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();

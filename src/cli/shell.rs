@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use envbuild::check::{CheckGpu, Checked};
 use envbuild::realize::Closure;
 use envbuild::shell::{EnterOptions, HOOK_PATH};
 use envbuild::spec::Spec;
@@ -55,6 +56,11 @@ pub struct EnterArgs {
     /// Use only what the store already has
     #[arg(long)]
     pub offline: bool,
+    /// Give the sandbox the host's NVIDIA GPUs: device nodes and driver
+    /// libraries (automatic when the image sets NVIDIA_VISIBLE_DEVICES and
+    /// the host has a GPU)
+    #[arg(long)]
+    pub gpus: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +84,7 @@ pub fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         &EnterOptions {
             pure: e.pure,
             keep: e.keep,
+            gpu: envbuild::shell::gpu_for(&spec, e.gpus)?,
             ..EnterOptions::default()
         },
     )?;
@@ -108,6 +115,7 @@ pub fn shell(global: &Global, args: ShellArgs) -> Result<ExitCode> {
             .map(|f| (f.path().to_path_buf(), HOOK_PATH.to_string()))
             .into_iter()
             .collect(),
+        gpu: envbuild::shell::gpu_for(&spec, e.gpus)?,
         ..EnterOptions::default()
     };
     let code = envbuild::shell::run(&spec, &rootfs, &dev.command, &opts)?;
@@ -124,77 +132,113 @@ pub struct CheckArgs {
     /// Use only what the store already has
     #[arg(long)]
     pub offline: bool,
+    /// Run every check with the host's NVIDIA GPUs (checks with `gpu =
+    /// true` get them in any case, and are skipped on a host without one)
+    #[arg(long)]
+    pub gpus: bool,
 }
 
 /// `envbuild check SPEC`: the built-in dist-info check and every
 /// `[[checks]]` entry, in the image's closure; one line per check on stdout
-/// (`PASS`/`FAIL`, the name, the reason); exit status 1 if any failed.
+/// (`PASS`/`FAIL`/`SKIP`, the name, the reason); exit status 1 if any
+/// failed. A skipped check is not a pass: it is listed as such, and with
+/// `--json` its status is "skipped".
 pub fn check(global: &Global, args: CheckArgs) -> Result<ExitCode> {
     let (spec, closure, rootfs) = rootfs_of(global, &args.spec, args.locked, args.offline, false)?;
-    let mut outcomes = vec![envbuild::check::dist_info_check(
+    let gpu = CheckGpu {
+        host: if args.gpus {
+            envbuild::shell::gpu_for(&spec, true)?
+        } else if spec.checks.iter().any(|c| c.gpu)
+            || envbuild::sandbox::gpu::image_wants_gpu(&spec.image.env)
+        {
+            envbuild::sandbox::gpu::Gpu::from_host()?
+        } else {
+            None
+        },
+        all: args.gpus || envbuild::sandbox::gpu::image_wants_gpu(&spec.image.env),
+    };
+    let mut results = vec![Checked::Ran(envbuild::check::dist_info_check(
         &spec,
         &rootfs,
         &closure.lock,
-    )];
-    report_one(global, outcomes.last().expect("one outcome"));
+    ))];
+    report_one(global, results.last().expect("one result"));
     for c in &spec.checks {
         if global.show_progress() {
             eprintln!("checking {} ...", c.name);
         }
-        let o = envbuild::check::run_check(&spec, &rootfs, c)?;
-        report_one(global, &o);
-        outcomes.push(o);
+        let r = envbuild::check::run_check(&spec, &rootfs, c, &gpu)?;
+        report_one(global, &r);
+        results.push(r);
     }
-    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    let named = |want: &str| -> Vec<&str> {
+        results
+            .iter()
+            .filter(|r| status_of(r) == want)
+            .map(|r| match r {
+                Checked::Ran(o) => o.name.as_str(),
+                Checked::Skipped { name, .. } => name.as_str(),
+            })
+            .collect()
+    };
+    let (passed, failed, skipped) = (named("passed"), named("failed"), named("skipped"));
     if global.json {
         println!(
             "{}",
             serde_json::json!({
-                "passed": failed == 0,
-                "checks": outcomes.iter().map(|o| serde_json::json!({
-                    "name": o.name, "passed": o.passed, "reason": o.reason, "millis": o.millis,
-                })).collect::<Vec<_>>(),
+                "passed": failed.is_empty(),
+                "skipped": skipped.len(),
+                "checks": results.iter().map(|r| match r {
+                    Checked::Ran(o) => serde_json::json!({
+                        "name": o.name, "status": status_of(r), "passed": o.passed,
+                        "reason": o.reason, "millis": o.millis,
+                    }),
+                    Checked::Skipped { name, reason } => serde_json::json!({
+                        "name": name, "status": "skipped", "passed": false, "reason": reason,
+                    }),
+                }).collect::<Vec<_>>(),
             })
         );
     }
     if !global.quiet {
-        eprintln!(
-            "{} of {} checks passed{}",
-            outcomes.len() - failed,
-            outcomes.len(),
-            if failed > 0 {
-                format!(
-                    "; failed: {}",
-                    outcomes
-                        .iter()
-                        .filter(|o| !o.passed)
-                        .map(|o| o.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else {
-                String::new()
-            }
-        );
+        let mut summary = format!("{} of {} checks passed", passed.len(), results.len());
+        if !skipped.is_empty() {
+            summary.push_str(&format!("; skipped: {}", skipped.join(", ")));
+        }
+        if !failed.is_empty() {
+            summary.push_str(&format!("; failed: {}", failed.join(", ")));
+        }
+        eprintln!("{summary}");
     }
-    Ok(if failed == 0 {
+    Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn report_one(global: &Global, o: &envbuild::check::Outcome) {
+fn status_of(r: &Checked) -> &'static str {
+    match r {
+        Checked::Ran(o) if o.passed => "passed",
+        Checked::Ran(_) => "failed",
+        Checked::Skipped { .. } => "skipped",
+    }
+}
+
+fn report_one(global: &Global, r: &Checked) {
     if global.json {
         return;
     }
-    println!(
-        "{} {}: {} ({} ms)",
-        if o.passed { "PASS" } else { "FAIL" },
-        o.name,
-        o.reason,
-        o.millis
-    );
+    match r {
+        Checked::Ran(o) => println!(
+            "{} {}: {} ({} ms)",
+            if o.passed { "PASS" } else { "FAIL" },
+            o.name,
+            o.reason,
+            o.millis
+        ),
+        Checked::Skipped { name, reason } => println!("SKIP {name}: {reason}"),
+    }
 }
 
 #[derive(Debug, clap::Args)]

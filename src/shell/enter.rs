@@ -1,27 +1,19 @@
-//! Entering a rootfs with bubblewrap: user, mount, PID, IPC and UTS
-//! namespaces, no root needed.
+//! Entering a rootfs: the sandbox of `envbuild run`, `shell` and `check`,
+//! made with [`crate::sandbox::Builder`] (see its module for the mount
+//! layout and the status descriptor).
 //!
-//! The sandbox's `/` is bubblewrap's own tmpfs. Each top-level entry of the
-//! rootfs is bound read-only into it (its files are the store's own inodes)
-//! and each top-level symlink is recreated, so the parents of the working
-//! directory can be made when the rootfs does not have them; where the
-//! working directory lies below a directory of the rootfs, that directory is
-//! recreated and its entries are bound one by one down the path. `/proc`,
-//! `/dev` and `/tmp` are fresh; the working directory is bound read-write at
-//! the same path.
-//!
-//! Whether bubblewrap set the sandbox up is read from its JSON status
-//! descriptor (`--json-status-fd`): a run that never reports a child pid
-//! failed before the command started (no user namespaces, for one), which is
-//! told apart from the command's own exit status.
+//! User, mount, PID, IPC, UTS and cgroup namespaces; the host's network
+//! namespace, with `/etc/hosts`, `/etc/resolv.conf` and a CA bundle as a
+//! container runtime provides them ([`crate::sandbox::net`]; the hostname
+//! is the spec's name). `/proc`, `/dev` and `/tmp` are fresh; the working
+//! directory is bound read-write at the same path; the image user's home is
+//! writable. With a GPU ([`crate::sandbox::gpu`]) its device nodes and the
+//! host driver's libraries are bound in.
 
-use std::fs;
-use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
 
 use super::{io_err, ShellError};
+use crate::sandbox::{self, gpu::Gpu, net, Builder, Network, Sandbox};
 use crate::spec::Spec;
 
 /// How to enter.
@@ -38,6 +30,8 @@ pub struct EnterOptions {
     /// Host files placed read-only in the sandbox: (host path, sandbox path).
     /// Bound after `/tmp` is mounted, so they may go there.
     pub extra_ro: Vec<(PathBuf, String)>,
+    /// The host's GPU to give the sandbox.
+    pub gpu: Option<Gpu>,
 }
 
 /// Host variables that would point into the host's file system.
@@ -81,26 +75,10 @@ pub fn search_path(spec: &Spec) -> &str {
         .unwrap_or(crate::sources::DEFAULT_PATH)
 }
 
-/// The bubblewrap program: `ENVBUILD_BWRAP`, else `bwrap` from PATH.
-pub fn bwrap_program() -> String {
-    std::env::var("ENVBUILD_BWRAP").unwrap_or_else(|_| "bwrap".into())
-}
-
-/// A sandbox ready to start.
-pub struct Sandbox {
-    program: String,
-    command: Command,
-    status: fs::File,
-    /// The write end, kept open in this process until the child is spawned.
-    status_write: OwnedFd,
-}
-
-/// A started sandbox.
-pub struct Running {
-    pub child: Child,
-    program: String,
-    status: fs::File,
-}
+/// The network namespace of `run`, `shell` and `check`: the host's, so a
+/// server in the sandbox answers on the host's 127.0.0.1 and the sandbox
+/// reaches what the host reaches.
+pub const NETWORK: Network = Network::Host;
 
 /// Prepare `cmd` to run inside `rootfs` as the spec's user with the spec's
 /// environment. The command must resolve inside the rootfs.
@@ -114,22 +92,31 @@ pub fn sandbox(
         return Err(ShellError::NoCommand);
     }
     super::rootfs::find_command(rootfs, &cmd[0], search_path(spec))?;
-    let program = bwrap_program();
-    let mut c = Command::new(&program);
+    let (b, files) = builder(spec, rootfs, opts)?;
+    let mut sb = b.command(cmd)?;
+    sb.keep(files.into_dir());
+    Ok(sb)
+}
+
+/// The bubblewrap command line for entering `rootfs` (without the
+/// command), and the generated network files it binds, which must outlive
+/// the sandbox's start.
+pub fn builder(
+    spec: &Spec,
+    rootfs: &Path,
+    opts: &EnterOptions,
+) -> Result<(Builder, net::NetworkFiles), ShellError> {
+    let network = NETWORK;
+    let mut b = Builder::new(network);
     let (uid, gid) = spec
         .image
         .user
         .as_ref()
         .map(|u| (u.uid, u.gid))
         .unwrap_or((0, 0));
-    c.args([
-        "--unshare-user",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--die-with-parent",
-    ]);
-    c.args(["--uid", &uid.to_string(), "--gid", &gid.to_string()]);
+    b.ids(uid, gid);
+    let hostname = net::hostname_of(&spec.name);
+    b.hostname(&hostname);
 
     let cwd = if opts.as_image {
         None
@@ -137,40 +124,44 @@ pub fn sandbox(
         let cwd = std::env::current_dir().map_err(io_err("reading", Path::new(".")))?;
         (cwd != Path::new("/")).then_some(cwd)
     };
-    let cwd_parts: Vec<String> = cwd
-        .as_deref()
-        .map(|p| {
-            p.components()
-                .filter_map(|c| match c {
-                    std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    bind_dir(&mut c, rootfs, "", Some(&cwd_parts), true)?;
-    c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+    let files = net::files(
+        network,
+        &net::NetworkConfig {
+            hostname,
+            host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            add_nsswitch: super::rootfs::resolve_in(rootfs, "/etc/nsswitch.conf", 0).is_none(),
+            ca_bundle: ca_bundle(spec, rootfs),
+        },
+    )?;
+    let gpu_open = opts.gpu.as_ref().map(Gpu::open_paths).unwrap_or_default();
+    let mut open: Vec<&str> = files.paths();
+    open.extend(gpu_open.iter().map(String::as_str));
+    let cwd_str = cwd.as_deref().map(|c| c.to_string_lossy().into_owned());
+    open.extend(cwd_str.as_deref());
+    b.rootfs(rootfs, &FRESH, &open)?;
+    b.proc_dev_tmp();
     // The user's home, writable (as in the image), bound over the
     // read-only rootfs's.
     if let Some(user) = spec.image.user.as_ref().filter(|u| u.uid != 0) {
         if let Some(home) = super::rootfs::writable_home(rootfs, &user.home)? {
-            c.arg("--bind").arg(home).arg(&user.home);
+            b.bind(home, &user.home);
         }
     }
     for (host, inside) in &opts.extra_ro {
-        c.arg("--ro-bind").arg(host).arg(inside);
+        b.ro_bind(host, inside);
     }
+    files.apply(&mut b);
     match &cwd {
         Some(cwd) => {
-            c.arg("--bind").arg(cwd).arg(cwd).arg("--chdir").arg(cwd);
+            b.bind(cwd, cwd).chdir(cwd);
         }
         None => {
-            let w = spec.image.workdir.as_deref().unwrap_or("/");
-            c.args(["--chdir", w]);
+            b.chdir(spec.image.workdir.as_deref().unwrap_or("/"));
         }
     }
 
-    c.arg("--clearenv");
+    b.clearenv();
+    let mut env: Vec<(String, String)> = Vec::new();
     if opts.as_image {
         let home = spec
             .image
@@ -178,7 +169,7 @@ pub fn sandbox(
             .as_ref()
             .map(|u| u.home.as_str())
             .unwrap_or("/root");
-        c.args(["--setenv", "HOME", home]);
+        env.push(("HOME".into(), home.into()));
     } else {
         for (k, v) in std::env::vars() {
             let kept = opts.keep.contains(&k)
@@ -189,132 +180,56 @@ pub fn sandbox(
                         && !names_a_host_path(&v, rootfs, cwd.as_deref())
                 };
             if kept {
-                c.args(["--setenv", &k, &v]);
+                env.push((k, v));
             }
         }
     }
     if !spec.image.env.contains_key("PATH") {
-        c.args(["--setenv", "PATH", crate::sources::DEFAULT_PATH]);
+        env.push(("PATH".into(), crate::sources::DEFAULT_PATH.into()));
     }
-    for (k, v) in &spec.image.env {
-        c.args(["--setenv", k, v]);
+    env.extend(spec.image.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(gpu) = &opts.gpu {
+        let current = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "LD_LIBRARY_PATH")
+            .map(|(_, v)| v.as_str());
+        if let Some(ld) = gpu.apply(&mut b, current) {
+            env.push(("LD_LIBRARY_PATH".into(), ld));
+        }
     }
-
-    let pipe_err = |e: rustix::io::Errno| ShellError::Io {
-        what: "making a status pipe for",
-        path: PathBuf::from(&program),
-        source: e.into(),
-    };
-    let (status, status_write) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(pipe_err)?;
-    // The child inherits the write end at the same number.
-    rustix::io::fcntl_setfd(&status_write, rustix::io::FdFlags::empty()).map_err(pipe_err)?;
-    let status = fs::File::from(status);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&status_write);
-    c.args(["--json-status-fd", &fd.to_string()]);
-    c.arg("--").args(cmd);
-    Ok(Sandbox {
-        program,
-        command: c,
-        status,
-        status_write,
-    })
+    for (k, v) in &env {
+        b.setenv(k, v);
+    }
+    Ok((b, files))
 }
 
-/// Bind the entries of `host` (a directory of the rootfs) at `image`:
-/// directories and files read-only, symlinks recreated. The directory on
-/// the working directory's path (`cwd`, its remaining components) is made
-/// anew and filled entry by entry, so the working directory can be bound
-/// below it.
-fn bind_dir(
-    c: &mut Command,
-    host: &Path,
-    image: &str,
-    cwd: Option<&[String]>,
-    top: bool,
-) -> Result<(), ShellError> {
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(host)
-        .map_err(io_err("reading", host))?
-        .collect::<Result<_, _>>()
-        .map_err(io_err("reading", host))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if top && FRESH.contains(&name.as_str()) {
-            continue;
-        }
-        let at = format!("{image}/{name}");
-        let ft = e.file_type().map_err(io_err("reading", &e.path()))?;
-        if ft.is_symlink() {
-            let target = fs::read_link(e.path()).map_err(io_err("reading", &e.path()))?;
-            c.arg("--symlink").arg(target).arg(&at);
-        } else if ft.is_dir() && cwd.is_some_and(|rest| rest.len() > 1 && rest[0] == name) {
-            c.args(["--dir", &at]);
-            bind_dir(c, &e.path(), &at, cwd.map(|r| &r[1..]), false)?;
-        } else {
-            c.arg("--ro-bind").arg(e.path()).arg(&at);
-        }
+/// The host's CA bundle and where to bind it, when the image has none
+/// where it looks for one (its `SSL_CERT_FILE`, else Debian's path); the
+/// image's own bundle is used as it is.
+fn ca_bundle(spec: &Spec, rootfs: &Path) -> Option<(PathBuf, String)> {
+    let at = spec
+        .image
+        .env
+        .get("SSL_CERT_FILE")
+        .filter(|p| p.starts_with('/'))
+        .map(String::as_str)
+        .unwrap_or(net::DEFAULT_CA_PATH);
+    if super::rootfs::resolve_in(rootfs, at, 0).is_some_and(|p| p.is_file()) {
+        return None;
     }
-    Ok(())
+    net::host_ca_bundle().map(|host| (host, at.to_string()))
 }
 
-impl Sandbox {
-    /// The bubblewrap command, to set its standard streams.
-    pub fn command(&mut self) -> &mut Command {
-        &mut self.command
+/// Whether `--gpus` or the image asks for a GPU: the host's GPU with
+/// `--gpus` (an error when it has none), else when the image's environment
+/// sets `NVIDIA_VISIBLE_DEVICES` and the host has one.
+pub fn gpu_for(spec: &Spec, gpus_flag: bool) -> Result<Option<Gpu>, ShellError> {
+    if gpus_flag {
+        return Ok(Some(Gpu::required()?));
     }
-
-    pub fn spawn(mut self) -> Result<Running, ShellError> {
-        let child = self.command.spawn().map_err(|source| ShellError::NoBwrap {
-            program: self.program.clone(),
-            source,
-        })?;
-        drop(self.status_write);
-        Ok(Running {
-            child,
-            program: self.program,
-            status: self.status,
-        })
+    if sandbox::gpu::image_wants_gpu(&spec.image.env) {
+        return Ok(Gpu::from_host()?);
     }
-
-    /// Run to completion; the command's exit status.
-    pub fn run(self) -> Result<i32, ShellError> {
-        self.spawn()?.wait()
-    }
-}
-
-impl Running {
-    pub fn wait(mut self) -> Result<i32, ShellError> {
-        let status = self
-            .child
-            .wait()
-            .map_err(io_err("waiting for", Path::new(&self.program)))?;
-        self.exit_code(status)
-    }
-
-    /// The command's exit status (128 + signal when killed), or the reason
-    /// the sandbox was never set up.
-    pub fn exit_code(&mut self, status: ExitStatus) -> Result<i32, ShellError> {
-        // Whatever bubblewrap wrote; the sandboxed command may hold the
-        // pipe open, so read only what is there.
-        let _ = rustix::io::ioctl_fionbio(&self.status, true);
-        let mut text = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.status.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => text.extend_from_slice(&buf[..n]),
-            }
-        }
-        let code = status.code().unwrap_or_else(|| {
-            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9)
-        });
-        if !String::from_utf8_lossy(&text).contains("\"child-pid\"") {
-            return Err(ShellError::Sandbox {
-                program: self.program.clone(),
-                code,
-            });
-        }
-        Ok(code)
-    }
+    Ok(None)
 }

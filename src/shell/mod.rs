@@ -4,9 +4,11 @@
 //! [`rootfs`]: the rootfs is assembled from the realized components by
 //! hardlinks into the store, cached under the hash of the component list,
 //! so a second entry costs one directory lookup. [`enter`]: it is entered
-//! with bubblewrap (user, mount and PID namespaces, no root), the rootfs
-//! read-only, a fresh `/tmp`, `/proc` and `/dev`, the working directory
-//! bound read-write at the same path, the spec's user and environment.
+//! with bubblewrap through [`crate::sandbox`] (user, mount and PID
+//! namespaces, no root; the host's network with generated `/etc/hosts` and
+//! `/etc/resolv.conf`), the rootfs read-only, a fresh `/tmp`, `/proc` and
+//! `/dev`, the working directory bound read-write at the same path, the
+//! spec's user and environment, the host's GPU when asked for.
 //! [`dev_shell`]: what `envbuild shell` runs: the `[shell] hook`, then the
 //! command or an interactive shell.
 
@@ -15,8 +17,11 @@ pub mod rootfs;
 
 use std::path::{Path, PathBuf};
 
-pub use enter::{sandbox, EnterOptions, Running, Sandbox};
+pub use crate::sandbox::{Running, Sandbox};
+pub use enter::{gpu_for, sandbox, EnterOptions};
 pub use rootfs::rootfs;
+
+use crate::sandbox::SandboxError;
 
 use crate::spec::Spec;
 
@@ -29,14 +34,9 @@ pub enum ShellError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start bubblewrap ({program}): {source}; install it (Debian package `bubblewrap`) or set ENVBUILD_BWRAP to its path")]
-    NoBwrap {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("bubblewrap ({program}) could not set up the sandbox (exit status {code}; its own message is above): expected to create user, mount and PID namespaces as this user, which this machine refused; check that unprivileged user namespaces are enabled (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone = 1, kernel.apparmor_restrict_unprivileged_userns = 0)")]
-    Sandbox { program: String, code: i32 },
+    /// Bubblewrap could not be started or could not set the sandbox up.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error("no command given: use `envbuild run SPEC -- CMD [ARGS...]`")]
     NoCommand,
     #[error("command {command:?} is not in the closure (looked in {searched}); add the component that provides it to the spec")]
@@ -64,7 +64,7 @@ pub fn run(
     cmd: &[String],
     opts: &EnterOptions,
 ) -> Result<i32, ShellError> {
-    sandbox(spec, rootfs, cmd, opts)?.run()
+    Ok(sandbox(spec, rootfs, cmd, opts)?.run()?)
 }
 
 /// Where the hook is placed inside the sandbox (on its fresh `/tmp`).

@@ -87,6 +87,8 @@ pub struct CheckSpec {
     pub timeout: Option<Spanned<DurationSpec>>,
     #[serde(default)]
     pub serve: Option<Spanned<ServeSpec>>,
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 /// `serve = { port = 7860, timeout = 120 }`
@@ -319,6 +321,8 @@ pub struct Check {
     pub timeout: std::time::Duration,
     /// Start the image's entrypoint + cmd first and wait for this port.
     pub serve: Option<Serve>,
+    /// Needs a GPU: run with the host's, skipped (and said so) without one.
+    pub gpu: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1328,6 +1332,7 @@ fn checks(ctx: &Ctx, raw: &[CheckSpec], image: &Image) -> Result<Vec<Check>, Spe
             stdout: c.stdout.as_ref().map(|p| p.get_ref().clone()),
             timeout,
             serve,
+            gpu: c.gpu,
         });
     }
     Ok(out)
@@ -1728,6 +1733,7 @@ exit = 0
 stdout = "ok"
 timeout = "30s"
 serve = { port = 7860, timeout = 120 }
+gpu = true
 "#;
         let s = Spec::parse(Path::new("/nonexistent/t.toml"), text).unwrap();
         assert_eq!(s.shell.hook.as_deref(), Some("echo hi"));
@@ -1744,6 +1750,8 @@ serve = { port = 7860, timeout = 120 }
             })
         );
         assert_eq!(s.checks[1].timeout, Duration::from_secs(30));
+        assert!(!s.checks[0].gpu);
+        assert!(s.checks[1].gpu);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Fixtures for the shell and check tests: static programs from
-//! tests/fixtures, the host's dash with its libc as an in-closure shell,
-//! and spec text appended to a copied example.
+//! tests/fixtures, host programs with their libc (dash as an in-closure
+//! shell, getent), and spec text appended to a copied example.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,31 +46,31 @@ pub fn add_files(spec: &Path, files: &[(&Path, &str)]) {
 
 /// The host's dash, its libc and loader, as `/bin/sh` in the closure.
 pub fn add_dash(dir: &Path, spec: &Path) {
-    let sh = dir.join("sh");
-    fs::create_dir_all(&sh).unwrap();
-    let parts = [
-        ("/usr/bin/dash", "dash", "/bin/sh"),
+    add_host_programs(dir, spec, &[("/usr/bin/dash", "/bin/sh")]);
+}
+
+/// Dynamically linked host programs that need only libc (dash, getent):
+/// each (host path, closure path), then libc and the loader, added once.
+pub fn add_host_programs(dir: &Path, spec: &Path, programs: &[(&str, &str)]) {
+    let copies = dir.join("host-programs");
+    fs::create_dir_all(&copies).unwrap();
+    let mut parts: Vec<(&str, &str)> = programs.to_vec();
+    parts.extend([
         (
             "/lib/x86_64-linux-gnu/libc.so.6",
-            "libc.so.6",
             "/lib/x86_64-linux-gnu/libc.so.6",
         ),
-        (
-            "/lib64/ld-linux-x86-64.so.2",
-            "ld-linux-x86-64.so.2",
-            "/lib64/ld-linux-x86-64.so.2",
-        ),
-    ];
-    let mut files = Vec::new();
-    for (host, name, _) in parts {
+        ("/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
+    ]);
+    let mut files: Vec<(PathBuf, &str)> = Vec::new();
+    for (host, dst) in parts {
         assert!(
             Path::new(host).exists(),
-            "{host} is missing (Debian: dash, libc6)"
+            "{host} is missing (Debian: dash, libc-bin, libc6)"
         );
-        fs::copy(host, sh.join(name)).unwrap();
-    }
-    for (_, name, dst) in parts {
-        files.push((sh.join(name), dst));
+        let copy = copies.join(Path::new(host).file_name().unwrap());
+        fs::copy(host, &copy).unwrap();
+        files.push((copy, dst));
     }
     let refs: Vec<(&Path, &str)> = files.iter().map(|(p, d)| (p.as_path(), *d)).collect();
     add_files(spec, &refs);

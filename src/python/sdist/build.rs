@@ -1,9 +1,9 @@
 //! Building an sdist into a wheel in a sandbox.
 //!
-//! The sandbox is bubblewrap (`bwrap`, or `ENVBUILD_BWRAP`) with every
-//! namespace unshared (`--unshare-all`: user, mount, PID, IPC, UTS,
-//! cgroup and network, so nothing can be fetched). Its `/` is bwrap's own
-//! tmpfs; each top-level entry of the build rootfs (the base's Debian
+//! The sandbox is bubblewrap (`bwrap`, or `ENVBUILD_BWRAP`), made by
+//! [`crate::sandbox::Builder`] with every namespace unshared (user, mount,
+//! PID, IPC, UTS, cgroup and network, so nothing can be fetched) and a new
+//! session. Its `/` is bwrap's own tmpfs; each top-level entry of the build rootfs (the base's Debian
 //! packages, base files and the build requirements' installed wheels) is
 //! bound read-only onto it (top-level symlinks such as `/bin -> usr/bin`
 //! recreated), so `/build` can be created beside them: the unpacked sdist
@@ -28,13 +28,14 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::error::{io_err, SdistError};
 use super::metadata::BuildSystem;
+use crate::sandbox::{Builder, Network};
 
 /// The PEP 517 frontend run inside the sandbox.
 pub const FRONTEND: &str = include_str!("frontend.py");
@@ -95,38 +96,24 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The bubblewrap command for a build (without the frontend's arguments).
-fn sandbox(req: &BuildRequest, program: &str) -> Result<Command, SdistError> {
-    let mut c = Command::new(program);
-    c.args(["--unshare-all", "--die-with-parent", "--new-session"]);
-    let mut entries: Vec<_> = fs::read_dir(req.rootfs)
-        .map_err(io_err("reading", req.rootfs))?
-        .collect::<Result<_, _>>()
-        .map_err(io_err("reading", req.rootfs))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if ["proc", "dev", "tmp", "build", "sys"].contains(&name.as_str()) {
-            continue;
-        }
-        let path = e.path();
-        let ft = e.file_type().map_err(io_err("reading", &path))?;
-        if ft.is_symlink() {
-            let to = fs::read_link(&path).map_err(io_err("reading", &path))?;
-            c.arg("--symlink").arg(to).arg(format!("/{name}"));
-        } else {
-            c.arg("--ro-bind").arg(&path).arg(format!("/{name}"));
-        }
-    }
+/// The bubblewrap command line for a build (without the command): no
+/// network, a new session, the build rootfs read-only, the work directory's
+/// parts bound at `/build`.
+fn sandbox(req: &BuildRequest) -> Result<Builder, SdistError> {
+    let mut b = Builder::new(Network::None);
+    b.new_session();
     let w = req.work;
-    c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-    c.arg("--bind").arg(w.join("src")).arg("/build/src");
-    c.arg("--bind").arg(w.join("out")).arg("/build/out");
-    c.arg("--bind").arg(w.join("home")).arg("/build/home");
-    c.arg("--ro-bind")
-        .arg(w.join("frontend.py"))
-        .arg("/build/frontend.py");
-    c.args(["--chdir", "/build/src", "--clearenv"]);
+    b.rootfs(req.rootfs, &["proc", "dev", "tmp", "build", "sys"], &[])
+        .map_err(|source| SdistError::Sandbox {
+            sdist: req.sdist.to_owned(),
+            source,
+        })?;
+    b.proc_dev_tmp();
+    b.bind(w.join("src"), "/build/src")
+        .bind(w.join("out"), "/build/out")
+        .bind(w.join("home"), "/build/home")
+        .ro_bind(w.join("frontend.py"), "/build/frontend.py");
+    b.chdir("/build/src").clearenv();
     let epoch = req.source_date_epoch.to_string();
     for (k, v) in [
         ("SOURCE_DATE_EPOCH", epoch.as_str()),
@@ -139,9 +126,9 @@ fn sandbox(req: &BuildRequest, program: &str) -> Result<Command, SdistError> {
         ("PYTHONPATH", req.site_packages),
         ("TMPDIR", "/tmp"),
     ] {
-        c.args(["--setenv", k, v]);
+        b.setenv(k, v);
     }
-    Ok(c)
+    Ok(b)
 }
 
 /// Build `req.archive` into a normalized wheel.
@@ -159,29 +146,24 @@ pub fn build_wheel(req: &BuildRequest) -> Result<Built, SdistError> {
     let log = w.join("build.log");
     let log_file = fs::File::create(&log).map_err(io_err("creating", &log))?;
     let log_err = log_file.try_clone().map_err(io_err("opening", &log))?;
-    let program = std::env::var("ENVBUILD_BWRAP").unwrap_or_else(|_| "bwrap".into());
-    let mut c = sandbox(req, &program)?;
-    c.arg("--")
-        .arg(req.python)
-        .arg("/build/frontend.py")
-        .arg(&bs.backend)
-        .arg(serde_json::to_string(&bs.backend_path).expect("strings serialize"));
-    c.stdin(Stdio::null())
-        .stdout(Stdio::from(log_file))
-        .stderr(Stdio::from(log_err));
-    let status = c.status().map_err(|source| SdistError::NoBwrap {
-        program: program.clone(),
+    let in_sandbox = |source| SdistError::Sandbox {
         sdist: req.sdist.to_owned(),
         source,
-    })?;
+    };
+    let backend_path = serde_json::to_string(&bs.backend_path).expect("strings serialize");
+    let mut sb = sandbox(req)?
+        .command(&[req.python, "/build/frontend.py", &bs.backend, &backend_path])
+        .map_err(in_sandbox)?;
+    sb.command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file))
+        .stderr(Stdio::from(log_err));
+    let code = sb.run().map_err(in_sandbox)?;
     let text = fs::read_to_string(&log).unwrap_or_default();
-    if !status.success() {
+    if code != 0 {
         return Err(SdistError::BuildFailed {
             sdist: req.sdist.to_owned(),
-            status: match status.code() {
-                Some(c) => format!("exit status {c}"),
-                None => "killed by a signal".into(),
-            },
+            status: format!("exit status {code}"),
             log,
             tail: tail(&text, TAIL_LINES),
         });
@@ -331,6 +313,54 @@ pub fn normalize_wheel(sdist: &str, from: &Path, to: &Path, epoch: u64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_sandbox_has_no_network_and_binds_only_the_build_tree_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for d in ["usr/bin", "etc", "tmp", "build"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let work = dir.path().join("work");
+        let req = BuildRequest {
+            sdist: "x-1.0.tar.gz",
+            archive: &dir.path().join("x-1.0.tar.gz"),
+            rootfs: &rootfs,
+            work: &work,
+            python: "/usr/bin/python3",
+            site_packages: "/usr/lib/python3/dist-packages",
+            source_date_epoch: 1_700_000_000,
+        };
+        let b = sandbox(&req).unwrap();
+        assert_eq!(b.network(), Network::None);
+        let args = b.args();
+        assert!(args.iter().any(|a| a == "--unshare-net"));
+        assert!(args.iter().any(|a| a == "--new-session"));
+        let rw: Vec<(PathBuf, PathBuf)> = b.binds("--bind");
+        assert_eq!(
+            rw,
+            [
+                (work.join("src"), PathBuf::from("/build/src")),
+                (work.join("out"), PathBuf::from("/build/out")),
+                (work.join("home"), PathBuf::from("/build/home")),
+            ]
+        );
+        let ro: Vec<PathBuf> = b.binds("--ro-bind").into_iter().map(|(_, at)| at).collect();
+        // The rootfs's own tmp and build are not bound; no /etc/hosts or
+        // resolv.conf is added.
+        assert_eq!(
+            ro,
+            [
+                PathBuf::from("/etc"),
+                PathBuf::from("/usr"),
+                PathBuf::from("/build/frontend.py")
+            ]
+        );
+        assert_eq!(
+            b.env("SOURCE_DATE_EPOCH"),
+            Some(std::ffi::OsStr::new("1700000000"))
+        );
+    }
 
     #[test]
     fn civil_dates() {

@@ -46,12 +46,11 @@ pub enum SdistError {
     #[error("sdist {sdist} needs a build, and builds run with the base's Python: add a [base] debian with python3 (e.g. packages = [\"python3.11\", \"python3\"]) to the spec")]
     NoBuildPython { sdist: String },
 
-    #[error("cannot start bubblewrap ({program}) to build sdist {sdist}: {source}; install it (Debian package `bubblewrap`) or set ENVBUILD_BWRAP to its path")]
-    NoBwrap {
-        program: String,
+    #[error("building sdist {sdist}: {source}")]
+    Sandbox {
         sdist: String,
         #[source]
-        source: std::io::Error,
+        source: crate::sandbox::SandboxError,
     },
 
     #[error("building sdist {sdist} failed ({status}); full log: {log}\n--- last lines of the build log ---\n{tail}")]
