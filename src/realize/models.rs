@@ -162,8 +162,9 @@ fn fetch_error(
             }),
         }
         .into(),
-        FetchError::Network { message, .. } if endpoint.is_some() => {
+        FetchError::Net { source, .. } if endpoint.is_some() && source.is_unreachable() => {
             let (ep, hub) = endpoint.expect("checked");
+            let message = source.chain_text();
             ModelError::Unreachable {
                 model: model.to_string(),
                 hub: hub.display(),
@@ -266,7 +267,7 @@ fn pin_hub(
                         let scratch = store.scratch("model-file")?;
                         let dest = scratch.path().join("file");
                         let (sha, _size) =
-                            model::download_hashed(hub, name, &ep, &f.path, &url, &dest)?;
+                            model::download_hashed(hub, name, &ep, &f.path, f.size, &url, &dest)?;
                         fetch::fetch(
                             store,
                             &format!("file://{}", dest.display()),
