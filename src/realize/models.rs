@@ -353,8 +353,15 @@ fn pin_hub(
     let fetched = r.in_parallel(&jobs, |r, f| {
         let url = url_of(f);
         let name_in_store = item_name(f.path.rsplit('/').next().unwrap_or(&f.path));
-        fetch::fetch(r.store, &url, &f.sha256, &name_in_store, fetch_opts)
-            .map_err(|e| fetch_error(name, &f.path, &url, ep.map(|e| (e, hub)), e))
+        fetch::fetch_sized(
+            r.store,
+            &url,
+            &f.sha256,
+            Some(f.size),
+            &name_in_store,
+            fetch_opts,
+        )
+        .map_err(|e| fetch_error(name, &f.path, &url, ep.map(|e| (e, hub)), e))
     })?;
     let by_sha: BTreeMap<&str, StorePath> = jobs
         .iter()
