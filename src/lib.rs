@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod io;
 pub mod lock;
 pub mod model;
+pub mod net;
 pub mod oci;
 pub mod plan;
 pub mod python;

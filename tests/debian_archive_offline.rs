@@ -115,7 +115,20 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     // A Packages file that is not the one Release lists.
     let mut packages = served(&a, PACKAGES);
     packages.extend_from_slice(b"\nPackage: injected\nVersion: 6.6\nArchitecture: amd64\n");
+    // Longer than the Release says: refused at the listed size.
     let (t, o) = attempt(&a, PACKAGES, packages);
+    let err = fails(o, "Packages longer than listed");
+    assert!(
+        err.contains("main/binary-amd64/Packages") && err.contains("(the pinned size)"),
+        "{err}"
+    );
+    verify_clean(&t.path().join("store"));
+    // The listed size, other bytes: the hash tells.
+    let packages =
+        String::from_utf8(served(&a, PACKAGES))
+            .unwrap()
+            .replacen("Package: ", "Package:\t", 1);
+    let (t, o) = attempt(&a, PACKAGES, packages.into_bytes());
     let err = fails(o, "Packages hash mismatch");
     assert!(
         err.contains("main/binary-amd64/Packages") && err.contains("sha256 mismatch"),

@@ -466,17 +466,39 @@ fn a_model_file_changed_on_the_server_is_refused_naming_the_file_and_both_hashes
     );
     verify_clean(&store);
 
-    // ModelScope too (in a store of its own: the files that verified above
-    // were kept, ModelScope's among them).
+    // ModelScope too, in a store of its own (the files that verified above
+    // were kept, ModelScope's among them); a file longer than pinned is
+    // refused at the pinned size, before it is read to the end.
     let store = tmp.path().join("store-c");
-    let mut changed = fx.ms["sub/vocab.json"].clone();
-    changed.extend_from_slice(b" ");
-    hub.change("ms:iic/ofa.tiny", "sub/vocab.json", changed.clone());
+    let mut longer = fx.ms["sub/vocab.json"].clone();
+    longer.extend_from_slice(b" ");
+    hub.change("ms:iic/ofa.tiny", "sub/vocab.json", longer);
     hub.change(
         "hf:acme/tiny-bert",
         "model.safetensors",
         fx.hf["model.safetensors"].clone(),
     );
+    let err = fails(
+        out(eb(&store, Some(&hub.base))
+            .arg("realize")
+            .arg(&spec)
+            .arg("-o")
+            .arg(tmp.path().join("x.tar"))),
+        "realize against a longer ModelScope file",
+    );
+    assert!(
+        err.contains("model ofa: file sub/vocab.json")
+            && err.contains(&format!(
+                "longer than {} bytes (the pinned size)",
+                fx.ms["sub/vocab.json"].len()
+            )),
+        "{err}"
+    );
+    verify_clean(&store);
+    // Same size, other bytes: the hash tells.
+    let mut changed = fx.ms["sub/vocab.json"].clone();
+    *changed.last_mut().unwrap() ^= 1;
+    hub.change("ms:iic/ofa.tiny", "sub/vocab.json", changed.clone());
     let err = fails(
         out(eb(&store, Some(&hub.base))
             .arg("realize")

@@ -200,8 +200,16 @@ fn urls_that_fail_are_named_and_nothing_enters_the_store() {
         ),
     ]);
     let cases = [
-        ("404", "/404/remote-1.0-py3-none-any.whl", "answered 404"),
-        ("500", "/500/remote-1.0-py3-none-any.whl", "answered 500"),
+        (
+            "404",
+            "/404/remote-1.0-py3-none-any.whl",
+            "answered HTTP 404",
+        ),
+        (
+            "500",
+            "/500/remote-1.0-py3-none-any.whl",
+            "answered HTTP 500",
+        ),
         (
             "truncated",
             "/truncated/remote-1.0-py3-none-any.whl",

@@ -39,8 +39,13 @@ pub const ARCH: &str = "amd64";
 pub enum ArchiveError {
     #[error("no Debian mirror configured for suite {suite:?}: set [base] debian.mirror in the spec, ENVBUILD_DEBIAN_MIRROR, or an apt source (/etc/apt/sources.list.d/*.sources) that lists the suite")]
     NoMirror { suite: String },
-    #[error("fetching {url}: {message}")]
-    Http { url: String, message: String },
+    #[error("fetching {what} of suite {suite:?} from the mirror (is the mirror reachable?)")]
+    Http {
+        what: &'static str,
+        suite: String,
+        #[source]
+        source: crate::net::NetError,
+    },
     #[error("the signature of {url} does not verify against keyring {keyring}: {message}")]
     BadSignature {
         url: String,
@@ -197,28 +202,6 @@ pub fn keyring_for(spec_keyring: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING))
 }
 
-fn get(url: &str) -> Result<Vec<u8>, ArchiveError> {
-    let http = |message: String| ArchiveError::Http {
-        url: url.to_string(),
-        message,
-    };
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(20))
-        .build()
-        .map_err(|e| http(e.to_string()))?;
-    let resp = client
-        .get(url)
-        .send()
-        .map_err(|e| http(format!("{e} (is the mirror reachable?)")))?;
-    if !resp.status().is_success() {
-        return Err(http(format!(
-            "the server answered {}",
-            resp.status().as_u16()
-        )));
-    }
-    Ok(resp.bytes().map_err(|e| http(e.to_string()))?.to_vec())
-}
-
 /// A verified Release: its fields and the sha256/size of each index file.
 #[derive(Debug, Clone)]
 pub struct Release {
@@ -234,7 +217,15 @@ pub fn fetch_release(
     scratch: &Path,
 ) -> Result<Release, ArchiveError> {
     let url = format!("{mirror}/dists/{suite}/InRelease");
-    let signed = get(&url)?;
+    let signed = crate::net::Client::from_env()
+        .and_then(|c| c.get(&url, None, None))
+        .map_err(|source| ArchiveError::Http {
+            what: "InRelease",
+            suite: suite.to_string(),
+            source,
+        })?
+        .body;
+    let url = crate::net::redact(&url);
     let input = scratch.join("InRelease");
     let body = scratch.join("Release");
     let io = |path: &Path| {
@@ -306,7 +297,7 @@ pub fn fetch_index(
             suite: suite.into(),
             wanted: base.clone(),
         })?;
-    let (sha, _size) = &release.sha256[&name];
+    let (sha, size) = &release.sha256[&name];
     let url = format!("{mirror}/dists/{suite}/{name}");
     let item_name = format!(
         "Packages-{suite}-{component}-{ARCH}{}",
@@ -316,7 +307,8 @@ pub fn fetch_index(
             format!(".{compression}")
         }
     );
-    let fetched = fetch::fetch(store, &url, sha, &item_name, opts)?;
+    let fetched = fetch::fetch_sized(store, &url, sha, Some(*size), &item_name, opts)?;
+    let url = crate::net::redact(&url);
     let path = store.physical_path(&fetched.item);
     let file = std::fs::File::open(&path).map_err(|source| ArchiveError::Io {
         path: path.clone(),

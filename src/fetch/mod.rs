@@ -1,14 +1,15 @@
 //! Fixed-output fetches: a URL and the sha256 its bytes must have.
 //!
 //! The download streams into a scratch file inside the store while it is
-//! hashed; a dropped connection is resumed with an HTTP `Range` request, and
-//! transient failures (connection errors, 5xx, 429) are retried with
-//! exponential backoff. Nothing enters the store unless the whole file's
-//! sha256 matches. A fetched file becomes a store item (a single file named
+//! hashed, through [`crate::net`] (its policy: stall timeout, bounded
+//! retries with backoff, Range resume, a body refused as soon as it passes
+//! the pinned size). Nothing enters the store unless the whole file's
+//! sha256 matches; a failed download leaves only its scratch directory,
+//! which is removed. A fetched file becomes a store item (a single file named
 //! after the URL's file name) and a realisation `fetch:sha256:<hex>` maps the
 //! hash to it, so a pinned file is downloaded once per store.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -16,17 +17,16 @@ use std::time::Duration;
 use envbuild_store::{Store, StoreError, StorePath};
 use sha2::{Digest, Sha256};
 
+use crate::net;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("fetching {url}: the server answered {status} (expected 200 or 206)")]
-    Status { url: String, status: u16 },
-    #[error("fetching {url}: {message}")]
-    Network { url: String, message: String },
-    #[error("fetching {url}: the server sent {found} bytes, expected {expected}")]
-    Truncated {
-        url: String,
-        expected: u64,
-        found: u64,
+    /// The download failed (the source names the URL, redacted).
+    #[error("downloading {file}")]
+    Net {
+        file: String,
+        #[source]
+        source: net::NetError,
     },
     #[error("fetching {url}: sha256 mismatch: expected {expected}, got {found} ({size} bytes); nothing was added to the store")]
     HashMismatch {
@@ -90,6 +90,19 @@ pub fn fetch(
     name: &str,
     opts: &FetchOptions,
 ) -> Result<Fetched, FetchError> {
+    fetch_sized(store, url, sha256, None, name, opts)
+}
+
+/// [`fetch`] with the pinned size, when known: a body announced or sent
+/// longer is refused as soon as it passes it.
+pub fn fetch_sized(
+    store: &mut Store,
+    url: &str,
+    sha256: &str,
+    size: Option<u64>,
+    name: &str,
+    opts: &FetchOptions,
+) -> Result<Fetched, FetchError> {
     let key = realisation_key(sha256);
     if let Some(item) = store.realisation(&key, "out")? {
         let size = store.path_info(&item)?.nar_size;
@@ -104,7 +117,7 @@ pub fn fetch(
     }
     if opts.offline {
         return Err(FetchError::Offline {
-            url: url.to_string(),
+            url: net::redact(url),
         });
     }
     let scratch = store.scratch(name)?;
@@ -112,11 +125,11 @@ pub fn fetch(
     let (found, size) = if let Some(local) = url.strip_prefix("file://") {
         copy_local(url, Path::new(local), &dest)?
     } else {
-        download(url, &dest, opts)?
+        download(url, &dest, size, opts)?
     };
     if found != sha256 {
         return Err(FetchError::HashMismatch {
-            url: url.to_string(),
+            url: net::redact(url),
             expected: sha256.to_string(),
             found,
             size,
@@ -138,7 +151,7 @@ fn io_err<'a>(
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> FetchError + 'a {
     move |source| FetchError::Io {
-        url: url.to_string(),
+        url: net::redact(url),
         what,
         path: path.to_path_buf(),
         source,
@@ -164,31 +177,17 @@ fn copy_local(url: &str, src: &Path, dest: &Path) -> Result<(String, u64), Fetch
     Ok((hex::encode(hasher.finalize()), size))
 }
 
-enum Attempt {
-    Done,
-    /// Worth retrying (after backoff), keeping what was written.
-    Retry(FetchError),
-}
-
-fn download(url: &str, dest: &Path, opts: &FetchOptions) -> Result<(String, u64), FetchError> {
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(20))
-        .timeout(None)
-        .user_agent(concat!("envbuild/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| FetchError::Network {
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-    let mut out = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(dest)
-        .map_err(io_err(url, "creating", dest))?;
-    let mut hasher = Sha256::new();
-    let mut written: u64 = 0;
-    let mut expected_total: Option<u64> = None;
+fn download(
+    url: &str,
+    dest: &Path,
+    size: Option<u64>,
+    opts: &FetchOptions,
+) -> Result<(String, u64), FetchError> {
+    let mut policy = net::Policy::from_env().map_err(|e| net_err(url, e))?;
+    policy.attempts = opts.attempts;
+    policy.first_backoff = opts.first_backoff;
+    let client = net::Client::with_policy(policy).map_err(|e| net_err(url, e))?;
+    let mut out = net::HashingFile::create(dest).map_err(io_err(url, "creating", dest))?;
     let bar = if opts.progress {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(
@@ -197,129 +196,40 @@ fn download(url: &str, dest: &Path, opts: &FetchOptions) -> Result<(String, u64)
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        pb.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+        pb.set_message(file_name(url).to_string());
         pb
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut backoff = opts.first_backoff;
-    let mut last_error = None;
-    for attempt in 0..opts.attempts.max(1) {
-        if attempt > 0 {
-            std::thread::sleep(backoff);
-            backoff *= 2;
+    let progress = |done: u64, total: Option<u64>| {
+        if let Some(t) = total {
+            bar.set_length(t);
         }
-        match one_attempt(
-            &client,
-            url,
-            &mut out,
-            dest,
-            &mut hasher,
-            &mut written,
-            &mut expected_total,
-            &bar,
-        )? {
-            Attempt::Done => {
-                bar.finish_and_clear();
-                out.sync_all().map_err(io_err(url, "writing", dest))?;
-                return Ok((hex::encode(hasher.finalize()), written));
-            }
-            Attempt::Retry(e) => last_error = Some(e),
-        }
-    }
+        bar.set_position(done);
+    };
+    let result = client.download(
+        url,
+        &mut out,
+        &net::Download {
+            size,
+            progress: Some(&progress),
+        },
+    );
     bar.finish_and_clear();
-    Err(last_error.unwrap_or_else(|| FetchError::Network {
-        url: url.to_string(),
-        message: "no attempt was made".into(),
-    }))
+    result.map_err(|e| net_err(url, e))?;
+    let (sha256, len, _) = out.finish().map_err(io_err(url, "writing", dest))?;
+    Ok((sha256, len))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn one_attempt(
-    client: &reqwest::blocking::Client,
-    url: &str,
-    out: &mut File,
-    dest: &Path,
-    hasher: &mut Sha256,
-    written: &mut u64,
-    expected_total: &mut Option<u64>,
-    bar: &indicatif::ProgressBar,
-) -> Result<Attempt, FetchError> {
-    let mut req = client.get(url);
-    if *written > 0 {
-        req = req.header(reqwest::header::RANGE, format!("bytes={written}-"));
-    }
-    let mut resp = match req.send() {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(Attempt::Retry(FetchError::Network {
-                url: url.to_string(),
-                message: format!("{e} (is the server reachable? index and mirror locations come from your configuration)"),
-            }))
-        }
-    };
-    let status = resp.status().as_u16();
-    match status {
-        200 => {
-            if *written > 0 {
-                // The server ignored Range: start over.
-                use std::io::Seek;
-                out.set_len(0).map_err(io_err(url, "writing", dest))?;
-                out.seek(std::io::SeekFrom::Start(0))
-                    .map_err(io_err(url, "writing", dest))?;
-                *hasher = Sha256::new();
-                *written = 0;
-            }
-            *expected_total = resp.content_length();
-        }
-        206 => {
-            if expected_total.is_none() {
-                *expected_total = resp.content_length().map(|l| l + *written);
-            }
-        }
-        429 | 500..=599 => {
-            return Ok(Attempt::Retry(FetchError::Status {
-                url: url.to_string(),
-                status,
-            }))
-        }
-        _ => {
-            return Err(FetchError::Status {
-                url: url.to_string(),
-                status,
-            })
-        }
-    }
-    if let Some(t) = *expected_total {
-        bar.set_length(t);
-    }
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match resp.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                return Ok(Attempt::Retry(FetchError::Network {
-                    url: url.to_string(),
-                    message: match *expected_total {
-                        Some(t) => format!("connection lost after {written} of {t} bytes: {e}"),
-                        None => format!("connection lost after {written} bytes: {e}"),
-                    },
-                }))
-            }
-        };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(io_err(url, "writing", dest))?;
-        *written += n as u64;
-        bar.set_position(*written);
-    }
-    match *expected_total {
-        Some(t) if *written < t => Ok(Attempt::Retry(FetchError::Truncated {
-            url: url.to_string(),
-            expected: t,
-            found: *written,
-        })),
-        _ => Ok(Attempt::Done),
+/// The last path segment of `url`, without query or fragment.
+fn file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn net_err(url: &str, source: net::NetError) -> FetchError {
+    FetchError::Net {
+        file: file_name(url).to_string(),
+        source,
     }
 }

@@ -64,6 +64,12 @@ pub enum ModelError {
         #[source]
         source: Box<FetchError>,
     },
+    #[error("model {model}: the hub's answer cannot be used")]
+    Net {
+        model: String,
+        #[source]
+        source: crate::net::NetError,
+    },
     #[error("model {model}: {what} {path}: {source}")]
     Io {
         model: String,

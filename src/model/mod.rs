@@ -25,13 +25,11 @@ pub mod huggingface;
 pub mod layout;
 pub mod modelscope;
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::time::Duration;
-
-use sha2::{Digest, Sha256};
 
 pub use error::ModelError;
+
+use crate::net;
 
 /// A model hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -236,94 +234,80 @@ pub(crate) fn safe_relative(p: &str) -> bool {
         && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
-fn client() -> Result<reqwest::blocking::Client, reqwest::Error> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(20))
-        .timeout(Duration::from_secs(120))
-        .user_agent(concat!("envbuild/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// GET a JSON document from the hub; connection failures name the endpoint
-/// and how to point envbuild elsewhere.
+/// GET a JSON document from the hub (at most the document limit of
+/// [`crate::net`]); connection failures name the endpoint and how to point
+/// envbuild elsewhere.
 pub(crate) fn get_json(
     hub: Hub,
     model: &str,
     endpoint: &Endpoint,
     url: &str,
 ) -> Result<serde_json::Value, ModelError> {
-    let unreachable = |message: String| ModelError::Unreachable {
+    let doc = net::Client::from_env()
+        .and_then(|c| c.get(url, Some("application/json"), None))
+        .map_err(|e| net_error(hub, model, endpoint, None, e))?;
+    serde_json::from_slice(&doc.body).map_err(|e| ModelError::BadListing {
         model: model.to_string(),
         hub: hub.display(),
-        endpoint: endpoint.url.clone(),
-        var: endpoint.var,
-        message,
-    };
-    let client = client().map_err(|e| unreachable(e.to_string()))?;
-    let mut last = String::new();
-    for attempt in 0..3u32 {
-        if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(250 << attempt));
-        }
-        let resp = match client.get(url).send() {
-            Ok(r) => r,
-            Err(e) => {
-                last = error_chain(&e);
-                continue;
-            }
-        };
-        let status = resp.status().as_u16();
-        if status == 429 || status >= 500 {
-            last = format!("{url} answered {status}");
-            continue;
-        }
-        if status != 200 {
-            return Err(ModelError::Status {
-                model: model.to_string(),
-                url: url.to_string(),
-                status,
-                hint: if status == 404 || status == 401 || status == 403 {
-                    " — check the repository id and revision in the spec, and that the mirror has them".into()
-                } else {
-                    String::new()
-                },
-            });
-        }
-        let body = resp.bytes().map_err(|e| unreachable(error_chain(&e)))?;
-        return serde_json::from_slice(&body).map_err(|e| ModelError::BadListing {
-            model: model.to_string(),
-            hub: hub.display(),
-            url: url.to_string(),
-            message: format!(
-                "expected JSON, found {} bytes that do not parse: {e}",
-                body.len()
-            ),
-        });
-    }
-    Err(unreachable(last))
+        url: net::redact(url),
+        message: format!(
+            "expected JSON, found {} bytes that do not parse: {e}",
+            doc.body.len()
+        ),
+    })
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
+/// A failed request: unreachable (with the endpoint and how to change it),
+/// a status (with a hint), or the network error itself.
+fn net_error(
+    hub: Hub,
+    model: &str,
+    endpoint: &Endpoint,
+    file: Option<&str>,
+    e: net::NetError,
+) -> ModelError {
+    if let net::NetError::Status { url, status, .. } = e.last() {
+        let status = *status;
+        return ModelError::Status {
+            model: model.to_string(),
+            url: url.clone(),
+            status,
+            hint: match file {
+                Some(file) => format!(" while hashing {file} at lock time"),
+                None if status == 404 || status == 401 || status == 403 => {
+                    " — check the repository id and revision in the spec, and that the mirror has them".into()
+                }
+                None => String::new(),
+            },
+        };
     }
-    s
+    if e.is_unreachable() {
+        return ModelError::Unreachable {
+            model: model.to_string(),
+            hub: hub.display(),
+            endpoint: net::redact(&endpoint.url),
+            var: endpoint.var,
+            message: match file {
+                Some(file) => format!("downloading {file}: {}", e.chain_text()),
+                None => e.chain_text(),
+            },
+        };
+    }
+    ModelError::Net {
+        model: model.to_string(),
+        source: e,
+    }
 }
 
 /// Download `url` into `dest` while hashing it (lock time, for files whose
-/// sha256 the hub does not publish). Returns (sha256 hex, size).
+/// sha256 the hub does not publish); `size` is the size the hub lists, and
+/// a longer body is refused. Returns (sha256 hex, size).
 pub fn download_hashed(
     hub: Hub,
     model: &str,
     endpoint: &Endpoint,
     file: &str,
+    size: u64,
     url: &str,
     dest: &Path,
 ) -> Result<(String, u64), ModelError> {
@@ -335,44 +319,21 @@ pub fn download_hashed(
             source,
         }
     };
-    let unreachable = |message: String| ModelError::Unreachable {
-        model: model.to_string(),
-        hub: hub.display(),
-        endpoint: endpoint.url.clone(),
-        var: endpoint.var,
-        message: format!("downloading {file}: {message}"),
-    };
-    let client = client().map_err(|e| unreachable(e.to_string()))?;
-    let mut resp = client
-        .get(url)
-        .send()
-        .map_err(|e| unreachable(error_chain(&e)))?;
-    let status = resp.status().as_u16();
-    if status != 200 {
-        return Err(ModelError::Status {
-            model: model.to_string(),
-            url: url.to_string(),
-            status,
-            hint: format!(" while hashing {file} at lock time"),
-        });
-    }
-    let mut out = std::fs::File::create(dest).map_err(io("creating"))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = resp
-            .read(&mut buf)
-            .map_err(|e| unreachable(format!("connection lost after {size} bytes: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io("writing"))?;
-        size += n as u64;
-    }
-    out.sync_all().map_err(io("writing"))?;
-    Ok((hex::encode(h.finalize()), size))
+    let client =
+        net::Client::from_env().map_err(|e| net_error(hub, model, endpoint, Some(file), e))?;
+    let mut out = net::HashingFile::create(dest).map_err(io("creating"))?;
+    client
+        .download(
+            url,
+            &mut out,
+            &net::Download {
+                size: Some(size),
+                progress: None,
+            },
+        )
+        .map_err(|e| net_error(hub, model, endpoint, Some(file), e))?;
+    let (sha256, len, _) = out.finish().map_err(io("writing"))?;
+    Ok((sha256, len))
 }
 
 #[cfg(test)]

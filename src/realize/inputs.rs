@@ -138,10 +138,11 @@ pub fn materialize(
     }
     let fetched = crate::workers::on_store_workers(store.root(), &jobs, None, |st, (i, url)| {
         let input = &plan.inputs[*i];
-        let InputKind::Fetch { sha256, .. } = &input.kind else {
+        let InputKind::Fetch { sha256, size, .. } = &input.kind else {
             unreachable!("only fetch inputs are located")
         };
-        fetch::fetch(st, url, sha256, &input.name, opts).map_err(|e| match &input.kind {
+        // Capped at the pinned size: a longer body is refused as it passes it.
+        fetch::fetch_sized(st, url, sha256, Some(*size), &input.name, opts).map_err(|e| match &input.kind {
             InputKind::Fetch {
                 origin:
                     Origin::Hub {

@@ -239,7 +239,7 @@ fn pin_hub(
                 let url = hub.file_url(&ep, id, &listing.commit, &f.path);
                 let scratch = cx.store.scratch("model-file")?;
                 let dest = scratch.path().join("file");
-                let (sha, _size) = model::download_hashed(hub, name, &ep, &f.path, &url, &dest)?;
+                let (sha, _size) = model::download_hashed(hub, name, &ep, &f.path, f.size, &url, &dest)?;
                 fetch::fetch(
                     cx.store,
                     &format!("file://{}", dest.display()),
@@ -297,8 +297,9 @@ pub fn fetch_error(
             }),
         }
         .into(),
-        FetchError::Network { message, .. } if endpoint.is_some() => {
+        FetchError::Net { source, .. } if endpoint.is_some() && source.is_unreachable() => {
             let (ep, hub) = endpoint.expect("checked");
+            let message = source.chain_text();
             ModelError::Unreachable {
                 model: model.to_string(),
                 hub: hub.display(),

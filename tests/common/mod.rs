@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod debian;
+pub mod faults;
 pub mod http;
 pub mod hub;
 pub mod shell;

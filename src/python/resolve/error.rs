@@ -62,6 +62,14 @@ pub enum ResolveError {
         message: String,
     },
 
+    /// A request to the index failed (the source names the URL, redacted).
+    #[error("fetching from the index for package {package:?}")]
+    Net {
+        package: String,
+        #[source]
+        source: std::sync::Arc<crate::net::NetError>,
+    },
+
     #[error("the lock pins {file}, which {index} no longer offers as the wheel of {package} {version} for this target; run `envbuild lock` again")]
     LockedFileGone {
         file: String,

@@ -11,7 +11,6 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use pep440_rs::Version;
 use serde::Deserialize;
@@ -21,6 +20,7 @@ use super::error::ResolveError;
 use super::metadata::{parse_core_metadata, requires_python_allows, CoreMetadata};
 use super::target::TagRanks;
 use super::timestamp::Timestamp;
+use crate::net;
 use crate::python::sdist::{self, SdistError, SdistMetadata};
 use crate::python::wheel::{normalize_name, WheelFilename};
 
@@ -344,7 +344,7 @@ struct Inner {
     index: reqwest::Url,
     /// The index URL without credentials, for messages.
     index_display: String,
-    http: reqwest::blocking::Client,
+    http: net::Client,
     cache_dir: Option<PathBuf>,
     selector: Selector,
     projects: Mutex<HashMap<String, Slot<Project>>>,
@@ -366,12 +366,9 @@ pub(super) struct IndexClient {
     jobs: Option<Mutex<mpsc::Sender<Job>>>,
 }
 
-/// The URL with any user name and password removed.
+/// The URL with its credentials removed ([`net::redact`]).
 pub(super) fn redact(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.to_string()
+    net::redact(url.as_str())
 }
 
 impl IndexClient {
@@ -384,8 +381,8 @@ impl IndexClient {
         workers: usize,
     ) -> Result<IndexClient, ResolveError> {
         let bad = |message: String| ResolveError::InvalidIndexUrl {
-            url: index_url.to_owned(),
-            message,
+            url: net::redact(index_url),
+            message: net::redact(&message),
         };
         let mut index = reqwest::Url::parse(index_url.trim()).map_err(|e| bad(e.to_string()))?;
         if !matches!(index.scheme(), "http" | "https") {
@@ -395,12 +392,7 @@ impl IndexClient {
             let p = format!("{}/", index.path());
             index.set_path(&p);
         }
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
-            .timeout(None)
-            .user_agent(concat!("envbuild/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| bad(format!("cannot build an HTTP client: {e}")))?;
+        let http = net::Client::from_env().map_err(|e| bad(e.chain_text()))?;
         if let Some(dir) = &cache_dir {
             fs::create_dir_all(dir.join("metadata-v1")).map_err(|e| ResolveError::Cache {
                 path: dir.display().to_string(),
@@ -492,15 +484,24 @@ impl IndexClient {
     /// The size of a file, by a HEAD request, for indexes that do not give
     /// `size`.
     pub fn content_length(&self, project: &str, url: &str) -> Result<u64, ResolveError> {
-        let resp = self.inner.send(project, url, |c| c.head(url))?;
-        resp.content_length()
+        self.inner
+            .http
+            .content_length(url)
+            .map_err(|e| net_error(project, e))?
             .filter(|&l| l > 0)
             .ok_or_else(|| ResolveError::BadResponse {
                 package: project.to_owned(),
-                url: url.to_owned(),
+                url: net::redact(url),
                 expected: "a Content-Length".into(),
                 found: "none".into(),
             })
+    }
+}
+
+fn net_error(package: &str, source: net::NetError) -> ResolveError {
+    ResolveError::Net {
+        package: package.to_owned(),
+        source: Arc::new(source),
     }
 }
 
@@ -519,8 +520,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-const ATTEMPTS: u32 = 3;
-
 impl Inner {
     fn prefetch(&self, name: &str) {
         let Ok(project) = self.project(name) else {
@@ -538,75 +537,24 @@ impl Inner {
         }
     }
 
-    /// GET/HEAD with retries on connection errors, 429 and 5xx.
-    fn send(
-        &self,
-        package: &str,
-        url: &str,
-        build: impl Fn(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
-    ) -> Result<reqwest::blocking::Response, ResolveError> {
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(300 << attempt));
-            }
-            match build(&self.http).send() {
-                Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                    last = format!("HTTP status {}", r.status());
-                }
-                Ok(r) => return Ok(r),
-                Err(e) => last = format!("{e} (index locations come from your configuration)"),
-            }
-        }
-        Err(ResolveError::Http {
-            package: package.to_owned(),
-            url: url.to_owned(),
-            message: format!("{last} after {ATTEMPTS} attempts"),
-        })
-    }
-
+    /// GET a whole answer (a page, a metadata file, an sdist of at most
+    /// `limit` bytes): (the URL after redirects, Content-Type, body).
     fn get_bytes(
         &self,
         package: &str,
         url: &str,
         accept: Option<&str>,
+        limit: Option<u64>,
     ) -> Result<(reqwest::Url, String, Vec<u8>), ResolveError> {
-        let resp = self.send(package, url, |c| {
-            let r = c.get(url);
-            match accept {
-                Some(a) => r.header(reqwest::header::ACCEPT, a),
-                None => r,
-            }
-        })?;
-        let status = resp.status();
-        if status.as_u16() == 404 {
-            return Err(ResolveError::NotFound {
+        match self.http.get(url, accept, limit) {
+            Ok(doc) => Ok((doc.url, doc.content_type.unwrap_or_default(), doc.body)),
+            Err(e) if e.status() == Some(404) => Err(ResolveError::NotFound {
                 package: package.to_owned(),
                 index: self.index_display.clone(),
-                url: url.to_owned(),
-            });
+                url: net::redact(url),
+            }),
+            Err(e) => Err(net_error(package, e)),
         }
-        if !status.is_success() {
-            return Err(ResolveError::BadResponse {
-                package: package.to_owned(),
-                url: url.to_owned(),
-                expected: "HTTP 200".into(),
-                found: format!("HTTP {status}"),
-            });
-        }
-        let final_url = resp.url().clone();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let body = resp.bytes().map_err(|e| ResolveError::Http {
-            package: package.to_owned(),
-            url: url.to_owned(),
-            message: format!("reading the body: {e}"),
-        })?;
-        Ok((final_url, content_type, body.to_vec()))
     }
 
     fn project(&self, name: &str) -> Result<Arc<Project>, ResolveError> {
@@ -625,7 +573,7 @@ impl Inner {
                 })?;
         let shown = redact(&url);
         let (final_url, content_type, body) =
-            self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE))?;
+            self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE), None)?;
         let bad = |message: String| ResolveError::BadIndexPage {
             package: name.to_owned(),
             url: shown.clone(),
@@ -659,7 +607,7 @@ impl Inner {
         let bad = |message: String| ResolveError::BadMetadata {
             package: project.to_owned(),
             filename: file.filename.clone(),
-            url: file.url.clone(),
+            url: net::redact(&file.url),
             message,
         };
         let cache = self.cache_path(file);
@@ -669,13 +617,13 @@ impl Inner {
             None => {
                 let bytes = if let Some(hash) = &file.metadata {
                     let url = format!("{}.metadata", file.url);
-                    let (_, _, bytes) = self.get_bytes(project, &url, None)?;
+                    let (_, _, bytes) = self.get_bytes(project, &url, None, None)?;
                     if let Some(expected) = hash {
                         let found = sha256_hex(&bytes);
                         if &found != expected {
                             return Err(ResolveError::HashMismatch {
                                 package: project.to_owned(),
-                                url,
+                                url: net::redact(&url),
                                 expected: expected.clone(),
                                 found,
                             });
@@ -769,12 +717,12 @@ impl Inner {
             return Ok(path);
         }
         fs::create_dir_all(&dir).map_err(|e| cache_err(&dir, e.to_string()))?;
-        let (_, _, bytes) = self.get_bytes(project, &file.url, None)?;
+        let (_, _, bytes) = self.get_bytes(project, &file.url, None, file.size)?;
         let found = sha256_hex(&bytes);
         if found != sha {
             return Err(ResolveError::HashMismatch {
                 package: project.to_owned(),
-                url: file.url.clone(),
+                url: net::redact(&file.url),
                 expected: sha,
                 found,
             });
@@ -788,10 +736,7 @@ impl Inner {
     fn metadata_from_wheel(&self, project: &str, file: &DistFile) -> Result<Vec<u8>, ResolveError> {
         let len = match file.size {
             Some(s) => Some(s),
-            None => self
-                .send(project, &file.url, |c| c.head(&file.url))
-                .ok()
-                .and_then(|r| r.content_length()),
+            None => self.http.content_length(&file.url).ok().flatten(),
         };
         if let Some(len) = len.filter(|&l| l > 22) {
             let reader = RangeReader::new(&self.http, &file.url, len);
@@ -799,63 +744,46 @@ impl Inner {
                 Ok(bytes) => return Ok(bytes),
                 Err(MemberError::Io(e)) if e.kind() == io::ErrorKind::Unsupported => {}
                 Err(MemberError::Io(e)) => {
-                    return Err(ResolveError::Http {
-                        package: project.to_owned(),
-                        url: file.url.clone(),
-                        message: format!("reading the wheel by ranges: {e}"),
+                    return Err(match e.downcast::<net::NetError>() {
+                        Ok(net) => net_error(project, net),
+                        Err(e) => ResolveError::Http {
+                            package: project.to_owned(),
+                            url: net::redact(&file.url),
+                            message: format!("reading the wheel by ranges: {e}"),
+                        },
                     })
                 }
                 Err(MemberError::Bad(m)) => return Err(self.bad_wheel(project, file, m)),
             }
         }
         // Whole download, verified.
-        let resp = self.send(project, &file.url, |c| c.get(&file.url))?;
-        if !resp.status().is_success() {
-            return Err(ResolveError::BadResponse {
-                package: project.to_owned(),
-                url: file.url.clone(),
-                expected: "HTTP 200".into(),
-                found: format!("HTTP {}", resp.status()),
-            });
-        }
-        let mut tmp = tempfile::tempfile().map_err(|e| ResolveError::Cache {
+        let cache_err = |e: io::Error| ResolveError::Cache {
             path: std::env::temp_dir().display().to_string(),
             message: e.to_string(),
-        })?;
-        let mut hasher = Sha256::new();
-        let mut resp = resp;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = resp.read(&mut buf).map_err(|e| ResolveError::Http {
-                package: project.to_owned(),
-                url: file.url.clone(),
-                message: e.to_string(),
-            })?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(|e| ResolveError::Cache {
-                path: std::env::temp_dir().display().to_string(),
-                message: e.to_string(),
-            })?;
-        }
-        let found = hex::encode(hasher.finalize());
+        };
+        let mut tmp = net::HashingFile::new(tempfile::tempfile().map_err(cache_err)?);
+        self.http
+            .download(
+                &file.url,
+                &mut tmp,
+                &net::Download {
+                    size: file.size,
+                    progress: None,
+                },
+            )
+            .map_err(|e| net_error(project, e))?;
+        let (found, _, mut tmp) = tmp.finish().map_err(cache_err)?;
         if let Some(expected) = &file.sha256 {
             if &found != expected {
                 return Err(ResolveError::HashMismatch {
                     package: project.to_owned(),
-                    url: file.url.clone(),
+                    url: net::redact(&file.url),
                     expected: expected.clone(),
                     found,
                 });
             }
         }
-        tmp.seek(SeekFrom::Start(0))
-            .map_err(|e| ResolveError::Cache {
-                path: std::env::temp_dir().display().to_string(),
-                message: e.to_string(),
-            })?;
+        tmp.seek(SeekFrom::Start(0)).map_err(cache_err)?;
         read_metadata_member(tmp, project).map_err(|e| match e {
             MemberError::Io(e) => self.bad_wheel(project, file, e.to_string()),
             MemberError::Bad(m) => self.bad_wheel(project, file, m),
@@ -866,7 +794,7 @@ impl Inner {
         ResolveError::BadMetadata {
             package: project.to_owned(),
             filename: file.filename.clone(),
-            url: file.url.clone(),
+            url: net::redact(&file.url),
             message,
         }
     }
@@ -931,7 +859,7 @@ fn read_metadata_member<R: Read + Seek>(reader: R, project: &str) -> Result<Vec<
 /// memory. A server that answers a range with the whole file (200) makes
 /// reads fail with [`io::ErrorKind::Unsupported`].
 struct RangeReader<'a> {
-    http: &'a reqwest::blocking::Client,
+    http: &'a net::Client,
     url: &'a str,
     len: u64,
     pos: u64,
@@ -942,7 +870,7 @@ struct RangeReader<'a> {
 const CHUNK: u64 = 512 * 1024;
 
 impl<'a> RangeReader<'a> {
-    fn new(http: &'a reqwest::blocking::Client, url: &'a str, len: u64) -> Self {
+    fn new(http: &'a net::Client, url: &'a str, len: u64) -> Self {
         RangeReader {
             http,
             url,
@@ -958,31 +886,14 @@ impl<'a> RangeReader<'a> {
         // central directory with it.
         let start = pos.min(self.len.saturating_sub(CHUNK));
         let end = (start + CHUNK).min(self.len);
-        let resp = self
+        let bytes = self
             .http
-            .get(self.url)
-            .header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1))
-            .send()
-            .map_err(io::Error::other)?;
-        match resp.status().as_u16() {
-            206 => {}
-            200 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the server ignores Range",
-                ))
-            }
-            s => return Err(io::Error::other(format!("HTTP {s} for a range"))),
-        }
-        let bytes = resp.bytes().map_err(io::Error::other)?;
-        if bytes.len() as u64 != end - start {
-            return Err(io::Error::other(format!(
-                "asked bytes {start}-{} , got {} bytes",
-                end - 1,
-                bytes.len()
-            )));
-        }
-        self.chunks.insert(start, bytes.to_vec());
+            .get_range(self.url, start, end)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "the server ignores Range")
+            })?;
+        self.chunks.insert(start, bytes);
         Ok(())
     }
 

@@ -290,7 +290,8 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
     let path = parts.next().unwrap_or("").to_owned();
-    let (status, ctype, body) = {
+    // A 206 says which bytes it holds (RFC 9110 §14.4), as the client checks.
+    let (status, ctype, body, content_range) = {
         let mut st = state.lock().unwrap();
         let entry = match range {
             Some((a, b)) => format!("{method} {path} bytes={a}-{b}"),
@@ -299,7 +300,12 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
         st.log.push(entry);
         let ranges = st.ranges;
         match st.routes.get(&path) {
-            None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            None => (
+                "404 Not Found",
+                "text/plain",
+                b"not found".to_vec(),
+                String::new(),
+            ),
             Some(r) => match range {
                 Some((a, b)) if ranges => {
                     let b = b.min(r.body.len() as u64 - 1);
@@ -307,15 +313,16 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
                         "206 Partial Content",
                         r.content_type,
                         r.body[a as usize..=b as usize].to_vec(),
+                        format!("Content-Range: bytes {a}-{b}/{}\r\n", r.body.len()),
                     )
                 }
-                _ => ("200 OK", r.content_type, r.body.clone()),
+                _ => ("200 OK", r.content_type, r.body.clone(), String::new()),
             },
         }
     };
     let mut out = conn;
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n{content_range}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let _ = out.write_all(head.as_bytes());

@@ -1,0 +1,848 @@
+//! The one HTTP client. Every network read of envbuild goes through
+//! [`Client`], which is the only place a reqwest client is built, so every
+//! read is bounded in time and in size by one policy:
+//!
+//! - **Time.** A connection must be made within the connect timeout
+//!   (`ENVBUILD_NET_CONNECT_TIMEOUT`, seconds, default 20), and once asked,
+//!   the server must send a byte at least every stall timeout
+//!   (`ENVBUILD_NET_STALL_TIMEOUT`, default 30): before the headers and
+//!   between any two reads of the body. A slow but moving download is never
+//!   cut; a silent one is.
+//! - **Retries.** Connection errors, stalls, broken bodies, 5xx and 429 are
+//!   retried, at most [`Policy::attempts`] times (5) with exponential
+//!   backoff from 250 ms, and no new attempt starts once
+//!   `ENVBUILD_NET_RETRY_TIME` seconds (default 300) have passed since the
+//!   first. A 429's or 503's `Retry-After` (seconds) is honoured, capped at
+//!   60 s. Other statuses, redirect loops (more than 10 redirects), a wrong
+//!   range and an oversized body are final.
+//! - **Resume.** A download ([`Client::download`]) that breaks is resumed
+//!   with `Range: bytes=N-`. The 206's `Content-Range` must start at `N`
+//!   (anything else is an error); a 200 instead restarts the download from
+//!   the first byte ([`Sink::restart`]).
+//! - **Size.** A download with a pinned size is refused as soon as the
+//!   server announces or sends more (it is never read to the end); an
+//!   index page, API answer, `InRelease` ([`Client::get`]) is refused past
+//!   `ENVBUILD_NET_MAX_DOCUMENT` bytes (default 256 MiB), so an endless
+//!   answer ends with an error, not with the allocator.
+//! - **Encoding.** Every request asks `Accept-Encoding: identity`; a body
+//!   sent with another `Content-Encoding` is refused ([`NetError::Encoding`]):
+//!   hashes pin the bytes as published.
+//! - **Proxies and roots.** `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and
+//!   `NO_PROXY` are honoured (reqwest's system proxies). TLS uses rustls with
+//!   the platform verifier, which on Linux reads the host's CA bundle through
+//!   rustls-native-certs: `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else
+//!   the distribution's bundle.
+//! - **Credentials.** No URL, header or message leaves this module without
+//!   [`redact`]: user information, `Authorization` values and token-like
+//!   query parameters are replaced. Callers use it for their own messages.
+//! - **Progress.** Downloads report `(bytes so far, total if known)` to one
+//!   optional hook ([`Download::progress`]).
+
+pub mod error;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use sha2::{Digest, Sha256};
+
+pub use error::NetError;
+
+/// The variable for the stall timeout (seconds).
+pub const STALL_VAR: &str = "ENVBUILD_NET_STALL_TIMEOUT";
+/// The variable for the connect timeout (seconds).
+pub const CONNECT_VAR: &str = "ENVBUILD_NET_CONNECT_TIMEOUT";
+/// The variable for the time after which no new attempt starts (seconds).
+pub const RETRY_TIME_VAR: &str = "ENVBUILD_NET_RETRY_TIME";
+/// The variable for the largest index page / API answer (bytes).
+pub const MAX_DOCUMENT_VAR: &str = "ENVBUILD_NET_MAX_DOCUMENT";
+
+/// How long, how often and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub connect_timeout: Duration,
+    /// The longest silence before the headers or between two body reads.
+    pub stall_timeout: Duration,
+    /// No new attempt starts this long after the first one started.
+    pub retry_time: Duration,
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    /// The longest `Retry-After` waited for.
+    pub max_retry_after: Duration,
+    /// The largest document [`Client::get`] reads.
+    pub max_document: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            connect_timeout: Duration::from_secs(20),
+            stall_timeout: Duration::from_secs(30),
+            retry_time: Duration::from_secs(300),
+            attempts: 5,
+            first_backoff: Duration::from_millis(250),
+            max_retry_after: Duration::from_secs(60),
+            max_document: 256 << 20,
+        }
+    }
+}
+
+impl Policy {
+    /// The defaults, overridden by the `ENVBUILD_NET_*` variables.
+    pub fn from_env() -> Result<Policy, NetError> {
+        Policy::from_vars(|var| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// The defaults, overridden by the variables `var` gives.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Policy, NetError> {
+        let mut p = Policy::default();
+        let secs = |name: &'static str, into: &mut Duration| -> Result<(), NetError> {
+            if let Some(v) = var(name) {
+                *into = v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                    .map(Duration::from_secs_f64)
+                    .ok_or(NetError::BadSetting {
+                        var: name,
+                        value: v,
+                        expected: "a positive number of seconds",
+                    })?;
+            }
+            Ok(())
+        };
+        secs(CONNECT_VAR, &mut p.connect_timeout)?;
+        secs(STALL_VAR, &mut p.stall_timeout)?;
+        secs(RETRY_TIME_VAR, &mut p.retry_time)?;
+        if let Some(v) = var(MAX_DOCUMENT_VAR) {
+            p.max_document =
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(NetError::BadSetting {
+                        var: MAX_DOCUMENT_VAR,
+                        value: v,
+                        expected: "a positive number of bytes",
+                    })?;
+        }
+        Ok(p)
+    }
+}
+
+/// Credentials out of a URL or a message: user information
+/// (`scheme://user:password@`), `Authorization`/`Proxy-Authorization` values,
+/// bearer tokens and token-like query parameters (`token`, `access_token`,
+/// `key`, `password`, `signature`, cloud signed-URL parameters, ...).
+pub fn redact(text: &str) -> String {
+    static PATTERNS: OnceLock<[(regex::Regex, &'static str); 4]> = OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        let re = |s: &str| regex::Regex::new(s).expect("valid redaction pattern");
+        [
+            (
+                re(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@"),
+                "${1}<redacted>@",
+            ),
+            (
+                re(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)[^\r\n,;]*"),
+                "${1}<redacted>",
+            ),
+            (
+                re(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"),
+                "${1} <redacted>",
+            ),
+            (
+                re(r"(?i)([?&;](?:[a-z0-9_.-]*token|access_token|auth|api_?key|key|password|passwd|pass|secret|sig|signature|credential|x-amz-[a-z-]+|x-goog-[a-z-]+)=)[^&#\s]*"),
+                "${1}<redacted>",
+            ),
+        ]
+    });
+    let mut out = text.to_string();
+    for (re, with) in patterns {
+        if re.is_match(&out) {
+            out = re.replace_all(&out, *with).into_owned();
+        }
+    }
+    out
+}
+
+/// Where a download's bytes go.
+pub trait Sink {
+    /// Append the next bytes of the body.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Forget everything appended: the server started over from byte 0.
+    fn restart(&mut self) -> io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn restart(&mut self) -> io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+/// A file written and hashed (sha256) as the body arrives.
+pub struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl HashingFile {
+    /// Create (or truncate) `path`.
+    pub fn create(path: &Path) -> io::Result<HashingFile> {
+        Ok(HashingFile::new(File::create(path)?))
+    }
+
+    /// An empty file, e.g. an anonymous temporary one.
+    pub fn new(file: File) -> HashingFile {
+        HashingFile {
+            file,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Sync the file; its sha256 (hex), its length and the file, positioned
+    /// at its end.
+    pub fn finish(self) -> io::Result<(String, u64, File)> {
+        self.file.sync_all()?;
+        Ok((hex::encode(self.hasher.finalize()), self.len, self.file))
+    }
+}
+
+impl Sink for HashingFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+    fn restart(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(io::SeekFrom::Start(0))?;
+        self.hasher = Sha256::new();
+        self.len = 0;
+        Ok(())
+    }
+}
+
+/// A whole response body read by [`Client::get`].
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The URL answered after redirects (unredacted: relative links resolve
+    /// against it; redact it before showing it).
+    pub url: reqwest::Url,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What a download may be and where its progress goes.
+#[derive(Default, Clone, Copy)]
+pub struct Download<'a> {
+    /// The pinned size: a body announced or sent longer is refused.
+    pub size: Option<u64>,
+    /// Called with (bytes so far, total when known) as the body arrives.
+    pub progress: Option<&'a dyn Fn(u64, Option<u64>)>,
+}
+
+/// The HTTP client (cheap to clone).
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::blocking::Client,
+    policy: Policy,
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// Worth another attempt, after `Retry-After` when the server gave one.
+    Retry(NetError, Option<Duration>),
+    Fatal(NetError),
+}
+
+const BUF: usize = 256 * 1024;
+
+impl Client {
+    /// A client with the policy of the environment ([`Policy::from_env`]).
+    pub fn from_env() -> Result<Client, NetError> {
+        Client::with_policy(Policy::from_env()?)
+    }
+
+    /// A client with `policy`.
+    pub fn with_policy(policy: Policy) -> Result<Client, NetError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        let http = reqwest::blocking::Client::builder()
+            .user_agent(concat!("envbuild/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .connect_timeout(policy.connect_timeout)
+            // The blocking client applies this to the wait for the headers
+            // and to each read of the body: a stall timeout, not a total.
+            .timeout(policy.stall_timeout)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| NetError::Client {
+                message: redact(&reqwest_text(&e)),
+            })?;
+        Ok(Client { http, policy })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// GET `url` whole: a 200 answer of at most the document limit (or
+    /// `limit`, when smaller).
+    pub fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<Document, NetError> {
+        let (limit, what) = match limit {
+            Some(l) if l < self.policy.max_document => (l, "the size the index gives"),
+            _ => (
+                self.policy.max_document,
+                "the limit for index pages and API answers, ENVBUILD_NET_MAX_DOCUMENT",
+            ),
+        };
+        self.retrying(url, self.policy.attempts, || {
+            let mut req = self.http.get(url);
+            if let Some(a) = accept {
+                req = req.header(header::ACCEPT, a);
+            }
+            let mut resp = self.send(url, req)?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(Failure::Fatal(self.status(url, status, "200")));
+            }
+            let final_url = resp.url().clone();
+            let content_type = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let mut body = Vec::new();
+            self.read_body(url, &mut resp, 0, None, (limit, what), &mut body, None)?;
+            Ok(Document {
+                url: final_url,
+                content_type,
+                body,
+            })
+        })
+    }
+
+    /// The `Content-Length` of `url` by a HEAD request.
+    pub fn content_length(&self, url: &str) -> Result<Option<u64>, NetError> {
+        self.retrying(url, self.policy.attempts, || {
+            let resp = self.send(url, self.http.head(url))?;
+            let status = resp.status().as_u16();
+            if !resp.status().is_success() {
+                return Err(Failure::Fatal(self.status(url, status, "200")));
+            }
+            Ok(resp.content_length())
+        })
+    }
+
+    /// Bytes `start..end` of `url` by a Range request; `None` when the
+    /// server ignores Range (answers 200).
+    pub fn get_range(&self, url: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>, NetError> {
+        let want = end.saturating_sub(start);
+        if want == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        self.retrying(url, self.policy.attempts, || {
+            let req = self
+                .http
+                .get(url)
+                .header(header::RANGE, format!("bytes={start}-{}", end - 1));
+            let mut resp = self.send(url, req)?;
+            match resp.status().as_u16() {
+                206 => {}
+                200 => return Ok(None),
+                s => return Err(Failure::Fatal(self.status(url, s, "206"))),
+            }
+            let range = content_range(&resp);
+            if range.as_ref().map(|r| (r.0, r.1)) != Some((start, Some(end - 1))) {
+                return Err(Failure::Fatal(NetError::WrongRange {
+                    url: redact(url),
+                    asked: start,
+                    found: content_range_text(&resp),
+                }));
+            }
+            let mut body = Vec::with_capacity(want as usize);
+            self.read_body(
+                url,
+                &mut resp,
+                0,
+                Some(want),
+                (want, "the range asked"),
+                &mut body,
+                None,
+            )?;
+            if body.len() as u64 != want {
+                return Err(Failure::Retry(
+                    NetError::Truncated {
+                        url: redact(url),
+                        expected: want,
+                        found: body.len() as u64,
+                    },
+                    None,
+                ));
+            }
+            Ok(Some(body))
+        })
+    }
+
+    /// Download `url` into `sink`, resuming broken transfers with Range.
+    /// Returns the number of bytes in `sink`.
+    pub fn download(
+        &self,
+        url: &str,
+        sink: &mut dyn Sink,
+        opts: &Download<'_>,
+    ) -> Result<u64, NetError> {
+        let mut written: u64 = 0;
+        let mut total: Option<u64> = None;
+        let limit = opts.size.map(|s| (s, "the pinned size"));
+        self.retrying(url, self.policy.attempts, || {
+            let mut req = self.http.get(url);
+            if written > 0 {
+                req = req.header(header::RANGE, format!("bytes={written}-"));
+            }
+            let mut resp = self.send(url, req)?;
+            match resp.status().as_u16() {
+                200 => {
+                    if written > 0 {
+                        // The server ignored Range: start over.
+                        sink.restart().map_err(|e| self.sink_err(url, e))?;
+                        written = 0;
+                    }
+                    total = resp.content_length();
+                }
+                206 if written > 0 => match content_range(&resp) {
+                    Some((first, _, whole)) if first == written => {
+                        total = whole.or(resp.content_length().map(|l| l + written));
+                    }
+                    _ => {
+                        return Err(Failure::Fatal(NetError::WrongRange {
+                            url: redact(url),
+                            asked: written,
+                            found: content_range_text(&resp),
+                        }))
+                    }
+                },
+                s => {
+                    let expected = if written > 0 { "206 or 200" } else { "200" };
+                    return Err(Failure::Fatal(self.status(url, s, expected)));
+                }
+            }
+            let cap = limit.unwrap_or((u64::MAX, "no limit"));
+            self.read_body(
+                url,
+                &mut resp,
+                written,
+                total,
+                cap,
+                &mut AppendCounting {
+                    sink: &mut *sink,
+                    written: &mut written,
+                },
+                opts.progress,
+            )?;
+            match total {
+                Some(t) if written < t => Err(Failure::Retry(
+                    NetError::Truncated {
+                        url: redact(url),
+                        expected: t,
+                        found: written,
+                    },
+                    None,
+                )),
+                _ => Ok(written),
+            }
+        })
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or the attempts or
+    /// the retry time run out.
+    fn retrying<T>(
+        &self,
+        url: &str,
+        attempts: u32,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T, NetError> {
+        let started = Instant::now();
+        let attempts = attempts.max(1);
+        let mut backoff = self.policy.first_backoff;
+        let mut made = 0;
+        let last = loop {
+            made += 1;
+            let (err, after) = match attempt() {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(e, after)) => (e, after),
+            };
+            if made >= attempts {
+                break err;
+            }
+            let wait = after
+                .map(|a| a.min(self.policy.max_retry_after))
+                .unwrap_or(backoff);
+            if started.elapsed() + wait >= self.policy.retry_time {
+                break err;
+            }
+            std::thread::sleep(wait);
+            backoff = backoff.saturating_mul(2);
+        };
+        Err(NetError::GaveUp {
+            url: redact(url),
+            attempts: made,
+            max_attempts: attempts,
+            elapsed: started.elapsed(),
+            retry_time: self.policy.retry_time,
+            last: Box::new(last),
+        })
+    }
+
+    /// Send, classifying failures; a response with a retryable status
+    /// (429, 5xx) or a foreign content encoding is a failure.
+    fn send(
+        &self,
+        url: &str,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, Failure> {
+        let resp = req.send().map_err(|e| self.request_failure(url, &e))?;
+        let status = resp.status().as_u16();
+        if status == 429 || (500..=599).contains(&status) {
+            let after = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(Failure::Retry(
+                self.status(url, status, "200 (retried: the server is busy or failing)"),
+                after,
+            ));
+        }
+        if let Some(enc) = resp
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        {
+            if !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
+                return Err(Failure::Fatal(NetError::Encoding {
+                    url: redact(url),
+                    found: enc,
+                }));
+            }
+        }
+        Ok(resp)
+    }
+
+    fn request_failure(&self, url: &str, e: &reqwest::Error) -> Failure {
+        let url_shown = redact(url);
+        let message = redact(&reqwest_text(e));
+        if e.is_redirect() {
+            Failure::Fatal(NetError::Redirect {
+                url: url_shown,
+                message,
+            })
+        } else if e.is_builder() {
+            Failure::Fatal(NetError::BadUrl {
+                url: url_shown,
+                message,
+            })
+        } else if e.is_connect() {
+            Failure::Retry(
+                NetError::Connect {
+                    url: url_shown,
+                    message,
+                },
+                None,
+            )
+        } else if e.is_timeout() {
+            Failure::Retry(
+                NetError::Stalled {
+                    url: url_shown,
+                    phase: "waiting for the answer's headers".into(),
+                    stall: self.policy.stall_timeout,
+                },
+                None,
+            )
+        } else {
+            Failure::Retry(
+                NetError::Interrupted {
+                    url: url_shown,
+                    received: 0,
+                    expected: None,
+                    message,
+                },
+                None,
+            )
+        }
+    }
+
+    fn status(&self, url: &str, status: u16, expected: &'static str) -> NetError {
+        NetError::Status {
+            url: redact(url),
+            status,
+            expected,
+        }
+    }
+
+    fn sink_err(&self, url: &str, source: io::Error) -> Failure {
+        Failure::Fatal(NetError::Sink {
+            url: redact(url),
+            source,
+        })
+    }
+
+    /// Read the body into `sink`, `before` bytes having come earlier, never
+    /// past `limit` (counted from the first byte of the whole file).
+    #[allow(clippy::too_many_arguments)]
+    fn read_body(
+        &self,
+        url: &str,
+        resp: &mut reqwest::blocking::Response,
+        before: u64,
+        total: Option<u64>,
+        (limit, what): (u64, &'static str),
+        sink: &mut dyn Sink,
+        progress: Option<&dyn Fn(u64, Option<u64>)>,
+    ) -> Result<(), Failure> {
+        let too_large = |found: u64| {
+            Failure::Fatal(NetError::TooLarge {
+                url: redact(url),
+                limit,
+                what,
+                found,
+            })
+        };
+        if let Some(t) = total.or(resp.content_length().map(|l| l + before)) {
+            if t > limit {
+                return Err(too_large(t));
+            }
+        }
+        let mut got = before;
+        if let Some(p) = progress {
+            p(got, total);
+        }
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_failure(url, &e, got, total)),
+            };
+            if got + n as u64 > limit {
+                return Err(too_large(got + n as u64));
+            }
+            sink.append(&buf[..n]).map_err(|e| self.sink_err(url, e))?;
+            got += n as u64;
+            if let Some(p) = progress {
+                p(got, total);
+            }
+        }
+    }
+
+    fn read_failure(&self, url: &str, e: &io::Error, received: u64, total: Option<u64>) -> Failure {
+        let timed_out = e.kind() == io::ErrorKind::TimedOut
+            || e.get_ref()
+                .and_then(|i| i.downcast_ref::<reqwest::Error>())
+                .is_some_and(reqwest::Error::is_timeout);
+        let err = if timed_out {
+            NetError::Stalled {
+                url: redact(url),
+                phase: format!("reading the body after {received} bytes"),
+                stall: self.policy.stall_timeout,
+            }
+        } else {
+            let message = match e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+                Some(r) => reqwest_text(r),
+                None => e.to_string(),
+            };
+            NetError::Interrupted {
+                url: redact(url),
+                received,
+                expected: total,
+                message: redact(&message),
+            }
+        };
+        Failure::Retry(err, None)
+    }
+}
+
+/// A sink that counts what it was given into the caller's counter.
+struct AppendCounting<'a> {
+    sink: &'a mut dyn Sink,
+    written: &'a mut u64,
+}
+
+impl Sink for AppendCounting<'_> {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.sink.append(bytes)?;
+        *self.written += bytes.len() as u64;
+        Ok(())
+    }
+    fn restart(&mut self) -> io::Result<()> {
+        self.sink.restart()?;
+        *self.written = 0;
+        Ok(())
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`).
+fn content_range(resp: &reqwest::blocking::Response) -> Option<(u64, Option<u64>, Option<u64>)> {
+    let v = resp.headers().get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (span, whole) = rest.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    Some((
+        first.trim().parse().ok()?,
+        last.trim().parse().ok(),
+        whole.trim().parse().ok(),
+    ))
+}
+
+fn content_range_text(resp: &reqwest::blocking::Response) -> String {
+    resp.headers()
+        .get(header::CONTENT_RANGE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| "(none)".into())
+}
+
+/// A reqwest error and its sources, without the URL (the caller names the
+/// URL, redacted).
+fn reqwest_text(e: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        let t = match c.downcast_ref::<reqwest::Error>() {
+            Some(r) if r.url().is_some() => {
+                let mut r = format!("{r}");
+                if let Some(u) = e.url() {
+                    r = r.replace(&format!(" for url ({u})"), "");
+                    r = r.replace(u.as_str(), "");
+                }
+                r
+            }
+            _ => c.to_string(),
+        };
+        if !t.is_empty() && !text.contains(&t) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&t);
+        }
+        cur = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_removes_userinfo_authorization_and_query_tokens() {
+        let cases = [
+            (
+                "https://user:s3cret@index.internal/simple/",
+                "https://<redacted>@index.internal/simple/",
+            ),
+            (
+                "failed for http://__token__:pypi-AgEIc@h:8080/x (then)",
+                "failed for http://<redacted>@h:8080/x (then)",
+            ),
+            (
+                "http://h/f.whl?X-Amz-Signature=abc123&x=1&token=zz",
+                "http://h/f.whl?X-Amz-Signature=<redacted>&x=1&token=<redacted>",
+            ),
+            (
+                "Authorization: Bearer abcdefgh12345678",
+                "Authorization: <redacted>",
+            ),
+            (
+                "sent bearer abcdefgh12345678 to",
+                "sent bearer <redacted> to",
+            ),
+            ("http://h/simple/numpy/", "http://h/simple/numpy/"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact(input), want, "redacting {input:?}");
+        }
+    }
+
+    #[test]
+    fn policy_variables_override_the_defaults_and_nonsense_is_refused() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(Policy::from_vars(vars(&[])).unwrap(), Policy::default());
+        let p = Policy::from_vars(vars(&[
+            (STALL_VAR, "0.5"),
+            (CONNECT_VAR, "3"),
+            (RETRY_TIME_VAR, "12"),
+            (MAX_DOCUMENT_VAR, "1024"),
+        ]))
+        .unwrap();
+        assert_eq!(p.stall_timeout, Duration::from_millis(500));
+        assert_eq!(p.connect_timeout, Duration::from_secs(3));
+        assert_eq!(p.retry_time, Duration::from_secs(12));
+        assert_eq!(p.max_document, 1024);
+        for (var, value) in [
+            (STALL_VAR, "soon"),
+            (STALL_VAR, "0"),
+            (MAX_DOCUMENT_VAR, "-1"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([(var, value)]));
+            let e = Policy::from_vars(vars(pairs)).unwrap_err();
+            assert!(e.to_string().contains(&format!("{var}={value:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_a_url_never_shows_in_any_error() {
+        let url = "http://alice:hunter2-password@127.0.0.1:9/simple/?token=t0ps3cret";
+        // Port 9 (discard) on loopback: refused at once.
+        let client = Client::with_policy(Policy {
+            attempts: 2,
+            first_backoff: Duration::from_millis(1),
+            ..Policy::default()
+        })
+        .expect("client");
+        let errors: Vec<NetError> = vec![
+            client.get(url, None, None).unwrap_err(),
+            client
+                .download(url, &mut Vec::new(), &Download::default())
+                .unwrap_err(),
+            client.content_length(url).unwrap_err(),
+            client.get_range(url, 0, 10).unwrap_err(),
+        ];
+        for e in &errors {
+            let text = format!("{e} / {} / {e:?}", e.chain_text());
+            assert!(!text.contains("hunter2"), "password shown: {text}");
+            assert!(!text.contains("t0ps3cret"), "token shown: {text}");
+            assert!(text.contains("127.0.0.1:9"), "URL not named: {text}");
+        }
+    }
+}
