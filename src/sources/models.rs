@@ -69,12 +69,25 @@ impl Source for ModelsSource {
                 }
                 ModelSource::Url { url, sha256 } => {
                     let name = url_file_name(url);
-                    let fetched = fetch::fetch(cx.store, url, sha256, &item_name(&name), &cx.fetch)
-                        .map_err(|e| fetch_error(&m.name, &name, url, None, e))?;
+                    let locked = match cx.old.and_then(|l| l.model_for(&m.name, &source)) {
+                        Some(ModelPin {
+                            content: ModelContent::Url(f),
+                            ..
+                        }) if f.sha256 == *sha256 => Some(f.size),
+                        _ => None,
+                    };
+                    let size = match locked {
+                        Some(size) => size,
+                        None => {
+                            fetch::fetch(cx.store, url, sha256, &item_name(&name), &cx.fetch)
+                                .map_err(|e| fetch_error(&m.name, &name, url, None, e))?
+                                .size
+                        }
+                    };
                     ModelContent::Url(PinnedFile {
                         file: name,
                         sha256: sha256.clone(),
-                        size: fetched.size,
+                        size,
                     })
                 }
                 ModelSource::Local { abs, .. } => {

@@ -312,8 +312,18 @@ fn pin_wheels(cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError> {
                 (path.clone(), sha256, size)
             }
             WheelSource::Url { url, sha256 } => {
-                let fetched = fetch::fetch(cx.store, url, sha256, &item_name(&w.filename), &cx.fetch)?;
-                (url.clone(), sha256.clone(), fetched.size)
+                // The old lock's size for the same URL and hash; else the
+                // download tells it (and the file is then in the store).
+                let locked = cx.old.and_then(|l| {
+                    l.wheels
+                        .iter()
+                        .find(|p| p.source == *url && p.file.sha256 == *sha256 && p.file.file == w.filename)
+                });
+                let size = match locked {
+                    Some(p) => p.file.size,
+                    None => fetch::fetch(cx.store, url, sha256, &item_name(&w.filename), &cx.fetch)?.size,
+                };
+                (url.clone(), sha256.clone(), size)
             }
         };
         lock.wheels.push(WheelPin {
