@@ -48,6 +48,12 @@ IMPORT_CHECK = "import torch, torchvision, gradio, modelscope; print(torch.__ver
 MODEL_DIR = "/home/appuser/.cache/modelscope/iic/ofa_visual-entailment_snli-ve_large_en"
 
 
+# The image digest of specs/ofa-ve.toml + specs/ofa-ve.lock. Recorded from
+# main before the pipeline became values (issue 12) and unchanged by it; a
+# change that moves it on purpose updates it here and says why.
+EXPECTED_DIGEST = "sha256:91d6d6866404d4f05b653744cce2e73bdbcca95c7d1a2ce556cb11b4220fd7fa"
+
+
 def fail(msg: str) -> None:
     print(f"FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
@@ -134,24 +140,26 @@ def loopback_mirror(store: Path, lock_path: Path, root: Path):
     lock = tomllib.loads(lock_path.read_text())
     items = {p.name.split("-", 1)[1]: p for p in store.iterdir() if p.is_file()}
     projects = {}
-    for inp in lock["input"]:
-        ident, source = inp["id"], inp["source"]
-        sha = inp["hash"].removeprefix("sha256:")
-        if ident.startswith("deb:"):
+    python = lock.get("python", {})
+    pinned = [("debian", p) for p in lock.get("debian", {}).get("package", [])]
+    pinned += [("python", w) for w in python.get("wheel", [])]
+    for s in python.get("sdist", []):
+        pinned += [("python", s)] + [("python", b) for b in s.get("build", [])]
+    for kind, pin in pinned:
+        source, sha = pin["file"], pin["sha256"]
+        if kind == "debian":
             dst = root / "debian" / source
             name = source.rsplit("/", 1)[1]
-        elif ident.startswith(("pypi:", "sdist:")) or ident.startswith("build:"):
-            name = source.rsplit(":", 1)[-1]
+        else:
+            name = source
             dst = root / "files" / name
             project = re.split(r"-\d", name, maxsplit=1)[0].replace("_", "-").replace(".", "-").lower()
             entry = {"filename": name, "url": f"/files/{name}", "hashes": {"sha256": sha}}
             if entry not in projects.setdefault(project, []):
                 projects[project].append(entry)
-        else:
-            continue
         src = items.get(item_basename(name))
         if src is None:
-            fail(f"{name} (locked as {ident}) is not in store {store}")
+            fail(f"{name} (locked in [{kind}]) is not in store {store}")
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.exists():
             os.link(src, dst)
@@ -206,8 +214,27 @@ def main() -> None:
         fail(f"{lock} is missing: the spec's lock is committed beside it")
     figures = {}
 
+    step("envbuild plan on an empty store: every fetch with its size, every build step")
+    _, _, out = timed([ENVBUILD, "--store", work / "store-a", "--json", "plan", spec, "--offline"])
+    plan = json.loads(out.strip().splitlines()[0])
+    fetches, builds = plan["fetch"], plan["build"]
+    if plan["nothingToDo"] or plan["lockChanges"] or plan["present"]:
+        fail(f"an empty store's plan: {out[:500]}")
+    if not fetches or any(f["size"] <= 0 or len(f["sha256"]) != 64 for f in fetches):
+        fail(f"the plan's fetches lack sizes or hashes: {fetches[:3]}")
+    kinds = {b["builder"] for b in builds}
+    for builder in ("unpack-deb", "base-files", "unpack-wheel", "build-sdist", "model-snapshot", "copy-files", "layer", "image"):
+        if builder not in kinds:
+            fail(f"the plan builds no {builder} step: {sorted(kinds)}")
+    figures["plan (empty store): files to fetch"] = str(len(fetches))
+    figures["plan (empty store): GiB to fetch"] = f"{plan['fetchBytes'] / 2**30:.2f}"
+    figures["plan (empty store): steps to build"] = str(len(builds))
+    print(f"   {len(fetches)} files ({plan['fetchBytes'] / 2**30:.2f} GiB) to fetch, {len(builds)} steps to build")
+
     step("realize into store A from the configured archive and index")
     secs, rss, a = realize(work / "store-a", spec, work / "a.tar")
+    if a["reference"] != EXPECTED_DIGEST:
+        fail(f"the image digest is {a['reference']}, expected {EXPECTED_DIGEST} (see EXPECTED_DIGEST)")
     figures["realize A (network), s"] = f"{secs:.1f}"
     figures["realize A peak RSS, MiB"] = f"{rss:.0f}"
     print(f"   {a['reference']} in {secs:.1f} s, {len(a['layers'])} layers, peak RSS {rss:.0f} MiB")
@@ -230,6 +257,13 @@ def main() -> None:
         fail(f"the sdists built into different wheels: {built_a} vs {built_b}")
     print(f"   sdists built twice to the same items: {', '.join(built_a)}")
 
+    step("envbuild plan on the warm store: nothing to do")
+    _, _, out = timed([ENVBUILD, "--store", work / "store-a", "--json", "plan", spec])
+    plan = json.loads(out.strip().splitlines()[0])
+    if not plan["nothingToDo"] or plan["fetch"] or plan["build"]:
+        fail(f"a warm store's plan is not empty: {out[:500]}")
+    print(f"   nothing to do: {plan['present']} steps in the store, {len(plan['layers'])} layers")
+
     step("warm realize")
     secs, rss, w = realize(work / "store-b", spec, work / "b2-oci", env=mirror_env)
     figures["warm realize, s"] = f"{secs:.2f}"
@@ -249,6 +283,21 @@ def main() -> None:
     _, _, out = timed([ENVBUILD, "--store", work / "store-b", "run", spec, "--locked", "--", "python3", "-c", IMPORT_CHECK])
     if not out.strip().splitlines()[-1].startswith("2.1.0"):
         fail(f"envbuild run printed {out!r}, not torch 2.1.0")
+
+    step("envbuild check: the spec's checks in the closure (--json)")
+    secs, _, out = timed([ENVBUILD, "--store", work / "store-b", "--json", "check", spec, "--locked"], env=mirror_env)
+    report = json.loads(out.strip().splitlines()[-1])
+    results = report["checks"]
+    statuses = {c["name"]: c["status"] for c in results}
+    passed = [n for n, st in statuses.items() if st == "passed"]
+    skipped = [n for n, st in statuses.items() if st == "skipped"]
+    if len(passed) + len(skipped) != len(results) or len(passed) < 5:
+        fail(f"envbuild check: {statuses}")
+    gpu = os.path.exists("/dev/nvidia0")
+    if not gpu and skipped != ["CUDA is visible"]:
+        fail(f"without a GPU only the CUDA check may skip: {statuses}")
+    figures["envbuild check, s"] = f"{secs:.1f}"
+    print(f"   {len(passed)} passed, skipped: {', '.join(skipped) or 'none'} in {secs:.1f} s")
 
     step("docker: load, imports, model directory, the Gradio page")
     loaded = docker("load", "-i", str(work / "a.tar"))

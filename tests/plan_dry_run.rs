@@ -34,8 +34,16 @@ fn builders(plan: &serde_json::Value) -> Vec<String> {
 #[test]
 fn plan_lists_fetches_with_sizes_and_builds_on_an_empty_store_and_nothing_after_a_realize() {
     let t = tempfile::tempdir().unwrap();
-    let bytes = build_wheel("planned", "1.0", &[("planned/__init__.py", b"x = 1\n")], &[]);
-    let server = serve(vec![(format!("/w/{WHEEL}"), Behaviour::Serve(bytes.clone()))]);
+    let bytes = build_wheel(
+        "planned",
+        "1.0",
+        &[("planned/__init__.py", b"x = 1\n")],
+        &[],
+    );
+    let server = serve(vec![(
+        format!("/w/{WHEEL}"),
+        Behaviour::Serve(bytes.clone()),
+    )]);
     let dir = t.path().join("spec");
     write(dir.join("app/hello.txt"), b"hi\n", 0o644);
     let spec = dir.join("p.toml");
@@ -64,8 +72,18 @@ fn plan_lists_fetches_with_sizes_and_builds_on_an_empty_store_and_nothing_after_
     assert_eq!(fetch[0]["sha256"], sha256_hex(&bytes));
     assert_eq!(cold["fetchBytes"], bytes.len() as u64);
     let b = builders(&cold);
-    for builder in ["base-files", "unpack-wheel", "copy-files", "union-check", "layer", "image"] {
-        assert!(b.iter().any(|x| x == builder), "{builder} not planned: {cold}");
+    for builder in [
+        "base-files",
+        "unpack-wheel",
+        "copy-files",
+        "union-check",
+        "layer",
+        "image",
+    ] {
+        assert!(
+            b.iter().any(|x| x == builder),
+            "{builder} not planned: {cold}"
+        );
     }
     assert_eq!(cold["present"], 0, "{cold}");
     assert_eq!(cold["lockChanges"].as_array().unwrap().len(), 0, "{cold}");
@@ -90,8 +108,20 @@ fn plan_lists_fetches_with_sizes_and_builds_on_an_empty_store_and_nothing_after_
     write(dir.join("app/hello.txt"), b"changed\n", 0o644);
     let edited = plan_json(&store, &spec);
     assert_eq!(edited["nothingToDo"], false, "{edited}");
-    assert!(edited["lockChanges"][0].as_str().unwrap().contains("files /app"), "{edited}");
-    assert!(builders(&edited).iter().any(|b| b == "copy-files"), "{edited}");
-    assert!(!builders(&edited).iter().any(|b| b == "unpack-wheel"), "{edited}");
+    assert!(
+        edited["lockChanges"][0]
+            .as_str()
+            .unwrap()
+            .contains("files /app"),
+        "{edited}"
+    );
+    assert!(
+        builders(&edited).iter().any(|b| b == "copy-files"),
+        "{edited}"
+    );
+    assert!(
+        !builders(&edited).iter().any(|b| b == "unpack-wheel"),
+        "{edited}"
+    );
     verify_clean(&store);
 }

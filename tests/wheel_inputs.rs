@@ -125,7 +125,10 @@ fn a_local_wheel_changed_since_it_was_pinned_is_refused_naming_both_hashes() {
         path: dir.join(WHEEL),
         in_place: true,
     };
-    let (scheme, shebang) = (envbuild::sources::python::scheme(&spec), spec.python.shebang.clone());
+    let (scheme, shebang) = (
+        envbuild::sources::python::scheme(&spec),
+        spec.python.shebang.clone(),
+    );
     let step = Step {
         name: WHEEL.into(),
         builder: Builder::UnpackWheel {
@@ -145,7 +148,10 @@ fn a_local_wheel_changed_since_it_was_pinned_is_refused_naming_both_hashes() {
     match unpack_wheel(&mut r, &drv, &scheme, &shebang, &wheel) {
         Err(e) if matches!(e.cause(), RealizeError::InputChanged { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("unpack-wheel"), "the failing step is named: {msg}");
+            assert!(
+                msg.contains("unpack-wheel"),
+                "the failing step is named: {msg}"
+            );
             assert!(msg.contains(&pinned), "{msg}");
             assert!(msg.contains(&sha256_hex(&other)), "{msg}");
             assert!(msg.contains(WHEEL), "{msg}");

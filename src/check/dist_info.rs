@@ -281,13 +281,22 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let site = tmp.path().join("usr/lib/python3/dist-packages");
         dist(&site, "crcmod-1.7.dist-info", "crcmod", "1.7");
-        dist(&site, "aliyun_python_sdk_core-2.16.0.dist-info", "aliyun-python-sdk-core", "2.16.0");
+        dist(
+            &site,
+            "aliyun_python_sdk_core-2.16.0.dist-info",
+            "aliyun-python-sdk-core",
+            "2.16.0",
+        );
         dist(&site, "oss2-2.19.0.dist-info", "oss2", "2.19.0");
         let lock = lock(
             &[],
             &[
                 ("crcmod", "1.7", "crcmod-1.7.tar.gz"),
-                ("aliyun-python-sdk-core", "2.16.0", "aliyun-python-sdk-core-2.16.0.tar.gz"),
+                (
+                    "aliyun-python-sdk-core",
+                    "2.16.0",
+                    "aliyun-python-sdk-core-2.16.0.tar.gz",
+                ),
                 ("oss2", "2.19.1", "oss2-2.19.1.tar.gz"),
             ],
             &[],

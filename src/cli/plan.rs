@@ -71,13 +71,14 @@ pub fn plan(global: &Global, args: PlanArgs) -> Result<ExitCode> {
         println!("lock: {c}");
     }
     if dry.is_empty() {
-        println!(
-            "nothing to do: {} steps are in the store",
-            dry.present
-        );
+        println!("nothing to do: {} steps are in the store", dry.present);
     }
     if !dry.fetch.is_empty() {
-        println!("will fetch {} files ({}):", dry.fetch.len(), human(fetch_bytes));
+        println!(
+            "will fetch {} files ({}):",
+            dry.fetch.len(),
+            human(fetch_bytes)
+        );
         for f in &dry.fetch {
             println!("  {} ({})", f.what, human(f.size));
         }

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use envbuild_store::Store;
 
-use crate::oci::{self, OciError, PathOverride};
 use crate::assemble::Component;
+use crate::oci::{self, OciError, PathOverride};
 use crate::realize::Realized;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -251,7 +251,10 @@ pub fn deb_version_arch(filename: &str) -> Option<(String, String)> {
 impl Lock {
     /// Sort every section, so that equal pins give equal files.
     pub fn normalized(mut self) -> Lock {
-        for d in [&mut self.debian, &mut self.shell_debian].into_iter().flatten() {
+        for d in [&mut self.debian, &mut self.shell_debian]
+            .into_iter()
+            .flatten()
+        {
             d.packages.sort_by(|a, b| a.name.cmp(&b.name));
         }
         if let Some(p) = &mut self.python {
@@ -404,7 +407,10 @@ impl Lock {
         let mut out = BTreeMap::new();
         let file = |f: &PinnedFile| format!("{} sha256:{} ({} bytes)", f.file, f.sha256, f.size);
         let nar = |n: &NarPin| format!("nar-sha256:{} ({} bytes)", n.nar_sha256, n.nar_size);
-        for (section, d) in [("debian", &self.debian), ("shell-debian", &self.shell_debian)] {
+        for (section, d) in [
+            ("debian", &self.debian),
+            ("shell-debian", &self.shell_debian),
+        ] {
             if let Some(d) = d {
                 out.insert(format!("{section} request"), d.request.clone());
                 for p in &d.packages {
@@ -431,7 +437,10 @@ impl Lock {
             }
         }
         for f in &self.files {
-            out.insert(format!("files {}", f.dst), format!("{} {}", f.src, nar(&f.nar)));
+            out.insert(
+                format!("files {}", f.dst),
+                format!("{} {}", f.src, nar(&f.nar)),
+            );
         }
         for w in &self.wheels {
             out.insert(
@@ -480,7 +489,9 @@ impl Lock {
         }
         for (k, v) in &old {
             if !new.contains_key(k) {
-                out.push(format!("{k} ({v}) is in the lock but no longer in the spec"));
+                out.push(format!(
+                    "{k} ({v}) is in the lock but no longer in the spec"
+                ));
             }
         }
         if self.source_date_epoch != current.source_date_epoch {
@@ -523,7 +534,11 @@ mod tests {
                 wheels: vec![DistPin {
                     name: "numpy".into(),
                     version: "1.24.4".into(),
-                    file: pinned("numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl", "bb", 7),
+                    file: pinned(
+                        "numpy-1.24.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                        "bb",
+                        7,
+                    ),
                 }],
                 sdists: vec![SdistPin {
                     name: "crcmod".into(),

@@ -17,8 +17,8 @@
 use serde::Deserialize;
 
 use super::{
-    deb_version_arch, DebPin, DebianLock, DistPin, FilesPin, Lock, ModelContent, ModelPin,
-    NarPin, PinnedFile, PythonLock, SdistPin, WheelPin,
+    deb_version_arch, DebPin, DebianLock, DistPin, FilesPin, Lock, ModelContent, ModelPin, NarPin,
+    PinnedFile, PythonLock, SdistPin, WheelPin,
 };
 
 #[derive(Deserialize)]
@@ -43,7 +43,12 @@ impl Input {
         self.hash
             .strip_prefix("sha256:")
             .map(str::to_owned)
-            .ok_or_else(|| format!("input {}: expected a sha256: hash, found {}", self.id, self.hash))
+            .ok_or_else(|| {
+                format!(
+                    "input {}: expected a sha256: hash, found {}",
+                    self.id, self.hash
+                )
+            })
     }
 
     fn file(&self, file: &str) -> Result<PinnedFile, String> {
@@ -115,7 +120,9 @@ pub(super) fn read(table: toml::Table) -> Result<Lock, String> {
             "debian" => debian(&mut lock.debian).request = i.source.clone(),
             "shell-debian" => debian(&mut lock.shell_debian).request = i.source.clone(),
             "deb" => debian(&mut lock.debian).packages.push(deb_pin(i, key)?),
-            "shell-deb" => debian(&mut lock.shell_debian).packages.push(deb_pin(i, key)?),
+            "shell-deb" => debian(&mut lock.shell_debian)
+                .packages
+                .push(deb_pin(i, key)?),
             "python" => python(&mut lock.python).request = i.source.clone(),
             "pypi" => {
                 let (name, version) = dist_name_version(&i.source)?;
@@ -183,7 +190,9 @@ pub(super) fn read(table: toml::Table) -> Result<Lock, String> {
             .python
             .as_mut()
             .and_then(|p| p.sdists.iter_mut().find(|s| s.file.file == sdist))
-            .ok_or_else(|| format!("a build requirement names the sdist {sdist}, which the lock does not pin"))?;
+            .ok_or_else(|| {
+                format!("a build requirement names the sdist {sdist}, which the lock does not pin")
+            })?;
         s.build.push(wheel);
     }
     for i in &v1.inputs {
@@ -219,7 +228,8 @@ pub fn inputs(lock: &Lock) -> Vec<V1Input> {
         ("shell-debian", "shell-deb", &lock.shell_debian),
     ] {
         if let Some(d) = d {
-            let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(d.request.as_bytes()));
+            let request_hash =
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(d.request.as_bytes()));
             out.push((
                 format!("{kind}:request"),
                 d.request.clone(),
@@ -227,7 +237,12 @@ pub fn inputs(lock: &Lock) -> Vec<V1Input> {
                 d.packages.len() as u64,
             ));
             for p in &d.packages {
-                out.push((format!("{prefix}:{}", p.name), p.file.file.clone(), sha(&p.file), p.file.size));
+                out.push((
+                    format!("{prefix}:{}", p.name),
+                    p.file.file.clone(),
+                    sha(&p.file),
+                    p.file.size,
+                ));
             }
         }
     }
@@ -239,10 +254,20 @@ pub fn inputs(lock: &Lock) -> Vec<V1Input> {
             (p.wheels.len() + p.sdists.len()) as u64,
         ));
         for w in &p.wheels {
-            out.push((format!("pypi:{}", w.file.file), w.file.file.clone(), sha(&w.file), w.file.size));
+            out.push((
+                format!("pypi:{}", w.file.file),
+                w.file.file.clone(),
+                sha(&w.file),
+                w.file.size,
+            ));
         }
         for s in &p.sdists {
-            out.push((format!("sdist:{}", s.file.file), s.file.file.clone(), sha(&s.file), s.file.size));
+            out.push((
+                format!("sdist:{}", s.file.file),
+                s.file.file.clone(),
+                sha(&s.file),
+                s.file.size,
+            ));
             for b in &s.build {
                 out.push((
                     format!("build:{}:{}", s.file.file, b.file),
@@ -254,18 +279,38 @@ pub fn inputs(lock: &Lock) -> Vec<V1Input> {
         }
     }
     for f in &lock.files {
-        out.push((format!("files:{}", f.dst), f.src.clone(), nar(&f.nar), f.nar.nar_size));
+        out.push((
+            format!("files:{}", f.dst),
+            f.src.clone(),
+            nar(&f.nar),
+            f.nar.nar_size,
+        ));
     }
     for w in &lock.wheels {
-        out.push((format!("wheel:{}", w.file.file), w.source.clone(), sha(&w.file), w.file.size));
+        out.push((
+            format!("wheel:{}", w.file.file),
+            w.source.clone(),
+            sha(&w.file),
+            w.file.size,
+        ));
     }
     for m in &lock.models {
         let id = format!("model:{}", m.name);
         match &m.content {
             ModelContent::Hub { revision, files } => {
-                out.push((id, m.source.clone(), format!("revision:{revision}"), files.len() as u64));
+                out.push((
+                    id,
+                    m.source.clone(),
+                    format!("revision:{revision}"),
+                    files.len() as u64,
+                ));
                 for f in files {
-                    out.push((format!("model-file:{}/{}", m.name, f.file), f.file.clone(), sha(f), f.size));
+                    out.push((
+                        format!("model-file:{}/{}", m.name, f.file),
+                        f.file.clone(),
+                        sha(f),
+                        f.size,
+                    ));
                 }
             }
             ModelContent::Url(f) => out.push((id, m.source.clone(), sha(f), f.size)),
@@ -295,7 +340,10 @@ mod tests {
         assert_eq!(libc.version, "2.36-9+deb12u14");
         assert_eq!(libc.arch, "amd64");
         let py = lock.python.as_ref().unwrap();
-        assert!(py.wheels.iter().any(|w| w.name == "torch" && w.version == "2.1.0"));
+        assert!(py
+            .wheels
+            .iter()
+            .any(|w| w.name == "torch" && w.version == "2.1.0"));
         let crcmod = py.sdists.iter().find(|s| s.name == "crcmod").unwrap();
         assert_eq!(crcmod.version, "1.7");
         assert_eq!(crcmod.build.len(), 2);

@@ -258,10 +258,17 @@ impl Plan {
     }
 
     /// Add a step; every input must already be in the plan.
-    pub fn add_step(&mut self, name: impl Into<String>, builder: Builder, inputs: Vec<Ref>) -> StepId {
+    pub fn add_step(
+        &mut self,
+        name: impl Into<String>,
+        builder: Builder,
+        inputs: Vec<Ref>,
+    ) -> StepId {
         for r in &inputs {
             match *r {
-                Ref::Input(i) => assert!(i < self.inputs.len(), "input {i} of a step is not planned"),
+                Ref::Input(i) => {
+                    assert!(i < self.inputs.len(), "input {i} of a step is not planned")
+                }
                 Ref::Step(s) => assert!(s < self.steps.len(), "step {s} of a step is not planned"),
             }
         }
@@ -331,7 +338,11 @@ impl Step {
                 Resolved::InPlace => None,
             })
         };
-        let mut d = Derivation::new(self.builder.name(), self.builder.version(), self.output_name(wheel));
+        let mut d = Derivation::new(
+            self.builder.name(),
+            self.builder.version(),
+            self.output_name(wheel),
+        );
         match &self.builder {
             Builder::UnpackDeb { filename } => {
                 d = d.arg("filename", filename.clone());
@@ -379,7 +390,14 @@ impl Step {
                         client_layout,
                         files,
                     } => {
-                        let laid = crate::model::layout::plan(*hub, id, revision, commit, files, *client_layout);
+                        let laid = crate::model::layout::plan(
+                            *hub,
+                            id,
+                            revision,
+                            commit,
+                            files,
+                            *client_layout,
+                        );
                         let by_path: BTreeMap<&String, String> = files
                             .iter()
                             .zip(items())
@@ -392,7 +410,11 @@ impl Step {
                             .collect();
                         d.arg(
                             "layout",
-                            format!("{}{}", hub.prefix(), if *client_layout { "-cache" } else { "" }),
+                            format!(
+                                "{}{}",
+                                hub.prefix(),
+                                if *client_layout { "-cache" } else { "" }
+                            ),
                         )
                         .arg("id", id.clone())
                         .arg("revision", revision.clone())

@@ -86,15 +86,14 @@ pub fn materialize(
             InputKind::Local { path, nar_sha256 } => {
                 let mut sha = [0u8; 32];
                 let known = hex::decode_to_slice(nar_sha256, &mut sha).is_ok();
-                let item = StorePath::source(&input.name, &sha, &[], false)
-                    .map_err(StoreError::from)?;
+                let item =
+                    StorePath::source(&input.name, &sha, &[], false).map_err(StoreError::from)?;
                 if known && store.is_valid(&item)? {
                     out.items[i] = Some(InputItem::Item(item));
                 } else if dry_run {
                     out.added.push(path.display().to_string());
                 } else {
-                    let (item, nar) =
-                        sources::files::add_local_cached(store, path, &input.name)?;
+                    let (item, nar) = sources::files::add_local_cached(store, path, &input.name)?;
                     if nar.nar_sha256 != *nar_sha256 {
                         return Err(RealizeError::InputChanged {
                             path: path.clone(),
@@ -106,7 +105,9 @@ pub fn materialize(
                     out.items[i] = Some(InputItem::Item(item));
                 }
             }
-            InputKind::InPlace { path, .. } => out.items[i] = Some(InputItem::InPlace(path.clone())),
+            InputKind::InPlace { path, .. } => {
+                out.items[i] = Some(InputItem::InPlace(path.clone()))
+            }
         }
     }
     if dry_run || missing.is_empty() {
@@ -142,25 +143,27 @@ pub fn materialize(
             unreachable!("only fetch inputs are located")
         };
         // Capped at the pinned size: a longer body is refused as it passes it.
-        fetch::fetch_sized(st, url, sha256, Some(*size), &input.name, opts).map_err(|e| match &input.kind {
-            InputKind::Fetch {
-                origin:
-                    Origin::Hub {
-                        model, hub, path, ..
-                    },
-                ..
-            } => {
-                let ep = hub.endpoint(model).ok();
-                RealizeError::from(sources::models::fetch_error(
-                    model,
-                    path,
-                    url,
-                    ep.as_ref().map(|e| (e, *hub)),
-                    e,
-                ))
-            }
-            _ => e.into(),
-        })
+        fetch::fetch_sized(st, url, sha256, Some(*size), &input.name, opts).map_err(
+            |e| match &input.kind {
+                InputKind::Fetch {
+                    origin:
+                        Origin::Hub {
+                            model, hub, path, ..
+                        },
+                    ..
+                } => {
+                    let ep = hub.endpoint(model).ok();
+                    RealizeError::from(sources::models::fetch_error(
+                        model,
+                        path,
+                        url,
+                        ep.as_ref().map(|e| (e, *hub)),
+                        e,
+                    ))
+                }
+                _ => e.into(),
+            },
+        )
     })?;
     for &i in &missing {
         let (_, f) = jobs
@@ -188,10 +191,14 @@ fn locate(
     urls: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<InputId, String>, RealizeError> {
     let mut out = BTreeMap::new();
-    let mut by_index: BTreeMap<(Option<String>, String), (crate::python::resolve::Target, Vec<InputId>)> =
-        BTreeMap::new();
-    let mut by_requirements: BTreeMap<PathBuf, (Option<String>, crate::python::resolve::Target, Vec<InputId>)> =
-        BTreeMap::new();
+    let mut by_index: BTreeMap<
+        (Option<String>, String),
+        (crate::python::resolve::Target, Vec<InputId>),
+    > = BTreeMap::new();
+    let mut by_requirements: BTreeMap<
+        PathBuf,
+        (Option<String>, crate::python::resolve::Target, Vec<InputId>),
+    > = BTreeMap::new();
     let mut mirrors: BTreeMap<(Option<String>, String), String> = BTreeMap::new();
     for &i in missing {
         let InputKind::Fetch { sha256, origin, .. } = &plan.inputs[i].kind else {
@@ -257,8 +264,8 @@ fn locate(
         _ => unreachable!("only fetch inputs are located"),
     };
     for ((index, _), (target, ids)) in by_index {
-        let (index, _from) = crate::python::index_config::index_url(index.as_deref())
-            .map_err(SourceError::from)?;
+        let (index, _from) =
+            crate::python::index_config::index_url(index.as_deref()).map_err(SourceError::from)?;
         let mut names: Vec<String> = ids.iter().map(|&i| file_of(i)).collect();
         names.sort();
         names.dedup();

@@ -27,8 +27,8 @@ use envbuild_store::{Store, StoreError, StorePath};
 
 pub use builders::model::Volume;
 use builders::wheel::WheelFile;
-pub use error::RealizeError;
 pub(crate) use error::io_err;
+pub use error::RealizeError;
 use inputs::{InputItem, PlannedFetch};
 pub use realizer::Realizer;
 
@@ -193,7 +193,11 @@ fn closure_and_plan(
     let roots = exec.roots(opts.shell);
     exec.run(&mut r, &roots, &pinned.urls, &opts.fetch_options())?;
     let components = exec.components(&plan.components);
-    let volumes = plan.volumes.iter().filter_map(|&s| exec.volume(s)).collect();
+    let volumes = plan
+        .volumes
+        .iter()
+        .filter_map(|&s| exec.volume(s))
+        .collect();
     let mut components = components;
     builders::union_check(&mut r, &components)?;
     share_directory_overrides(&mut r, &mut components);
@@ -293,7 +297,10 @@ fn realize_layers(
         not_built_is_none(builders::layer(r, &members, epoch, compression))
     };
     let built = if r.dry_run {
-        order.iter().map(|&g| layer(r, g).map(|l| (g, l))).collect::<Result<Vec<_>, _>>()?
+        order
+            .iter()
+            .map(|&g| layer(r, g).map(|l| (g, l)))
+            .collect::<Result<Vec<_>, _>>()?
     } else {
         r.in_parallel(&order, |r, &g| layer(r, g).map(|l| (g, l)))?
     };
@@ -362,7 +369,11 @@ impl DryRun {
 /// A realize that builds nothing: pins (reading, never writing, the lock)
 /// and walks the plan to tell what is in the store and what would be
 /// fetched and built, layers and image included.
-pub fn dry_run(store: &mut Store, spec: &Spec, opts: &RealizeOptions) -> Result<DryRun, RealizeError> {
+pub fn dry_run(
+    store: &mut Store,
+    spec: &Spec,
+    opts: &RealizeOptions,
+) -> Result<DryRun, RealizeError> {
     let path = lock_path(&spec.path);
     let old = Lock::read(&path)?;
     let mut cx = PinContext {
@@ -398,7 +409,11 @@ pub fn dry_run(store: &mut Store, spec: &Spec, opts: &RealizeOptions) -> Result<
             layers = Some(
                 groups
                     .iter()
-                    .map(|g| g.iter().map(|&(i, _)| components[i].label.clone()).collect())
+                    .map(|g| {
+                        g.iter()
+                            .map(|&(i, _)| components[i].label.clone())
+                            .collect()
+                    })
                     .collect(),
             );
             let epoch = plan.source_date_epoch;
@@ -519,8 +534,10 @@ impl<'p> Execution<'p> {
             // inputs (not steps) goes to the worker pool as one batch.
             let batchable = |s: StepId| {
                 let step = &plan.steps[s];
-                matches!(step.builder, Builder::UnpackDeb { .. } | Builder::UnpackWheel { .. })
-                    && step.inputs.iter().all(|r| matches!(r, Ref::Input(_)))
+                matches!(
+                    step.builder,
+                    Builder::UnpackDeb { .. } | Builder::UnpackWheel { .. }
+                ) && step.inputs.iter().all(|r| matches!(r, Ref::Input(_)))
             };
             let mut end = k + 1;
             if batchable(order[k]) && !r.dry_run {
@@ -535,7 +552,8 @@ impl<'p> Execution<'p> {
             if end - k > 1 {
                 let run = &order[k..end];
                 let this = &*self;
-                let outs = r.in_parallel_batched(run, |&s| this.cost(s), |r, &s| this.step(r, s))?;
+                let outs =
+                    r.in_parallel_batched(run, |&s| this.cost(s), |r, &s| this.step(r, s))?;
                 for (&s, out) in run.iter().zip(outs) {
                     self.done[s] = out;
                 }
@@ -681,10 +699,12 @@ impl<'p> Execution<'p> {
                     Ok(Done::Wheel(item, w))
                 })
             }
-            Builder::ModelSnapshot(m) => builders::model::model_snapshot(r, &drv, m, &items).map(|s| match s {
-                builders::model::Snapshot::Component(c) => Done::Component(c),
-                builders::model::Snapshot::Volume(v) => Done::Volume(v),
-            }),
+            Builder::ModelSnapshot(m) => {
+                builders::model::model_snapshot(r, &drv, m, &items).map(|s| match s {
+                    builders::model::Snapshot::Component(c) => Done::Component(c),
+                    builders::model::Snapshot::Volume(v) => Done::Volume(v),
+                })
+            }
             Builder::CopyFiles { dst, owner, mode } => {
                 builders::copy_files(r, &drv, dst, *owner, *mode, &items[0]).map(Done::Component)
             }

@@ -215,4 +215,3 @@ impl<'s> Realizer<'s> {
         Ok(path)
     }
 }
-

@@ -143,7 +143,10 @@ pub fn plan_base_files(spec: &Spec, plan: &mut Plan) -> StepId {
         ));
         group.push_str(&format!("{}:x:{}:\n", u.name, u.gid));
         dirs.push(u.home.clone());
-        overrides.insert(rel(&u.home).to_string(), dir_mode(0o755, Some((u.uid, u.gid))));
+        overrides.insert(
+            rel(&u.home).to_string(),
+            dir_mode(0o755, Some((u.uid, u.gid))),
+        );
     }
     if let Some(w) = &img.workdir {
         dirs.push(w.clone());

@@ -25,8 +25,8 @@ pub mod python;
 
 use envbuild_store::Store;
 
-pub use error::SourceError;
 pub(crate) use error::io_err;
+pub use error::SourceError;
 
 use crate::fetch::FetchOptions;
 use crate::lock::Lock;
@@ -85,7 +85,10 @@ fn sources(spec: &Spec) -> (Vec<Box<dyn Source + '_>>, Vec<Box<dyn Source + '_>>
     if let Some(b) = &spec.debian {
         base.push(Box::new(debian::DebianSource::base(b)));
         if !spec.shell.packages.is_empty() {
-            base.push(Box::new(debian::DebianSource::shell(b, &spec.shell.packages)));
+            base.push(Box::new(debian::DebianSource::shell(
+                b,
+                &spec.shell.packages,
+            )));
         }
     }
     let rest: Vec<Box<dyn Source>> = vec![

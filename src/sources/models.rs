@@ -14,7 +14,9 @@ use super::{files::add_local_cached, PinContext, PlanContext, Source, SourceErro
 use crate::fetch::{self, FetchError};
 use crate::lock::{Lock, ModelContent, ModelPin, PinnedFile};
 use crate::model::{self, layout, Endpoint, Hub, ModelError};
-use crate::plan::{item_name, Builder, Input, InputKind, ModelLayout, ModelSnapshot, Origin, Plan, Ref};
+use crate::plan::{
+    item_name, Builder, Input, InputKind, ModelLayout, ModelSnapshot, Origin, Plan, Ref,
+};
 use crate::spec::{ModelInput, ModelLayer, ModelSource};
 
 pub struct ModelsSource;
@@ -60,10 +62,12 @@ impl Source for ModelsSource {
             let content = match &m.source {
                 ModelSource::Hub { hub, id, revision } => {
                     match cx.old.and_then(|l| l.model_for(&m.name, &source)) {
-                        Some(p @ ModelPin {
-                            content: ModelContent::Hub { .. },
-                            ..
-                        }) => p.content.clone(),
+                        Some(
+                            p @ ModelPin {
+                                content: ModelContent::Hub { .. },
+                                ..
+                            },
+                        ) => p.content.clone(),
                         _ => pin_hub(cx, m, *hub, id, revision)?,
                     }
                 }
@@ -115,7 +119,13 @@ impl Source for ModelsSource {
                 }
             })?;
             let (layout, inputs) = match (&m.source, &pin.content) {
-                (ModelSource::Hub { hub, id, revision }, ModelContent::Hub { revision: commit, files }) => {
+                (
+                    ModelSource::Hub { hub, id, revision },
+                    ModelContent::Hub {
+                        revision: commit,
+                        files,
+                    },
+                ) => {
                     let mut by_sha: BTreeMap<&str, Ref> = BTreeMap::new();
                     let mut inputs = Vec::new();
                     for f in files {
@@ -160,7 +170,12 @@ impl Source for ModelsSource {
                             origin: Origin::Url(url.clone()),
                         },
                     });
-                    (ModelLayout::File { name: f.file.clone() }, vec![input])
+                    (
+                        ModelLayout::File {
+                            name: f.file.clone(),
+                        },
+                        vec![input],
+                    )
                 }
                 (ModelSource::Local { abs, .. }, ModelContent::Local(nar)) => {
                     let input = plan.add_input(Input {
@@ -252,7 +267,8 @@ fn pin_hub(
                 let url = hub.file_url(&ep, id, &listing.commit, &f.path);
                 let scratch = cx.store.scratch("model-file")?;
                 let dest = scratch.path().join("file");
-                let (sha, _size) = model::download_hashed(hub, name, &ep, &f.path, f.size, &url, &dest)?;
+                let (sha, _size) =
+                    model::download_hashed(hub, name, &ep, &f.path, f.size, &url, &dest)?;
                 fetch::fetch(
                     cx.store,
                     &format!("file://{}", dest.display()),

@@ -421,7 +421,10 @@ pub fn docker_run(tar: &Path, image: &str, cmd: &[&str]) -> Option<String> {
 #[allow(dead_code)]
 pub fn lock_as_v1(text: &str) -> String {
     let read = envbuild::lock::Lock::parse(std::path::Path::new("test.lock"), text).unwrap();
-    let mut out = format!("version = 1\nsource-date-epoch = {}\n", read.lock.source_date_epoch);
+    let mut out = format!(
+        "version = 1\nsource-date-epoch = {}\n",
+        read.lock.source_date_epoch
+    );
     for (id, source, hash, size) in envbuild::lock::v1::inputs(&read.lock) {
         out.push_str(&format!(
             "\n[[input]]\nid = {id:?}\nsource = {source:?}\nhash = {hash:?}\nsize = {size}\n"

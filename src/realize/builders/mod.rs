@@ -38,7 +38,11 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), RealizeError> {
 }
 
 /// `base-files`: `/etc/passwd`, `/etc/group` and the image's directories.
-pub fn base_files(r: &mut Realizer, drv: &Derivation, b: &BaseFiles) -> Result<Component, RealizeError> {
+pub fn base_files(
+    r: &mut Realizer,
+    drv: &Derivation,
+    b: &BaseFiles,
+) -> Result<Component, RealizeError> {
     let item = r.realize(drv, &[], |_, out| {
         write_file(&out.join("etc/passwd"), b.passwd.as_bytes())?;
         write_file(&out.join("etc/group"), b.group.as_bytes())?;
@@ -79,10 +83,12 @@ pub fn copy_files(
     let mut overrides = BTreeMap::new();
     if owner.is_some() || mode.is_some() {
         let root = r.output_path(&item);
-        override_tree(&root, dst, &mut overrides, |is_dst, is_symlink| PathOverride {
-            mode: if is_dst && !is_symlink { mode } else { None },
-            uid: owner.map(|o| o.0),
-            gid: owner.map(|o| o.1),
+        override_tree(&root, dst, &mut overrides, |is_dst, is_symlink| {
+            PathOverride {
+                mode: if is_dst && !is_symlink { mode } else { None },
+                uid: owner.map(|o| o.0),
+                gid: owner.map(|o| o.1),
+            }
         })?;
     }
     Ok(Component {

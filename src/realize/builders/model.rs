@@ -167,4 +167,3 @@ fn ownership(
     }
     Ok(overrides)
 }
-

@@ -36,7 +36,8 @@ pub fn build_sdist(
     b: &SdistBuild,
 ) -> Result<StorePath, RealizeError> {
     let s = b;
-    let (python, site, epoch, closure) = (b.python, b.site_packages, b.source_date_epoch, b.closure);
+    let (python, site, epoch, closure) =
+        (b.python, b.site_packages, b.source_date_epoch, b.closure);
     let progress = r.progress;
     r.realize(drv, &[], |store, out| {
         let started = Instant::now();
@@ -114,8 +115,12 @@ pub fn built_wheel(r: &mut Realizer, item: &StorePath) -> Result<WheelFile, Real
             what: "holds no wheel".into(),
         })?;
     let path = dir.join(&filename);
-    let sha256 = r.store.cached_hash(&path, "sha256", |_| super::sha256_file(&path))?;
-    let size = std::fs::metadata(&path).map_err(io_err("reading", &path))?.len();
+    let sha256 = r
+        .store
+        .cached_hash(&path, "sha256", |_| super::sha256_file(&path))?;
+    let size = std::fs::metadata(&path)
+        .map_err(io_err("reading", &path))?
+        .len();
     Ok(WheelFile {
         filename,
         sha256,

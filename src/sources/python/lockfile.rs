@@ -130,13 +130,18 @@ pub fn origins(
     let Some((_, abs)) = &spec.python.lock else {
         return Ok(BTreeMap::new());
     };
-    let text = crate::io::read_regular_to_string(abs).map_err(super::super::io_err("reading", abs))?;
+    let text =
+        crate::io::read_regular_to_string(abs).map_err(super::super::io_err("reading", abs))?;
     let mut out = BTreeMap::new();
     if is_requirements_txt(abs) {
         let find_links = requirements_txt::parse(abs, &text, target)?.find_links;
         for w in &pins.wheels {
             let file = &w.file.file;
-            let origin = match find_links.iter().map(|d| d.join(file)).find(|p| p.is_file()) {
+            let origin = match find_links
+                .iter()
+                .map(|d| d.join(file))
+                .find(|p| p.is_file())
+            {
                 Some(local) => WheelOrigin::InPlace(local),
                 None => WheelOrigin::Fetch(Origin::RequirementsFile {
                     path: abs.clone(),
@@ -165,11 +170,14 @@ pub fn locate_in_requirements_file(
     target: &Target,
     spec_index: Option<&str>,
 ) -> Result<BTreeMap<String, Location>, SourceError> {
-    let text = crate::io::read_regular_to_string(path).map_err(super::super::io_err("reading", path))?;
-    Ok(requirements_txt::select(path, &text, target, spec_index, false)?
-        .into_iter()
-        .map(|c| (c.filename, c.location))
-        .collect())
+    let text =
+        crate::io::read_regular_to_string(path).map_err(super::super::io_err("reading", path))?;
+    Ok(
+        requirements_txt::select(path, &text, target, spec_index, false)?
+            .into_iter()
+            .map(|c| (c.filename, c.location))
+            .collect(),
+    )
 }
 
 /// The wheels a lock pins for `spec`, as a PEP 751 file would list them
@@ -191,8 +199,7 @@ pub fn export_wheels(
         pinned.push(w.file.clone());
     }
     if !wanted.is_empty() {
-        let (index, _from) =
-            crate::python::index_config::index_url(spec.python.index.as_deref())?;
+        let (index, _from) = crate::python::index_config::index_url(spec.python.index.as_deref())?;
         let (index_display, found) =
             crate::python::resolve::find_hashed_wheels(&index, &target, &wanted)?;
         for (pin, f) in pinned.into_iter().zip(found) {

@@ -121,7 +121,9 @@ impl Source for PythonSource {
                     let input = in_place_input(plan, &pin.file, abs);
                     unpack_step(spec, plan, &w.filename, input)
                 }
-                WheelSource::Url { url, .. } => wheel_steps(plan, &pin.file, Origin::Url(url.clone())),
+                WheelSource::Url { url, .. } => {
+                    wheel_steps(plan, &pin.file, Origin::Url(url.clone()))
+                }
             };
             plan.components.push(step);
         }
@@ -315,13 +317,16 @@ fn pin_wheels(cx: &mut PinContext, lock: &mut Lock) -> Result<(), SourceError> {
                 // The old lock's size for the same URL and hash; else the
                 // download tells it (and the file is then in the store).
                 let locked = cx.old.and_then(|l| {
-                    l.wheels
-                        .iter()
-                        .find(|p| p.source == *url && p.file.sha256 == *sha256 && p.file.file == w.filename)
+                    l.wheels.iter().find(|p| {
+                        p.source == *url && p.file.sha256 == *sha256 && p.file.file == w.filename
+                    })
                 });
                 let size = match locked {
                     Some(p) => p.file.size,
-                    None => fetch::fetch(cx.store, url, sha256, &item_name(&w.filename), &cx.fetch)?.size,
+                    None => {
+                        fetch::fetch(cx.store, url, sha256, &item_name(&w.filename), &cx.fetch)?
+                            .size
+                    }
                 };
                 (url.clone(), sha256.clone(), size)
             }
