@@ -13,6 +13,10 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub mod rootfs;
+
+pub use rootfs::rootfs;
+
 use envbuild_store::{Store, StorePath};
 
 use crate::io::read_full;
@@ -66,6 +70,13 @@ pub enum AssembleError {
         second: String,
         first_has: String,
         second_has: String,
+    },
+    #[error("assembling the rootfs: {what} {path}: {source}")]
+    Rootfs {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("reading {path} of component {component}: {source}")]
     Io {

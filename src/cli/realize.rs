@@ -54,6 +54,30 @@ mod tests {
     }
 }
 
+/// `--format`: [`Format`] as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// One tar: an OCI layout that is also a docker archive
+    OciArchive,
+    /// An OCI layout directory (blobs hardlinked from the store)
+    OciDir,
+    /// The same tar as oci-archive, for `docker load`
+    Docker,
+    /// The root file system as a directory
+    Rootfs,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::OciArchive => Format::OciArchive,
+            FormatArg::OciDir => Format::OciDir,
+            FormatArg::Docker => Format::Docker,
+            FormatArg::Rootfs => Format::Rootfs,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RealizeArgs {
     /// The spec (TOML)
@@ -63,7 +87,7 @@ pub struct RealizeArgs {
     pub output: Option<PathBuf>,
     /// What to write
     #[arg(long, value_enum, default_value = "oci-archive")]
-    pub format: Format,
+    pub format: FormatArg,
     /// Fail, naming what changed, if the spec no longer matches its lock
     #[arg(long)]
     pub locked: bool,
@@ -140,14 +164,15 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let (spec, mut store, realized) =
         load_and_realize(global, &args.spec, args.locked, args.offline)?;
+    let format = Format::from(args.format);
     let out = args.output.unwrap_or_else(|| {
-        PathBuf::from(match args.format {
+        PathBuf::from(match format {
             Format::OciArchive | Format::Docker => format!("{}.tar", spec.name),
             Format::OciDir => format!("{}-oci", spec.name),
             Format::Rootfs => format!("{}-rootfs", spec.name),
         })
     });
-    let exported = export::export(&mut store, &realized, args.format, &out)?;
+    let exported = export::export(&mut store, &realized, format, &out)?;
     // Keep what was realized for this spec alive across gc.
     store.add_root(
         &format!("spec:{}", spec.path.display()),
@@ -166,7 +191,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "output": out,
-                "format": format!("{:?}", args.format),
+                "format": format!("{format:?}"),
                 "reference": realized.image.reference,
                 "components": realized.components.iter().map(|c| serde_json::json!({
                     "label": c.label, "path": store.physical_path(&c.item),

@@ -30,7 +30,7 @@ fn rootfs_of(
         .chain(&closure.shell_components)
         .cloned()
         .collect();
-    let rootfs = envbuild::shell::rootfs(&store, &components, &cache, global.show_progress())?;
+    let rootfs = envbuild::assemble::rootfs(&store, &components, &cache, global.show_progress())?;
     Ok((spec, closure, rootfs))
 }
 

@@ -28,7 +28,7 @@ use crate::assemble::Component;
 use crate::oci::{self, OciError, PathOverride};
 use crate::realize::Realized;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// One tar: an OCI layout that is also a docker archive
     OciArchive,

@@ -12,6 +12,7 @@ use super::RealizeError;
 use crate::fetch::{self, FetchError, FetchOptions};
 use crate::plan::{InputId, InputKind, Origin, Plan};
 use crate::python::pylock::Location;
+use crate::python::resolve::Target;
 use crate::sources::{self, SourceError};
 
 /// What an input is on this machine.
@@ -191,14 +192,11 @@ fn locate(
     urls: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<InputId, String>, RealizeError> {
     let mut out = BTreeMap::new();
-    let mut by_index: BTreeMap<
-        (Option<String>, String),
-        (crate::python::resolve::Target, Vec<InputId>),
-    > = BTreeMap::new();
-    let mut by_requirements: BTreeMap<
-        PathBuf,
-        (Option<String>, crate::python::resolve::Target, Vec<InputId>),
-    > = BTreeMap::new();
+    // Files to look up through an index, grouped by (index, target), and
+    // through a requirements file, by file.
+    let mut by_index: Vec<(Option<String>, Target, Vec<InputId>)> = Vec::new();
+    let mut by_requirements: BTreeMap<PathBuf, (Option<String>, Target, Vec<InputId>)> =
+        BTreeMap::new();
     let mut mirrors: BTreeMap<(Option<String>, String), String> = BTreeMap::new();
     for &i in missing {
         let InputKind::Fetch { sha256, origin, .. } = &plan.inputs[i].kind else {
@@ -230,11 +228,13 @@ fn locate(
                 out.insert(i, format!("{m}/{file}"));
             }
             Origin::PythonIndex { index, target } => {
-                by_index
-                    .entry((index.clone(), format!("{target:?}")))
-                    .or_insert_with(|| (target.clone(), Vec::new()))
-                    .1
-                    .push(i);
+                match by_index
+                    .iter_mut()
+                    .find(|(x, t, _)| x == index && t == target)
+                {
+                    Some((_, _, ids)) => ids.push(i),
+                    None => by_index.push((index.clone(), target.clone(), vec![i])),
+                }
             }
             Origin::RequirementsFile {
                 path,
@@ -263,7 +263,7 @@ fn locate(
         InputKind::Fetch { file, .. } => file.clone(),
         _ => unreachable!("only fetch inputs are located"),
     };
-    for ((index, _), (target, ids)) in by_index {
+    for (index, target, ids) in by_index {
         let (index, _from) =
             crate::python::index_config::index_url(index.as_deref()).map_err(SourceError::from)?;
         let mut names: Vec<String> = ids.iter().map(|&i| file_of(i)).collect();

@@ -381,10 +381,8 @@ pub fn dry_run(
         spec,
         old: old.as_ref(),
         exclude_newer: opts.exclude_newer,
-        fetch: FetchOptions {
-            // A dry run pins from the lock: only a changed spec resolves.
-            ..opts.fetch_options()
-        },
+        // A dry run pins from the lock: only a changed spec resolves.
+        fetch: opts.fetch_options(),
         urls: BTreeMap::new(),
     };
     let lock = sources::pin(&mut cx)?;

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 pub use crate::sandbox::{Running, Sandbox};
 pub use enter::{gpu_for, sandbox, EnterOptions};
-pub use rootfs::rootfs;
 
 use crate::sandbox::SandboxError;
 
@@ -37,6 +36,7 @@ pub enum ShellError {
     /// Bubblewrap could not be started or could not set the sandbox up.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+
     #[error("no command given: use `envbuild run SPEC -- CMD [ARGS...]`")]
     NoCommand,
     #[error("command {command:?} is not in the closure (looked in {searched}); add the component that provides it to the spec")]

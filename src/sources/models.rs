@@ -46,8 +46,7 @@ fn url_file_name(url: &str) -> String {
         .to_string()
 }
 
-fn local_item_name(m: &ModelInput, abs: &std::path::Path) -> String {
-    let _ = m;
+fn local_item_name(abs: &std::path::Path) -> String {
     let base = abs
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -95,7 +94,7 @@ impl Source for ModelsSource {
                     })
                 }
                 ModelSource::Local { abs, .. } => {
-                    let (_item, nar) = add_local_cached(cx.store, abs, &local_item_name(m, abs))?;
+                    let (_item, nar) = add_local_cached(cx.store, abs, &local_item_name(abs))?;
                     ModelContent::Local(nar)
                 }
             };
@@ -179,7 +178,7 @@ impl Source for ModelsSource {
                 }
                 (ModelSource::Local { abs, .. }, ModelContent::Local(nar)) => {
                     let input = plan.add_input(Input {
-                        name: local_item_name(m, abs),
+                        name: local_item_name(abs),
                         what: format!("model {} {}", m.name, abs.display()),
                         kind: InputKind::Local {
                             path: abs.clone(),

@@ -45,7 +45,7 @@ pub fn build_sdist(
             eprintln!("building sdist {} in the sandbox", s.sdist);
         }
         let cache = store.cache_dir("rootfs")?;
-        let rootfs = crate::shell::rootfs(store, closure, &cache, progress).map_err(|e| {
+        let rootfs = crate::assemble::rootfs(store, closure, &cache, progress).map_err(|e| {
             RealizeError::BadItem {
                 item: s.sdist.to_string(),
                 builder: "build-sdist",
