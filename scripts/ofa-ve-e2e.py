@@ -284,6 +284,30 @@ def main() -> None:
     if not out.strip().splitlines()[-1].startswith("2.1.0"):
         fail(f"envbuild run printed {out!r}, not torch 2.1.0")
 
+    step("envbuild run and shell: localhost resolves; run serves the app's page")
+    resolve = "import socket; print(socket.gethostbyname('localhost'))"
+    for command in ("run", "shell"):
+        _, _, out = timed([ENVBUILD, "--store", work / "store-b", command, spec, "--locked", "--", "python3", "-c", resolve])
+        if out.strip().splitlines()[-1:] != ["127.0.0.1"]:
+            fail(f"under envbuild {command}, localhost resolved to {out!r}")
+    app = subprocess.Popen(
+        [str(ENVBUILD), "--store", str(work / "store-b"), "run", str(spec), "--locked", "--",
+         "python3", "/home/appuser/app/app.py"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        page = wait_for_page("http://127.0.0.1:7860/", 300)
+        if "gradio" not in page.lower():
+            fail(f"envbuild run's app.py serves no Gradio page: {page[:300]!r}")
+        print(f"   localhost is 127.0.0.1 under run and shell; run serves the page ({len(page)} bytes)")
+    finally:
+        app.terminate()
+        try:
+            app.wait(30)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.wait()
+
     step("envbuild check: the spec's checks in the closure (--json)")
     secs, _, out = timed([ENVBUILD, "--store", work / "store-b", "--json", "check", spec, "--locked"], env=mirror_env)
     report = json.loads(out.strip().splitlines()[-1])
