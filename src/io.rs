@@ -5,6 +5,11 @@
 //! file is opened without blocking and its type checked on the open
 //! descriptor, so a FIFO (or a device, a socket, a directory) is an error
 //! naming the path and what it is, never a read that hangs.
+//!
+//! Every small file envbuild writes for the user (the lock, an exported
+//! pylock, the index metadata cache) goes through [`write_atomically`]: a
+//! temporary file beside the destination, synced, renamed into place, with
+//! the mode a new file gets from the user's umask (0644 under 022).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -79,6 +84,27 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
     Ok(out)
 }
 
+/// Write `bytes` to `path` atomically: a temporary file in the same
+/// directory (created with mode 0666 less the umask, as `open(2)` creates
+/// any new file), synced, then renamed over `path`. Readers see the old
+/// contents or the new, never a part; on error nothing is left behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".envbuild-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Read until `buf` is full or the input ends; returns how many bytes were
 /// read (less than `buf.len()` only at the end of the input).
 pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -115,6 +141,30 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_take_their_mode_from_the_umask_and_leave_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.lock");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        // Read, not set: setting the umask would race the other tests.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask, "mode {mode:o} under umask {umask:o}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.lock"]);
+    }
 
     #[test]
     fn a_fifo_is_refused_without_blocking() {

@@ -9,10 +9,15 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    let (json, input) = (args.json, args.command.input());
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {
-            cli::report(&err);
+            if json {
+                cli::report_json(&err, input);
+            } else {
+                cli::report(&err);
+            }
             ExitCode::FAILURE
         }
     }

@@ -21,6 +21,15 @@ pub enum ExportCommand {
     Pylock(PylockArgs),
 }
 
+impl ExportCommand {
+    /// The spec the command works on, for `--json` error reports.
+    pub fn input(&self) -> Option<String> {
+        match self {
+            ExportCommand::Pylock(a) => Some(a.spec.display().to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PylockArgs {
     /// The spec (TOML)
@@ -57,10 +66,7 @@ fn export_pylock(global: &Global, args: PylockArgs) -> Result<ExitCode> {
     match &args.output {
         None => std::io::stdout().write_all(text.as_bytes())?,
         Some(o) => {
-            let mut tmp = tempfile::NamedTempFile::new_in(&out_dir)
-                .with_context(|| format!("creating a file in {}", out_dir.display()))?;
-            tmp.write_all(text.as_bytes())?;
-            tmp.persist(o)
+            envbuild::io::write_atomically(o, text.as_bytes())
                 .with_context(|| format!("writing {}", o.display()))?;
             if !global.quiet {
                 eprintln!(

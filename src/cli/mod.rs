@@ -55,6 +55,37 @@ pub enum Command {
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Print a completion script for SHELL to standard output
+    ///
+    /// e.g. `envbuild completions bash > ~/.local/share/bash-completion/completions/envbuild`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print envbuild's manual page (roff) to standard output
+    ///
+    /// e.g. `envbuild man > ~/.local/share/man/man1/envbuild.1`
+    Man,
+}
+
+impl Command {
+    /// What the command was given to work on (a spec or a path), for
+    /// `--json` error reports.
+    pub fn input(&self) -> Option<String> {
+        let path = match self {
+            Command::Lock(a) => &a.spec,
+            Command::Plan(a) => &a.spec,
+            Command::Realize(a) => &a.spec,
+            Command::Run(a) => &a.enter.spec,
+            Command::Shell(a) => &a.enter.spec,
+            Command::Check(a) => &a.spec,
+            Command::Closure(a) => &a.spec,
+            Command::Export(cmd) => return cmd.input(),
+            Command::Store(cmd) => return cmd.input(),
+            Command::Completions { .. } | Command::Man => return None,
+        };
+        Some(path.display().to_string())
+    }
 }
 
 /// Settings every command sees.
@@ -99,7 +130,105 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Closure(args) => shell::closure(&global, args),
         Command::Export(cmd) => export::run(&global, cmd),
         Command::Store(cmd) => store::run(&global, cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "envbuild", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .context("writing the manual page to standard output")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The message of `err` and each cause that adds something the message does
+/// not already say, as one line.
+fn one_paragraph(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
+/// Which layer failed (the innermost typed error in the chain: a realize
+/// that failed on a missing lock is a "lock" error, one that failed on a
+/// download a "net" error) and what the user can do about it, where a
+/// layer says.
+fn classify(err: &anyhow::Error) -> (&'static str, Option<String>) {
+    let mut found = ("error", None);
+    for cause in err.chain().flat_map(unwrap_transparent) {
+        let kind = if let Some(e) = cause.downcast_ref::<envbuild::spec::SpecError>() {
+            found.1 = e.hint().or(found.1);
+            "spec"
+        } else if let Some(e) = cause.downcast_ref::<envbuild::lock::LockError>() {
+            if matches!(e, envbuild::lock::LockError::Missing { .. }) {
+                found.1 = Some("run `envbuild lock SPEC` first".to_string());
+            }
+            "lock"
+        } else if cause.is::<envbuild::realize::RealizeError>() {
+            "realize"
+        } else if cause.is::<envbuild::export::ExportError>() {
+            "export"
+        } else if cause.is::<envbuild::check::CheckError>() {
+            "check"
+        } else if cause.is::<envbuild::shell::ShellError>() {
+            "shell"
+        } else if cause.is::<envbuild::sandbox::SandboxError>() {
+            "sandbox"
+        } else if cause.is::<envbuild::net::NetError>() {
+            "net"
+        } else if cause.is::<envbuild_store::StoreError>() {
+            "store"
+        } else {
+            continue;
+        };
+        found.0 = kind;
+    }
+    found
+}
+
+/// `cause`, then the errors a `#[error(transparent)]` variant of it wraps
+/// (the chain skips them: their `source()` is the inner error's source).
+fn unwrap_transparent<'a>(
+    cause: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    use envbuild::realize::RealizeError as R;
+    let inner: Option<&(dyn std::error::Error + 'static)> = match cause.downcast_ref::<R>() {
+        Some(R::Lock(e)) => Some(e),
+        Some(R::Source(e)) => Some(e),
+        Some(R::Store(e)) => Some(e),
+        Some(R::Fetch(e)) => Some(e),
+        Some(R::Wheel(e)) => Some(e),
+        Some(R::Sdist(e)) => Some(e),
+        Some(R::Assemble(e)) => Some(e),
+        Some(R::Oci(e)) => Some(e),
+        Some(R::Model(e)) => Some(e),
+        _ => None,
+    };
+    let mut out = vec![cause];
+    out.extend(inner);
+    out
+}
+
+/// `--json`: the error as one JSON object on standard output,
+/// `{"error": {"kind", "message", "input", "hint"}}`.
+pub fn report_json(err: &anyhow::Error, input: Option<String>) {
+    let (kind, hint) = classify(err);
+    println!(
+        "{}",
+        serde_json::json!({
+            "error": {"kind": kind, "message": one_paragraph(err), "input": input, "hint": hint},
+        })
+    );
 }
 
 /// Print an error as one paragraph: the message, then each cause that adds
@@ -117,13 +246,5 @@ pub fn report(err: &anyhow::Error) {
         }
         return;
     }
-    let mut text = err.to_string();
-    for cause in err.chain().skip(1) {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-    }
-    eprintln!("error: {text}");
+    eprintln!("error: {}", one_paragraph(err));
 }

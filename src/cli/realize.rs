@@ -82,7 +82,8 @@ impl From<FormatArg> for Format {
 pub struct RealizeArgs {
     /// The spec (TOML)
     pub spec: PathBuf,
-    /// Where to write the result [default: ./<name>.tar, ./<name>-oci or ./<name>-rootfs]
+    /// Where to write the result [default: ./<name>.tar, ./<name>-oci or ./<name>-rootfs];
+    /// `-` streams the archive to standard output (the digest then goes to stderr)
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// What to write
@@ -172,7 +173,24 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             Format::Rootfs => format!("{}-rootfs", spec.name),
         })
     });
-    let exported = export::export(&mut store, &realized, format, &out)?;
+    // `-o -`: the archive is standard output, so everything else that
+    // would go there (the report, volume lines, the digest) goes to stderr.
+    let streaming = out.as_os_str() == "-";
+    let exported = if streaming {
+        let stdout = std::io::stdout().lock();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout);
+        export::export_to_writer(&realized, format, &mut w)?;
+        export::Exported::Written
+    } else {
+        export::export(&mut store, &realized, format, &out)?
+    };
+    let say = |line: String| {
+        if streaming {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     // Keep what was realized for this spec alive across gc.
     store.add_root(
         &format!("spec:{}", spec.path.display()),
@@ -187,7 +205,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         )?;
     }
     if global.json {
-        println!(
+        say(format!(
             "{}",
             serde_json::json!({
                 "output": out,
@@ -208,7 +226,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
                     "name": v.name, "source": v.source, "path": v.path,
                 })).collect::<Vec<_>>(),
             })
-        );
+        ));
     } else if !global.quiet {
         eprintln!(
             "{} -> {} ({} layers; {} steps built, {} reused{}{}) in {:.2?}",
@@ -243,14 +261,14 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     if !global.json {
         // Models kept out of the image: where to mount each from.
         for v in &realized.volumes {
-            println!(
+            say(format!(
                 "volume {}: mount {} at {}",
                 v.name,
                 v.source.display(),
                 v.path
-            );
+            ));
         }
     }
-    println!("{}", realized.image.digest());
+    say(realized.image.digest().to_string());
     Ok(ExitCode::SUCCESS)
 }

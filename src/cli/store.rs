@@ -47,6 +47,23 @@ pub enum StoreCommand {
     },
 }
 
+impl StoreCommand {
+    /// The path or item the command works on, for `--json` error reports.
+    pub fn input(&self) -> Option<String> {
+        match self {
+            StoreCommand::Add { path, .. }
+            | StoreCommand::Hash { path, .. }
+            | StoreCommand::Dump { path } => Some(path.display().to_string()),
+            StoreCommand::Closure { paths } | StoreCommand::PathInfo { paths } => {
+                Some(paths.join(" "))
+            }
+            StoreCommand::Root(RootCommand::Add { path, .. }) => Some(path.clone()),
+            StoreCommand::Root(RootCommand::Remove { name }) => Some(name.clone()),
+            StoreCommand::Verify | StoreCommand::Gc | StoreCommand::Root(RootCommand::List) => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RootCommand {
     /// Keep an item (and its closure) alive

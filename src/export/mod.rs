@@ -53,6 +53,16 @@ pub enum ExportError {
     },
     #[error("output {path} already exists and is not empty (expected a new path, or an empty directory)")]
     Exists { path: PathBuf },
+    #[error("output {path} is a directory (expected a file path for {format}; --format oci-dir or rootfs writes a directory)")]
+    IsADirectory { path: PathBuf, format: &'static str },
+    #[error("cannot write output {path}: {source}")]
+    Unwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{format} cannot be written to standard output (expected a path; only oci-archive and docker stream)")]
+    NotAStream { format: &'static str },
     #[error(transparent)]
     Store(#[from] envbuild_store::StoreError),
 }
@@ -97,7 +107,46 @@ fn check_free_dir(out: &Path) -> Result<(), ExportError> {
     }
 }
 
+impl Format {
+    /// The name `--format` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::OciArchive => "oci-archive",
+            Format::OciDir => "oci-dir",
+            Format::Docker => "docker",
+            Format::Rootfs => "rootfs",
+        }
+    }
+
+    fn is_archive(self) -> bool {
+        matches!(self, Format::OciArchive | Format::Docker)
+    }
+}
+
+/// Stream `realized` as one archive to `out` (standard output: `-o -`).
+/// Only the archive formats stream; a directory format is refused.
+pub fn export_to_writer(
+    realized: &Realized,
+    format: Format,
+    out: &mut impl std::io::Write,
+) -> Result<(), ExportError> {
+    if !format.is_archive() {
+        return Err(ExportError::NotAStream {
+            format: format.name(),
+        });
+    }
+    oci::write_oci_archive(&realized.image, out)?;
+    out.flush().map_err(|source| ExportError::Unwritable {
+        path: PathBuf::from("-"),
+        source,
+    })
+}
+
 /// Write `realized` to `out` in `format`, unless `out` already is that.
+///
+/// Errors name `out`, the path the user gave, never the staging path; a
+/// failed export leaves nothing behind (neither a partial output nor the
+/// staging file).
 pub fn export(
     store: &mut Store,
     realized: &Realized,
@@ -110,11 +159,31 @@ pub fn export(
         return Ok(Exported::AlreadyThere);
     }
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+        fs::create_dir_all(parent).map_err(|source| ExportError::Unwritable {
+            path: out.into(),
+            source,
+        })?;
+    }
+    if format.is_archive() && fs::symlink_metadata(out).is_ok_and(|m| m.is_dir()) {
+        return Err(ExportError::IsADirectory {
+            path: out.into(),
+            format: format.name(),
+        });
     }
     let staging = staging_path(out);
     let _ = envbuild_store::canonical::remove_tree(&staging);
     let _ = fs::remove_file(&staging);
+    // Where the staging file or directory cannot be made, the output cannot
+    // be written: say so about the output, not the staging name.
+    let probe = if format.is_archive() {
+        fs::File::create(&staging).map(drop)
+    } else {
+        fs::create_dir(&staging).and_then(|()| fs::remove_dir(&staging))
+    };
+    probe.map_err(|source| ExportError::Unwritable {
+        path: out.into(),
+        source,
+    })?;
     let result = match format {
         Format::OciArchive | Format::Docker => {
             oci::write_oci_archive_file(&realized.image, &staging).map_err(ExportError::from)
@@ -133,7 +202,14 @@ pub fn export(
         let _ = fs::remove_file(&staging);
         return Err(e);
     }
-    fs::rename(&staging, out).map_err(io_err("moving into place", out))?;
+    if let Err(source) = fs::rename(&staging, out) {
+        let _ = envbuild_store::canonical::remove_tree(&staging);
+        let _ = fs::remove_file(&staging);
+        return Err(ExportError::Unwritable {
+            path: out.into(),
+            source,
+        });
+    }
     store.record_hash(out, &kind, &image)?;
     Ok(Exported::Written)
 }

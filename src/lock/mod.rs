@@ -377,28 +377,15 @@ impl Lock {
         format!("# envbuild lock file: written by envbuild, do not edit by hand.\n# Format: docs/lock-format.md\n{body}")
     }
 
-    /// Write atomically (temporary file + rename), readable by all like
-    /// any source file.
+    /// Write atomically (temporary file + rename), with the mode the
+    /// user's umask gives a new file, like any source file.
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        let err = |source| LockError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-        std::io::Write::write_all(&mut tmp, self.to_toml().as_bytes()).map_err(err)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-                .map_err(err)?;
-        }
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        crate::io::write_atomically(path, self.to_toml().as_bytes()).map_err(|source| {
+            LockError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 
     /// Every pin as (what it pins, what it is pinned to): the lock flat,

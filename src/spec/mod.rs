@@ -619,6 +619,20 @@ fn image_path(p: &str) -> Option<String> {
 impl Spec {
     /// Read, parse and validate the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            let mut candidates: Vec<PathBuf> = std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+                .collect();
+            candidates.sort();
+            return Err(SpecError::IsADirectory {
+                path: path.to_path_buf(),
+                candidates,
+            });
+        }
         let text = crate::io::read_regular_to_string(path).map_err(|source| SpecError::Read {
             path: path.to_path_buf(),
             source,

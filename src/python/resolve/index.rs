@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -634,7 +634,7 @@ impl Inner {
                     self.metadata_from_wheel(project, file)?
                 };
                 if let Some(path) = &cache {
-                    write_atomically(path, &bytes).map_err(|e| ResolveError::Cache {
+                    crate::io::write_atomically(path, &bytes).map_err(|e| ResolveError::Cache {
                         path: path.display().to_string(),
                         message: e.to_string(),
                     })?;
@@ -727,7 +727,7 @@ impl Inner {
                 found,
             });
         }
-        write_atomically(&path, &bytes).map_err(|e| cache_err(&path, e.to_string()))?;
+        crate::io::write_atomically(&path, &bytes).map_err(|e| cache_err(&path, e.to_string()))?;
         Ok(path)
     }
 
@@ -798,14 +798,6 @@ impl Inner {
             message,
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 enum MemberError {
