@@ -191,19 +191,9 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             println!("{line}");
         }
     };
-    // Keep what was realized for this spec alive across gc.
-    store.add_root(
-        &format!("spec:{}", spec.path.display()),
-        &realized.image_item,
-        None,
-    )?;
-    for v in &realized.volumes {
-        store.add_root(
-            &format!("spec:{}:volume:{}", spec.path.display(), v.name),
-            &v.item,
-            None,
-        )?;
-    }
+    // Keep what was realized for this spec (and its inputs) alive across
+    // gc while the spec file exists.
+    realize::roots::keep(&mut store, &spec.path, &spec.name, &realized)?;
     if global.json {
         say(format!(
             "{}",

@@ -30,8 +30,9 @@ pub enum StoreCommand {
     Dump { path: PathBuf },
     /// Re-hash every item; exit 1 naming each one that does not match
     Verify,
-    /// Remove every item that no root reaches
-    Gc,
+    /// Remove every item that no root reaches (dead roots first: a spec's
+    /// roots die with its file)
+    Gc(GcArgs),
     /// Manage the roots that keep items alive
     #[command(subcommand)]
     Root(RootCommand),
@@ -59,8 +60,78 @@ impl StoreCommand {
             }
             StoreCommand::Root(RootCommand::Add { path, .. }) => Some(path.clone()),
             StoreCommand::Root(RootCommand::Remove { name }) => Some(name.clone()),
-            StoreCommand::Verify | StoreCommand::Gc | StoreCommand::Root(RootCommand::List) => None,
+            StoreCommand::Verify | StoreCommand::Gc(_) | StoreCommand::Root(RootCommand::List) => {
+                None
+            }
         }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Say what would be removed; remove nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep the fetched inputs (.debs, wheels, sdists, model files) of live
+    /// specs, so they still realize --offline
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    keep_fetched: bool,
+    /// Remove only unreachable items registered at least this long ago (e.g. 30d, 12h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    older_than: Option<std::time::Duration>,
+    /// Remove unreachable items, the oldest first, only until the store is
+    /// at most SIZE (NAR bytes; e.g. 50G, 500M)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_size: Option<u64>,
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    envbuild::spec::parse_duration(&envbuild::spec::DurationSpec::Text(s.into())).ok_or_else(|| {
+        format!("{s:?} is not a duration (expected a number with s, m, h or d, e.g. 30d)")
+    })
+}
+
+/// `50G`, `1.5GiB`, `500M`, `1024`: bytes, with binary K/M/G/T suffixes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a size (expected e.g. 50G, 500M or a number of bytes)")
+    })?;
+    let unit = unit
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i');
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{s:?} has an unknown unit (expected K, M, G or T)")),
+    };
+    let bytes = n * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_unknown_units() {
+        assert_eq!(super::parse_size("1024"), Ok(1024));
+        assert_eq!(super::parse_size("50G"), Ok(50 << 30));
+        assert_eq!(super::parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(super::parse_size("500m"), Ok(500 << 20));
+        assert!(super::parse_size("5X").is_err());
+        assert!(super::parse_size("G").is_err());
+        assert_eq!(super::parse_age("30d").unwrap().as_secs(), 30 * 86400);
+        assert!(super::parse_age("soon").is_err());
     }
 }
 
@@ -80,6 +151,22 @@ pub enum RootCommand {
     Remove { name: String },
     /// List the roots
     List,
+}
+
+/// `1.4 GiB`, `512 B`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn default_name(path: &Path) -> Result<String> {
@@ -200,16 +287,27 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        StoreCommand::Gc => {
+        StoreCommand::Gc(args) => {
             let mut store = global.open_store()?;
-            let r = store.gc()?;
+            let inputs_roots =
+                |r: &envbuild_store::Root| envbuild::realize::roots::is_inputs_root(r);
+            let opts = envbuild_store::GcOptions {
+                dry_run: args.dry_run,
+                ignore_root: (!args.keep_fetched).then_some(&inputs_roots as _),
+                older_than: args.older_than,
+                max_size: args.max_size,
+            };
+            let r = store.gc_with(&opts)?;
             if global.json {
                 println!(
                     "{}",
                     serde_json::json!({
+                        "dryRun": args.dry_run,
                         "removed": r.removed.iter().map(|p| p.basename()).collect::<Vec<_>>(),
                         "bytesFreed": r.bytes_freed,
+                        "bytesLeft": r.bytes_left,
                         "garbageRemoved": r.garbage_removed,
+                        "keptGarbage": r.kept_garbage,
                         "live": r.live,
                         "tempRoots": r.temp_roots,
                         "deadRoots": r.dead_roots,
@@ -220,14 +318,24 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                     println!("{}", store.physical_path(p).display());
                 }
                 if !global.quiet {
+                    for root in &r.dead_roots {
+                        eprintln!("dead root {root}");
+                    }
                     eprintln!(
-                        "removed {} items ({} bytes of NAR), {} leftovers, {} dead roots; {} items kept alive ({} in use by running processes)",
+                        "{} {} items ({} of NAR), {} leftovers, {} dead roots; {} items kept alive ({} in use by running processes){}; {} left",
+                        if args.dry_run { "would remove" } else { "removed" },
                         r.removed.len(),
-                        r.bytes_freed,
+                        human_bytes(r.bytes_freed),
                         r.garbage_removed,
                         r.dead_roots.len(),
                         r.live,
-                        r.temp_roots
+                        r.temp_roots,
+                        if r.kept_garbage > 0 {
+                            format!(", {} unreachable items kept by --older-than/--max-size", r.kept_garbage)
+                        } else {
+                            String::new()
+                        },
+                        human_bytes(r.bytes_left),
                     );
                 }
             }
@@ -251,9 +359,17 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                 RootCommand::List => {
                     for r in store.roots()? {
                         let phys = store.physical_path(&r.path);
-                        match r.link {
-                            Some(l) => println!("{}\t{}\t{}", r.name, phys.display(), l.display()),
-                            None => println!("{}\t{}", r.name, phys.display()),
+                        match (&r.link, &r.guard) {
+                            (Some(l), _) => {
+                                println!("{}\t{}\t{}", r.name, phys.display(), l.display())
+                            }
+                            (None, Some(g)) => println!(
+                                "{}\t{}\twhile {} exists",
+                                r.name,
+                                phys.display(),
+                                g.display()
+                            ),
+                            (None, None) => println!("{}\t{}", r.name, phys.display()),
                         }
                     }
                 }

@@ -19,6 +19,7 @@ pub mod builders;
 mod error;
 pub mod inputs;
 mod realizer;
+pub mod roots;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ pub struct Realized {
     pub image_item: StorePath,
     /// Models kept out of the image (`layer = "volume"`).
     pub volumes: Vec<Volume>,
+    /// The inputs' store items (fetched files, local paths), sorted: what
+    /// a later realize needs to rebuild offline.
+    pub inputs: Vec<StorePath>,
     /// Steps built now / found already realized.
     pub built: usize,
     pub reused: usize,
@@ -93,6 +97,8 @@ pub struct Closure {
     /// Components of the shell only (`[shell] packages`, with
     /// [`RealizeOptions::shell`]), after `components` in rootfs order.
     pub shell_components: Vec<Component>,
+    /// The inputs' store items (fetched files, local paths), sorted.
+    pub inputs: Vec<StorePath>,
     /// Steps built now / found already realized.
     pub built: usize,
     pub reused: usize,
@@ -218,11 +224,23 @@ fn closure_and_plan(
         }
     }
     let (built, reused) = (r.built, r.reused);
+    let mut inputs: Vec<StorePath> = exec
+        .inputs
+        .iter()
+        .flatten()
+        .filter_map(|i| match i {
+            InputItem::Item(p) => Some(p.clone()),
+            InputItem::InPlace(_) => None,
+        })
+        .collect();
+    inputs.sort();
+    inputs.dedup();
     let closure = Closure {
         lock: pinned.lock,
         lock_written: pinned.written,
         components,
         shell_components,
+        inputs,
         volumes,
         built,
         reused,
@@ -271,6 +289,7 @@ pub fn realize(
         image,
         image_item,
         volumes: closure.volumes,
+        inputs: closure.inputs,
         built,
         reused,
     })

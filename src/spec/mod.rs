@@ -337,7 +337,7 @@ pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 /// The default wait for a served port.
 pub const SERVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Parse a duration: seconds as a number, or a number with ms, s, m or h.
+/// Parse a duration: seconds as a number, or a number with ms, s, m, h or d.
 pub fn parse_duration(d: &DurationSpec) -> Option<std::time::Duration> {
     use std::time::Duration;
     match d {
@@ -358,6 +358,7 @@ pub fn parse_duration(d: &DurationSpec) -> Option<std::time::Duration> {
                 "ms" => n / 1000.0,
                 "m" | "min" => n * 60.0,
                 "h" => n * 3600.0,
+                "d" => n * 86400.0,
                 _ => return None,
             };
             (secs.is_finite() && secs < 1e9).then(|| Duration::from_secs_f64(secs))

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::store_path::StorePath;
 
 /// The schema this code writes; `PRAGMA user_version` holds it.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS ValidPaths (
@@ -69,12 +69,16 @@ pub struct PathInfo {
     pub registration_time: i64,
 }
 
-/// A root: an item kept alive by `gc`, directly or through a link.
+/// A root: an item kept alive by `gc`, directly, through a link, or while
+/// a file exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
     pub name: String,
     pub path: StorePath,
+    /// An indirect root: live while this symlink resolves to the item.
     pub link: Option<PathBuf>,
+    /// Live while this path exists (e.g. the file the item was made from).
+    pub guard: Option<PathBuf>,
 }
 
 pub(crate) struct Db {
@@ -126,6 +130,10 @@ impl Db {
             };
             db.write(|tx| {
                 tx.execute_batch(SCHEMA)?;
+                if version < 3 {
+                    // Version 3: roots live while a file exists.
+                    tx.execute_batch("ALTER TABLE Roots ADD COLUMN guard TEXT;")?;
+                }
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
                 Ok(())
             })?;
@@ -273,10 +281,14 @@ impl Db {
 
     pub(crate) fn add_root(&mut self, root: &Root) -> Result<(), StoreError> {
         let link = root.link.as_ref().map(|l| l.to_string_lossy().into_owned());
+        let guard = root
+            .guard
+            .as_ref()
+            .map(|g| g.to_string_lossy().into_owned());
         self.write(|tx| {
             tx.execute(
-                "INSERT OR REPLACE INTO Roots (name, path, link, createdAt) VALUES (?1, ?2, ?3, ?4)",
-                params![root.name, root.path.basename(), link, now()],
+                "INSERT OR REPLACE INTO Roots (name, path, link, guard, createdAt) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![root.name, root.path.basename(), link, guard, now()],
             )?;
             Ok(())
         })
@@ -289,7 +301,7 @@ impl Db {
     pub(crate) fn roots(&self) -> Result<Vec<Root>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, path, link FROM Roots ORDER BY name")
+            .prepare("SELECT name, path, link, guard FROM Roots ORDER BY name")
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
@@ -297,6 +309,7 @@ impl Db {
                     name: r.get(0)?,
                     path: parse_stored(r.get(1)?)?,
                     link: r.get::<_, Option<String>>(2)?.map(PathBuf::from),
+                    guard: r.get::<_, Option<String>>(3)?.map(PathBuf::from),
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

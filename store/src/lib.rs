@@ -27,7 +27,7 @@ pub use db::{PathInfo, Root};
 pub use error::{NameError, NarError, Nixbase32Error, StoreError};
 pub use nar::NarHash;
 pub use store::{
-    default_root, AddedItem, GcReport, PreparedOutput, Scratch, Store, VerifyProblem, VerifyReport,
-    WriteBehind,
+    default_root, AddedItem, GcOptions, GcReport, PreparedOutput, Scratch, Store, VerifyProblem,
+    VerifyReport, WriteBehind,
 };
 pub use store_path::{FileIngestion, HashAlgo, StorePath, STORE_DIR};

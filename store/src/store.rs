@@ -169,16 +169,38 @@ pub struct VerifyReport {
     pub unregistered: Vec<String>,
 }
 
-/// What `gc` removed.
+/// What `gc` removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default)]
 pub struct GcReport {
     pub removed: Vec<StorePath>,
     pub garbage_removed: usize,
+    /// The NAR size of the removed items.
     pub bytes_freed: u64,
     pub live: usize,
     /// Items kept because running processes use them (their temp roots).
     pub temp_roots: usize,
     pub dead_roots: Vec<String>,
+    /// Unreachable items kept by [`GcOptions::older_than`] or
+    /// [`GcOptions::max_size`].
+    pub kept_garbage: usize,
+    /// The NAR size of every item left registered.
+    pub bytes_left: u64,
+}
+
+/// How much `gc` collects. The default collects everything no root reaches.
+#[derive(Default)]
+pub struct GcOptions<'a> {
+    /// Report what would go; remove nothing (no item, root or leftover).
+    pub dry_run: bool,
+    /// Roots that do not count (their items go unless another root keeps
+    /// them); the roots themselves stay.
+    pub ignore_root: Option<&'a dyn Fn(&Root) -> bool>,
+    /// Only unreachable items registered at least this long ago go.
+    pub older_than: Option<std::time::Duration>,
+    /// Remove unreachable items, the oldest first, only until the store's
+    /// items add up to at most this many bytes (NAR size). Reachable items
+    /// never go, so the store may stay above it.
+    pub max_size: Option<u64>,
 }
 
 /// The default physical root: `$XDG_DATA_HOME/envbuild/store`, else
@@ -874,6 +896,7 @@ impl Store {
             name: name.to_string(),
             path: path.clone(),
             link: link.map(Path::to_path_buf),
+            guard: None,
         })
     }
 
@@ -889,13 +912,36 @@ impl Store {
         self.db.roots()
     }
 
+    /// Keep `path` alive under `name` while `guard` exists (a spec's
+    /// items while the spec file is there).
+    pub fn add_guarded_root(
+        &mut self,
+        name: &str,
+        path: &StorePath,
+        guard: &Path,
+    ) -> Result<(), StoreError> {
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        self.require_valid(path)?;
+        self.db.add_root(&Root {
+            name: name.to_string(),
+            path: path.clone(),
+            link: None,
+            guard: Some(guard.to_path_buf()),
+        })
+    }
+
     fn root_is_live(&self, root: &Root) -> bool {
-        match &root.link {
+        let link_ok = match &root.link {
             None => true,
             Some(link) => fs::canonicalize(link)
                 .map(|t| t == self.physical_path(&root.path))
                 .unwrap_or(false),
-        }
+        };
+        let guard_ok = match &root.guard {
+            None => true,
+            Some(guard) => fs::symlink_metadata(guard).is_ok(),
+        };
+        link_ok && guard_ok
     }
 
     /// Remove every item that neither a live root nor another running
@@ -905,6 +951,12 @@ impl Store {
     /// calling process's own temp roots are not kept: it decides itself
     /// what it still needs.
     pub fn gc(&mut self) -> Result<GcReport, StoreError> {
+        self.gc_with(&GcOptions::default())
+    }
+
+    /// [`Store::gc`] with a policy: a dry run, roots that do not count, and
+    /// age and size limits on what goes (see [`GcOptions`]).
+    pub fn gc_with(&mut self, opts: &GcOptions) -> Result<GcReport, StoreError> {
         let _gc = self.gc_lock(LockKind::Exclusive)?;
         let mut report = GcReport::default();
         let mut live_roots = Vec::new();
@@ -921,32 +973,32 @@ impl Store {
             }
         }
         for root in self.db.roots()? {
-            if self.root_is_live(&root) {
-                live_roots.push(root.path.clone());
-            } else {
-                self.db.remove_root(&root.name)?;
+            if !self.root_is_live(&root) {
+                if !opts.dry_run {
+                    self.db.remove_root(&root.name)?;
+                }
                 report.dead_roots.push(root.name);
+            } else if !opts.ignore_root.is_some_and(|ignore| ignore(&root)) {
+                live_roots.push(root.path.clone());
             }
         }
         let live: std::collections::BTreeSet<StorePath> =
             self.closure(&live_roots)?.into_iter().collect();
         report.live = live.len();
-        let dead: Vec<StorePath> = self
-            .db
-            .valid_paths()?
-            .into_iter()
-            .filter(|p| !live.contains(p))
-            .collect();
-        for p in &dead {
-            report.bytes_freed += self.require_valid(p)?.nar_size;
-        }
-        // Unregister first: a crash before the files go leaves only garbage.
-        self.db.delete_paths(&dead)?;
-        for p in &dead {
-            let phys = self.physical_path(p);
-            canonical::remove_tree(&phys).map_err(StoreError::io(&phys))?;
+        let dead = self.collectable(&live, opts, &mut report)?;
+        if !opts.dry_run {
+            // Unregister first: a crash before the files go leaves only
+            // garbage.
+            self.db.delete_paths(&dead)?;
+            for p in &dead {
+                let phys = self.physical_path(p);
+                canonical::remove_tree(&phys).map_err(StoreError::io(&phys))?;
+            }
         }
         report.removed = dead;
+        if opts.dry_run {
+            return Ok(report);
+        }
         let valid: std::collections::BTreeSet<String> = self
             .db
             .valid_paths()?
@@ -981,6 +1033,84 @@ impl Store {
             report.garbage_removed += 1;
         }
         Ok(report)
+    }
+
+    /// The unreachable items `opts` lets go: old enough, and (with a size
+    /// limit) the oldest first until the rest fits. An item goes only with
+    /// every unreachable item that refers to it, so what stays is closed
+    /// under references. Fills in the report's byte counts and what was
+    /// kept.
+    fn collectable(
+        &self,
+        live: &std::collections::BTreeSet<StorePath>,
+        opts: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<Vec<StorePath>, StoreError> {
+        use std::collections::{BTreeMap, BinaryHeap};
+        let mut total = 0u64;
+        let mut garbage: BTreeMap<StorePath, PathInfo> = BTreeMap::new();
+        for p in self.db.valid_paths()? {
+            let info = self.require_valid(&p)?;
+            total += info.nar_size;
+            if !live.contains(&p) {
+                garbage.insert(p, info);
+            }
+        }
+        let count = garbage.len();
+        if let Some(age) = opts.older_than {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let cutoff = now.saturating_sub(age.as_secs() as i64);
+            let young: Vec<StorePath> = garbage
+                .values()
+                .filter(|i| i.registration_time > cutoff)
+                .map(|i| i.path.clone())
+                .collect();
+            // A young item keeps what it refers to.
+            for p in self.closure(&young)? {
+                garbage.remove(&p);
+            }
+        }
+        // How many unreachable items refer to each: an item can go once
+        // none that stays does.
+        let mut referrers: BTreeMap<&StorePath, usize> = BTreeMap::new();
+        for info in garbage.values() {
+            for r in info.references.iter().filter(|r| **r != info.path) {
+                if garbage.contains_key(r) {
+                    *referrers.entry(r).or_default() += 1;
+                }
+            }
+        }
+        // Oldest first, then by name.
+        let key = |i: &PathInfo| std::cmp::Reverse((i.registration_time, i.path.basename()));
+        let mut ready: BinaryHeap<_> = garbage
+            .values()
+            .filter(|i| !referrers.contains_key(&i.path))
+            .map(|i| (key(i), i.path.clone()))
+            .collect();
+        let mut dead = Vec::new();
+        while let Some((_, p)) = ready.pop() {
+            if opts.max_size.is_some_and(|max| total <= max) {
+                break;
+            }
+            let info = &garbage[&p];
+            total -= info.nar_size;
+            report.bytes_freed += info.nar_size;
+            for r in info.references.iter().filter(|r| **r != p) {
+                if let Some(n) = referrers.get_mut(r) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push((key(&garbage[r]), r.clone()));
+                    }
+                }
+            }
+            dead.push(p);
+        }
+        report.kept_garbage = count - dead.len();
+        report.bytes_left = total;
+        Ok(dead)
     }
 
     /// Record a realisation: derivation `drv_hash`'s output `output_name` is `output`.

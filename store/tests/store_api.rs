@@ -165,6 +165,45 @@ fn references_form_closures_and_gc_keeps_what_roots_reach() {
 }
 
 #[test]
+fn a_guarded_root_lives_while_its_file_exists_and_a_version_2_database_gains_guards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let item_src = tmp.path().join("item");
+    write(&item_src, b"kept", 0o644);
+    {
+        // A store made by the previous schema: no guard column, version 2.
+        let store = Store::open(&root).unwrap();
+        drop(store);
+        let db = rusqlite::Connection::open(root.join(".envbuild/db.sqlite")).unwrap();
+        db.execute_batch("ALTER TABLE Roots DROP COLUMN guard; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let mut store = Store::open(&root).unwrap();
+    let item = store.add_path(&item_src, "item").unwrap().path;
+    let spec = tmp.path().join("app.toml");
+    write(&spec, b"[env]\n", 0o644);
+    store.add_guarded_root("spec:app", &item, &spec).unwrap();
+    let roots = store.roots().unwrap();
+    assert_eq!(roots[0].guard.as_deref(), Some(spec.as_path()));
+
+    assert!(store.gc().unwrap().removed.is_empty());
+    fs::remove_file(&spec).unwrap();
+    let dry = store
+        .gc_with(&envbuild_store::GcOptions {
+            dry_run: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(dry.dead_roots, vec!["spec:app".to_string()]);
+    assert_eq!(dry.removed, vec![item.clone()]);
+    assert!(store.is_valid(&item).unwrap() && store.roots().unwrap().len() == 1);
+    let report = store.gc().unwrap();
+    assert_eq!(report.dead_roots, vec!["spec:app".to_string()]);
+    assert_eq!(report.removed, vec![item]);
+    assert!(store.roots().unwrap().is_empty());
+}
+
+#[test]
 fn realisations_map_derivations_to_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = Store::open(tmp.path().join("store")).unwrap();
