@@ -241,3 +241,36 @@ fn completions_and_the_manual_page_are_generated_from_the_command_line() {
         assert!(ok(o, "man -l").contains("envbuild"));
     }
 }
+
+#[test]
+fn lock_and_root_list_answer_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = hello_example(tmp.path());
+    let store = tmp.path().join("store");
+    let out = ok(run(&store, &[&"--json", &"lock", &spec]), "lock --json");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["lock"],
+        tmp.path().join("hello.lock").display().to_string()
+    );
+    assert_eq!(v["written"], true);
+    assert!(v["pins"].as_u64().unwrap() > 0, "{v}");
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(run(&store, &[&"--json", &"lock", &spec]), "lock")).unwrap();
+    assert_eq!(again["written"], false);
+
+    realize(&store, &spec, &tmp.path().join("a.tar"), &[]);
+    let out = ok(
+        run(&store, &[&"--json", &"store", &"root", &"list"]),
+        "root list",
+    );
+    let roots: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let image = format!("spec:{}", spec.display());
+    let root = roots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == image.as_str())
+        .unwrap_or_else(|| panic!("no root {image}: {roots}"));
+    assert_eq!(root["guard"], spec.display().to_string());
+}

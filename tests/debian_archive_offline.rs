@@ -97,8 +97,9 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
         "the lock names no host: {lock}"
     );
     // Packages, the .deb, its unpacked component, base-files, the union
-    // check, two layers and the image.
-    assert_eq!(verify_clean(&t.path().join("store")), 8);
+    // check, two layers, the image, and the item rooting the spec's inputs
+    // (Packages and the .deb) for gc.
+    assert_eq!(verify_clean(&t.path().join("store")), 9);
 
     // A signed body altered after signing.
     let text = String::from_utf8(served(&a, IN_RELEASE))

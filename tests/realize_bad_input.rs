@@ -427,7 +427,10 @@ fn a_fifo_or_directory_where_a_file_is_read_is_named_not_waited_on() {
     );
     let err = realize_fails(t.path(), t.path(), "directory spec");
     assert!(
-        err.contains("is a directory, expected a regular file"),
+        err.contains(&format!(
+            "spec {} is a directory (expected a spec file, TOML)",
+            t.path().display()
+        )),
         "{err}"
     );
 

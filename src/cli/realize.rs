@@ -107,6 +107,18 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
     };
     let (lock, changed) = realize::lock(&mut store, &spec, &opts)?;
     let path = envbuild::lock::lock_path(&spec.path);
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "lock": path,
+                "written": changed,
+                "pins": lock.pin_count(),
+                "sourceDateEpoch": lock.source_date_epoch,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if !global.quiet {
         eprintln!(
             "{} {} ({} pins, source-date-epoch {})",

@@ -356,6 +356,21 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                     store.add_root(&name, &item, link.as_deref())?;
                 }
                 RootCommand::Remove { name } => store.remove_root(&name)?,
+                RootCommand::List if global.json => {
+                    let roots: Vec<_> = store
+                        .roots()?
+                        .into_iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "name": r.name,
+                                "path": store.physical_path(&r.path),
+                                "link": r.link,
+                                "guard": r.guard,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(roots));
+                }
                 RootCommand::List => {
                     for r in store.roots()? {
                         let phys = store.physical_path(&r.path);

@@ -129,6 +129,12 @@ impl Db {
                 path: path.to_path_buf(),
             };
             db.write(|tx| {
+                // Read again under the write lock: another process opening
+                // the same store may have upgraded it meanwhile.
+                let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                if version >= SCHEMA_VERSION {
+                    return Ok(());
+                }
                 tx.execute_batch(SCHEMA)?;
                 if version < 3 {
                     // Version 3: roots live while a file exists.

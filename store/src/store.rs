@@ -378,7 +378,15 @@ impl Store {
                 Err(e) => return Err(root_err("creating .envbuild/")(e)),
             }
         }
-        let db = Db::open(&meta.join("db.sqlite"))?;
+        // Opening sets the journal mode and may upgrade the schema: two
+        // processes doing that at once on a new store can deadlock in
+        // SQLite (one gets "database is locked" at once, without waiting),
+        // so opens take turns. An open takes about a millisecond.
+        let db = {
+            let _opening =
+                FileLock::acquire(&meta.join("locks/db-open.lock"), LockKind::Exclusive)?;
+            Db::open(&meta.join("db.sqlite"))?
+        };
         let temp_roots = temp_roots::for_process(&meta);
         Ok(Store {
             root,
