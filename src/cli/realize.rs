@@ -129,7 +129,7 @@ fn options(global: &Global, locked: bool, offline: bool) -> RealizeOptions {
     }
 }
 
-fn load_and_realize(
+pub(super) fn load_and_realize(
     global: &Global,
     spec: &std::path::Path,
     locked: bool,
@@ -160,6 +160,27 @@ pub(super) fn load_and_realize_closure(
     Ok((spec, store, closure))
 }
 
+/// Keep what was realized for this spec alive across gc.
+pub(super) fn keep_roots(
+    store: &mut envbuild_store::Store,
+    spec: &Spec,
+    realized: &realize::Realized,
+) -> Result<()> {
+    store.add_root(
+        &format!("spec:{}", spec.path.display()),
+        &realized.image_item,
+        None,
+    )?;
+    for v in &realized.volumes {
+        store.add_root(
+            &format!("spec:{}:volume:{}", spec.path.display(), v.name),
+            &v.item,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let (spec, mut store, realized) =
@@ -173,19 +194,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         })
     });
     let exported = export::export(&mut store, &realized, format, &out)?;
-    // Keep what was realized for this spec alive across gc.
-    store.add_root(
-        &format!("spec:{}", spec.path.display()),
-        &realized.image_item,
-        None,
-    )?;
-    for v in &realized.volumes {
-        store.add_root(
-            &format!("spec:{}:volume:{}", spec.path.display(), v.name),
-            &v.item,
-            None,
-        )?;
-    }
+    keep_roots(&mut store, &spec, &realized)?;
     if global.json {
         println!(
             "{}",

@@ -46,7 +46,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
+pub use reqwest::header::{self, HeaderMap, HeaderValue};
+pub use reqwest::Method;
 use sha2::{Digest, Sha256};
 
 pub use error::NetError;
@@ -252,6 +253,41 @@ pub struct Download<'a> {
     pub size: Option<u64>,
     /// Called with (bytes so far, total when known) as the body arrives.
     pub progress: Option<&'a dyn Fn(u64, Option<u64>)>,
+}
+
+/// The slowest average an upload may have (bytes per second) past the
+/// stall timeout: reqwest bounds a request that sends a body as a whole, so
+/// an upload of `len` bytes may take the stall timeout plus `len` at this
+/// rate (100 KiB/s) before it is cut and retried.
+pub const MIN_UPLOAD_RATE: u64 = 100 * 1024;
+
+/// The body of a [`Client::request`].
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A whole file, streamed (not read into memory), its size the
+    /// `Content-Length`; opened again for each attempt.
+    File(&'a Path),
+}
+
+/// The answer to a [`Client::request`]: any status but 429 and 5xx (those
+/// are retried, then an error).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The URL answered after redirects (unredacted: relative `Location`s
+    /// resolve against it; redact it before showing it).
+    pub url: reqwest::Url,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// A header's value as text (`None` when absent or not visible ASCII).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// The HTTP client (cheap to clone).
@@ -473,6 +509,90 @@ impl Client {
                 _ => Ok(written),
             }
         })
+    }
+
+    /// One request of any method (the registry API: HEAD, POST, PUT, GET),
+    /// under the same policy as every read: connect and stall timeouts
+    /// (an upload's body must also move: its whole request may take the
+    /// stall timeout plus its length at [`MIN_UPLOAD_RATE`]), 429/5xx and
+    /// connection failures retried (a file body is opened again for each
+    /// attempt), the answer's body read up to `limit` bytes (at most the
+    /// document limit). Every other status is returned for the caller to
+    /// judge. Header values the caller marks sensitive
+    /// ([`HeaderValue::set_sensitive`]) are never shown.
+    pub fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Body<'_>,
+        limit: u64,
+    ) -> Result<Answer, NetError> {
+        let limit = limit.min(self.policy.max_document);
+        self.retrying(url, self.policy.attempts, || {
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone());
+            match body {
+                Body::Empty => {}
+                Body::Bytes(b) => {
+                    req = req
+                        .timeout(self.upload_timeout(b.len() as u64))
+                        .body(b.to_vec());
+                }
+                Body::File(path) => {
+                    let file = File::open(path).map_err(|source| {
+                        Failure::Fatal(NetError::Source {
+                            url: redact(url),
+                            path: path.to_path_buf(),
+                            source,
+                        })
+                    })?;
+                    let len = file
+                        .metadata()
+                        .map_err(|source| {
+                            Failure::Fatal(NetError::Source {
+                                url: redact(url),
+                                path: path.to_path_buf(),
+                                source,
+                            })
+                        })?
+                        .len();
+                    req = req
+                        .timeout(self.upload_timeout(len))
+                        .body(reqwest::blocking::Body::sized(file, len));
+                }
+            }
+            let mut resp = self.send(url, req)?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let final_url = resp.url().clone();
+            let mut answer = Vec::new();
+            if method != Method::HEAD {
+                self.read_body(
+                    url,
+                    &mut resp,
+                    0,
+                    None,
+                    (limit, "the limit for API answers"),
+                    &mut answer,
+                    None,
+                )?;
+            }
+            Ok(Answer {
+                status,
+                headers,
+                url: final_url,
+                body: answer,
+            })
+        })
+    }
+
+    /// The longest a request with a body of `len` bytes may take: the stall
+    /// timeout, plus the body at [`MIN_UPLOAD_RATE`].
+    fn upload_timeout(&self, len: u64) -> Duration {
+        self.policy.stall_timeout + Duration::from_secs(len / MIN_UPLOAD_RATE)
     }
 
     /// Run `attempt` until it succeeds, fails for good, or the attempts or

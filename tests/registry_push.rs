@@ -1,0 +1,423 @@
+//! `envbuild push` against Debian's real registry (docker-registry, the
+//! registry:2 binary) on loopback: the manifest the registry holds is the
+//! one realize printed, a second push uploads nothing, a push by digest
+//! works, and basic authentication takes credentials from a docker
+//! config.json without ever showing the password.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use sha2::{Digest, Sha256};
+
+/// A registry serving from a temp directory on 127.0.0.1; killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Start one; with `htpasswd`, basic authentication with that file.
+    fn start(htpasswd: Option<&str>) -> Registry {
+        require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let auth = match htpasswd {
+            Some(entry) => {
+                let path = dir.path().join("htpasswd");
+                fs::write(&path, entry).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: envbuild-test\n    path: {}\n",
+                    path.display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let mut reg = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = reg.child.try_wait().unwrap() {
+                panic!("docker-registry exited at once: {status}");
+            }
+            if let Ok((status, _, _)) = reg.get("/v2/", &[]) {
+                if status == 200 || status == 401 {
+                    return reg;
+                }
+            }
+            assert!(Instant::now() < deadline, "docker-registry never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A plain HTTP/1.0 GET: (status, headers lowercased, body).
+    #[allow(clippy::type_complexity)]
+    fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n", self.port);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        let mut all = Vec::new();
+        s.read_to_end(&mut all)?;
+        let split = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no header end"))?;
+        let head = String::from_utf8_lossy(&all[..split]).into_owned();
+        let body = all[split + 4..].to_vec();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no status"))?;
+        let hs = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Ok((status, hs, body))
+    }
+}
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(b)))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// An envbuild command with the credential places pointed at `home`
+/// (nothing of the user's own configuration is read) and no proxies.
+fn push_cmd(store: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = envbuild();
+    c.arg("--store").arg(store).args(args);
+    c.env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("REGISTRY_AUTH_FILE", home.join("auth.json"))
+        .env_remove("XDG_RUNTIME_DIR");
+    for v in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    spec: PathBuf,
+    store: PathBuf,
+    home: PathBuf,
+    digest: String,
+}
+
+/// The hello example, realized once (its digest is what push must print).
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = hello_example(&tmp.path().join("src"));
+    let store = tmp.path().join("store");
+    let home = tmp.path().join("home");
+    fs::create_dir_all(home.join(".docker")).unwrap();
+    let digest = realize(&store, &spec, &tmp.path().join("hello.tar"), &[]);
+    Setup {
+        tmp,
+        spec,
+        store,
+        home,
+        digest,
+    }
+}
+
+fn push_json(s: &Setup, reference: &str) -> (serde_json::Value, String, Output) {
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["--json", "push", s.spec.to_str().unwrap(), reference],
+    )
+    .output()
+    .unwrap();
+    let out = ok(o.clone(), &format!("push {reference}"));
+    let last = out.lines().last().unwrap().to_string();
+    let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    (report, last, o)
+}
+
+#[test]
+fn push_puts_realizes_manifest_then_skips_every_blob_then_pushes_by_digest() {
+    let reg = Registry::start(None);
+    let s = setup();
+    let reference = format!("{}/envbuild/hello:1", reg.host());
+
+    // (a) The first push uploads every blob; the registry holds realize's
+    // manifest, byte for byte.
+    let started = Instant::now();
+    let (report, last, _) = push_json(&s, &reference);
+    let first_time = started.elapsed();
+    assert_eq!(last, s.digest, "push prints realize's digest last");
+    assert_eq!(report["digest"], s.digest);
+    let blobs = report["blobs"].as_array().unwrap();
+    assert!(blobs.len() >= 2, "config and at least one layer: {report}");
+    assert_eq!(report["uploaded"].as_u64().unwrap() as usize, blobs.len());
+    assert_eq!(report["skipped"], 0);
+    let sizes: u64 = blobs.iter().map(|b| b["size"].as_u64().unwrap()).sum();
+    assert_eq!(report["bytesUploaded"].as_u64().unwrap(), sizes);
+
+    let (status, headers, body) = reg
+        .get(
+            "/v2/envbuild/hello/manifests/1",
+            &[("Accept", MANIFEST_ACCEPT)],
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), s.digest, "the stored manifest's bytes");
+    let named = headers
+        .iter()
+        .find(|(k, _)| k == "docker-content-digest")
+        .map(|(_, v)| v.clone());
+    assert_eq!(named.as_deref(), Some(s.digest.as_str()));
+    // Each blob is there with its digest.
+    for b in blobs {
+        let d = b["digest"].as_str().unwrap();
+        let (status, _, body) = reg
+            .get(&format!("/v2/envbuild/hello/blobs/{d}"), &[])
+            .unwrap();
+        assert_eq!(status, 200, "blob {d}");
+        assert_eq!(sha256(&body), d, "blob {d} bytes");
+    }
+    if Path::new("/usr/bin/skopeo").exists() {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{reference}"))
+            .env("HOME", &s.home)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo: {}", stderr(&o));
+        assert_eq!(sha256(&o.stdout), s.digest, "skopeo's raw manifest");
+    }
+
+    // (b) Again: every blob is found by HEAD, nothing is uploaded.
+    let started = Instant::now();
+    let (report, last, o) = push_json(&s, &reference);
+    let second_time = started.elapsed();
+    assert_eq!(last, s.digest);
+    assert_eq!(report["uploaded"], 0, "{report}");
+    assert_eq!(report["bytesUploaded"], 0);
+    assert_eq!(
+        report["skipped"].as_u64().unwrap() as usize,
+        report["blobs"].as_array().unwrap().len()
+    );
+    assert!(report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["outcome"] == "skipped"));
+    // Without --json: a progress line on stderr saying so, the digest last.
+    let o2 = push_cmd(
+        &s.store,
+        &s.home,
+        &["push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
+    let text = stderr(&o2);
+    assert_eq!(ok(o2, "plain push"), s.digest);
+    assert!(text.contains("0 blobs uploaded"), "{text}");
+    drop(o);
+
+    // (c) By digest, into another repository (its blobs are new there).
+    let by_digest = format!("{}/envbuild/by-digest@{}", reg.host(), s.digest);
+    let (report, last, _) = push_json(&s, &by_digest);
+    assert_eq!(last, s.digest);
+    assert_eq!(report["tag"], serde_json::Value::Null);
+    let (status, _, body) = reg
+        .get(
+            &format!("/v2/envbuild/by-digest/manifests/{}", s.digest),
+            &[("Accept", MANIFEST_ACCEPT)],
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), s.digest);
+
+    // A digest that is not the image's is refused before anything is sent.
+    let wrong = format!("{}/envbuild/other@sha256:{}", reg.host(), "0".repeat(64));
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["push", s.spec.to_str().unwrap(), &wrong],
+    )
+    .output()
+    .unwrap();
+    let err = fails(o, "push to a wrong digest");
+    assert!(
+        err.contains(&s.digest) && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
+    eprintln!(
+        "hello: first push {:.0?}, second push {:.0?} (each including a no-op realize)",
+        first_time, second_time
+    );
+    drop(s.tmp);
+}
+
+#[test]
+fn basic_auth_needs_credentials_and_takes_them_from_docker_config() {
+    require_tool("htpasswd", "apache2-utils");
+    let password = "pw-7Qz-never-shown";
+    let entry = Command::new("htpasswd")
+        .args(["-Bbn", "pusher", password])
+        .output()
+        .unwrap();
+    assert!(entry.status.success());
+    let reg = Registry::start(Some(&String::from_utf8(entry.stdout).unwrap()));
+    let s = setup();
+    let reference = format!("{}/team/hello:auth", reg.host());
+
+    // No credentials anywhere: a clear error naming the registry.
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
+    let err = fails(o, "push without credentials");
+    assert!(err.contains(&reg.host()), "{err}");
+    assert!(err.contains("credentials"), "{err}");
+    assert!(err.contains("none are configured"), "{err}");
+
+    // A wrong password: refused, and neither password is shown.
+    let write_config = |pass: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("pusher:{pass}"));
+        fs::write(
+            s.home.join(".docker/config.json"),
+            format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, reg.host()),
+        )
+        .unwrap();
+        auth
+    };
+    let wrong_auth = write_config("wrong-pw-Xy1");
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let err = fails(o, "push with a wrong password");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(
+        !all.contains("wrong-pw-Xy1") && !all.contains(&wrong_auth),
+        "{all}"
+    );
+
+    // The right one, from config.json: pushed, the password in no output.
+    let auth = write_config(password);
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["-v", "--json", "push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let out = ok(o, "push with credentials");
+    assert_eq!(out.lines().last().unwrap(), s.digest);
+    assert!(!all.contains(password) && !all.contains(&auth), "{all}");
+    let (status, _, _) = reg
+        .get(
+            "/v2/team/hello/manifests/auth",
+            &[("Accept", MANIFEST_ACCEPT)],
+        )
+        .unwrap();
+    assert_eq!(status, 401, "the registry does require authentication");
+    let basic = format!("Basic {auth}");
+    let (status, _, body) = reg
+        .get(
+            "/v2/team/hello/manifests/auth",
+            &[("Accept", MANIFEST_ACCEPT), ("Authorization", &basic)],
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), s.digest);
+}
+
+#[test]
+fn a_bad_reference_fails_before_anything_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    for (reference, why) in [
+        ("hello:1", "names no registry host"),
+        ("registry.example:5000/Hello", "path component \"Hello\""),
+    ] {
+        let o = push_cmd(
+            &store,
+            tmp.path(),
+            &["push", "/nonexistent/spec.toml", reference],
+        )
+        .output()
+        .unwrap();
+        let err = fails(o, "push to a bad reference");
+        assert!(err.contains(why) && err.contains(reference), "{err}");
+    }
+    // Nothing reached: no store was made for the spec.
+    assert!(!store.join("nix").exists());
+}
