@@ -34,13 +34,7 @@ impl Drop for Registry {
 impl Registry {
     /// Start one; with `htpasswd`, basic authentication with that file.
     fn start(htpasswd: Option<&str>) -> Registry {
-        require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let auth = match htpasswd {
             Some(entry) => {
                 let path = dir.path().join("htpasswd");
@@ -52,6 +46,21 @@ impl Registry {
             }
             None => String::new(),
         };
+        Registry::start_in(dir, &auth)
+    }
+
+    /// Start one with this `auth:` section of its configuration.
+    fn start_with_auth(auth: &str) -> Registry {
+        Registry::start_in(tempfile::tempdir().unwrap(), auth)
+    }
+
+    fn start_in(dir: tempfile::TempDir, auth: &str) -> Registry {
+        require_tool("docker-registry", "docker-registry");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = dir.path().join("config.yml");
         fs::write(
             &config,
@@ -420,4 +429,208 @@ fn a_bad_reference_fails_before_anything_is_built() {
     }
     // Nothing reached: no store was made for the spec.
     assert!(!store.join("nix").exists());
+}
+
+/// A token server for the registry's bearer flow on loopback: it answers
+/// `GET /token` with a JWT (RS256, its certificate in `x5c`, signed with
+/// `openssl dgst`) when the request carries the expected basic
+/// credentials, and 401 otherwise; it keeps each request's target and
+/// Authorization header.
+struct TokenServer {
+    port: u16,
+    seen: Seen,
+}
+
+/// Each token request's target and Authorization header.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+impl TokenServer {
+    fn start(token: String, basic: String) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: Seen = Default::default();
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).is_err() {
+                    continue;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut auth = None;
+                loop {
+                    let mut h = String::new();
+                    match std::io::BufRead::read_line(&mut reader, &mut h) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if h == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            auth = Some(v.trim().to_string());
+                        }
+                    }
+                }
+                let ok = auth.as_deref() == Some(basic.as_str());
+                seen2.lock().unwrap().push((target, auth));
+                let (status, body) = if ok {
+                    (
+                        "200 OK",
+                        format!(r#"{{"token": "{token}", "expires_in": 3600}}"#),
+                    )
+                } else {
+                    ("401 Unauthorized", r#"{"details": "no"}"#.to_string())
+                };
+                let mut s = stream;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer { port, seen }
+    }
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A key and self-signed certificate (PEM paths) and a JWT for `repo`
+/// signed with them, as distribution's token authentication checks it.
+fn signed_token(dir: &Path, issuer: &str, service: &str, repo: &str) -> (PathBuf, String) {
+    require_tool("openssl", "openssl");
+    let key = dir.join("key.pem");
+    let cert = dir.join("cert.pem");
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=envbuild-test-token", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req");
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(der.status.success());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({
+        "alg": "RS256", "typ": "JWT",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(&der.stdout)],
+    });
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": "pusher", "aud": service,
+        "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "envbuild-test-1",
+        "access": [{"type": "repository", "name": repo, "actions": ["pull", "push"]}],
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let input_file = dir.join("jwt-input");
+    fs::write(&input_file, &signing_input).unwrap();
+    let sig = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&key)
+        .arg(&input_file)
+        .output()
+        .unwrap();
+    assert!(sig.status.success(), "openssl dgst -sign");
+    (cert, format!("{signing_input}.{}", b64url(&sig.stdout)))
+}
+
+#[test]
+fn the_bearer_flow_gets_a_token_from_the_realm_with_the_configured_credentials() {
+    let s = setup();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, token) = signed_token(
+        certs.path(),
+        "envbuild-test-issuer",
+        "envbuild-test-registry",
+        "team/hello",
+    );
+    let password = "tok-pw-3Kd-never-shown";
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("pusher:{password}"));
+    let server = TokenServer::start(token.clone(), format!("Basic {auth}"));
+    let reg = Registry::start_with_auth(&format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: envbuild-test-registry\n    issuer: envbuild-test-issuer\n    rootcertbundle: {}\n",
+        server.port,
+        cert.display()
+    ));
+    let reference = format!("{}/team/hello:bearer", reg.host());
+
+    // No credentials: the realm refuses, and the error says what is missing.
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
+    let err = fails(o, "bearer push without credentials");
+    assert!(
+        err.contains(&reg.host()) && err.contains("none are configured"),
+        "{err}"
+    );
+    assert!(err.contains("bearer"), "{err}");
+
+    fs::write(
+        s.home.join(".docker/config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["-v", "--json", "push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let out = ok(o, "bearer push");
+    assert_eq!(out.lines().last().unwrap(), s.digest);
+    for secret in [password, auth.as_str(), token.as_str()] {
+        assert!(!all.contains(secret), "a secret in the output: {all}");
+    }
+    let seen = server.seen.lock().unwrap().clone();
+    let asked = seen
+        .iter()
+        .find(|(_, a)| a.as_deref() == Some(format!("Basic {auth}").as_str()))
+        .unwrap_or_else(|| panic!("no token request with the credentials: {seen:?}"));
+    assert!(asked.0.starts_with("/token?"), "{}", asked.0);
+    assert!(
+        asked.0.contains("service=envbuild-test-registry"),
+        "{}",
+        asked.0
+    );
+    assert!(
+        asked
+            .0
+            .contains("scope=repository%3Ateam%2Fhello%3Apull%2Cpush"),
+        "{}",
+        asked.0
+    );
+    // The registry holds realize's manifest (read with the same token).
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = reg
+        .get(
+            "/v2/team/hello/manifests/bearer",
+            &[("Accept", MANIFEST_ACCEPT), ("Authorization", &bearer)],
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), s.digest);
 }

@@ -30,7 +30,7 @@ pub enum RegistryError {
         repo: String,
         what: String,
         #[source]
-        source: NetError,
+        source: Box<NetError>,
     },
 
     /// The registry answered a status the step cannot use.

@@ -231,7 +231,7 @@ impl<'a> Session<'a> {
             registry: self.registry.clone(),
             repo: self.repo.clone(),
             what: what.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

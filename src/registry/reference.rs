@@ -70,7 +70,7 @@ impl Reference {
             }
         }
         let bracketed = registry.starts_with('[');
-        if !bracketed && !(registry.contains(['.', ':']) || registry == "localhost") {
+        if !bracketed && !registry.contains(['.', ':']) && registry != "localhost" {
             return Err(bad(format!(
                 "its first component {registry:?} is not a registry host (expected a name with a '.' or a ':PORT', or localhost; there is no default registry)"
             )));
