@@ -226,6 +226,7 @@ fn push_puts_realizes_manifest_then_skips_every_blob_then_pushes_by_digest() {
     assert!(blobs.len() >= 2, "config and at least one layer: {report}");
     assert_eq!(report["uploaded"].as_u64().unwrap() as usize, blobs.len());
     assert_eq!(report["skipped"], 0);
+    assert_eq!(report["mounted"], 0);
     let sizes: u64 = blobs.iter().map(|b| b["size"].as_u64().unwrap()).sum();
     assert_eq!(report["bytesUploaded"].as_u64().unwrap(), sizes);
 
@@ -291,11 +292,16 @@ fn push_puts_realizes_manifest_then_skips_every_blob_then_pushes_by_digest() {
     assert!(text.contains("0 blobs uploaded"), "{text}");
     drop(o);
 
-    // (c) By digest, into another repository (its blobs are new there).
+    // (c) By digest, into another repository: its blobs are new there, and
+    // mounted from the first (the push recorded where they went).
     let by_digest = format!("{}/envbuild/by-digest@{}", reg.host(), s.digest);
     let (report, last, _) = push_json(&s, &by_digest);
     assert_eq!(last, s.digest);
     assert_eq!(report["tag"], serde_json::Value::Null);
+    let n = report["blobs"].as_array().unwrap().len() as u64;
+    assert_eq!(report["mounted"].as_u64(), Some(n), "{report}");
+    assert_eq!(report["uploaded"], 0, "{report}");
+    assert_eq!(report["bytesUploaded"], 0, "{report}");
     let (status, _, body) = reg
         .get(
             &format!("/v2/envbuild/by-digest/manifests/{}", s.digest),

@@ -44,6 +44,7 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
                 match b.outcome {
                     BlobOutcome::Uploaded => "uploaded",
                     BlobOutcome::Skipped => "present ",
+                    BlobOutcome::Mounted => "mounted ",
                 },
                 b.kind,
                 b.digest,
@@ -55,6 +56,8 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
         insecure: args.insecure_registry.clone(),
         credentials: CredentialPlaces::from_env(),
         progress: Some(&progress),
+        // gc may empty it: it only holds hints for mounts.
+        records: Some(store.cache_dir("registry-pushes")?),
     };
     if verbose {
         eprintln!(
@@ -68,6 +71,7 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     let push_time = push_started.elapsed();
     let uploaded = report.count(BlobOutcome::Uploaded);
     let skipped = report.count(BlobOutcome::Skipped);
+    let mounted = report.count(BlobOutcome::Mounted);
     if global.json {
         println!(
             "{}",
@@ -84,11 +88,12 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
                     "outcome": match b.outcome {
                         BlobOutcome::Uploaded => "uploaded",
                         BlobOutcome::Skipped => "skipped",
+                        BlobOutcome::Mounted => "mounted",
                     },
                 })).collect::<Vec<_>>(),
                 "uploaded": uploaded,
                 "skipped": skipped,
-                "mounted": 0,
+                "mounted": mounted,
                 "bytesUploaded": report.bytes_uploaded(),
                 "built": realized.built,
                 "reused": realized.reused,
@@ -99,7 +104,7 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
         );
     } else if !global.quiet {
         eprintln!(
-            "pushed {} as {}: {uploaded} blobs uploaded ({} bytes), {skipped} already there, in {:.2?} (realize {:.2?})",
+            "pushed {} as {}: {uploaded} blobs uploaded ({} bytes), {mounted} mounted, {skipped} already there, in {:.2?} (realize {:.2?})",
             report.digest,
             report.reference,
             report.bytes_uploaded(),

@@ -31,6 +31,8 @@ pub mod auth;
 pub mod error;
 pub mod reference;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -57,6 +59,10 @@ pub struct PushOptions<'a> {
     pub credentials: CredentialPlaces,
     /// Called as each blob is done.
     pub progress: Option<&'a (dyn Fn(&BlobPushed) + Sync)>,
+    /// A directory for the records of where blobs were pushed before (one
+    /// JSON file per registry: digest → repository), read for mounts and
+    /// updated after each push; losing it only loses mounts.
+    pub records: Option<PathBuf>,
 }
 
 /// What happened to one blob.
@@ -64,6 +70,8 @@ pub struct PushOptions<'a> {
 pub enum BlobOutcome {
     /// Uploaded now.
     Uploaded,
+    /// Mounted from another repository of the registry (no bytes sent).
+    Mounted,
     /// The registry had it already (HEAD answered 200).
     Skipped,
 }
@@ -168,6 +176,7 @@ pub fn push(
     order.sort_by_key(|&i| std::cmp::Reverse(blobs[i].size));
     let outcomes = session.parallel(&blobs, &order, opts.progress)?;
     let digest = session.put_manifest(image, reference)?;
+    session.remember(&blobs.iter().map(|b| b.digest).collect::<Vec<_>>());
     Ok(PushReport {
         reference: reference.clone(),
         digest,
@@ -198,6 +207,10 @@ struct Session<'a> {
     credentials: Mutex<Option<Option<Credentials>>>,
     /// The `Authorization` value requests carry (sensitive).
     authorization: Mutex<Option<HeaderValue>>,
+    /// Where this registry's blobs were pushed before (digest →
+    /// repository), and the file it is kept in.
+    pushed_before: BTreeMap<String, String>,
+    record: Option<PathBuf>,
 }
 
 impl<'a> Session<'a> {
@@ -206,6 +219,20 @@ impl<'a> Session<'a> {
             .insecure
             .iter()
             .any(|h| h == &reference.registry || h == &reference.host);
+        let record = opts.records.as_ref().map(|dir| {
+            let name: String = reference
+                .registry
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            dir.join(format!("{name}.json"))
+        });
         let scheme = if reference.is_loopback() || insecure {
             "http"
         } else {
@@ -219,6 +246,38 @@ impl<'a> Session<'a> {
             places: &opts.credentials,
             credentials: Mutex::new(None),
             authorization: Mutex::new(None),
+            pushed_before: record.as_deref().map(read_record).unwrap_or_default(),
+            record,
+        }
+    }
+
+    /// The repository to mount `digest` from, if it was pushed to
+    /// another one of this registry before.
+    fn mount_from(&self, digest: &str) -> Option<String> {
+        self.pushed_before
+            .get(digest)
+            .filter(|r| **r != self.repo)
+            .cloned()
+    }
+
+    /// Remember that `digests` are in this repository now (a record that
+    /// cannot be written is no failure: it is only a hint for mounts).
+    fn remember(&self, digests: &[&str]) {
+        let Some(path) = &self.record else { return };
+        // Read again: another push may have added to it meanwhile.
+        let mut map = read_record(path);
+        for d in digests {
+            map.insert(d.to_string(), self.repo.clone());
+        }
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+        let ok = serde_json::to_vec(&map)
+            .ok()
+            .is_some_and(|bytes| std::fs::write(&tmp, bytes).is_ok());
+        if !ok || std::fs::rename(&tmp, path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 
@@ -563,14 +622,36 @@ impl<'a> Session<'a> {
             404 => {}
             _ => return Err(self.status_err(&format!("checking for {what}"), &head, "200 or 404")),
         }
+        // A blob pushed before to another repository of this registry is
+        // mounted from there: 201 is done; 202 is an upload session the
+        // registry opened instead (it may refuse the mount), used as is.
+        let mut started = None;
+        if let Some(from) = self.mount_from(blob.digest) {
+            let mount_what = format!("mounting {what} from {from}");
+            let mut url = reqwest::Url::parse(&self.url("blobs/uploads/"))
+                .expect("a registry URL made of a checked reference");
+            url.query_pairs_mut()
+                .append_pair("mount", blob.digest)
+                .append_pair("from", &from);
+            let answer = self.call(Method::POST, url.as_str(), &none, Body::Empty, &mount_what)?;
+            match answer.status {
+                201 => return Ok(BlobOutcome::Mounted),
+                202 => started = Some(answer),
+                // Anything else: a plain upload.
+                _ => {}
+            }
+        }
         let start_what = format!("starting the upload of {what}");
-        let started = self.call(
-            Method::POST,
-            &self.url("blobs/uploads/"),
-            &none,
-            Body::Empty,
-            &start_what,
-        )?;
+        let started = match started {
+            Some(s) => s,
+            None => self.call(
+                Method::POST,
+                &self.url("blobs/uploads/"),
+                &none,
+                Body::Empty,
+                &start_what,
+            )?,
+        };
         if started.status != 202 {
             return Err(self.status_err(&start_what, &started, "202"));
         }
@@ -672,6 +753,15 @@ impl<'a> Session<'a> {
             }
         }
     }
+}
+
+/// A record of pushed blobs (digest → repository); empty when absent or
+/// unreadable.
+fn read_record(path: &std::path::Path) -> BTreeMap<String, String> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// The registry's error document (`{"errors": [{"code", "message"}]}`) as
