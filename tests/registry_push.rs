@@ -413,6 +413,51 @@ fn basic_auth_needs_credentials_and_takes_them_from_docker_config() {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(sha256(&body), s.digest);
+
+    // A credential helper (docker-credential-NAME get, the host on stdin)
+    // named by credHelpers for this registry.
+    let bin = s.tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    write(
+        bin.join("docker-credential-envtest"),
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread -r host\n[ \"$host\" = {} ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"pusher\",\"Secret\":\"%s\"}}' \"$host\" '{password}'\n",
+            reg.host()
+        ),
+        0o755,
+    );
+    fs::write(
+        s.home.join(".docker/config.json"),
+        format!(r#"{{"credHelpers": {{"{}": "envtest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &[
+            "-v",
+            "push",
+            s.spec.to_str().unwrap(),
+            &format!("{}/team/hello:helper", reg.host()),
+        ],
+    )
+    .env("PATH", path)
+    .output()
+    .unwrap();
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        ok(o, "push with a credential helper")
+            .lines()
+            .last()
+            .unwrap(),
+        s.digest
+    );
+    assert!(!all.contains(password), "{all}");
 }
 
 #[test]
