@@ -283,7 +283,7 @@ fn push_puts_realizes_manifest_then_skips_every_blob_then_pushes_by_digest() {
     let o2 = push_cmd(
         &s.store,
         &s.home,
-        &["push", s.spec.to_str().unwrap(), &reference],
+        &["push", "--locked", s.spec.to_str().unwrap(), &reference],
     )
     .output()
     .unwrap();

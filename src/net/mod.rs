@@ -957,6 +957,15 @@ mod tests {
                 .unwrap_err(),
             client.content_length(url).unwrap_err(),
             client.get_range(url, 0, 10).unwrap_err(),
+            client
+                .request(
+                    Method::PUT,
+                    url,
+                    &HeaderMap::new(),
+                    Body::Bytes(b"body"),
+                    1024,
+                )
+                .unwrap_err(),
         ];
         for e in &errors {
             let text = format!("{e} / {} / {e:?}", e.chain_text());

@@ -215,10 +215,6 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     fn new(client: &'a Client, reference: &Reference, opts: &'a PushOptions<'_>) -> Session<'a> {
-        let insecure = opts
-            .insecure
-            .iter()
-            .any(|h| h == &reference.registry || h == &reference.host);
         let record = opts.records.as_ref().map(|dir| {
             let name: String = reference
                 .registry
@@ -233,11 +229,7 @@ impl<'a> Session<'a> {
                 .collect();
             dir.join(format!("{name}.json"))
         });
-        let scheme = if reference.is_loopback() || insecure {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme = reference.scheme(&opts.insecure);
         Session {
             client,
             base: format!("{scheme}://{}", reference.registry),

@@ -123,6 +123,21 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// `http` for a loopback registry or one named in `insecure` (as
+    /// `host` or `host:port`), else `https`.
+    pub fn scheme(&self, insecure: &[String]) -> &'static str {
+        let named = insecure
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&self.registry) || h.eq_ignore_ascii_case(&self.host));
+        if self.is_loopback() || named {
+            "http"
+        } else {
+            "https"
+        }
+    }
+}
+
 impl std::fmt::Display for Reference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -193,6 +208,25 @@ mod tests {
         assert_eq!(r.tag.as_deref(), Some("t"));
         assert!(r.is_loopback());
         assert!(Reference::parse("127.1.2.3:80/x").unwrap().is_loopback());
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_or_a_registry_named_insecure() {
+        let r = |s: &str| Reference::parse(s).unwrap();
+        let none: &[String] = &[];
+        assert_eq!(r("127.0.0.1:5000/a").scheme(none), "http");
+        assert_eq!(r("127.9.9.9/a").scheme(none), "http");
+        assert_eq!(r("[::1]:5000/a").scheme(none), "http");
+        assert_eq!(r("localhost:5000/a").scheme(none), "http");
+        assert_eq!(r("registry.example:5000/a").scheme(none), "https");
+        assert_eq!(r("10.0.0.1:5000/a").scheme(none), "https");
+        assert_eq!(r("[::2]:5000/a").scheme(none), "https");
+        let insecure = ["registry.example:5000".to_string()];
+        assert_eq!(r("registry.example:5000/a").scheme(&insecure), "http");
+        assert_eq!(r("registry.example:5001/a").scheme(&insecure), "https");
+        let by_host = ["registry.example".to_string()];
+        assert_eq!(r("registry.example:5001/a").scheme(&by_host), "http");
+        assert_eq!(r("other.example/a").scheme(&by_host), "https");
     }
 
     #[test]
