@@ -24,11 +24,14 @@ pub enum RegistryError {
 
     /// The request could not be made or answered (connection, timeouts,
     /// retries exhausted, body limit).
-    #[error("{registry}/{repo}: {what}")]
+    #[error("{registry}/{repo}: {what}{hint}")]
     Net {
         registry: String,
         repo: String,
         what: String,
+        /// Said after the cause: what may be wrong (empty when nothing is
+        /// known).
+        hint: &'static str,
         #[source]
         source: Box<NetError>,
     },

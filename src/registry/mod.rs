@@ -278,10 +278,19 @@ impl<'a> Session<'a> {
     }
 
     fn net_err(&self, what: &str, source: net::NetError) -> RegistryError {
+        // rustls meeting a plain-HTTP server says so in these words.
+        let text = source.chain_text();
+        let plain_http = self.base.starts_with("https://")
+            && (text.contains("InvalidContentType") || text.contains("corrupt message"));
         RegistryError::Net {
             registry: self.registry.clone(),
             repo: self.repo.clone(),
             what: what.to_string(),
+            hint: if plain_http {
+                " (the registry does not speak TLS: one serving plain HTTP off loopback must be named insecure, --insecure-registry HOST[:PORT])"
+            } else {
+                ""
+            },
             source: Box::new(source),
         }
     }
