@@ -974,4 +974,106 @@ mod tests {
             assert!(text.contains("127.0.0.1:9"), "URL not named: {text}");
         }
     }
+
+    /// A loopback server that reads each request's whole body (by its
+    /// Content-Length) and answers the statuses given, in turn; it returns
+    /// the bodies it read.
+    fn body_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for (status, stream) in statuses.into_iter().zip(listener.incoming()) {
+                let mut stream = stream.unwrap();
+                let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                tx.send((line, body)).unwrap();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nDocker-Content-Digest: d\r\nConnection: close\r\n\r\nok"
+                );
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (base, rx)
+    }
+
+    #[test]
+    fn a_file_body_is_streamed_whole_again_on_each_retry() {
+        let (base, rx) = body_server(vec![503, 502, 201]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let client = Client::with_policy(Policy {
+            first_backoff: Duration::from_millis(1),
+            ..Policy::default()
+        })
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        let mut secret = HeaderValue::from_static("Bearer s3cr3t-token-value");
+        secret.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, secret);
+        let answer = client
+            .request(
+                Method::PUT,
+                &format!("{base}/v2/r/blobs/uploads/u?digest=sha256:x"),
+                &headers,
+                Body::File(&path),
+                1024,
+            )
+            .unwrap();
+        assert_eq!(answer.status, 201);
+        assert_eq!(answer.body, b"ok");
+        assert_eq!(answer.header("docker-content-digest"), Some("d"));
+        assert!(!format!("{answer:?}").contains("s3cr3t"));
+        for _ in 0..3 {
+            let (line, body) = rx.recv().unwrap();
+            assert!(
+                line.starts_with("PUT /v2/r/blobs/uploads/u?digest="),
+                "{line}"
+            );
+            assert!(
+                body == data,
+                "a retry sent {} bytes, not the file",
+                body.len()
+            );
+        }
+        // A body from memory and a HEAD (no body read) too.
+        let (base, rx) = body_server(vec![404, 200]);
+        let a = client
+            .request(
+                Method::POST,
+                &base,
+                &HeaderMap::new(),
+                Body::Bytes(b"abc"),
+                16,
+            )
+            .unwrap();
+        assert_eq!((a.status, rx.recv().unwrap().1), (404, b"abc".to_vec()));
+        let a = client
+            .request(Method::HEAD, &base, &HeaderMap::new(), Body::Empty, 16)
+            .unwrap();
+        assert_eq!((a.status, a.body.len()), (200, 0));
+        // An answer past the limit is refused.
+        let (base, _rx) = body_server(vec![200]);
+        let e = client
+            .request(Method::GET, &base, &HeaderMap::new(), Body::Empty, 1)
+            .unwrap_err();
+        assert!(matches!(e, NetError::TooLarge { .. }), "{e}");
+    }
 }
