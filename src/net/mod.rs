@@ -35,6 +35,12 @@
 //! - **Credentials.** No URL, header or message leaves this module without
 //!   [`redact`]: user information, `Authorization` values and token-like
 //!   query parameters are replaced. Callers use it for their own messages.
+//! - **Uploads.** [`Client::request`] (the registry API: HEAD, POST, PUT)
+//!   sends a body from memory or streams a file ([`Body::File`], opened
+//!   again for each attempt, its size the `Content-Length`). reqwest bounds
+//!   a request with a body as a whole, so such a request may take the stall
+//!   timeout plus its body at [`MIN_UPLOAD_RATE`]. Statuses other than 429
+//!   and 5xx are the caller's to judge; answers are read up to a limit.
 //! - **Progress.** Downloads report `(bytes so far, total if known)` to one
 //!   optional hook ([`Download::progress`]).
 

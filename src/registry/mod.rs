@@ -11,6 +11,10 @@
 //!    streamed from the store file (`Content-Length` its size); the
 //!    registry's `Docker-Content-Digest` must be the blob's.
 //!
+//! A blob an earlier push sent to another repository of the same registry
+//! (per the record in [`PushOptions::records`]) is mounted instead:
+//! `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<other>`.
+//!
 //! Blobs go up in parallel, at most [`PARALLEL_UPLOADS`] at once, the
 //! largest first. Then the manifest is PUT with the exact bytes whose
 //! digest `envbuild realize` prints, under the reference's tag (or by its
