@@ -17,6 +17,7 @@ pub mod oci;
 pub mod plan;
 pub mod python;
 pub mod realize;
+pub mod registry;
 pub mod sandbox;
 pub mod shell;
 pub mod sources;

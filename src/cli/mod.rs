@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod export;
 mod plan;
+mod push;
 mod realize;
 mod shell;
 mod store;
@@ -41,6 +42,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Build a spec into the store and export the image (last stdout line: the manifest digest)
     Realize(realize::RealizeArgs),
+    /// Realize a spec and push its image to a registry (last stdout line: the manifest digest)
+    Push(push::PushArgs),
     /// Run a command inside the spec's closure (user and mount namespaces)
     Run(shell::RunArgs),
     /// A shell (or one command) inside the spec's closure plus its [shell] packages
@@ -80,6 +83,7 @@ impl Command {
             Command::Shell(a) => &a.enter.spec,
             Command::Check(a) => &a.spec,
             Command::Closure(a) => &a.spec,
+            Command::Push(a) => &a.spec,
             Command::Export(cmd) => return cmd.input(),
             Command::Store(cmd) => return cmd.input(),
             Command::Completions { .. } | Command::Man => return None,
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lock(args) => realize::lock(&global, args),
         Command::Plan(args) => plan::plan(&global, args),
         Command::Realize(args) => realize::realize(&global, args),
+        Command::Push(args) => push::push(&global, args),
         Command::Run(args) => shell::run(&global, args),
         Command::Shell(args) => shell::shell(&global, args),
         Command::Check(args) => shell::check(&global, args),
@@ -184,6 +189,8 @@ fn classify(err: &anyhow::Error) -> (&'static str, Option<String>) {
             "shell"
         } else if cause.is::<envbuild::sandbox::SandboxError>() {
             "sandbox"
+        } else if cause.is::<envbuild::registry::RegistryError>() {
+            "registry"
         } else if cause.is::<envbuild::net::NetError>() {
             "net"
         } else if cause.is::<envbuild_store::StoreError>() {

@@ -142,7 +142,7 @@ fn options(global: &Global, locked: bool, offline: bool) -> RealizeOptions {
     }
 }
 
-fn load_and_realize(
+pub(super) fn load_and_realize(
     global: &Global,
     spec: &std::path::Path,
     locked: bool,
@@ -171,6 +171,18 @@ pub(super) fn load_and_realize_closure(
     };
     let closure = realize::realize_closure(&mut store, &spec, &opts)?;
     Ok((spec, store, closure))
+}
+
+/// Keep what was realized for this spec (and its inputs) alive across gc
+/// while the spec file exists.
+pub(super) fn keep_roots(
+    store: &mut envbuild_store::Store,
+    spec: &Spec,
+    realized: &realize::Realized,
+) -> Result<()> {
+    Ok(realize::roots::keep(
+        store, &spec.path, &spec.name, realized,
+    )?)
 }
 
 pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
@@ -203,9 +215,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             println!("{line}");
         }
     };
-    // Keep what was realized for this spec (and its inputs) alive across
-    // gc while the spec file exists.
-    realize::roots::keep(&mut store, &spec.path, &spec.name, &realized)?;
+    keep_roots(&mut store, &spec, &realized)?;
     if global.json {
         say(format!(
             "{}",

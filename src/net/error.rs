@@ -92,6 +92,15 @@ pub enum NetError {
         source: std::io::Error,
     },
 
+    /// The file a request's body comes from cannot be read.
+    #[error("{url}: reading the request body from {}: {source}", path.display())]
+    Source {
+        url: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Transient failures until the attempts or the retry time ran out; the
     /// last failure is the source.
     #[error("{url}: gave up after {attempts} attempt{} in {:.1} s (at most {max_attempts} attempts within ENVBUILD_NET_RETRY_TIME={} s)", if *.attempts == 1 { "" } else { "s" }, .elapsed.as_secs_f64(), .retry_time.as_secs_f64())]

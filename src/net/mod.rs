@@ -35,6 +35,12 @@
 //! - **Credentials.** No URL, header or message leaves this module without
 //!   [`redact`]: user information, `Authorization` values and token-like
 //!   query parameters are replaced. Callers use it for their own messages.
+//! - **Uploads.** [`Client::request`] (the registry API: HEAD, POST, PUT)
+//!   sends a body from memory or streams a file ([`Body::File`], opened
+//!   again for each attempt, its size the `Content-Length`). reqwest bounds
+//!   a request with a body as a whole, so such a request may take the stall
+//!   timeout plus its body at [`MIN_UPLOAD_RATE`]. Statuses other than 429
+//!   and 5xx are the caller's to judge; answers are read up to a limit.
 //! - **Progress.** Downloads report `(bytes so far, total if known)` to one
 //!   optional hook ([`Download::progress`]).
 
@@ -46,7 +52,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
+pub use reqwest::header::{self, HeaderMap, HeaderValue};
+pub use reqwest::Method;
 use sha2::{Digest, Sha256};
 
 pub use error::NetError;
@@ -252,6 +259,41 @@ pub struct Download<'a> {
     pub size: Option<u64>,
     /// Called with (bytes so far, total when known) as the body arrives.
     pub progress: Option<&'a dyn Fn(u64, Option<u64>)>,
+}
+
+/// The slowest average an upload may have (bytes per second) past the
+/// stall timeout: reqwest bounds a request that sends a body as a whole, so
+/// an upload of `len` bytes may take the stall timeout plus `len` at this
+/// rate (100 KiB/s) before it is cut and retried.
+pub const MIN_UPLOAD_RATE: u64 = 100 * 1024;
+
+/// The body of a [`Client::request`].
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A whole file, streamed (not read into memory), its size the
+    /// `Content-Length`; opened again for each attempt.
+    File(&'a Path),
+}
+
+/// The answer to a [`Client::request`]: any status but 429 and 5xx (those
+/// are retried, then an error).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The URL answered after redirects (unredacted: relative `Location`s
+    /// resolve against it; redact it before showing it).
+    pub url: reqwest::Url,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// A header's value as text (`None` when absent or not visible ASCII).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// The HTTP client (cheap to clone).
@@ -473,6 +515,90 @@ impl Client {
                 _ => Ok(written),
             }
         })
+    }
+
+    /// One request of any method (the registry API: HEAD, POST, PUT, GET),
+    /// under the same policy as every read: connect and stall timeouts
+    /// (an upload's body must also move: its whole request may take the
+    /// stall timeout plus its length at [`MIN_UPLOAD_RATE`]), 429/5xx and
+    /// connection failures retried (a file body is opened again for each
+    /// attempt), the answer's body read up to `limit` bytes (at most the
+    /// document limit). Every other status is returned for the caller to
+    /// judge. Header values the caller marks sensitive
+    /// ([`HeaderValue::set_sensitive`]) are never shown.
+    pub fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Body<'_>,
+        limit: u64,
+    ) -> Result<Answer, NetError> {
+        let limit = limit.min(self.policy.max_document);
+        self.retrying(url, self.policy.attempts, || {
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone());
+            match body {
+                Body::Empty => {}
+                Body::Bytes(b) => {
+                    req = req
+                        .timeout(self.upload_timeout(b.len() as u64))
+                        .body(b.to_vec());
+                }
+                Body::File(path) => {
+                    let file = File::open(path).map_err(|source| {
+                        Failure::Fatal(NetError::Source {
+                            url: redact(url),
+                            path: path.to_path_buf(),
+                            source,
+                        })
+                    })?;
+                    let len = file
+                        .metadata()
+                        .map_err(|source| {
+                            Failure::Fatal(NetError::Source {
+                                url: redact(url),
+                                path: path.to_path_buf(),
+                                source,
+                            })
+                        })?
+                        .len();
+                    req = req
+                        .timeout(self.upload_timeout(len))
+                        .body(reqwest::blocking::Body::sized(file, len));
+                }
+            }
+            let mut resp = self.send(url, req)?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let final_url = resp.url().clone();
+            let mut answer = Vec::new();
+            if method != Method::HEAD {
+                self.read_body(
+                    url,
+                    &mut resp,
+                    0,
+                    None,
+                    (limit, "the limit for API answers"),
+                    &mut answer,
+                    None,
+                )?;
+            }
+            Ok(Answer {
+                status,
+                headers,
+                url: final_url,
+                body: answer,
+            })
+        })
+    }
+
+    /// The longest a request with a body of `len` bytes may take: the stall
+    /// timeout, plus the body at [`MIN_UPLOAD_RATE`].
+    fn upload_timeout(&self, len: u64) -> Duration {
+        self.policy.stall_timeout + Duration::from_secs(len / MIN_UPLOAD_RATE)
     }
 
     /// Run `attempt` until it succeeds, fails for good, or the attempts or
@@ -837,6 +963,15 @@ mod tests {
                 .unwrap_err(),
             client.content_length(url).unwrap_err(),
             client.get_range(url, 0, 10).unwrap_err(),
+            client
+                .request(
+                    Method::PUT,
+                    url,
+                    &HeaderMap::new(),
+                    Body::Bytes(b"body"),
+                    1024,
+                )
+                .unwrap_err(),
         ];
         for e in &errors {
             let text = format!("{e} / {} / {e:?}", e.chain_text());
@@ -844,5 +979,107 @@ mod tests {
             assert!(!text.contains("t0ps3cret"), "token shown: {text}");
             assert!(text.contains("127.0.0.1:9"), "URL not named: {text}");
         }
+    }
+
+    /// A loopback server that reads each request's whole body (by its
+    /// Content-Length) and answers the statuses given, in turn; it returns
+    /// the bodies it read.
+    fn body_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for (status, stream) in statuses.into_iter().zip(listener.incoming()) {
+                let mut stream = stream.unwrap();
+                let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                tx.send((line, body)).unwrap();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nDocker-Content-Digest: d\r\nConnection: close\r\n\r\nok"
+                );
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (base, rx)
+    }
+
+    #[test]
+    fn a_file_body_is_streamed_whole_again_on_each_retry() {
+        let (base, rx) = body_server(vec![503, 502, 201]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let client = Client::with_policy(Policy {
+            first_backoff: Duration::from_millis(1),
+            ..Policy::default()
+        })
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        let mut secret = HeaderValue::from_static("Bearer s3cr3t-token-value");
+        secret.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, secret);
+        let answer = client
+            .request(
+                Method::PUT,
+                &format!("{base}/v2/r/blobs/uploads/u?digest=sha256:x"),
+                &headers,
+                Body::File(&path),
+                1024,
+            )
+            .unwrap();
+        assert_eq!(answer.status, 201);
+        assert_eq!(answer.body, b"ok");
+        assert_eq!(answer.header("docker-content-digest"), Some("d"));
+        assert!(!format!("{answer:?}").contains("s3cr3t"));
+        for _ in 0..3 {
+            let (line, body) = rx.recv().unwrap();
+            assert!(
+                line.starts_with("PUT /v2/r/blobs/uploads/u?digest="),
+                "{line}"
+            );
+            assert!(
+                body == data,
+                "a retry sent {} bytes, not the file",
+                body.len()
+            );
+        }
+        // A body from memory and a HEAD (no body read) too.
+        let (base, rx) = body_server(vec![404, 200]);
+        let a = client
+            .request(
+                Method::POST,
+                &base,
+                &HeaderMap::new(),
+                Body::Bytes(b"abc"),
+                16,
+            )
+            .unwrap();
+        assert_eq!((a.status, rx.recv().unwrap().1), (404, b"abc".to_vec()));
+        let a = client
+            .request(Method::HEAD, &base, &HeaderMap::new(), Body::Empty, 16)
+            .unwrap();
+        assert_eq!((a.status, a.body.len()), (200, 0));
+        // An answer past the limit is refused.
+        let (base, _rx) = body_server(vec![200]);
+        let e = client
+            .request(Method::GET, &base, &HeaderMap::new(), Body::Empty, 1)
+            .unwrap_err();
+        assert!(matches!(e, NetError::TooLarge { .. }), "{e}");
     }
 }

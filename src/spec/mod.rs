@@ -538,7 +538,7 @@ pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
 /// an optional `host[:port]/`, then `/`-separated path components of
 /// lowercase letters and digits joined by `.`, `_`, `__` or dashes; at most
 /// 255 characters in all), or `None`.
-fn oci_name_problem(name: &str) -> Option<String> {
+pub(crate) fn oci_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("it is empty".into());
     }
@@ -583,7 +583,7 @@ fn oci_name_problem(name: &str) -> Option<String> {
 }
 
 /// Whether `tag` is an OCI tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn oci_tag_ok(tag: &str) -> bool {
+pub(crate) fn oci_tag_ok(tag: &str) -> bool {
     let b = tag.as_bytes();
     !b.is_empty()
         && b.len() <= 128
@@ -592,7 +592,7 @@ fn oci_tag_ok(tag: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
-fn is_hex64(s: &str) -> bool {
+pub(crate) fn is_hex64(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
