@@ -49,6 +49,8 @@ enum Phase {
 enum Kind {
     Fetched,
     Component,
+    /// The union check's output: after the components, before the layers.
+    UnionCheck,
     Layer,
     Image,
 }
@@ -59,6 +61,8 @@ fn kind_of(store: &Path, name: &str) -> Kind {
         Kind::Layer
     } else if rest.starts_with("image-") {
         Kind::Image
+    } else if rest.ends_with("-union-check") {
+        Kind::UnionCheck
     } else if store.join(name).is_file() {
         Kind::Fetched
     } else {
@@ -128,6 +132,9 @@ impl Reference {
             Phase::Starting
         }
     }
+    fn all_fetched(&self, store: &Path) -> bool {
+        self.present(&entries(store), Kind::Fetched) == self.count(Kind::Fetched)
+    }
     /// What was there, for the per-kill line.
     fn describe(&self, store: &Path) -> String {
         let have = entries(store);
@@ -179,79 +186,96 @@ fn sha256_file(path: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-/// When each phase ended in one uninterrupted realize (since its spawn).
-#[derive(Debug)]
-struct Timeline {
-    fetched: Duration,
-    unpacked: Duration,
-    layered: Duration,
-    imaged: Duration,
-    exported: Duration,
-    total: Duration,
+/// `cp -al`: a copy of a store whose items are hardlinks (nothing ever
+/// writes an item: realize only adds, verify only reads), with its own
+/// `.envbuild` (database, locks, temp roots) copied.
+fn copy_store(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-al")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -al {} {}", from.display(), to.display());
+    let meta = to.join(".envbuild");
+    envbuild_store::canonical::remove_tree(&meta).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from.join(".envbuild"))
+        .arg(&meta)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a .envbuild");
 }
 
-/// Run the realize, listing the store every few milliseconds to see when
-/// each item appeared; the phases' ends follow from the final store.
-fn timed_realize(
+/// Where a killed realize starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// An empty store: downloads, unpacking, layers, image, export.
+    Fresh,
+    /// A copy of a store holding the closure (`envbuild closure`: the
+    /// components and their union check): layers, image, export.
+    Closure,
+    /// A copy of a complete store, the output not there: export only.
+    Complete,
+}
+
+/// What the kill's delay counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Spawn,
+    /// Every locked file in the store (seen by listing it every 2 ms).
+    AllFetched,
+}
+
+/// Run a realize to completion and say how long it took and when its
+/// locked files were all in the store.
+fn timed(
     store: &Path,
     spec: &Path,
     out: &Path,
     mirror: &str,
-) -> (String, Timeline, Reference) {
-    let seen: Arc<Mutex<BTreeMap<String, Duration>>> = Default::default();
-    let out_seen: Arc<Mutex<Option<Duration>>> = Default::default();
-    let stop = Arc::new(AtomicBool::new(false));
+    reference: Option<&Reference>,
+) -> (String, Duration, Duration) {
     let started = Instant::now();
     let child = realize_cmd(store, spec, out, mirror)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let poller = {
-        let (seen, out_seen, stop) = (seen.clone(), out_seen.clone(), stop.clone());
-        let (store, out) = (store.to_path_buf(), out.to_path_buf());
+    let stop = Arc::new(AtomicBool::new(false));
+    let fetched: Arc<Mutex<Option<Duration>>> = Default::default();
+    let poller = reference.map(|r| {
+        let kinds: Vec<String> = r
+            .kinds
+            .iter()
+            .filter(|(_, &k)| k == Kind::Fetched)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let (stop, fetched, store) = (stop.clone(), fetched.clone(), store.to_path_buf());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let now = started.elapsed();
-                let mut s = seen.lock().unwrap();
-                for n in entries(&store) {
-                    s.entry(n).or_insert(now);
+                let have = entries(&store);
+                if kinds.iter().all(|n| have.contains(n)) {
+                    *fetched.lock().unwrap() = Some(started.elapsed());
+                    return;
                 }
-                drop(s);
-                let mut o = out_seen.lock().unwrap();
-                if o.is_none() && out.exists() {
-                    *o = Some(now);
-                }
-                drop(o);
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(2));
             }
         })
-    };
+    });
     let o = child.wait_with_output().unwrap();
     let total = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    poller.join().unwrap();
-    let digest = digest_of(&ok(o, "uninterrupted realize from the loopback mirror"));
-    let reference = Reference::new(store);
-    let seen = seen.lock().unwrap();
-    let last = |kind: Kind| {
-        reference
-            .kinds
-            .iter()
-            .filter(|(_, &k)| k == kind)
-            .filter_map(|(n, _)| seen.get(n).copied())
-            .max()
-            .unwrap_or_default()
-    };
-    let timeline = Timeline {
-        fetched: last(Kind::Fetched),
-        unpacked: last(Kind::Component),
-        layered: last(Kind::Layer),
-        imaged: last(Kind::Image),
-        exported: out_seen.lock().unwrap().unwrap_or(total),
-        total,
-    };
-    (digest, timeline, reference)
+    if let Some(p) = poller {
+        p.join().unwrap();
+    }
+    let digest = digest_of(&ok(
+        o,
+        &format!("uninterrupted realize into {}", store.display()),
+    ));
+    let fetched = fetched.lock().unwrap().unwrap_or_default();
+    (digest, total, fetched)
 }
 
 /// What the output path held after a kill.
@@ -287,35 +311,90 @@ fn realize_killed_at_30_random_instants_leaves_a_verifiable_store_and_the_same_d
     );
     let output_sha = sha256_file(&tmp.path().join("a.tar"));
 
-    // 2. The same from a loopback mirror of store A's locked files, into a
-    // fresh store: the digest D, the time T_m, and when each phase ends.
+    // 2. From a loopback mirror of store A's locked files into a fresh
+    // store: the same digest and archive, T_m, and when its files were all
+    // fetched. Then the two other starting points and their times: the
+    // closure alone (`envbuild closure`), and a realize from a copy of it
+    // (layers, image, export), which leaves a complete store; and a
+    // realize from a copy of that with a new output path (export only).
     let lock = lock_as_v1(&fs::read_to_string(tmp.path().join("python-numpy.lock")).unwrap());
     let server = common::mirror::loopback_mirror(&store_a, &lock);
     let mirror = server.base.clone();
+    let (probe, _, _) = timed(
+        &tmp.path().join("store-probe"),
+        &spec,
+        &tmp.path().join("probe.tar"),
+        &mirror,
+        None,
+    );
+    assert_eq!(probe, digest, "the loopback mirror gives the same digest");
+    let reference = Reference::new(&tmp.path().join("store-probe"));
+    for k in [
+        Kind::Fetched,
+        Kind::Component,
+        Kind::UnionCheck,
+        Kind::Layer,
+        Kind::Image,
+    ] {
+        assert!(reference.count(k) > 0, "no {k:?} item in the store");
+    }
     let store_m = tmp.path().join("store-m");
-    let (d_m, t, reference) = timed_realize(&store_m, &spec, &tmp.path().join("m.tar"), &mirror);
+    let (d_m, t_m, t_fetched) = timed(
+        &store_m,
+        &spec,
+        &tmp.path().join("m.tar"),
+        &mirror,
+        Some(&reference),
+    );
     assert_eq!(d_m, digest, "the loopback mirror gives the same digest");
     assert_eq!(
         sha256_file(&tmp.path().join("m.tar")),
         output_sha,
         "the same archive"
     );
-    eprintln!(
-        "uninterrupted realize from the loopback mirror: {:.2?} (downloads end {:.2?}, unpacking {:.2?}, layers {:.2?}, image {:.2?}, export {:.2?}); {} files, {} components, {} layers",
-        t.total, t.fetched, t.unpacked, t.layered, t.imaged, t.exported,
-        reference.count(Kind::Fetched), reference.count(Kind::Component), reference.count(Kind::Layer),
-    );
-    for k in [Kind::Fetched, Kind::Component, Kind::Layer, Kind::Image] {
-        assert!(reference.count(k) > 0, "no {k:?} item in {}", store_m.display());
-    }
+    let closure = tmp.path().join("store-closure");
+    let o = envbuild()
+        .arg("--store")
+        .arg(&closure)
+        .args(["closure", "--locked"])
+        .arg(&spec)
+        .env("ENVBUILD_DEBIAN_MIRROR", format!("{mirror}/debian"))
+        .env("ENVBUILD_INDEX_URL", format!("{mirror}/simple"))
+        .output()
+        .unwrap();
+    ok(o, "closure");
+    assert_eq!(reference.phase(&closure, false), Phase::Layers);
+    let complete = tmp.path().join("store-complete");
+    copy_store(&closure, &complete);
+    let (d, t_layers, _) = timed(&complete, &spec, &tmp.path().join("c.tar"), &mirror, None);
+    assert_eq!(d, digest, "realized from the closure");
+    let probe = tmp.path().join("store-probe");
+    envbuild_store::canonical::remove_tree(&probe).unwrap();
+    copy_store(&complete, &probe);
+    let (d, t_export, _) = timed(&probe, &spec, &tmp.path().join("e.tar"), &mirror, None);
+    assert_eq!(d, digest, "realized from a complete store");
+    envbuild_store::canonical::remove_tree(&probe).unwrap();
     let verify_started = Instant::now();
     verify_clean(&store_m);
-    eprintln!("store verify of a complete store: {:.2?}", verify_started.elapsed());
-    envbuild_store::canonical::remove_tree(&store_m).unwrap();
+    eprintln!(
+        "uninterrupted realize from the loopback mirror: {t_m:.2?} (files all fetched at {t_fetched:.2?}; {} files, {} components, {} layers); from the closure {t_layers:.2?}; export only {t_export:.2?}; store verify {:.2?}",
+        reference.count(Kind::Fetched),
+        reference.count(Kind::Component),
+        reference.count(Kind::Layer),
+        verify_started.elapsed(),
+    );
 
-    // 3. The instants, stratified by phase so that each is hit whatever the
-    // phases' relative lengths: 6 in [0, downloads end], 8 in unpacking,
-    // 8 in layers and image, 6 in export, 2 anywhere in [0, T_m].
+    // 3. The kills, stratified so that every phase is hit whatever the
+    // phases' lengths and the machine's load. Downloads and unpacking are
+    // only reached from an empty store, so those rounds (and 4 anywhere in
+    // [0, T_m]) start from a fresh store, each its own; a store a round
+    // has completed would make the next realize a no-op, so rounds do not
+    // continue in one store. The layer and export rounds start from copies
+    // of the closure and of the complete store instead: the same realize
+    // from the state an uninterrupted one reaches, without paying for the
+    // downloads and unpacking again (about half the test's time otherwise).
+    // Unpacking instants count from when the last locked file landed, as
+    // that moment moves with the load.
     let seed = std::env::var("ENVBUILD_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -327,55 +406,63 @@ fn realize_killed_at_30_random_instants_leaves_a_verifiable_store_and_the_same_d
         });
     eprintln!("seed {seed} (ENVBUILD_CRASH_SEED={seed} replays these instants)");
     let mut rng = Rng::new(seed);
-    let mut between = |a: Duration, b: Duration| {
-        let span = b.saturating_sub(a).as_micros() as u64;
-        a + Duration::from_micros(rng.below(span.max(1)))
-    };
-    let mut instants: Vec<Duration> = Vec::new();
-    for (n, a, b) in [
-        (6, Duration::ZERO, t.fetched),
-        (8, t.fetched, t.unpacked),
-        (8, t.unpacked, t.imaged),
-        (6, t.imaged, t.exported),
-        (2, Duration::ZERO, t.total),
-    ] {
-        for _ in 0..n {
-            instants.push(between(a, b));
-        }
+    let mut below =
+        |span: Duration| Duration::from_micros(rng.below(span.as_micros().max(1) as u64));
+    let mut rounds: Vec<(Start, After, Duration)> = Vec::new();
+    let unpacking = t_m.saturating_sub(t_fetched).saturating_sub(t_layers);
+    for _ in 0..6 {
+        rounds.push((Start::Fresh, After::Spawn, below(t_fetched)));
     }
-    instants.sort();
+    for _ in 0..6 {
+        rounds.push((Start::Fresh, After::AllFetched, below(unpacking)));
+    }
+    for _ in 0..4 {
+        rounds.push((Start::Fresh, After::Spawn, below(t_m)));
+    }
+    for _ in 0..8 {
+        rounds.push((Start::Closure, After::Spawn, below(t_layers)));
+    }
+    for _ in 0..6 {
+        rounds.push((Start::Complete, After::Spawn, below(t_export)));
+    }
 
-    // Each kill goes to a fresh store: a store a previous round completed
-    // would make the next realize a no-op, so only a fresh one exercises
-    // downloads, unpacking and layers at every instant, and the rounds can
-    // be spread over every phase. (Continuing in one store would cover only
-    // the export after the first completion.) The output path is shared:
-    // even rounds start without one, odd rounds with an old file there, so
-    // both "nothing" and "the old output" are what a kill may leave.
+    // The output path is shared: even rounds start without one, odd rounds
+    // with an old file there, so both "nothing" and "the old output" are
+    // what a kill may leave.
     let out_dir = tmp.path().join("out");
     fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("image.tar");
     let mut hits: BTreeMap<Phase, usize> = BTreeMap::new();
     let mut outputs: BTreeMap<String, usize> = BTreeMap::new();
-    for (round, &instant) in instants.iter().enumerate() {
+    for (round, &(start, after, delay)) in rounds.iter().enumerate() {
+        let round_started = Instant::now();
         let store = tmp.path().join(format!("store-{round:02}"));
+        match start {
+            Start::Fresh => {}
+            Start::Closure => copy_store(&closure, &store),
+            Start::Complete => copy_store(&complete, &store),
+        }
         for e in fs::read_dir(&out_dir).unwrap() {
             fs::remove_file(e.unwrap().path()).unwrap();
         }
         if round % 2 == 1 {
             fs::write(&out, OLD_OUTPUT).unwrap();
         }
-        let log = tmp.path().join(format!("killed-{round:02}.log"));
         let mut child = realize_cmd(&store, &spec, &out, &mirror)
             .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let spawned = Instant::now();
-        std::thread::sleep(instant);
+        if after == After::AllFetched {
+            while !reference.all_fetched(&store) && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL (an error: it had already exited)
         let status = child.wait().unwrap();
-        let lived = spawned.elapsed();
+        let instant = spawned.elapsed();
 
         // What the output path holds: never a partial file.
         let held = match fs::read(&out) {
@@ -403,17 +490,7 @@ fn realize_killed_at_30_random_instants_leaves_a_verifiable_store_and_the_same_d
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n != "image.tar")
             .collect();
-        eprintln!(
-            "round {round:2}: killed at {instant:>10.3?} (lived {lived:.3?}, {status}) in {phase:?}: {}; output {held:?}{}",
-            reference.describe(&store),
-            if stray.is_empty() {
-                String::new()
-            } else {
-                format!(", beside it {stray:?}")
-            }
-        );
-        *hits.entry(phase).or_default() += 1;
-        *outputs.entry(format!("{held:?}")).or_default() += 1;
+        let what = reference.describe(&store);
 
         // The killed store verifies (if the kill came before the store was
         // made there is nothing to verify).
@@ -448,11 +525,22 @@ fn realize_killed_at_30_random_instants_leaves_a_verifiable_store_and_the_same_d
             "round {round}: killed at {instant:?} ({phase:?}), the completing realize left files beside its output"
         );
         envbuild_store::canonical::remove_tree(&store).unwrap();
-        let _ = fs::remove_file(&log);
+        eprintln!(
+            "round {round:2}: {start:?} store, killed {instant:>9.3?} after spawn ({delay:.3?} after {after:?}; {status}) in {phase:?}: {what}; output {held:?}{}; round {:.1?}",
+            if stray.is_empty() {
+                String::new()
+            } else {
+                format!(", beside it {stray:?}")
+            },
+            round_started.elapsed()
+        );
+        *hits.entry(phase).or_default() += 1;
+        *outputs.entry(format!("{held:?}")).or_default() += 1;
     }
 
     eprintln!(
-        "summary: 30 kills (seed {seed}) by phase reached: {hits:?}; output after the kill: {outputs:?}; the test took {:.1?}",
+        "summary: {} kills (seed {seed}) by phase reached: {hits:?}; output after the kill: {outputs:?}; the test took {:.1?}",
+        rounds.len(),
         test_started.elapsed()
     );
     for phase in [
@@ -463,7 +551,7 @@ fn realize_killed_at_30_random_instants_leaves_a_verifiable_store_and_the_same_d
     ] {
         assert!(
             hits.get(&phase).copied().unwrap_or(0) > 0,
-            "no kill came during {phase:?}: {hits:?} (timeline {t:?})"
+            "no kill came during {phase:?}: {hits:?}"
         );
     }
 }
