@@ -20,71 +20,6 @@ fn example(dir: &Path) -> std::path::PathBuf {
     spec
 }
 
-/// Serve copies of the locked files (taken from `store`) as a Debian pool
-/// under /debian and a PEP 691 index under /simple.
-fn loopback_mirror(store: &Path, lock: &str) -> common::http::Server {
-    use common::http::Behaviour;
-    let items: Vec<std::path::PathBuf> = fs::read_dir(store)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let find = |file: &str| -> Vec<u8> {
-        // Item names keep only the characters Nix allows.
-        let name: String = file
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "+-._?=".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        let suffix = format!("-{name}");
-        let p = items
-            .iter()
-            .find(|p| p.file_name().unwrap().to_string_lossy().ends_with(&suffix) && p.is_file())
-            .unwrap_or_else(|| panic!("{file} is not in the store"));
-        fs::read(p).unwrap()
-    };
-    let parsed: toml::Value = toml::from_str(lock).unwrap();
-    let mut routes: Vec<(String, Behaviour)> = Vec::new();
-    let mut projects: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
-        Default::default();
-    for input in parsed["input"].as_array().unwrap() {
-        let id = input["id"].as_str().unwrap();
-        let source = input["source"].as_str().unwrap();
-        let sha = input["hash"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
-        if id.starts_with("deb:") {
-            let base = source.rsplit('/').next().unwrap();
-            routes.push((format!("/debian/{source}"), Behaviour::Serve(find(base))));
-        } else if id.starts_with("pypi:") {
-            let project = source
-                .split('-')
-                .next()
-                .unwrap()
-                .replace('_', "-")
-                .to_lowercase();
-            routes.push((format!("/files/{source}"), Behaviour::Serve(find(source))));
-            projects.entry(project).or_default().push(serde_json::json!({
-                "filename": source, "url": format!("/files/{source}"), "hashes": {"sha256": sha},
-            }));
-        }
-    }
-    for (name, files) in projects {
-        let page =
-            serde_json::json!({"meta": {"api-version": "1.0"}, "name": name, "files": files});
-        routes.push((
-            format!("/simple/{name}/"),
-            Behaviour::Serve(page.to_string().into_bytes()),
-        ));
-    }
-    common::http::serve(routes)
-}
-
 #[test]
 #[ignore = "networked: reaches the Debian archive and the package index"]
 fn networked_python_numpy_example_runs_in_the_closure_and_in_docker_and_reproduces() {
@@ -125,7 +60,7 @@ fn networked_python_numpy_example_runs_in_the_closure_and_in_docker_and_reproduc
 
     // The lock names no host: a loopback mirror holding copies of the
     // locked files (a Debian pool and a PEP 691 index) gives the same digest.
-    let server = loopback_mirror(&store, &lock);
+    let server = common::mirror::loopback_mirror(&store, &lock);
     let o = envbuild()
         .arg("--store")
         .arg(tmp.path().join("store3"))

@@ -334,3 +334,42 @@ fn oci_dir_and_rootfs_formats_hold_the_same_image() {
     );
     assert!(err.contains("already exists"), "{err}");
 }
+
+/// What a realize killed during its export leaves beside the output (its
+/// staging file, `.<name>.envbuild-<pid>`) is removed by the next realize to
+/// that output, also when the output is already up to date; a live
+/// writer's is not (the unit tests in src/export/ check that side).
+#[test]
+fn a_killed_exports_staging_file_is_removed_by_the_next_realize() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = hello_example(tmp.path());
+    let store = tmp.path().join("store");
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("hello.tar");
+    let dead = || {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let listing = || {
+        let mut v: Vec<String> = fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let killed = out_dir.join(format!(".hello.tar.envbuild-{}", dead()));
+    fs::write(&killed, b"the first 100 bytes of an archive").unwrap();
+    let d1 = realize(&store, &spec, &out, &[]);
+    assert_eq!(listing(), ["hello.tar"]);
+    // Killed again, the output now up to date: nothing is written, the
+    // leftover still goes.
+    let killed = out_dir.join(format!(".hello.tar.envbuild-{}", dead()));
+    fs::write(&killed, b"half").unwrap();
+    let d2 = realize(&store, &spec, &out, &[]);
+    assert_eq!(d1, d2);
+    assert_eq!(listing(), ["hello.tar"]);
+}
