@@ -64,12 +64,8 @@ fn the_streamed_archive_loads_into_docker() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let spec = hello_example(tmp.path());
     let tag = format!("stream{}", std::process::id());
-    let text = fs::read_to_string(&spec)
-        .unwrap()
-        .replace("[image]\n", &format!("[image]\ntag = \"{tag}\"\n"));
-    fs::write(&spec, text).unwrap();
+    let spec = hello_example_tagged(tmp.path(), &tag);
     let mut realize = envbuild()
         .arg("--store")
         .arg(tmp.path().join("store"))

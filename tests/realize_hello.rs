@@ -206,13 +206,8 @@ fn docker_loads_and_runs_the_image() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let spec = hello_example(tmp.path());
-    // A unique tag so parallel runs do not collide.
     let tag = format!("t{}", std::process::id());
-    let text = fs::read_to_string(&spec)
-        .unwrap()
-        .replace("[image]\n", &format!("[image]\ntag = \"{tag}\"\n"));
-    fs::write(&spec, text).unwrap();
+    let spec = hello_example_tagged(tmp.path(), &tag);
     let tar = tmp.path().join("a.tar");
     realize(&tmp.path().join("store"), &spec, &tar, &[]);
     let out = docker_load_and_run(&tar, &format!("hello:{tag}")).expect("docker works");

@@ -898,14 +898,18 @@ impl Store {
         path: &StorePath,
         link: Option<&Path>,
     ) -> Result<(), StoreError> {
-        let _gc = self.gc_lock(LockKind::Shared)?;
-        self.require_valid(path)?;
-        self.db.add_root(&Root {
+        self.insert_root(Root {
             name: name.to_string(),
             path: path.clone(),
             link: link.map(Path::to_path_buf),
             guard: None,
         })
+    }
+
+    fn insert_root(&mut self, root: Root) -> Result<(), StoreError> {
+        let _gc = self.gc_lock(LockKind::Shared)?;
+        self.require_valid(&root.path)?;
+        self.db.add_root(&root)
     }
 
     pub fn remove_root(&mut self, name: &str) -> Result<(), StoreError> {
@@ -928,9 +932,7 @@ impl Store {
         path: &StorePath,
         guard: &Path,
     ) -> Result<(), StoreError> {
-        let _gc = self.gc_lock(LockKind::Shared)?;
-        self.require_valid(path)?;
-        self.db.add_root(&Root {
+        self.insert_root(Root {
             name: name.to_string(),
             path: path.clone(),
             link: None,

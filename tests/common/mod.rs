@@ -240,6 +240,17 @@ pub fn verify_clean(store: &Path) -> u64 {
 
 /// Copy the hello example (spec, app, wheel) into `dir` and build its static
 /// program there; returns the spec path.
+/// [`hello_example`] with the image tag `tag` (unique per test, so that
+/// parallel runs loading it into docker do not collide).
+pub fn hello_example_tagged(dir: &Path, tag: &str) -> PathBuf {
+    let spec = hello_example(dir);
+    let text = fs::read_to_string(&spec)
+        .unwrap()
+        .replace("[image]\n", &format!("[image]\ntag = \"{tag}\"\n"));
+    fs::write(&spec, text).unwrap();
+    spec
+}
+
 pub fn hello_example(dir: &Path) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_tree(&repo.join("examples/hello"), &dir.join("hello"));
