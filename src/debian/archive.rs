@@ -254,7 +254,13 @@ pub fn fetch_release(
         });
     }
     let text = std::fs::read_to_string(&body).map_err(io(&body))?;
-    let fields = control::parse_one(&url, &text)?;
+    parse_release(&url, &text)
+}
+
+/// Parse the text of a verified Release (`label` names it in errors): its
+/// fields and the `SHA256` list of index files.
+pub fn parse_release(label: &str, text: &str) -> Result<Release, ArchiveError> {
+    let fields = control::parse_one(label, text)?;
     let mut sha256 = BTreeMap::new();
     if let Some(f) = fields.field("SHA256") {
         for line in f.lines() {
@@ -319,13 +325,30 @@ pub fn fetch_index(
         "gz" => Box::new(flate2::read::GzDecoder::new(file)),
         _ => Box::new(file),
     };
+    parse_index(
+        suite,
+        component,
+        &url,
+        BufReader::with_capacity(1 << 20, reader),
+    )
+}
+
+/// Read a `Packages` index of `suite/component` (`label` names it in
+/// errors): the paragraphs of this architecture and `all`, newest version
+/// first per name, and who provides each virtual name.
+pub fn parse_index(
+    suite: &str,
+    component: &str,
+    label: &str,
+    reader: impl std::io::BufRead,
+) -> Result<PackageIndex, ArchiveError> {
     let mut index = PackageIndex {
         suite: suite.into(),
         component: component.into(),
         packages: BTreeMap::new(),
         provides: BTreeMap::new(),
     };
-    for p in control::read_paragraphs(&url, BufReader::with_capacity(1 << 20, reader)) {
+    for p in control::read_paragraphs(label, reader) {
         let p = p?;
         let arch = p.get("Architecture").unwrap_or("");
         if arch != ARCH && arch != "all" {
