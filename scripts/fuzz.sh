@@ -5,7 +5,9 @@
 #
 #   scripts/fuzz.sh SECONDS [TARGET...]
 #
-# Needs nightly Rust and cargo-fuzz (`cargo install cargo-fuzz`). Corpora
+# Needs nightly Rust and cargo-fuzz (`cargo install cargo-fuzz`). The targets
+# are built once (release, debug assertions and overflow checks, ASan) and
+# their binaries run directly. Corpora
 # are seeded by fuzz/seeds.py into fuzz/corpus/<target>/ and kept between
 # runs; findings land in fuzz/artifacts/<target>/. Environment:
 #   FUZZ_TOOLCHAIN  the toolchain for cargo-fuzz (default: nightly)
@@ -38,6 +40,8 @@ fi
 echo "building ${#targets[@]} targets" >&2
 nice -n "$nice_level" cargo "+$toolchain" fuzz build --fuzz-dir fuzz -O --debug-assertions >&2
 python3 fuzz/seeds.py fuzz/corpus >&2
+host=$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')
+bin=fuzz/target/$host/release
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
@@ -59,8 +63,7 @@ for target in "${targets[@]}"; do
     # that log to fuzz-N.log instead of this log.
     log=$logs/$target.log
     status=0
-    nice -n "$nice_level" cargo "+$toolchain" fuzz run --fuzz-dir fuzz -O --debug-assertions \
-        "$target" "$corpus" -- \
+    nice -n "$nice_level" "$bin/$target" "$corpus" \
         -max_total_time="$seconds" -print_final_stats=1 \
         -rss_limit_mb="$rss_mb" -timeout="$timeout_s" \
         -artifact_prefix="$artifacts/" "${dict[@]}" >"$log" 2>&1 || status=$?
@@ -90,6 +93,6 @@ printf '%-20s %14s %8s\n' total "$total_execs" "$total_crashes"
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "crashed:" >&2
     printf '  %s\n' "${failed[@]}" >&2
-    echo "reproduce: cargo +$toolchain fuzz run --fuzz-dir fuzz -O --debug-assertions TARGET ARTIFACT" >&2
+    echo "reproduce: $bin/TARGET ARTIFACT (or cargo +$toolchain fuzz run --fuzz-dir fuzz TARGET ARTIFACT)" >&2
     exit 1
 fi

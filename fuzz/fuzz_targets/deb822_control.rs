@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(text) = text(data) else { return };
     let parsed = parse("Packages", text);
     let streamed: Result<Vec<Paragraph>, _> = read_paragraphs("Packages", data).collect();
-    assert_eq!(parsed.is_ok(), streamed.is_ok(), "parse and read_paragraphs disagree");
+    assert_eq!(
+        parsed.is_ok(),
+        streamed.is_ok(),
+        "parse and read_paragraphs disagree"
+    );
     let Ok(paragraphs) = parsed else { return };
     let written: Vec<String> = paragraphs.iter().map(ToString::to_string).collect();
     let written = written.join("\n");

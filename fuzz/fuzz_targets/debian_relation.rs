@@ -15,5 +15,8 @@ fuzz_target!(|data: &[u8]| {
     let formatted = format_relations(&deps);
     let again = parse_relations(&formatted)
         .unwrap_or_else(|e| panic!("{formatted:?}, formatted from {text:?}, does not parse: {e}"));
-    assert_eq!(deps, again, "relations changed through format: {formatted:?}");
+    assert_eq!(
+        deps, again,
+        "relations changed through format: {formatted:?}"
+    );
 });

@@ -17,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let again = Lock::parse(label("envbuild.lock"), &written)
         .unwrap_or_else(|e| panic!("a written lock does not parse: {e}\n{written}"));
     assert_eq!(again.version, 2);
-    assert_eq!(read.lock, again.lock, "the lock changed through to_toml:\n{written}");
+    assert_eq!(
+        read.lock, again.lock,
+        "the lock changed through to_toml:\n{written}"
+    );
     assert_eq!(written, again.lock.to_toml());
 });

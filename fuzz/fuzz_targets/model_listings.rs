@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    if let Ok(l) = huggingface::parse("hf:org/demo", "https://hub.invalid/api/models/org/demo", &doc) {
+    if let Ok(l) = huggingface::parse(
+        "hf:org/demo",
+        "https://hub.invalid/api/models/org/demo",
+        &doc,
+    ) {
         assert_safe(&l);
     }
     if let Ok(l) = modelscope::parse(

@@ -19,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
         let consumed = input.position() as usize;
         let mut dumped = Vec::new();
         envbuild_store::nar::dump(&dst, &mut dumped).expect("a restored tree dumps");
-        assert_eq!(dumped, &data[..consumed], "restore then dump is not the identity");
+        assert_eq!(
+            dumped,
+            &data[..consumed],
+            "restore then dump is not the identity"
+        );
     }
 });

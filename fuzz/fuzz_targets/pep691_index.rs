@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut seen = std::collections::BTreeSet::new();
     for v in &versions {
-        assert!(seen.insert(v.version.clone()), "version {} listed twice", v.version);
+        assert!(
+            seen.insert(v.version.clone()),
+            "version {} listed twice",
+            v.version
+        );
         if let Some(w) = &v.wheel {
             assert!(w.ends_with(".whl"), "the chosen wheel {w:?} is not a wheel");
         }

@@ -34,5 +34,8 @@ fuzz_target!(|data: &[u8]| {
             record::RowDigest::Invalid => panic!("a written row is invalid: {:?}", r.raw),
         })
         .collect();
-    assert_eq!(kept, again, "RECORD rows changed through write and read:\n{written}");
+    assert_eq!(
+        kept, again,
+        "RECORD rows changed through write and read:\n{written}"
+    );
 });

@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     scratch.assert_contained(&[WHEEL]);
     if let Ok(installed) = installed {
         let on_disk = envbuild_store::nar::hash_path(&dest).expect("the tree hashes");
-        assert_eq!(installed.tree.nar(), on_disk, "the hash made on the way differs");
+        assert_eq!(
+            installed.tree.nar(),
+            on_disk,
+            "the hash made on the way differs"
+        );
         for f in &installed.files {
             assert!(
                 dest.join(f).symlink_metadata().is_ok(),

@@ -39,7 +39,10 @@ impl Scratch {
         let fence: Vec<_> = std::fs::read_dir(root.join("fence"))
             .expect("the fence is readable")
             .collect();
-        assert!(fence.is_empty(), "something was written into the fence: {fence:?}");
+        assert!(
+            fence.is_empty(),
+            "something was written into the fence: {fence:?}"
+        );
         for entry in std::fs::read_dir(root).expect("the scratch is readable") {
             let name = entry.expect("an entry").file_name();
             let name = name.to_string_lossy();
@@ -53,11 +56,20 @@ impl Scratch {
             for entry in walkdir::WalkDir::new(&out) {
                 let Ok(entry) = entry else { continue };
                 let path = entry.path();
-                assert!(path.starts_with(&out), "{} is outside {}", path.display(), out.display());
+                assert!(
+                    path.starts_with(&out),
+                    "{} is outside {}",
+                    path.display(),
+                    out.display()
+                );
                 if !entry.file_type().is_symlink() {
                     let real = path.canonicalize().expect("an entry resolves");
                     let real_out = out.canonicalize().expect("out resolves");
-                    assert!(real.starts_with(&real_out), "{} resolves outside", path.display());
+                    assert!(
+                        real.starts_with(&real_out),
+                        "{} resolves outside",
+                        path.display()
+                    );
                 }
             }
         }
@@ -69,10 +81,8 @@ impl Scratch {
         for entry in walkdir::WalkDir::new(self.dir.path()).into_iter().flatten() {
             if entry.file_type().is_dir() {
                 use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(
-                    entry.path(),
-                    std::fs::Permissions::from_mode(0o755),
-                );
+                let _ =
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755));
             }
         }
     }

@@ -520,28 +520,7 @@ mod tests {
     use super::*;
 
     fn index(text: &str) -> PackageIndex {
-        let mut idx = PackageIndex {
-            suite: "test".into(),
-            component: "main".into(),
-            packages: BTreeMap::new(),
-            provides: BTreeMap::new(),
-        };
-        for p in control::parse("Packages", text).unwrap() {
-            let name = p.get("Package").unwrap().to_string();
-            for dep in p.relations("Provides").unwrap() {
-                for r in dep.alternatives {
-                    idx.provides
-                        .entry(r.name)
-                        .or_default()
-                        .push((name.clone(), r.constraint.map(|c| c.version)));
-                }
-            }
-            idx.packages.entry(name).or_default().push(p);
-        }
-        for v in idx.packages.values_mut() {
-            v.sort_by_key(|p| std::cmp::Reverse(version_of(p).unwrap()));
-        }
-        idx
+        parse_index("test", "main", "Packages", text.as_bytes()).unwrap()
     }
 
     const PACKAGES: &str = "\
@@ -638,6 +617,20 @@ Size: 6
         assert!(
             err.contains("app 1.0") && err.contains("libc6 (>= 2.99)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn release_lists_the_sha256_and_size_of_each_index_file() {
+        let text = "Suite: stable\nSHA256:\n aa 12 main/binary-amd64/Packages\n bb x main/bad-size\n cc 3\n";
+        let r = parse_release("Release", text).unwrap();
+        assert_eq!(r.fields.get("Suite"), Some("stable"));
+        assert_eq!(
+            r.sha256.into_iter().collect::<Vec<_>>(),
+            [(
+                "main/binary-amd64/Packages".to_string(),
+                ("aa".to_string(), 12)
+            )]
         );
     }
 

@@ -127,8 +127,8 @@ pub mod parsers {
         target: &Target,
     ) -> Result<Vec<PageVersion>, String> {
         let page_url = reqwest::Url::parse(page_url).map_err(|e| e.to_string())?;
-        let python = Version::from_str(&target.python_full_version_string())
-            .map_err(|e| e.to_string())?;
+        let python =
+            Version::from_str(&target.python_full_version_string()).map_err(|e| e.to_string())?;
         let selector = Selector {
             ranks: target.tag_ranks(),
             python,
@@ -248,7 +248,7 @@ impl Resolution {
 }
 
 fn parse_requirement(text: &str) -> Result<Requirement<VerbatimUrl>, ResolveError> {
-    let req = Requirement::<VerbatimUrl>::from_str(text).map_err(|e| {
+    let req = crate::python::pep508::parse_requirement::<VerbatimUrl>(text).map_err(|e| {
         ResolveError::InvalidRequirement {
             requirement: text.to_owned(),
             message: e.to_string(),

@@ -152,9 +152,7 @@ fn csv_field(out: &mut String, field: &str) {
 }
 
 /// Serialize rows `(path, digest)` (already sorted by the caller).
-pub fn write_record<'a>(
-    rows: impl IntoIterator<Item = (&'a str, Option<FileDigest>)>,
-) -> String {
+pub fn write_record<'a>(rows: impl IntoIterator<Item = (&'a str, Option<FileDigest>)>) -> String {
     let mut out = String::new();
     for (path, digest) in rows {
         csv_field(&mut out, path);
