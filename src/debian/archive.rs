@@ -254,7 +254,13 @@ pub fn fetch_release(
         });
     }
     let text = std::fs::read_to_string(&body).map_err(io(&body))?;
-    let fields = control::parse_one(&url, &text)?;
+    parse_release(&url, &text)
+}
+
+/// Parse the text of a verified Release (`label` names it in errors): its
+/// fields and the `SHA256` list of index files.
+pub fn parse_release(label: &str, text: &str) -> Result<Release, ArchiveError> {
+    let fields = control::parse_one(label, text)?;
     let mut sha256 = BTreeMap::new();
     if let Some(f) = fields.field("SHA256") {
         for line in f.lines() {
@@ -319,13 +325,30 @@ pub fn fetch_index(
         "gz" => Box::new(flate2::read::GzDecoder::new(file)),
         _ => Box::new(file),
     };
+    parse_index(
+        suite,
+        component,
+        &url,
+        BufReader::with_capacity(1 << 20, reader),
+    )
+}
+
+/// Read a `Packages` index of `suite/component` (`label` names it in
+/// errors): the paragraphs of this architecture and `all`, newest version
+/// first per name, and who provides each virtual name.
+pub fn parse_index(
+    suite: &str,
+    component: &str,
+    label: &str,
+    reader: impl std::io::BufRead,
+) -> Result<PackageIndex, ArchiveError> {
     let mut index = PackageIndex {
         suite: suite.into(),
         component: component.into(),
         packages: BTreeMap::new(),
         provides: BTreeMap::new(),
     };
-    for p in control::read_paragraphs(&url, BufReader::with_capacity(1 << 20, reader)) {
+    for p in control::read_paragraphs(label, reader) {
         let p = p?;
         let arch = p.get("Architecture").unwrap_or("");
         if arch != ARCH && arch != "all" {
@@ -497,28 +520,7 @@ mod tests {
     use super::*;
 
     fn index(text: &str) -> PackageIndex {
-        let mut idx = PackageIndex {
-            suite: "test".into(),
-            component: "main".into(),
-            packages: BTreeMap::new(),
-            provides: BTreeMap::new(),
-        };
-        for p in control::parse("Packages", text).unwrap() {
-            let name = p.get("Package").unwrap().to_string();
-            for dep in p.relations("Provides").unwrap() {
-                for r in dep.alternatives {
-                    idx.provides
-                        .entry(r.name)
-                        .or_default()
-                        .push((name.clone(), r.constraint.map(|c| c.version)));
-                }
-            }
-            idx.packages.entry(name).or_default().push(p);
-        }
-        for v in idx.packages.values_mut() {
-            v.sort_by_key(|p| std::cmp::Reverse(version_of(p).unwrap()));
-        }
-        idx
+        parse_index("test", "main", "Packages", text.as_bytes()).unwrap()
     }
 
     const PACKAGES: &str = "\
@@ -615,6 +617,20 @@ Size: 6
         assert!(
             err.contains("app 1.0") && err.contains("libc6 (>= 2.99)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn release_lists_the_sha256_and_size_of_each_index_file() {
+        let text = "Suite: stable\nSHA256:\n aa 12 main/binary-amd64/Packages\n bb x main/bad-size\n cc 3\n";
+        let r = parse_release("Release", text).unwrap();
+        assert_eq!(r.fields.get("Suite"), Some("stable"));
+        assert_eq!(
+            r.sha256.into_iter().collect::<Vec<_>>(),
+            [(
+                "main/binary-amd64/Packages".to_string(),
+                ("aa".to_string(), 12)
+            )]
         );
     }
 

@@ -95,11 +95,18 @@ impl Compression {
         Ok(match self {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
+            Compression::Xz => {
+                let stream = liblzma::stream::Stream::new_stream_decoder(
+                    MAX_DECODER_MEMORY,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?;
+                Box::new(liblzma::read::XzDecoder::new_stream(r, stream))
+            }
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
             Compression::Lzma => {
-                let stream = liblzma::stream::Stream::new_lzma_decoder(u64::MAX)
+                let stream = liblzma::stream::Stream::new_lzma_decoder(MAX_DECODER_MEMORY)
                     .map_err(io::Error::other)?;
                 Box::new(liblzma::read::XzDecoder::new_stream(r, stream))
             }
@@ -121,6 +128,11 @@ const DATA_COMPRESSIONS: &[Compression] = &[
     Compression::Bzip2,
     Compression::Lzma,
 ];
+
+/// The most memory an xz or lzma decoder may use. The stream's header says
+/// how large a dictionary it needs, and a forged header asks for up to
+/// 4 GiB; the largest preset (`xz -9`) needs 65 MiB.
+const MAX_DECODER_MEMORY: u64 = 256 << 20;
 
 /// Largest `debian-binary` member read.
 const MAX_DEBIAN_BINARY: u64 = 1024;

@@ -1045,3 +1045,15 @@ fn a_data_member_declared_longer_than_the_file_is_refused() {
         )
     );
 }
+
+#[test]
+fn lzma_data_asking_for_a_4_gib_dictionary_is_refused_instead_of_allocating_it() {
+    // A .lzma header: properties, a dictionary of 4 GiB - 1, unknown size.
+    let mut lzma = vec![0x5d];
+    lzma.extend_from_slice(&u32::MAX.to_le_bytes());
+    lzma.extend_from_slice(&[0xff; 8]);
+    lzma.extend_from_slice(&[0; 32]);
+    let e = format_error(&deb_with_data("data.tar.lzma", &lzma));
+    assert!(e.starts_with("evil.deb: member `data.tar.lzma`"), "{e}");
+    assert!(e.to_lowercase().contains("memory"), "{e}");
+}

@@ -2,6 +2,7 @@
 
 pub mod core_metadata;
 pub mod index_config;
+pub mod pep508;
 pub mod pylock;
 pub mod requirements_txt;
 pub mod resolve;

@@ -34,7 +34,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use pep508_rs::{Requirement, VersionOrUrl};
+use pep508_rs::VersionOrUrl;
 
 use crate::python::index_config::{self, NoIndex};
 use crate::python::pylock::{ChosenWheel, Location};
@@ -220,8 +220,9 @@ pub fn parse(path: &Path, text: &str, target: &Target) -> Result<Parsed, Require
                 _ => return Err(bad("--hash=sha256:<64 hex digits>")),
             }
         }
-        let req = Requirement::<pep508_rs::VerbatimUrl>::from_str(req_text.trim())
-            .map_err(|e| bad(&format!("a PEP 508 requirement ({e})")))?;
+        let req =
+            crate::python::pep508::parse_requirement::<pep508_rs::VerbatimUrl>(req_text.trim())
+                .map_err(|e| bad(&format!("a PEP 508 requirement ({e})")))?;
         if !req.marker.evaluate(&env, &[]) {
             continue;
         }

@@ -1462,7 +1462,9 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<Python
     let glibc = two(p.and_then(|p| p.glibc.as_ref()), "glibc")?;
     let mut requirements = Vec::new();
     for r in p.map(|p| p.requirements.as_slice()).unwrap_or(&[]) {
-        if let Err(e) = r.get_ref().parse::<pep508_rs::Requirement>() {
+        if let Err(e) =
+            crate::python::pep508::parse_requirement::<pep508_rs::VerbatimUrl>(r.get_ref())
+        {
             return Err(ctx.at(
                 r,
                 format!(

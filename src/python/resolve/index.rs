@@ -800,7 +800,7 @@ impl Inner {
     }
 }
 
-enum MemberError {
+pub(super) enum MemberError {
     Io(io::Error),
     Bad(String),
 }
@@ -810,7 +810,10 @@ const MAX_METADATA: u64 = 16 << 20;
 
 /// The bytes of the wheel's top-level `*.dist-info/METADATA` (the one whose
 /// name matches the project when there are several).
-fn read_metadata_member<R: Read + Seek>(reader: R, project: &str) -> Result<Vec<u8>, MemberError> {
+pub(super) fn read_metadata_member<R: Read + Seek>(
+    reader: R,
+    project: &str,
+) -> Result<Vec<u8>, MemberError> {
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| match e {
         zip::result::ZipError::Io(e) => MemberError::Io(e),
         e => MemberError::Bad(format!("not a zip archive: {e}")),

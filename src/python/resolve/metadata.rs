@@ -33,7 +33,7 @@ pub(super) fn parse_core_metadata(text: &str) -> Result<CoreMetadata, String> {
     let mut requires_dist = Vec::new();
     for (k, v) in &headers {
         if k.eq_ignore_ascii_case("Requires-Dist") {
-            let req = Requirement::<VerbatimUrl>::from_str(v)
+            let req = crate::python::pep508::parse_requirement::<VerbatimUrl>(v)
                 .map_err(|e| format!("Requires-Dist {v:?} is not PEP 508: {e}"))?;
             requires_dist.push(req);
         }

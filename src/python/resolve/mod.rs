@@ -97,6 +97,75 @@ pub use timestamp::{Timestamp, TimestampError};
 use index::{IndexClient, Selector};
 use provider::{explain, nearest_versions, root_version, tree_packages, Pkg, Provider};
 
+/// The resolver's readers of what an index serves, as the resolver calls
+/// them, for the fuzz targets (`fuzz/`); not an API of their own.
+#[doc(hidden)]
+pub mod parsers {
+    use std::str::FromStr;
+
+    use pep440_rs::Version;
+
+    use super::index::{self, MemberError, Selector};
+    use super::metadata;
+    use super::Target;
+
+    /// One version of a read project page: the version and the file name
+    /// of the wheel chosen for the target, if any.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PageVersion {
+        pub version: String,
+        pub wheel: Option<String>,
+        pub sdist: Option<String>,
+    }
+
+    /// Read a PEP 691 page of `project` served at `page_url` for `target`
+    /// (no `exclude-newer`).
+    pub fn project_page(
+        project: &str,
+        page_url: &str,
+        body: &[u8],
+        target: &Target,
+    ) -> Result<Vec<PageVersion>, String> {
+        let page_url = reqwest::Url::parse(page_url).map_err(|e| e.to_string())?;
+        let python =
+            Version::from_str(&target.python_full_version_string()).map_err(|e| e.to_string())?;
+        let selector = Selector {
+            ranks: target.tag_ranks(),
+            python,
+            exclude_newer: None,
+        };
+        let page = index::parse_project_page(project, &page_url, body, &selector)?;
+        Ok(page
+            .versions
+            .iter()
+            .map(|v| PageVersion {
+                version: v.version.to_string(),
+                wheel: v.wheel.as_ref().map(|f| f.filename.clone()),
+                sdist: v.sdist.as_ref().map(|f| f.filename.clone()),
+            })
+            .collect())
+    }
+
+    /// Read a wheel's `METADATA` as the resolver does: name, version and
+    /// each `Requires-Dist`, as text.
+    pub fn core_metadata(text: &str) -> Result<(String, String, Vec<String>), String> {
+        let m = metadata::parse_core_metadata(text)?;
+        Ok((
+            m.name,
+            m.version.to_string(),
+            m.requires_dist.iter().map(ToString::to_string).collect(),
+        ))
+    }
+
+    /// The bytes of the `*.dist-info/METADATA` member of the wheel `zip`.
+    pub fn wheel_metadata_member(zip: &[u8], project: &str) -> Result<Vec<u8>, String> {
+        index::read_metadata_member(std::io::Cursor::new(zip), project).map_err(|e| match e {
+            MemberError::Io(e) => e.to_string(),
+            MemberError::Bad(m) => m,
+        })
+    }
+}
+
 /// How to resolve: where, for what, and with which cut-off.
 #[derive(Debug, Clone)]
 pub struct ResolveOptions {
@@ -179,7 +248,7 @@ impl Resolution {
 }
 
 fn parse_requirement(text: &str) -> Result<Requirement<VerbatimUrl>, ResolveError> {
-    let req = Requirement::<VerbatimUrl>::from_str(text).map_err(|e| {
+    let req = crate::python::pep508::parse_requirement::<VerbatimUrl>(text).map_err(|e| {
         ResolveError::InvalidRequirement {
             requirement: text.to_owned(),
             message: e.to_string(),

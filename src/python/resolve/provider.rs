@@ -31,7 +31,7 @@ fn sdist_core_metadata(m: &SdistMetadata) -> Result<CoreMetadata, String> {
             .requires_dist
             .iter()
             .map(|r| {
-                Requirement::<VerbatimUrl>::from_str(r)
+                crate::python::pep508::parse_requirement::<VerbatimUrl>(r)
                     .map_err(|e| format!("requirement {r:?} is not PEP 508: {e}"))
             })
             .collect::<Result<_, _>>()?,

@@ -141,7 +141,7 @@ pub fn parse_requires_txt(text: &str) -> Vec<String> {
 
 fn check_requirements(sdist: &str, file: &str, reqs: &[String]) -> Result<(), SdistError> {
     for r in reqs {
-        if let Err(e) = <pep508_rs::Requirement as std::str::FromStr>::from_str(r) {
+        if let Err(e) = crate::python::pep508::parse_requirement::<pep508_rs::VerbatimUrl>(r) {
             return Err(SdistError::BadMetadata {
                 sdist: sdist.to_owned(),
                 file: file.to_owned(),

@@ -5,7 +5,7 @@ use crate::python::core_metadata::header;
 
 /// What `WHEEL` says that installing depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct WheelInfo {
+pub struct WheelInfo {
     /// `Wheel-Version` as written (trimmed).
     pub version: String,
     pub major: u32,
@@ -15,7 +15,7 @@ pub(super) struct WheelInfo {
 }
 
 /// Parse `WHEEL`. The caller checks `major`.
-pub(super) fn parse_wheel_info(text: &str) -> Result<WheelInfo, String> {
+pub fn parse_wheel_info(text: &str) -> Result<WheelInfo, String> {
     let headers = crate::python::core_metadata::headers(text)?;
     let version = header(&headers, "Wheel-Version")
         .ok_or("it has no Wheel-Version header")?
@@ -36,7 +36,7 @@ pub(super) fn parse_wheel_info(text: &str) -> Result<WheelInfo, String> {
 
 /// A console or GUI script entry point: `name = module:attr.path [extras]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ScriptEntry {
+pub struct ScriptEntry {
     /// `console_scripts` or `gui_scripts`.
     pub group: &'static str,
     pub name: String,
@@ -47,11 +47,11 @@ pub(super) struct ScriptEntry {
 }
 
 /// An entry point that cannot become a launcher: (group, name, value, reason).
-pub(super) type EntryError = (&'static str, String, String, &'static str);
+pub type EntryError = (&'static str, String, String, &'static str);
 
 /// The `[console_scripts]` and `[gui_scripts]` entries of `entry_points.txt`,
 /// in file order. Other sections are not interpreted.
-pub(super) fn parse_script_entries(text: &str) -> Result<Vec<ScriptEntry>, EntryError> {
+pub fn parse_script_entries(text: &str) -> Result<Vec<ScriptEntry>, EntryError> {
     let mut entries = Vec::new();
     let mut group: Option<&'static str> = None;
     for line in text.lines().map(str::trim) {

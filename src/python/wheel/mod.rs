@@ -62,10 +62,14 @@
 mod archive;
 mod error;
 mod filename;
-mod metadata;
 mod paths;
 mod plan;
-mod record;
+// The text formats of a wheel's `.dist-info`, public for the fuzz targets
+// (`fuzz/`); not an API of their own.
+#[doc(hidden)]
+pub mod metadata;
+#[doc(hidden)]
+pub mod record;
 mod scripts;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use base64::Engine as _;
 
 /// A file's sha256 and size, as RECORD lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FileDigest {
+pub struct FileDigest {
     pub sha256: [u8; 32],
     pub size: u64,
 }
@@ -29,7 +29,7 @@ impl fmt::Display for FileDigest {
 
 /// What a RECORD row says about a file's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RowDigest {
+pub enum RowDigest {
     /// Hash and size both empty (RECORD's own row, or files not shipped).
     Empty,
     Valid(FileDigest),
@@ -39,7 +39,7 @@ pub(super) enum RowDigest {
 
 /// One row of a wheel's RECORD.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct RecordRow {
+pub struct RecordRow {
     pub path: String,
     pub digest: RowDigest,
     /// The hash and size fields as written, for error messages.
@@ -49,7 +49,7 @@ pub(super) struct RecordRow {
 /// Parse a RECORD. Whether an empty or invalid digest matters depends on the
 /// row, so it is the caller's to report; a malformed line is an error
 /// (line number and reason).
-pub(super) fn parse_record(text: &str) -> Result<Vec<RecordRow>, String> {
+pub fn parse_record(text: &str) -> Result<Vec<RecordRow>, String> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
@@ -152,9 +152,7 @@ fn csv_field(out: &mut String, field: &str) {
 }
 
 /// Serialize rows `(path, digest)` (already sorted by the caller).
-pub(super) fn write_record<'a>(
-    rows: impl IntoIterator<Item = (&'a str, Option<FileDigest>)>,
-) -> String {
+pub fn write_record<'a>(rows: impl IntoIterator<Item = (&'a str, Option<FileDigest>)>) -> String {
     let mut out = String::new();
     for (path, digest) in rows {
         csv_field(&mut out, path);
