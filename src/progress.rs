@@ -133,7 +133,7 @@ pub fn mode() -> Mode {
     REPORTER.get().map_or(Mode::None, |r| r.mode)
 }
 
-fn style(template: &str, _color: bool) -> ProgressStyle {
+fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
         .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ")
@@ -178,14 +178,11 @@ impl Reporter {
         let multi = self.multi.as_ref()?;
         Some(self.header.get_or_init(|| {
             let header = multi.insert(0, ProgressBar::new_spinner());
-            header.set_style(style(
-                if self.color {
-                    "{spinner:.cyan} {prefix:.bold} {wide_msg}"
-                } else {
-                    "{spinner} {prefix} {wide_msg}"
-                },
-                self.color,
-            ));
+            header.set_style(style(if self.color {
+                "{spinner:.cyan} {prefix:.bold} {wide_msg}"
+            } else {
+                "{spinner} {prefix} {wide_msg}"
+            }));
             header.set_prefix("envbuild");
             header.enable_steady_tick(Duration::from_millis(120));
             header
@@ -208,7 +205,7 @@ impl Reporter {
             None => ProgressBar::new_spinner(),
         };
         let pb = multi.add(pb);
-        pb.set_style(style(template, self.color));
+        pb.set_style(style(template));
         pb.set_message(msg);
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
@@ -343,7 +340,6 @@ impl Download {
                             } else {
                                 "  {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} [{bar:30}]"
                             },
-                            r.color,
                         ));
                         bar.set_length(t);
                     }
