@@ -15,7 +15,7 @@
 //!   (`[  12.3s] unpack-wheel torch-….whl done in 8.1s`) and a summary
 //!   line every 10 s (`[  20.0s] 12/160 steps, 1.10 GiB/2.70 GiB fetched`),
 //!   for logs and CI.
-//! - [`Mode::None`]: nothing.
+//! - [`Mode::None`] prints nothing.
 //!
 //! Log lines ([`suspend`], used by the binary's log writer) are printed
 //! above the live display, never through it. Progress only ever goes to

@@ -129,6 +129,8 @@ fn tty_progress_under_a_pseudo_terminal_ends_with_every_line_finished() {
     let store = tmp.path().join("store");
     let out = tmp.path().join("hello.tar");
     let typescript = tmp.path().join("typescript");
+    let totals = regex::Regex::new(r"envbuild: (\d+)/(\d+) steps in \d+\.\ds").unwrap();
+    let sgr_colour = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
     for no_color in [false, true] {
         let _ = fs::remove_dir_all(&store);
         let _ = fs::remove_file(spec.with_extension("toml.lock"));
@@ -163,7 +165,6 @@ fn tty_progress_under_a_pseudo_terminal_ends_with_every_line_finished() {
             !end.contains(|c| spinner.contains(c)),
             "a spinner frame after the last line: {end:?}"
         );
-        let totals = regex::Regex::new(r"envbuild: (\d+)/(\d+) steps in \d+\.\ds").unwrap();
         let caps = totals
             .captures(end)
             .unwrap_or_else(|| panic!("the final totals line: {end:?}"));
@@ -172,7 +173,6 @@ fn tty_progress_under_a_pseudo_terminal_ends_with_every_line_finished() {
         assert_eq!(&caps[2], "11", "{end:?}");
         assert!(end.contains("steps built"), "{end:?}");
         assert!(end.contains("sha256:"), "{end:?}");
-        let sgr_colour = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
         if no_color {
             assert!(
                 !sgr_colour.is_match(&screen),
