@@ -11,8 +11,9 @@
 //!   rate and ETA (a spinner and the bytes so far when its size is
 //!   unknown), or a step's builder and name. Every line is finished when
 //!   the work is ([`finish`] leaves the header with the final totals).
-//! - [`Mode::Plain`]: one timestamped line per finished step or download
-//!   (`[  12.3s] unpack-wheel torch-….whl done in 8.1s`) and a summary
+//! - [`Mode::Plain`]: one timestamped line per finished step (with the
+//!   NAR size of its output) or download (with its size):
+//!   `[  12.3s] unpack-wheel torch-… (1.40 GiB) done in 8.1s`; a summary
 //!   line every 10 s (`[  20.0s] 12/160 steps, 1.10 GiB/2.70 GiB fetched`),
 //!   for logs and CI.
 //! - [`Mode::None`] prints nothing.
@@ -266,16 +267,28 @@ pub fn step(builder: &str, name: &str) -> Step {
 impl Step {
     /// The step finished: counted, its line removed (tty) or printed
     /// (plain).
-    pub fn done(mut self) {
+    pub fn done(self) {
+        self.finished(None)
+    }
+
+    /// [`Step::done`], with the size of what it made (its NAR size) shown
+    /// in the plain line.
+    pub fn done_with_size(self, size: u64) {
+        self.finished(Some(size))
+    }
+
+    fn finished(mut self, size: Option<u64>) {
         let Some(r) = reporter() else { return };
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         r.steps_done.fetch_add(1, Ordering::Relaxed);
         if r.mode == Mode::Plain {
+            let size = size.map(|s| format!(" ({})", HumanBytes(s)));
             r.plain_line(&format!(
-                "{} done in {:.1}s",
+                "{}{} done in {:.1}s",
                 self.what,
+                size.unwrap_or_default(),
                 self.started.elapsed().as_secs_f64()
             ));
         }

@@ -34,19 +34,22 @@ fn realize_cmd(store: &Path, spec: &Path, out: &Path, extra: &[&str]) -> Command
     c
 }
 
-/// Times, durations and the temporary directory masked; lines of one
+/// Times, durations, sizes and the temporary directory masked; lines of one
 /// builder that run in parallel (their order is the workers') sorted; the
 /// periodic summaries (timing-dependent) left out.
 fn masked(text: &str, tmp: &Path) -> String {
     let stamp = regex::Regex::new(r"^\[ *\d+\.\ds\]").unwrap();
     let took = regex::Regex::new(r"in \d+(\.\d+)?(s|ms|µs)\b").unwrap();
     let periodic = regex::Regex::new(r"^\[ *\d+\.\ds\] \d+/\d+ steps").unwrap();
+    // Sizes depend on the host's gcc and libc (the static hello).
+    let size = regex::Regex::new(r"\(\d+(\.\d+)? (B|KiB|MiB|GiB)\)").unwrap();
     let text = text.replace(&tmp.display().to_string(), "[TMP]");
     let lines: Vec<String> = text
         .lines()
         .filter(|l| !periodic.is_match(l))
         .map(|l| {
             let l = stamp.replace(l, "[T]");
+            let l = size.replace_all(&l, "(SIZE)");
             took.replace_all(&l, "in [TIME]").into_owned()
         })
         .collect();

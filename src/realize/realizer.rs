@@ -220,7 +220,7 @@ impl<'s> Realizer<'s> {
             "step finished"
         );
         if let Some(step) = step {
-            step.done();
+            step.done_with_size(prepared.nar_size());
         }
         if let Some(batch) = &mut self.batch {
             batch.push(PendingOutput {
