@@ -15,6 +15,7 @@ pub mod model;
 pub mod net;
 pub mod oci;
 pub mod plan;
+pub mod progress;
 pub mod python;
 pub mod realize;
 pub mod registry;

@@ -219,9 +219,14 @@ fn an_export_still_holding_the_image_is_not_written_again() {
     write(oci.join("stray"), b"x", 0o644);
     let o = realize_dir();
     assert!(!o.status.success());
+    // --json: the error is the JSON object on stdout.
+    let e: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(e["error"]["kind"], "export", "{e}");
     assert!(
-        stderr(&o).contains("already exists and is not empty"),
-        "{}",
-        stderr(&o)
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists and is not empty"),
+        "{e}"
     );
 }

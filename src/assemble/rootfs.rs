@@ -51,11 +51,11 @@ pub fn rootfs(
     let _ = envbuild_store::canonical::remove_tree(&tmp);
     fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
     if progress {
-        eprintln!(
+        crate::progress::message(&format!(
             "assembling the rootfs of {} components under {}",
             components.len(),
             dir.display()
-        );
+        ));
     }
     let result = (|| {
         for c in components {

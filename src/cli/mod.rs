@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
+use envbuild::progress;
 
 mod export;
 mod plan;
@@ -24,14 +25,39 @@ pub struct Cli {
     /// Print machine-readable JSON where a command supports it
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print only results and errors (no progress)
+    /// Print only results and errors (no progress, no logs)
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Say more about what is being done
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    /// Say more: -v info, -vv debug, -vvv trace (logs on stderr; ENVBUILD_LOG=FILTER
+    /// picks them instead, e.g. ENVBUILD_LOG=envbuild::net=debug)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// How progress is shown on stderr: tty (live display), plain (a line per finished
+    /// step, a summary every 10 s), none, or auto (tty on a terminal, else plain)
+    #[arg(
+        long,
+        global = true,
+        env = "ENVBUILD_PROGRESS",
+        value_enum,
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    pub progress: ProgressArg,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--progress`: BuildKit's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    /// tty on a terminal, else plain
+    Auto,
+    /// The live display
+    Tty,
+    /// One line per finished step and a summary every 10 s
+    Plain,
+    /// Nothing
+    None,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +123,9 @@ pub struct Global {
     pub store: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
-    pub verbose: bool,
+    /// How many `-v`.
+    pub verbose: u8,
+    pub progress: progress::Mode,
 }
 
 impl Global {
@@ -111,30 +139,105 @@ impl Global {
         Ok(envbuild_store::Store::open(&root)?)
     }
 
-    /// Whether to draw progress bars on stderr.
+    /// Whether to report progress on stderr (through [`progress`]).
     pub fn show_progress(&self) -> bool {
-        !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        self.progress != progress::Mode::None
+    }
+}
+
+/// The progress mode `--progress` (or `ENVBUILD_PROGRESS`) and `-q` ask for.
+fn progress_mode(arg: ProgressArg, quiet: bool) -> progress::Mode {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match arg {
+        _ if quiet => progress::Mode::None,
+        ProgressArg::None => progress::Mode::None,
+        ProgressArg::Tty => progress::Mode::Tty,
+        ProgressArg::Plain => progress::Mode::Plain,
+        ProgressArg::Auto if terminal => progress::Mode::Tty,
+        ProgressArg::Auto => progress::Mode::Plain,
+    }
+}
+
+/// Logs (`tracing`) on stderr, above the progress display: `ENVBUILD_LOG`
+/// (an env filter) when set, else warnings, and with `-v`/`-vv`/`-vvv`
+/// envbuild's info/debug/trace events; `-q`: none.
+fn init_logging(verbose: u8, quiet: bool) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("ENVBUILD_LOG") {
+        Ok(f) if !f.trim().is_empty() => EnvFilter::try_new(&f).with_context(|| {
+            format!("ENVBUILD_LOG={f:?} is not a log filter (e.g. `debug`, `envbuild::net=debug`)")
+        })?,
+        _ => EnvFilter::new(match (quiet, verbose) {
+            (true, _) => "off",
+            (false, 0) => "warn",
+            (false, 1) => "warn,envbuild=info,envbuild_store=info",
+            (false, 2) => "warn,envbuild=debug,envbuild_store=debug",
+            (false, _) => "debug,envbuild=trace,envbuild_store=trace",
+        }),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(LogWriter::default)
+        .with_target(true)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// One log event, written to stderr in one piece when it is complete, with
+/// the progress display out of the way.
+#[derive(Default)]
+struct LogWriter(Vec<u8>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let buf = std::mem::take(&mut self.0);
+            progress::suspend(|| {
+                let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &buf);
+            });
+        }
     }
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    init_logging(cli.verbose, cli.quiet)?;
+    let mode = progress_mode(cli.progress, cli.quiet);
+    progress::install(mode);
     let global = Global {
         store: cli.store,
         json: cli.json,
         quiet: cli.quiet,
         verbose: cli.verbose,
+        progress: mode,
     };
-    match cli.command {
-        Command::Lock(args) => realize::lock(&global, args),
-        Command::Plan(args) => plan::plan(&global, args),
-        Command::Realize(args) => realize::realize(&global, args),
-        Command::Push(args) => push::push(&global, args),
-        Command::Run(args) => shell::run(&global, args),
-        Command::Shell(args) => shell::shell(&global, args),
-        Command::Check(args) => shell::check(&global, args),
-        Command::Closure(args) => shell::closure(&global, args),
-        Command::Export(cmd) => export::run(&global, cmd),
-        Command::Store(cmd) => store::run(&global, cmd),
+    let result = dispatch(&global, cli.command);
+    // Every line of the display finished before the error or the result.
+    progress::finish();
+    result
+}
+
+fn dispatch(global: &Global, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Lock(args) => realize::lock(global, args),
+        Command::Plan(args) => plan::plan(global, args),
+        Command::Realize(args) => realize::realize(global, args),
+        Command::Push(args) => push::push(global, args),
+        Command::Run(args) => shell::run(global, args),
+        Command::Shell(args) => shell::shell(global, args),
+        Command::Check(args) => shell::check(global, args),
+        Command::Closure(args) => shell::closure(global, args),
+        Command::Export(cmd) => export::run(global, cmd),
+        Command::Store(cmd) => store::run(global, cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "envbuild", &mut std::io::stdout());

@@ -49,6 +49,7 @@ pub fn plan(global: &Global, args: PlanArgs) -> Result<ExitCode> {
         ..RealizeOptions::default()
     };
     let dry = realize::dry_run(&mut store, &spec, &opts)?;
+    envbuild::progress::finish();
     let fetch_bytes: u64 = dry.fetch.iter().map(|f| f.size).sum();
     if global.json {
         println!(
@@ -99,7 +100,7 @@ pub fn plan(global: &Global, args: PlanArgs) -> Result<ExitCode> {
         println!("already in the store: {} steps", dry.present);
     }
     if let Some(layers) = &dry.layers {
-        if global.verbose {
+        if global.verbose >= 1 {
             println!("layers ({}):", layers.len());
             for (i, l) in layers.iter().enumerate() {
                 println!("  {:>3}: {}", i + 1, l.join(", "));

@@ -36,7 +36,7 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     super::realize::keep_roots(&mut store, &spec, &realized)?;
     let realized_in = started.elapsed();
     let client = envbuild::net::Client::from_env()?;
-    let verbose = global.verbose && !global.quiet;
+    let verbose = global.verbose >= 1 && !global.quiet;
     let progress = move |b: &BlobPushed| {
         if verbose {
             eprintln!(

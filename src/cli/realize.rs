@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use envbuild::export::{self, Format};
+use envbuild::progress;
 use envbuild::realize::{self, RealizeOptions};
 use envbuild::spec::Spec;
 
@@ -106,6 +107,7 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
         ..RealizeOptions::default()
     };
     let (lock, changed) = realize::lock(&mut store, &spec, &opts)?;
+    progress::finish();
     let path = envbuild::lock::lock_path(&spec.path);
     if global.json {
         println!(
@@ -170,6 +172,8 @@ pub(super) fn load_and_realize_closure(
         ..options(global, locked, offline)
     };
     let closure = realize::realize_closure(&mut store, &spec, &opts)?;
+    // What follows (a sandboxed command, a list) is not progress.
+    progress::finish();
     Ok((spec, store, closure))
 }
 
@@ -200,6 +204,10 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     // `-o -`: the archive is standard output, so everything else that
     // would go there (the report, volume lines, the digest) goes to stderr.
     let streaming = out.as_os_str() == "-";
+    let step = global.show_progress().then(|| {
+        progress::plan_steps(1);
+        progress::step("export", &out.display().to_string())
+    });
     let exported = if streaming {
         let stdout = std::io::stdout().lock();
         let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout);
@@ -208,6 +216,10 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     } else {
         export::export(&mut store, &realized, format, &out)?
     };
+    if let Some(step) = step {
+        step.done();
+    }
+    progress::finish();
     let say = |line: String| {
         if streaming {
             eprintln!("{line}");
@@ -259,7 +271,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             },
             started.elapsed()
         );
-        if global.verbose {
+        if global.verbose >= 1 {
             for l in &realized.layers {
                 eprintln!(
                     "  {} {:>10} {}",

@@ -165,7 +165,7 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<ExitCode> {
     report_one(global, results.last().expect("one result"));
     for c in &spec.checks {
         if global.show_progress() {
-            eprintln!("checking {} ...", c.name);
+            envbuild::progress::message(&format!("checking {} ...", c.name));
         }
         let r = envbuild::check::run_check(&spec, &rootfs, c, &gpu)?;
         report_one(global, &r);

@@ -178,19 +178,6 @@ fn default_name(path: &Path) -> Result<String> {
     Ok(name.to_string_lossy().into_owned())
 }
 
-fn progress_bar(global: &Global, len: u64, what: &str) -> indicatif::ProgressBar {
-    if !global.show_progress() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {wide_msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    pb.set_message(what.to_string());
-    pb
-}
-
 pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     match cmd {
@@ -213,7 +200,7 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                     })
                 );
             } else {
-                if global.verbose {
+                if global.verbose >= 1 {
                     eprintln!(
                         "{} {}",
                         if added.copied {
@@ -247,13 +234,11 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
         }
         StoreCommand::Verify => {
             let store = global.open_store()?;
-            let pb = progress_bar(global, 0, "verifying");
+            let pb = envbuild::progress::counter("verifying", 0);
             let report = store.verify(|i, n, p| {
-                pb.set_length(n as u64);
-                pb.set_position(i as u64);
-                pb.set_message(p.basename());
+                pb.set(i as u64, n as u64, p.basename().to_string());
             })?;
-            pb.finish_and_clear();
+            drop(pb);
             if global.json {
                 println!(
                     "{}",

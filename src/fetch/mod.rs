@@ -122,11 +122,17 @@ pub fn fetch_sized(
     }
     let scratch = store.scratch(name)?;
     let dest = scratch.path().join(name);
+    let shown = opts
+        .progress
+        .then(|| crate::progress::download(file_name(url), size));
     let (found, size) = if let Some(local) = url.strip_prefix("file://") {
         copy_local(url, Path::new(local), &dest)?
     } else {
-        download(url, &dest, size, opts)?
+        download(url, &dest, size, opts, shown.as_ref())?
     };
+    if let Some(d) = shown {
+        d.done(size);
+    }
     if found != sha256 {
         return Err(FetchError::HashMismatch {
             url: net::redact(url),
@@ -182,30 +188,17 @@ fn download(
     dest: &Path,
     size: Option<u64>,
     opts: &FetchOptions,
+    shown: Option<&crate::progress::Download>,
 ) -> Result<(String, u64), FetchError> {
     let mut policy = net::Policy::from_env().map_err(|e| net_err(url, e))?;
     policy.attempts = opts.attempts;
     policy.first_backoff = opts.first_backoff;
     let client = net::Client::with_policy(policy).map_err(|e| net_err(url, e))?;
     let mut out = net::HashingFile::create(dest).map_err(io_err(url, "creating", dest))?;
-    let bar = if opts.progress {
-        let pb = indicatif::ProgressBar::new(0);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} {bytes}/{total_bytes} {bytes_per_sec} [{bar:30}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb.set_message(file_name(url).to_string());
-        pb
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
     let progress = |done: u64, total: Option<u64>| {
-        if let Some(t) = total {
-            bar.set_length(t);
+        if let Some(d) = shown {
+            d.set(done, total);
         }
-        bar.set_position(done);
     };
     let result = client.download(
         url,
@@ -215,7 +208,6 @@ fn download(
             progress: Some(&progress),
         },
     );
-    bar.finish_and_clear();
     result.map_err(|e| net_err(url, e))?;
     let (sha256, len, _) = out.finish().map_err(io_err(url, "writing", dest))?;
     Ok((sha256, len))

@@ -629,6 +629,14 @@ impl Client {
             if started.elapsed() + wait >= self.policy.retry_time {
                 break err;
             }
+            tracing::info!(
+                url = %redact(url),
+                attempt = made,
+                attempts,
+                wait_ms = wait.as_millis() as u64,
+                error = %err,
+                "HTTP attempt failed; retrying"
+            );
             std::thread::sleep(wait);
             backoff = backoff.saturating_mul(2);
         };
@@ -649,8 +657,15 @@ impl Client {
         url: &str,
         req: reqwest::blocking::RequestBuilder,
     ) -> Result<reqwest::blocking::Response, Failure> {
+        tracing::debug!(url = %redact(url), "HTTP request");
         let resp = req.send().map_err(|e| self.request_failure(url, &e))?;
         let status = resp.status().as_u16();
+        tracing::debug!(
+            url = %redact(url),
+            status,
+            length = ?resp.content_length(),
+            "HTTP response"
+        );
         if status == 429 || (500..=599).contains(&status) {
             let after = resp
                 .headers()

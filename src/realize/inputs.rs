@@ -126,10 +126,15 @@ pub fn materialize(
         }
         .into());
     }
+    let bytes: u64 = out.fetched.iter().map(|f| f.size).sum();
     if opts.progress {
-        let bytes: u64 = out.fetched.iter().map(|f| f.size).sum();
-        eprintln!("fetching {} files ({bytes} bytes)", out.fetched.len());
+        crate::progress::plan_fetch(out.fetched.len(), bytes);
     }
+    tracing::info!(
+        files = out.fetched.len(),
+        bytes,
+        "fetching the files the store lacks"
+    );
     // One job per distinct file.
     let mut jobs: Vec<(InputId, String)> = Vec::new();
     let located = locate(plan, &missing, urls)?;

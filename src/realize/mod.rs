@@ -199,6 +199,10 @@ fn closure_and_plan(
     let roots = exec.roots(opts.shell);
     exec.run(&mut r, &roots, &pinned.urls, &opts.fetch_options())?;
     let components = exec.components(&plan.components);
+    if opts.progress {
+        // The union check (and the shell's, counted when it runs).
+        crate::progress::plan_steps(1);
+    }
     let volumes = plan
         .volumes
         .iter()
@@ -215,6 +219,9 @@ fn closure_and_plan(
         shell_components = exec.components(&plan.shell_components);
         shell_components.retain(|c| !image_items.contains(&c.item));
         if !shell_components.is_empty() {
+            if opts.progress {
+                crate::progress::plan_steps(1);
+            }
             let all: Vec<Component> = components
                 .iter()
                 .chain(&shell_components)
@@ -279,6 +286,9 @@ pub fn realize(
         .into_iter()
         .map(|l| l.expect("a realize builds every layer"))
         .collect::<Vec<_>>();
+    if opts.progress {
+        crate::progress::plan_steps(1);
+    }
     let (image, image_item) = builders::image(&mut r, &plan.image, &layers, epoch)?;
     let (built, reused) = (r.built, r.reused);
     Ok(Realized {
@@ -305,6 +315,9 @@ fn realize_layers(
     compression: oci::Compression,
 ) -> Result<Vec<Option<Layer>>, RealizeError> {
     let groups = layer_groups(r.store, components)?;
+    if r.progress && !r.dry_run {
+        crate::progress::plan_steps(groups.len());
+    }
     let sizes: Vec<u64> = groups
         .iter()
         .map(|g| g.iter().map(|&(_, size)| size).sum())
@@ -541,6 +554,9 @@ impl<'p> Execution<'p> {
                     Ref::Step(t) => stack.push(t),
                 }
             }
+        }
+        if r.progress && !r.dry_run {
+            crate::progress::plan_steps(needed_steps.iter().filter(|&&n| n).count());
         }
         let m = inputs::materialize(r.store, plan, &needed_inputs, urls, fetch, r.dry_run)?;
         self.inputs = m.items;

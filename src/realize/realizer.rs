@@ -175,6 +175,10 @@ impl<'s> Realizer<'s> {
         let hash = drv.hash();
         if let Some(item) = self.store.realisation(&hash, "out")? {
             self.reused += 1;
+            if self.progress {
+                crate::progress::step_reused();
+            }
+            tracing::trace!(step = %drv.name, builder = drv.builder, drv = %hash, "step already realized");
             return Ok(item);
         }
         if self.dry_run {
@@ -184,12 +188,17 @@ impl<'s> Realizer<'s> {
             });
             return Err(RealizeError::NotBuilt);
         }
-        if self.progress {
-            eprintln!("building {} ({})", drv.name, drv.builder);
-        }
+        let step = self
+            .progress
+            .then(|| crate::progress::step(drv.builder, &drv.name));
+        tracing::debug!(step = %drv.name, builder = drv.builder, drv = %hash, "step started");
+        let started = std::time::Instant::now();
         let scratch = self.store.scratch(&drv.name)?;
         let out = scratch.path().join("out");
-        let written = build(self.store, &out).map_err(|e| e.in_step(&drv.name, drv.builder))?;
+        let written = build(self.store, &out).map_err(|e| {
+            tracing::debug!(step = %drv.name, builder = drv.builder, drv = %hash, error = %e, "step failed");
+            e.in_step(&drv.name, drv.builder)
+        })?;
         self.built += 1;
         // The output is ours alone: moved into the store, not copied.
         let prepared = match written {
@@ -202,6 +211,17 @@ impl<'s> Realizer<'s> {
                 .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?,
         };
         let path = prepared.path().clone();
+        tracing::debug!(
+            step = %drv.name,
+            builder = drv.builder,
+            drv = %hash,
+            out = %path,
+            seconds = started.elapsed().as_secs_f64(),
+            "step finished"
+        );
+        if let Some(step) = step {
+            step.done_with_size(prepared.nar_size());
+        }
         if let Some(batch) = &mut self.batch {
             batch.push(PendingOutput {
                 scratch,

@@ -249,10 +249,10 @@ fn pin_hub(
     }
     let ep = hub.endpoint(name)?;
     if cx.fetch.progress {
-        eprintln!(
+        crate::progress::message(&format!(
             "model {name}: listing {id}@{revision} from {} ({})",
             ep.url, ep.var
-        );
+        ));
     }
     let listing = hub.list(name, &ep, id, revision)?;
     let mut files = Vec::new();
@@ -261,7 +261,10 @@ fn pin_hub(
             Some(s) => s,
             None => {
                 if cx.fetch.progress {
-                    eprintln!("model {name}: hashing {} ({} bytes)", f.path, f.size);
+                    crate::progress::message(&format!(
+                        "model {name}: hashing {} ({} bytes)",
+                        f.path, f.size
+                    ));
                 }
                 let url = hub.file_url(&ep, id, &listing.commit, &f.path);
                 let scratch = cx.store.scratch("model-file")?;

@@ -116,6 +116,11 @@ impl PreparedOutput {
         &self.path
     }
 
+    /// The size of the output's NAR serialisation.
+    pub fn nar_size(&self) -> u64 {
+        self.nar.size
+    }
+
     /// Where the output is until the commit (canonical already, unless its
     /// item was valid when it was prepared).
     pub fn location(&self) -> &Path {

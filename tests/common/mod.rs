@@ -16,9 +16,14 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// envbuild with no progress on stderr (tests read stderr's reports and
+/// errors; tests/progress_output.rs checks the progress modes) and no log
+/// filter from the caller's environment.
 pub fn envbuild() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_envbuild"));
-    c.env_remove("ENVBUILD_STORE");
+    c.env_remove("ENVBUILD_STORE")
+        .env_remove("ENVBUILD_LOG")
+        .env("ENVBUILD_PROGRESS", "none");
     c
 }
 

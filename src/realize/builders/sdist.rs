@@ -41,9 +41,7 @@ pub fn build_sdist(
     let progress = r.progress;
     r.realize(drv, &[], |store, out| {
         let started = Instant::now();
-        if progress {
-            eprintln!("building sdist {} in the sandbox", s.sdist);
-        }
+        tracing::info!(sdist = %s.sdist, "building the sdist in the sandbox");
         let cache = store.cache_dir("rootfs")?;
         let rootfs = crate::assemble::rootfs(store, closure, &cache, progress).map_err(|e| {
             RealizeError::BadItem {
@@ -89,14 +87,12 @@ pub fn build_sdist(
         std::fs::create_dir_all(out).map_err(io_err("creating", out))?;
         let dst = out.join(&built.filename);
         std::fs::copy(&built.wheel, &dst).map_err(io_err("copying to", &dst))?;
-        if progress {
-            eprintln!(
-                "built {} from {} in {:.1} s",
-                built.filename,
-                s.sdist,
-                started.elapsed().as_secs_f64()
-            );
-        }
+        tracing::info!(
+            wheel = %built.filename,
+            sdist = %s.sdist,
+            seconds = started.elapsed().as_secs_f64(),
+            "built the wheel"
+        );
         Ok(())
     })
 }
