@@ -5,7 +5,8 @@
 //! Grammar implemented (Debian Policy 5.1 and deb822(5)):
 //!
 //! - The input is UTF-8 text made of lines ending in `\n` (a `\r` before it
-//!   is dropped; the last line may lack the `\n`).
+//!   is dropped; the last line may lack the `\n`). Any other `\r` is an
+//!   error.
 //! - A *paragraph* is a run of field lines. Paragraphs are separated by one
 //!   or more *blank lines*: lines that are empty or hold only spaces and tabs.
 //!   Blank lines before the first and after the last paragraph are ignored.
@@ -367,6 +368,15 @@ impl<R: BufRead> Iterator for Paragraphs<R> {
                 bytes.pop();
             }
             let result = match std::str::from_utf8(&bytes) {
+                // A carriage return is only part of a line ending: one
+                // inside a line would not survive being written back.
+                Ok(line) if line.contains('\r') => Err(self.syntax(
+                    "a line without a carriage return inside it",
+                    format!(
+                        "a carriage return at column {}",
+                        line.find('\r').unwrap_or(0) + 1
+                    ),
+                )),
                 Ok(line) => self.line(line),
                 Err(e) => Err(self.syntax(
                     "UTF-8 text",
@@ -412,6 +422,18 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_carriage_return_inside_a_line_is_refused_so_written_paragraphs_parse_back_the_same() {
+        // Found by the deb822_control fuzz target: "\r\r" at the end of the
+        // input lost one "\r" as a line ending, and written back the other.
+        for text in ["Paize:\0\0\r\r", "A: x\ry\n", "A: 1\n b\r\r\n"] {
+            let e = parse("Packages", text).unwrap_err().to_string();
+            assert!(e.contains("carriage return"), "{text:?}: {e}");
+        }
+        let ok = parse("Packages", "A: 1\r\nB: 2\r\n").unwrap();
+        assert_eq!(ok[0].get("B"), Some("2"));
+    }
 
     #[test]
     fn fields_order_case_and_continuations() {

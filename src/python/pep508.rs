@@ -7,6 +7,12 @@
 //! more text (`foo- >=1`, `foo[bar-]`): its grammar check only looks for
 //! such an ending at the end of the input. Such a name is never valid, so
 //! it is refused here, before the parser sees it.
+//!
+//! It also panics ("not a char boundary") when it builds an error message
+//! around a non-ASCII character outside a quoted string (`30[S Ó!`). The
+//! grammar has no place for one there (names, extras, versions and
+//! operators are ASCII; a URL is percent-encoded), so such a character is
+//! refused here too; quoted marker values may hold any text.
 
 use std::str::FromStr;
 
@@ -34,12 +40,32 @@ fn dangling_identifier(text: &str) -> Option<&str> {
         .find(|id| id.ends_with(['-', '_', '.']))
 }
 
+/// The first non-ASCII character outside single or double quotes.
+fn non_ascii_outside_quotes(text: &str) -> Option<char> {
+    let mut quote = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if !c.is_ascii() => return Some(c),
+            None => {}
+        }
+    }
+    None
+}
+
 /// Parse one PEP 508 requirement; the error is a sentence.
 pub fn parse_requirement<T: Pep508Url>(text: &str) -> Result<Requirement<T>, String> {
     if let Some(id) = dangling_identifier(text) {
         return Err(format!(
             "the name {id:?} must end with a letter or digit, not {:?}",
             id.chars().last().unwrap_or('-')
+        ));
+    }
+    if let Some(c) = non_ascii_outside_quotes(text) {
+        return Err(format!(
+            "{c:?} is not allowed outside a quoted string (names, extras, versions and URLs are ASCII)"
         ));
     }
     Requirement::<T>::from_str(text).map_err(|e| e.to_string())
@@ -69,6 +95,20 @@ mod tests {
                 "{text:?}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn requirement_parser_refuses_non_ascii_outside_quotes_instead_of_panicking() {
+        // Found by the requirements_txt fuzz target.
+        for text in [
+            "30[S \u{d3}\u{93}!",
+            "caf\u{e9}>=1",
+            "foo>=1; os_name == 'x' and \u{e9}",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains("outside a quoted string"), "{text:?}: {e}");
+        }
+        parse("foo>=1; platform_release == '5.\u{e9}'").unwrap();
     }
 
     #[test]
