@@ -53,6 +53,9 @@ enum Kind {
     UnionCheck,
     Layer,
     Image,
+    /// The `<name>-inputs` item the realize roots its inputs with
+    /// (src/realize/roots.rs), made after the export.
+    InputsRoot,
 }
 
 fn kind_of(store: &Path, name: &str) -> Kind {
@@ -63,6 +66,8 @@ fn kind_of(store: &Path, name: &str) -> Kind {
         Kind::Image
     } else if rest.ends_with("-union-check") {
         Kind::UnionCheck
+    } else if rest.ends_with("-inputs") {
+        Kind::InputsRoot
     } else if store.join(name).is_file() {
         Kind::Fetched
     } else {
