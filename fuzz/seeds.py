@@ -397,6 +397,17 @@ def main():
     copy_fixtures("spec_toml", ["specs/*.toml", "examples/*.toml", "docs/examples/*.toml"])
     copy_fixtures("lock_toml", ["specs/*.lock", "tests/fixtures/*.lock", "examples/*.lock"])
     copy_fixtures("pylock", ["tests/fixtures/pylock*.toml"])
+    copy_fixtures("dockerfile", ["tests/fixtures/seed-dockerfile/Dockerfile"])
+    put("dockerfile", "python.Dockerfile", """FROM python:3.11-slim-bookworm AS build
+ARG V=1
+ENV A=1 B="two words"
+RUN pip install --no-cache-dir numpy==1.24.4 torch==2.1.0+cu121 --extra-index-url https://x.invalid/cu121
+COPY --chown=1000:1000 ["app/", "/srv/app/"]
+RUN useradd -u 1000 -m app && chmod +x /srv/app/run.sh; mkdir -p /srv/data
+USER app
+EXPOSE 80 53/udp
+CMD python3 -m app
+""")
     seed_nar()
     seed_wheels()
     seed_sdists()

@@ -9,6 +9,7 @@ pub mod check;
 pub mod debian;
 pub mod export;
 pub mod fetch;
+pub mod init;
 pub mod io;
 pub mod lock;
 pub mod model;

@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use envbuild::progress;
 
 mod export;
+mod init;
 mod plan;
 mod push;
 mod realize;
@@ -62,6 +63,8 @@ pub enum ProgressArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a first spec from a Dockerfile or a requirements file, with a report of what was translated
+    Init(init::InitArgs),
     /// Pin every input of a spec by hash, writing SPEC.lock beside it
     Lock(realize::LockArgs),
     /// Dry run: what a realize would fetch and build, and what the store has
@@ -102,6 +105,7 @@ impl Command {
     /// `--json` error reports.
     pub fn input(&self) -> Option<String> {
         let path = match self {
+            Command::Init(a) => return a.input(),
             Command::Lock(a) => &a.spec,
             Command::Plan(a) => &a.spec,
             Command::Realize(a) => &a.spec,
@@ -228,6 +232,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn dispatch(global: &Global, command: Command) -> Result<ExitCode> {
     match command {
+        Command::Init(args) => init::init(global, args),
         Command::Lock(args) => realize::lock(global, args),
         Command::Plan(args) => plan::plan(global, args),
         Command::Realize(args) => realize::realize(global, args),
@@ -282,6 +287,8 @@ fn classify(err: &anyhow::Error) -> (&'static str, Option<String>) {
                 found.1 = Some("run `envbuild lock SPEC` first".to_string());
             }
             "lock"
+        } else if cause.is::<envbuild::init::InitError>() {
+            "init"
         } else if cause.is::<envbuild::realize::RealizeError>() {
             "realize"
         } else if cause.is::<envbuild::export::ExportError>() {
