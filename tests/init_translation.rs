@@ -133,7 +133,7 @@ CMD ["/usr/local/bin/run.sh"]
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()).unwrap();
     let c = &config["config"];
-    assert_eq!(c["User"], "2000:2000");
+    assert_eq!(c["User"], "svc");
     assert_eq!(c["WorkingDir"], "/srv/svc");
     assert_eq!(c["Cmd"], serde_json::json!(["/usr/local/bin/run.sh"]));
     let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();

@@ -148,11 +148,12 @@ impl SpecDraft {
     /// The spec as TOML text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for line in &self.header {
-            if line.is_empty() {
+        // A note may hold a multi-line message: each line its own comment.
+        for line in self.header.iter().flat_map(|l| l.split('\n')) {
+            if line.trim().is_empty() {
                 out.push_str("#\n");
             } else {
-                out.push_str(&format!("# {line}\n"));
+                out.push_str(&format!("# {}\n", line.trim_end()));
             }
         }
         if !self.header.is_empty() {
@@ -167,8 +168,8 @@ impl SpecDraft {
 
         if self.debian.is_some() || !self.base_comment.is_empty() {
             out.push_str("\n[base]\n");
-            for line in &self.base_comment {
-                out.push_str(&format!("# {line}\n"));
+            for line in self.base_comment.iter().flat_map(|l| l.split('\n')) {
+                out.push_str(&format!("# {}\n", line.trim_end()));
             }
             if let Some(d) = &self.debian {
                 out.push_str(&format!(
@@ -280,6 +281,7 @@ mod tests {
             name: "x".into(),
             ..Default::default()
         };
+        d.header = vec!["a note\nover two lines".into()];
         d.image.env = vec![
             ("PLAIN_KEY".into(), "a \"quoted\" \\ value".into()),
             ("dotted.key".into(), "1".into()),
@@ -291,5 +293,6 @@ mod tests {
         assert_eq!(env["PLAIN_KEY"].as_str(), Some("later wins"));
         assert_eq!(env["dotted.key"].as_str(), Some("1"));
         assert!(text.contains("\"dotted.key\" = "), "{text}");
+        assert!(text.starts_with("# a note\n# over two lines\n"), "{text}");
     }
 }

@@ -556,6 +556,8 @@ impl Translator {
         }
         let mut reqs = Vec::new();
         let mut skipped = Vec::new();
+        // pip, setuptools, wheel: the installer's own tools.
+        let mut tools = Vec::new();
         let mut files = Vec::new();
         let mut indexes = Vec::new();
         let mut it = rest.iter();
@@ -592,18 +594,16 @@ impl Translator {
             }
         }
         let mut added = Vec::new();
+        let mut locals = Vec::new();
         for r in reqs {
             let name = r.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).next().unwrap_or("").to_ascii_lowercase();
             if matches!(name.as_str(), "pip" | "setuptools" | "wheel") {
-                skipped.push(format!("{r} (envbuild installs wheels itself)"));
+                tools.push(r);
                 continue;
             }
             let mut r = r;
-            if let Some((base, local)) = local_version(&r) {
-                if outcome == Outcome::Translated {
-                    outcome = Outcome::Check;
-                }
-                details.push(format!("{r}: the local version +{local} names a build on another index; pinned as {base}, whose wheels on the configured index must be the build you want (PyPI's torch wheels are the CUDA 12.1 build)"));
+            if let Some((base, _local)) = local_version(&r) {
+                locals.push(format!("{r} as {base}"));
                 r = base;
             }
             match crate::python::pep508::parse_requirement::<pep508_rs::VerbatimUrl>(&r) {
@@ -616,9 +616,15 @@ impl Translator {
                 }
                 Err(e) => {
                     outcome = Outcome::NotTranslated;
-                    details.push(format!("{r:?} is not a requirement: {e}"));
+                    details.push(format!("{r:?} is not a PEP 508 requirement: {}", e.lines().next().unwrap_or("")));
                 }
             }
+        }
+        if !locals.is_empty() {
+            if outcome == Outcome::Translated {
+                outcome = Outcome::Check;
+            }
+            details.push(format!("pinned {}: a local version (+...) names a build on another index; the configured index's wheels of that version must be the build you want (PyPI's torch 2.1.0 is the CUDA 12.1 build)", locals.join(", ")));
         }
         if !indexes.is_empty() {
             if outcome == Outcome::Translated {
@@ -626,14 +632,20 @@ impl Translator {
             }
             details.push(format!("{} not translated: envbuild reads indexes from your configuration (ENVBUILD_INDEX_URL, PIP_INDEX_URL, pip.conf) or [python] index", indexes.join(", ")));
         }
-        if !skipped.is_empty() {
-            details.push(format!("skipped {}", skipped.join(", ")));
-        }
-        let mut detail = if added.is_empty() {
+
+        let mut detail = if added.is_empty() && !tools.is_empty() && details.is_empty() {
+            format!("not needed: envbuild installs wheels itself ({})", std::mem::take(&mut tools).join(", "))
+        } else if added.is_empty() {
             String::from("no requirements")
         } else {
             format!("[python] requirements {}", added.join(", "))
         };
+        if !tools.is_empty() {
+            details.push(format!("skipped {} (envbuild installs wheels itself)", tools.join(", ")));
+        }
+        if !skipped.is_empty() {
+            details.push(format!("skipped {}", skipped.join(", ")));
+        }
         for d in details {
             detail.push_str("; ");
             detail.push_str(&d);

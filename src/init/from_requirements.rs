@@ -62,12 +62,12 @@ pub fn from_requirements(path: &Path, opts: &InitOptions) -> Result<Translation,
             let option = entry.split([' ', '=']).next().unwrap_or(entry);
             let detail = match option {
                 "-i" | "--index-url" | "--extra-index-url" | "-f" | "--find-links" => {
-                    "not translated: envbuild reads indexes from your configuration (ENVBUILD_INDEX_URL, PIP_INDEX_URL, pip.conf) or [python] index".to_string()
+                    "envbuild reads indexes from your configuration (ENVBUILD_INDEX_URL, PIP_INDEX_URL, pip.conf) or [python] index".to_string()
                 }
                 "-r" | "--requirement" | "-c" | "--constraint" => {
-                    "not translated: include the other file's requirements here, or run `envbuild init` on it".to_string()
+                    "include the other file's requirements here, or run `envbuild init` on it".to_string()
                 }
-                _ => "not translated: a pip option with no spec key".to_string(),
+                _ => "a pip option with no spec key".to_string(),
             };
             notes.push(note(Outcome::NotTranslated, detail));
             continue;
@@ -79,7 +79,7 @@ pub fn from_requirements(path: &Path, opts: &InitOptions) -> Result<Translation,
             }
             Err(e) => notes.push(note(
                 Outcome::NotTranslated,
-                format!("not a PEP 508 requirement: {e}"),
+                format!("not a PEP 508 requirement: {}", e.lines().next().unwrap_or("")),
             )),
         }
     }
