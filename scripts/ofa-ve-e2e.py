@@ -17,7 +17,12 @@ hold:
    torchvision, gradio and modelscope import; the model directory under
    MODELSCOPE_CACHE is there and non-empty; the image's CMD serves the
    Gradio page on port 7860;
-4. at most 100 layers; editing app.py changes only the app layer's digest.
+4. at most 100 layers; editing app.py changes only the app layer's digest;
+5. `envbuild init --from-dockerfile` on a copy of the seed's Dockerfile
+   (tests/fixtures/seed-dockerfile) gives a spec that locks (the configured
+   archive and index; its ModelScope model from a loopback hub serving the
+   checked-in stand-in) and realizes, and whose installed distributions are
+   the locked ones (`envbuild check`).
 
 It prints the figures: image size, layer count, cold realize time from the
 loopback mirror, warm realize time, peak RSS of each realize.
@@ -26,6 +31,7 @@ loopback mirror, warm realize time, peak RSS of each realize.
 """
 
 import argparse
+import hashlib
 import http.server
 import json
 import os
@@ -39,6 +45,7 @@ import tarfile
 import threading
 import time
 import tomllib
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -197,6 +204,44 @@ def loopback_mirror(store: Path, lock_path: Path, root: Path):
     handler = lambda *a, **k: MirrorHandler(*a, directory=str(root), **k)  # noqa: E731
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def modelscope_hub(model_dir: Path, model_id: str):
+    """A loopback ModelScope hub serving `model_dir` as `model_id`, the two
+    calls envbuild makes (src/model/modelscope.rs). Returns the server."""
+    revision = hashlib.sha1(model_id.encode()).hexdigest()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    listing = json.dumps({"Code": 200, "Success": True, "Data": {"Files": [
+        {"Name": p.name, "Path": p.relative_to(model_dir).as_posix(), "Type": "blob",
+         "Size": p.stat().st_size, "Sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+         "Revision": revision, "IsLFS": False}
+        for p in files]}}).encode()
+    by_path = {p.relative_to(model_dir).as_posix(): p for p in files}
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            body = None
+            if url.path == f"/api/v1/models/{model_id}/repo/files":
+                body, kind = listing, "application/json"
+            elif url.path == f"/api/v1/models/{model_id}/repo" and query.get("FilePath", [""])[0] in by_path:
+                body, kind = by_path[query["FilePath"][0]].read_bytes(), "application/octet-stream"
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Hub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -369,8 +414,32 @@ def main() -> None:
         fail(f"after editing app.py the changed layers are {changed}")
     figures["realize after an app.py edit, s"] = f"{secs:.2f}"
 
+    step("the seed's Dockerfile: envbuild init, then lock and realize the translation")
+    seed = work / "seed"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "seed-dockerfile", seed)
+    # What its COPY lines name beyond the fixture's own files.
+    (seed / "assets").mkdir()
+    (seed / "assets" / "logo.svg").write_text("<svg/>")
+    (seed / "css").mkdir()
+    (seed / "css" / "app.css").write_text("body { margin: 0 }\n")
+    _, _, out = timed([ENVBUILD, "--json", "init", "--from-dockerfile", seed / "Dockerfile", "--name", "ofa-ve-seed"])
+    report = json.loads(out)
+    if not report["loads"] or report["notTranslated"]:
+        fail(f"the seed's translation: {out[:2000]}")
+    seed_spec = Path(report["spec"])
+    hub = modelscope_hub(ROOT / "specs" / "ofa-ve" / "model", "iic/ofa_visual-entailment_snli-ve_large_en")
+    hub_env = {"ENVBUILD_MODELSCOPE_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}", "MODELSCOPE_DOMAIN": ""}
+    secs_lock, _, _ = timed([ENVBUILD, "--store", work / "store-b", "lock", seed_spec], env=hub_env)
+    secs, _, s = realize(work / "store-b", seed_spec, work / "seed-oci", env=hub_env)
+    timed([ENVBUILD, "--store", work / "store-b", "check", seed_spec, "--locked"], env=hub_env)
+    hub.shutdown()
+    figures["seed Dockerfile translation: lock, s"] = f"{secs_lock:.1f}"
+    figures["seed Dockerfile translation: realize on store B, s"] = f"{secs:.1f}"
+    print(f"   {report['translated']} translated, {report['check']} to check; locked in {secs_lock:.1f} s, "
+          f"realized {s['digest']} in {secs:.1f} s ({s['built']} steps built), dist-info check passes")
+
     # docker needs room for its own copy of the image: only the archive stays.
-    remove(work / "store-b", work / "b-oci", work / "b2-oci", work / "e-oci", work / "spec-copy")
+    remove(work / "store-b", work / "b-oci", work / "b2-oci", work / "e-oci", work / "spec-copy", work / "seed-oci")
     print(f"   {free_gib(work):.1f} GiB free before docker load", flush=True)
 
     step("docker: load, imports, model directory, the Gradio page")

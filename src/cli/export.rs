@@ -68,7 +68,16 @@ fn export_pylock(global: &Global, args: PylockArgs) -> Result<ExitCode> {
         Some(o) => {
             envbuild::io::write_atomically(o, text.as_bytes())
                 .with_context(|| format!("writing {}", o.display()))?;
-            if !global.quiet {
+            if global.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "pylock": o,
+                        "wheels": wheels.len(),
+                        "target": target.to_string(),
+                    })
+                );
+            } else if !global.quiet {
                 eprintln!(
                     "wrote {} ({} wheels for {target})",
                     o.display(),

@@ -339,8 +339,23 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
                         None => None,
                     };
                     store.add_root(&name, &item, link.as_deref())?;
+                    if global.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "name": name,
+                                "path": store.physical_path(&item),
+                                "link": link,
+                            })
+                        );
+                    }
                 }
-                RootCommand::Remove { name } => store.remove_root(&name)?,
+                RootCommand::Remove { name } => {
+                    store.remove_root(&name)?;
+                    if global.json {
+                        println!("{}", serde_json::json!({ "removed": name }));
+                    }
+                }
                 RootCommand::List if global.json => {
                     let roots: Vec<_> = store
                         .roots()?
@@ -378,8 +393,22 @@ pub fn run(global: &Global, cmd: StoreCommand) -> Result<ExitCode> {
         StoreCommand::Closure { paths } => {
             let store = global.open_store()?;
             let items = parse_items(&store, &paths)?;
-            for p in store.closure(&items)? {
-                println!("{}", store.physical_path(&p).display());
+            let closure = store.closure(&items)?;
+            if global.json {
+                let v: Vec<_> = closure
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "path": p.to_absolute(),
+                            "physicalPath": store.physical_path(p),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for p in closure {
+                    println!("{}", store.physical_path(&p).display());
+                }
             }
         }
         StoreCommand::PathInfo { paths } => {
