@@ -13,8 +13,10 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub mod grouping;
 pub mod rootfs;
 
+pub use grouping::{group_layers, GroupInput};
 pub use rootfs::rootfs;
 
 use envbuild_store::{Store, StorePath};
@@ -28,6 +30,10 @@ use crate::oci::{LayerBlob, PathOverride};
 #[derive(Debug, Clone)]
 pub struct Component {
     pub label: String,
+    /// What stays the same when the component's version changes (a
+    /// package's name, a destination): layer grouping cuts by it, so a
+    /// version bump moves no group boundary (see [`grouping`]).
+    pub group_key: String,
     pub item: StorePath,
     /// Where the FHS tree starts inside the item ("" for the item itself).
     pub subdir: &'static str,
@@ -201,46 +207,6 @@ pub fn check_union(components: &[ComponentTree]) -> Result<(), AssembleError> {
     Ok(())
 }
 
-/// Group components (given by size, in rootfs order) into at most `budget`
-/// layers. Components marked `own` (the app, a model) always get a layer of
-/// their own; the rest are packed in order into groups of similar size.
-/// With no more components than the budget, every component is its own
-/// layer. The result is stable: it depends only on the sizes and flags.
-pub fn group_layers(sizes: &[(u64, bool)], budget: usize) -> Vec<Vec<usize>> {
-    if sizes.len() <= budget {
-        return (0..sizes.len()).map(|i| vec![i]).collect();
-    }
-    let own: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i].1).collect();
-    let rest: Vec<usize> = (0..sizes.len()).filter(|&i| !sizes[i].1).collect();
-    let groups = budget.saturating_sub(own.len()).max(1);
-    let total: u64 = rest.iter().map(|&i| sizes[i].0).sum();
-    let target = total / groups as u64 + 1;
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut current = Vec::new();
-    let mut acc = 0u64;
-    for (k, &i) in rest.iter().enumerate() {
-        current.push(i);
-        acc += sizes[i].0;
-        let remaining_items = rest.len() - k - 1;
-        let remaining_groups = groups - out.len() - 1;
-        if (acc >= target || remaining_items <= remaining_groups)
-            && remaining_groups > 0
-            && remaining_items > 0
-        {
-            out.push(std::mem::take(&mut current));
-            acc = 0;
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    let mut all: Vec<Vec<usize>> = out;
-    all.extend(own.into_iter().map(|i| vec![i]));
-    // Keep rootfs order: sort groups by their first component.
-    all.sort_by_key(|g| g[0]);
-    all
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,21 +272,6 @@ mod tests {
         assert!(check_union(&[a.clone(), b]).is_err());
         let c = comp(t.path(), "c", &[("bin/t", b"#!", 0o644)]);
         assert!(check_union(&[a, c]).is_err());
-    }
-
-    #[test]
-    fn grouping_respects_the_budget_and_keeps_own_layers() {
-        let sizes: Vec<(u64, bool)> = (0..250)
-            .map(|i| (1000 + i as u64, i == 249 || i == 0))
-            .collect();
-        let groups = group_layers(&sizes, 100);
-        assert!(groups.len() <= 100, "{} layers", groups.len());
-        assert!(groups.contains(&vec![249]) && groups.contains(&vec![0]));
-        let mut all: Vec<usize> = groups.concat();
-        all.sort();
-        assert_eq!(all, (0..250).collect::<Vec<_>>());
-        assert_eq!(group_layers(&sizes[..10], 100).len(), 10);
-        assert_eq!(groups, group_layers(&sizes, 100), "stable");
     }
 }
 

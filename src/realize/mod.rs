@@ -348,13 +348,19 @@ fn layer_groups(
     store: &Store,
     components: &[Component],
 ) -> Result<Vec<Vec<(usize, u64)>>, RealizeError> {
-    let sizes: Vec<(u64, bool)> = components
+    let inputs: Vec<assemble::GroupInput> = components
         .iter()
-        .map(|c| Ok((store.path_info(&c.item)?.nar_size, c.own_layer)))
+        .map(|c| {
+            Ok(assemble::GroupInput {
+                key: c.group_key.clone(),
+                size: store.path_info(&c.item)?.nar_size,
+                own: c.own_layer,
+            })
+        })
         .collect::<Result<_, StoreError>>()?;
-    Ok(assemble::group_layers(&sizes, LAYER_BUDGET)
+    Ok(assemble::group_layers(&inputs, LAYER_BUDGET)
         .into_iter()
-        .map(|g| g.into_iter().map(|i| (i, sizes[i].0)).collect())
+        .map(|g| g.into_iter().map(|i| (i, inputs[i].size)).collect())
         .collect())
 }
 

@@ -54,6 +54,7 @@ pub fn base_files(
     Ok(Component {
         subdir: "",
         label: "base-files".into(),
+        group_key: "base-files".into(),
         item,
         overrides: b.overrides.clone(),
         own_layer: false,
@@ -94,6 +95,7 @@ pub fn copy_files(
     Ok(Component {
         subdir: "",
         label: format!("files {dst}"),
+        group_key: format!("files {dst}"),
         item,
         overrides,
         own_layer: true,
@@ -323,6 +325,7 @@ pub fn unpack_deb(
         .collect();
     Ok(Component {
         label: format!("deb {} {}", meta.package, meta.version),
+        group_key: format!("deb {}", meta.package),
         item,
         subdir: "tree",
         overrides,

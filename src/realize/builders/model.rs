@@ -108,6 +108,7 @@ pub fn model_snapshot(
     let overrides = ownership(r, m, &item)?;
     Ok(Snapshot::Component(Component {
         label: format!("model {}", m.model),
+        group_key: format!("model {}", m.model),
         item,
         subdir: "",
         overrides,

@@ -63,6 +63,15 @@ pub fn unpack_wheel(
     Ok(Component {
         subdir: "",
         label: format!("wheel {filename}"),
+        // The distribution's name: a bump keeps it (a name the wheel's own
+        // filename does not parse to keeps the whole name, which still
+        // groups stably).
+        group_key: format!(
+            "wheel {}",
+            crate::python::wheel::WheelFilename::parse(filename)
+                .map(|w| crate::python::wheel::normalize_name(&w.name))
+                .unwrap_or_else(|_| filename.to_string())
+        ),
         item,
         overrides: BTreeMap::new(),
         own_layer: false,
