@@ -165,6 +165,7 @@ mod tests {
             source_date_epoch: 1,
             python: Some(PythonLock {
                 request: "cp311".into(),
+                exclude_newer: None,
                 wheels: wheels.iter().map(wheel).collect(),
                 sdists: sdists
                     .iter()

@@ -21,6 +21,14 @@ pub struct LockArgs {
     /// (YYYY-MM-DD or RFC 3339), so a lock can be reproduced later
     #[arg(long, value_name = "DATE")]
     pub exclude_newer: Option<String>,
+    /// Resolve every Python package afresh (as of now, or --exclude-newer), not
+    /// keeping the old lock's versions
+    #[arg(long, conflicts_with = "upgrade_package")]
+    pub upgrade: bool,
+    /// Move this package (and what its new constraints force) to the newest
+    /// version allowed; every other pin stays (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub upgrade_package: Vec<String>,
 }
 
 /// `--exclude-newer`: an RFC 3339 instant, or a bare date `YYYY-MM-DD`
@@ -104,6 +112,18 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
     let opts = RealizeOptions {
         progress: global.show_progress(),
         exclude_newer: args.exclude_newer.as_deref().map(parse_date).transpose()?,
+        upgrade: if args.upgrade {
+            envbuild::sources::Upgrade::All
+        } else if !args.upgrade_package.is_empty() {
+            envbuild::sources::Upgrade::Packages(
+                args.upgrade_package
+                    .iter()
+                    .map(|n| envbuild::python::wheel::normalize_name(n))
+                    .collect(),
+            )
+        } else {
+            envbuild::sources::Upgrade::Nothing
+        },
         ..RealizeOptions::default()
     };
     let (lock, changed) = realize::lock(&mut store, &spec, &opts)?;

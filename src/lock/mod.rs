@@ -10,7 +10,7 @@
 //! lock       = version source-date-epoch [debian] [shell-debian] [python]
 //!              *files *wheels *models
 //! debian     = request *package(name version arch PinnedFile)
-//! python     = request *wheel(name version PinnedFile)
+//! python     = request [exclude-newer] *wheel(name version PinnedFile)
 //!              *sdist(name version PinnedFile *build(PinnedFile))
 //! files      = dst src NarPin
 //! wheels     = PinnedFile source            ; a [[wheels]] entry
@@ -120,6 +120,10 @@ pub struct PythonLock {
     /// The target and the requirements (or the lock file and its sha256)
     /// these pins were made for.
     pub request: String,
+    /// The `--exclude-newer` instant (RFC 3339) the pins were resolved
+    /// with; a re-lock resolves with it again unless given another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_newer: Option<String>,
     #[serde(default, rename = "wheel")]
     pub wheels: Vec<DistPin>,
     #[serde(default, rename = "sdist")]
@@ -410,6 +414,9 @@ impl Lock {
         }
         if let Some(p) = &self.python {
             out.insert("python request".into(), p.request.clone());
+            if let Some(t) = &p.exclude_newer {
+                out.insert("python exclude-newer".into(), t.clone());
+            }
             for w in &p.wheels {
                 out.insert(format!("python wheel {}", w.name), file(&w.file));
             }
@@ -459,7 +466,7 @@ impl Lock {
     pub fn pin_count(&self) -> usize {
         self.entries()
             .keys()
-            .filter(|k| !k.ends_with(" request"))
+            .filter(|k| !k.ends_with(" request") && !k.ends_with(" exclude-newer"))
             .count()
     }
 
@@ -518,6 +525,7 @@ mod tests {
             shell_debian: None,
             python: Some(PythonLock {
                 request: "cp311 x86_64 glibc 2.36: crcmod==1.7; numpy==1.24.4".into(),
+                exclude_newer: None,
                 wheels: vec![DistPin {
                     name: "numpy".into(),
                     version: "1.24.4".into(),

@@ -109,6 +109,7 @@ pub(super) fn read(table: toml::Table) -> Result<Lock, String> {
     fn python(slot: &mut Option<PythonLock>) -> &mut PythonLock {
         slot.get_or_insert_with(|| PythonLock {
             request: String::new(),
+            exclude_newer: None,
             wheels: Vec::new(),
             sdists: Vec::new(),
         })

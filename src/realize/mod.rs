@@ -54,6 +54,8 @@ pub struct RealizeOptions {
     pub exclude_newer: Option<resolve::Timestamp>,
     /// Also realize the shell-only components (`[shell] packages`).
     pub shell: bool,
+    /// Which pins a re-lock may move (`--upgrade`, `--upgrade-package`).
+    pub upgrade: sources::Upgrade,
 }
 
 impl RealizeOptions {
@@ -135,6 +137,7 @@ fn pin(
         spec,
         old: old.as_ref().map(|o| &o.lock),
         exclude_newer: opts.exclude_newer,
+        upgrade: opts.upgrade.clone(),
         fetch: opts.fetch_options(),
         urls: BTreeMap::new(),
     };
@@ -419,6 +422,7 @@ pub fn dry_run(
         spec,
         old: old.as_ref(),
         exclude_newer: opts.exclude_newer,
+        upgrade: opts.upgrade.clone(),
         // A dry run pins from the lock: only a changed spec resolves.
         fetch: opts.fetch_options(),
         urls: BTreeMap::new(),

@@ -45,6 +45,12 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{lock_file}: python exclude-newer {found:?} is not an RFC 3339 instant ({message}); fix it or run `envbuild lock --upgrade`")]
+    ExcludeNewer {
+        lock_file: PathBuf,
+        found: String,
+        message: String,
+    },
     #[error("{file} has {found} bytes where {lock_file} says {locked}")]
     SizeMismatch {
         file: String,

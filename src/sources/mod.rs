@@ -48,12 +48,31 @@ pub struct PinContext<'a> {
     /// The lock being replaced: its pins are kept where the spec's request
     /// did not change.
     pub old: Option<&'a Lock>,
-    /// Resolve as if the index held nothing uploaded after this instant.
+    /// Resolve as if the index held nothing uploaded after this instant
+    /// (else the instant the old lock was resolved with, if any).
     pub exclude_newer: Option<Timestamp>,
+    /// Which of the old lock's pins a resolution may move.
+    pub upgrade: Upgrade,
     pub fetch: FetchOptions,
     /// Where an index said pinned files are (sha256 → URL), learnt while
     /// resolving: realize fetches from there before asking the index.
     pub urls: std::collections::BTreeMap<String, String>,
+}
+
+/// What a re-lock may move. A resolution prefers the old lock's version of
+/// every package the requirements still allow, so a changed requirement
+/// moves that package and what its new constraints force, nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Keep every pin that still satisfies the requirements (the default).
+    #[default]
+    Nothing,
+    /// `--upgrade`: resolve afresh, as of now (the old lock's
+    /// `exclude-newer` is not reused).
+    All,
+    /// `--upgrade-package NAME`: these (normalized names) move to the
+    /// newest versions allowed; the rest keep their pins.
+    Packages(std::collections::BTreeSet<String>),
 }
 
 /// What planning may use.

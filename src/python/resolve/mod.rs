@@ -182,6 +182,9 @@ pub struct ResolveOptions {
     /// Use a version's sdist when it has no wheel for the target (off for
     /// build requirements, which must be wheels).
     pub sdists: bool,
+    /// Normalized name → the version to choose when the requirements allow
+    /// it (an old lock's pins: minimal-change locking); else the newest.
+    pub preferences: BTreeMap<String, Version>,
 }
 
 impl ResolveOptions {
@@ -193,6 +196,7 @@ impl ResolveOptions {
             exclude_newer: None,
             prefetch_threads: 8,
             sdists: true,
+            preferences: BTreeMap::new(),
         }
     }
 }
@@ -293,6 +297,7 @@ pub fn resolve<S: AsRef<str>>(
         python,
         reqs.clone(),
         options.sdists,
+        &options.preferences,
     );
 
     // Pins of versions that do not exist are reported with their nearest

@@ -117,6 +117,9 @@ pub(super) struct Provider<'a> {
     root: Vec<Requirement<VerbatimUrl>>,
     /// Whether a version with no wheel for the target may use its sdist.
     sdists: bool,
+    /// Versions to choose first where the range allows them (the old
+    /// lock's, so that a re-lock moves only what must move).
+    preferences: &'a BTreeMap<String, Version>,
     state: RefCell<State>,
 }
 
@@ -127,6 +130,7 @@ impl<'a> Provider<'a> {
         python: Version,
         root: Vec<Requirement<VerbatimUrl>>,
         sdists: bool,
+        preferences: &'a BTreeMap<String, Version>,
     ) -> Self {
         Provider {
             client,
@@ -134,6 +138,7 @@ impl<'a> Provider<'a> {
             python,
             root,
             sdists,
+            preferences,
             state: RefCell::new(State::default()),
         }
     }
@@ -237,6 +242,12 @@ impl<'a> Provider<'a> {
         let allow_pre = pinned
             || self.state.borrow().explicit_pre.contains(name)
             || project.versions.iter().all(|e| e.version.any_prerelease());
+        // The preferred version first (when the range holds it), then the
+        // newest down.
+        let preferred = self.preferences.get(name).filter(|v| range.contains(v));
+        let preferred_entry = preferred
+            .and_then(|v| project.versions.iter().find(|e| e.version == *v))
+            .into_iter();
         let in_range = || {
             project
                 .versions
@@ -245,7 +256,7 @@ impl<'a> Provider<'a> {
                 .filter(|e| range.contains(&e.version))
                 .filter(|e| allow_pre || !e.version.any_prerelease())
         };
-        for e in in_range() {
+        for e in preferred_entry.chain(in_range()) {
             let file = match (&e.wheel, &e.yanked_wheel, &e.sdist) {
                 (Some(w), _, _) => w,
                 (None, Some(y), _) if pinned => y,

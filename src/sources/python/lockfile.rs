@@ -92,6 +92,7 @@ pub(super) fn pin(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock, 
     }
     Ok(PythonLock {
         request,
+        exclude_newer: None,
         wheels,
         sdists: Vec::new(),
     })

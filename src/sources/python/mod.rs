@@ -14,7 +14,7 @@ pub mod lockfile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{PinContext, PlanContext, Source, SourceError};
+use super::{PinContext, PlanContext, Source, SourceError, Upgrade};
 use crate::fetch::{self, FetchError};
 use crate::lock::{DistPin, Lock, PinnedFile, PythonLock, SdistPin, WheelPin};
 use crate::plan::{item_name, Builder, Input, InputKind, Origin, Plan, Ref, StepId};
@@ -236,8 +236,11 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
     let py = &spec.python;
     let request = requirements_request(spec, glibc);
     let target = &Target::cpython_glibc(py.version, Arch::X86_64, glibc);
-    if let Some(p) = cx.old.and_then(|l| l.python_for(&request)) {
-        return Ok(p.clone());
+    let old = cx.old.and_then(|l| l.python.as_ref());
+    if cx.upgrade == Upgrade::Nothing {
+        if let Some(p) = old.filter(|p| p.request == request) {
+            return Ok(p.clone());
+        }
     }
     if cx.fetch.offline {
         return Err(FetchError::Offline {
@@ -247,11 +250,22 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
     }
     let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
     let mut ro = ResolveOptions::new(index, target.clone());
-    ro.exclude_newer = cx.exclude_newer;
+    ro.exclude_newer = match (cx.exclude_newer, old.and_then(|p| p.exclude_newer.as_deref())) {
+        (Some(t), _) => Some(t),
+        (None, Some(_)) if cx.upgrade == Upgrade::All => None,
+        (None, Some(recorded)) => Some(recorded.parse().map_err(|e| SourceError::ExcludeNewer {
+            lock_file: crate::lock::lock_path(&spec.path),
+            found: recorded.to_string(),
+            message: format!("{e}"),
+        })?),
+        (None, None) => None,
+    };
+    ro.preferences = preferences(old, &cx.upgrade);
     ro.cache_dir = Some(cx.store.cache_dir("pypi-metadata")?);
     let resolved = resolve::resolve(&py.requirements, &ro)?.packages;
     let mut out = PythonLock {
         request,
+        exclude_newer: ro.exclude_newer.map(|t| t.to_string()),
         wheels: Vec::new(),
         sdists: Vec::new(),
     };
@@ -282,6 +296,35 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
         }
     }
     Ok(out)
+}
+
+/// The old lock's versions, as the resolver's preferences: all of them
+/// but the packages `upgrade` names (none for `--upgrade`).
+fn preferences(
+    old: Option<&PythonLock>,
+    upgrade: &Upgrade,
+) -> BTreeMap<String, pep440_rs::Version> {
+    let Some(old) = old else {
+        return BTreeMap::new();
+    };
+    if *upgrade == Upgrade::All {
+        return BTreeMap::new();
+    }
+    let pins = old
+        .wheels
+        .iter()
+        .map(|w| (&w.name, &w.version))
+        .chain(old.sdists.iter().map(|s| (&s.name, &s.version)));
+    pins.filter_map(|(name, version)| {
+        let name = crate::python::wheel::normalize_name(name);
+        if let Upgrade::Packages(moving) = upgrade {
+            if moving.contains(&name) {
+                return None;
+            }
+        }
+        Some((name, version.parse().ok()?))
+    })
+    .collect()
 }
 
 /// `[[wheels]]`: local wheels are hashed (in parallel, through the hash
