@@ -28,7 +28,7 @@ pub mod store_path;
 mod temp_roots;
 
 pub use db::{PathInfo, Root};
-pub use error::{NameError, NarError, Nixbase32Error, StoreError};
+pub use error::{NameError, NarError, NarInfoError, Nixbase32Error, SigningError, StoreError};
 pub use nar::NarHash;
 pub use store::{
     default_root, AddedItem, ExpectedItem, GcOptions, GcReport, PreparedOutput, Scratch, Store, VerifyProblem,

@@ -6,6 +6,7 @@ pub mod debian;
 pub mod faults;
 pub mod http;
 pub mod hub;
+pub mod cache_server;
 pub mod mirror;
 pub mod shell;
 
