@@ -131,6 +131,8 @@ fn push(
         items.extend(realized.layers.iter().map(|l| l.item.clone()));
         items.extend(realized.components.iter().map(|c| c.item.clone()));
         items.extend(realized.inputs.iter().cloned());
+        // Outputs of steps outside the image's closure (the union check).
+        items.extend(realized.step_outputs.iter().cloned());
     }
     items.sort();
     items.dedup();

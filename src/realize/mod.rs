@@ -87,6 +87,8 @@ pub struct Realized {
     pub built: usize,
     pub reused: usize,
     pub substituted: usize,
+    /// Every step's output (sorted): what a cache needs to serve every step.
+    pub step_outputs: Vec<StorePath>,
 }
 
 /// The closure of a spec: its lock and its components, realized in the
@@ -107,6 +109,8 @@ pub struct Closure {
     pub built: usize,
     pub reused: usize,
     pub substituted: usize,
+    /// Every step's output (sorted): what a cache needs to serve every step.
+    pub step_outputs: Vec<StorePath>,
 }
 
 /// A lock made for a spec now.
@@ -237,6 +241,9 @@ fn closure_and_plan(
         }
     }
     let (built, reused, substituted) = (r.built, r.reused, r.substituted);
+    let mut step_outputs = std::mem::take(&mut r.outputs);
+    step_outputs.sort();
+    step_outputs.dedup();
     let mut inputs: Vec<StorePath> = exec
         .inputs
         .iter()
@@ -258,6 +265,7 @@ fn closure_and_plan(
         built,
         reused,
         substituted,
+        step_outputs,
     };
     Ok((closure, plan))
 }
@@ -300,6 +308,10 @@ pub fn realize(
     }
     let (image, image_item) = builders::image(&mut r, &plan.image, &layers, epoch)?;
     let (built, reused, substituted) = (r.built, r.reused, r.substituted);
+    let mut step_outputs = closure.step_outputs;
+    step_outputs.append(&mut r.outputs);
+    step_outputs.sort();
+    step_outputs.dedup();
     Ok(Realized {
         lock: closure.lock,
         lock_written: closure.lock_written,
@@ -312,6 +324,7 @@ pub fn realize(
         built,
         reused,
         substituted,
+        step_outputs,
     })
 }
 

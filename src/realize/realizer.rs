@@ -23,6 +23,9 @@ pub struct Realizer<'s> {
     pub subst: Option<std::sync::Arc<crate::cache::Substituters>>,
     /// Steps whose output came from a substituter.
     pub substituted: usize,
+    /// The output of every step realized (found, substituted or built):
+    /// what `envbuild cache push SPEC` pushes with its realisation.
+    pub outputs: Vec<StorePath>,
     /// Outputs built and hashed but not yet in the store, when steps run
     /// batched (see [`Realizer::in_parallel_batched`]).
     batch: Option<Vec<PendingOutput>>,
@@ -47,6 +50,7 @@ impl<'s> Realizer<'s> {
             not_built: Vec::new(),
             subst: None,
             substituted: 0,
+            outputs: Vec::new(),
             batch: None,
         }
     }
@@ -90,6 +94,7 @@ impl<'s> Realizer<'s> {
         let built = std::sync::atomic::AtomicUsize::new(0);
         let reused = std::sync::atomic::AtomicUsize::new(0);
         let substituted = std::sync::atomic::AtomicUsize::new(0);
+        let outputs = std::sync::Mutex::new(Vec::new());
         let subst = self.subst.clone();
         let pending = std::sync::Mutex::new(Vec::new());
         let progress = self.progress;
@@ -105,6 +110,10 @@ impl<'s> Realizer<'s> {
             built.fetch_add(r.built, std::sync::atomic::Ordering::Relaxed);
             reused.fetch_add(r.reused, std::sync::atomic::Ordering::Relaxed);
             substituted.fetch_add(r.substituted, std::sync::atomic::Ordering::Relaxed);
+            outputs
+                .lock()
+                .expect("outputs lock")
+                .append(&mut r.outputs);
             if let Some(b) = r.batch.take() {
                 pending.lock().expect("pending lock").extend(b);
             }
@@ -116,6 +125,8 @@ impl<'s> Realizer<'s> {
         self.built += built.into_inner();
         self.reused += reused.into_inner();
         self.substituted += substituted.into_inner();
+        self.outputs
+            .append(&mut outputs.into_inner().expect("outputs lock"));
         Ok(out)
     }
 
@@ -186,6 +197,7 @@ impl<'s> Realizer<'s> {
         let hash = drv.hash();
         if let Some(item) = self.store.realisation(&hash, "out")? {
             self.reused += 1;
+            self.outputs.push(item.clone());
             if self.progress {
                 crate::progress::step_reused();
             }
@@ -205,6 +217,7 @@ impl<'s> Realizer<'s> {
             let what = format!("step {} ({})", drv.name, drv.builder);
             if let Some(item) = subst.realisation(self.store, &hash, &what)? {
                 self.substituted += 1;
+                self.outputs.push(item.clone());
                 if self.progress {
                     crate::progress::step_reused();
                 }
@@ -235,6 +248,7 @@ impl<'s> Realizer<'s> {
                 .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?,
         };
         let path = prepared.path().clone();
+        self.outputs.push(path.clone());
         tracing::debug!(
             step = %drv.name,
             builder = drv.builder,
