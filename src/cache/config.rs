@@ -4,7 +4,7 @@
 //! ```toml
 //! # $XDG_CONFIG_HOME/envbuild/config.toml (default ~/.config/envbuild/config.toml)
 //! [cache]
-//! substituters = ["file:///srv/cache", "https://cache.example.org"]
+//! substituters = ["file:///srv/cache", "https://cache.example"]
 //! trusted-public-keys = ["ci-1:BASE64..."]
 //! ```
 //!

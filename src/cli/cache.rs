@@ -37,7 +37,7 @@ pub enum CacheCommand {
     },
     /// Make an ed25519 signing key pair: NAME.secret and NAME.public (Nix's format)
     Keygen {
-        /// The key's name, e.g. ci.example.org-1 (signatures carry it)
+        /// The key's name, e.g. ci.example-1 (signatures carry it)
         name: String,
         /// Where to write the two files
         #[arg(long, default_value = ".", value_name = "DIR")]
@@ -179,7 +179,7 @@ fn push(
 
 fn keygen(global: &Global, name: &str, dir: &std::path::Path) -> Result<ExitCode> {
     if name.is_empty() || name.contains(':') || name.contains('/') || name.trim() != name {
-        anyhow::bail!("key name {name:?} is not usable (expected a name without ':', '/' or spaces, e.g. ci.example.org-1)");
+        anyhow::bail!("key name {name:?} is not usable (expected a name without ':', '/' or spaces, e.g. ci.example-1)");
     }
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")

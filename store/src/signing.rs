@@ -7,7 +7,7 @@
 //! secret key = name ":" base64(seed[32] ‖ public[32])   (64 bytes, libsodium's layout)
 //! public key = name ":" base64(public[32])
 //! signature  = name ":" base64(ed25519(secret, message)[64])
-//! name       = 1*(any character but ":"), e.g. "cache.example.org-1"
+//! name       = 1*(any character but ":"), e.g. "cache.example-1"
 //! ```
 //!
 //! A signature is trusted when a public key of the same name verifies it;
