@@ -79,7 +79,10 @@ fn pushed_hello(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<Stri
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     assert!(pushed.len() >= 5, "the image closure: {report}");
-    assert!(report["realisationsPushed"].as_u64().unwrap() >= 4, "{report}");
+    assert!(
+        report["realisationsPushed"].as_u64().unwrap() >= 4,
+        "{report}"
+    );
     (store, cache, pushed, public)
 }
 
@@ -140,7 +143,10 @@ fn nix_path_info_reports_our_nar_hash_size_and_references() {
         a.sort();
         b.sort();
         assert_eq!(a, b, "{path}");
-        assert!(t["ca"].as_str().unwrap().starts_with("fixed:r:sha256:"), "{t}");
+        assert!(
+            t["ca"].as_str().unwrap().starts_with("fixed:r:sha256:"),
+            "{t}"
+        );
     }
 }
 

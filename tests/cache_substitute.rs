@@ -29,6 +29,16 @@ fn realize_with(
     trusted: &str,
     out: &Path,
 ) -> (serde_json::Value, String, String) {
+    realize_with_args(m, substituters, trusted, out, &[])
+}
+
+fn realize_with_args(
+    m: &Machine,
+    substituters: &[&str],
+    trusted: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (serde_json::Value, String, String) {
     let mut c = envbuild();
     c.arg("--store")
         .arg(&m.store)
@@ -36,7 +46,8 @@ fn realize_with(
         .arg("realize")
         .arg(&m.spec)
         .arg("-o")
-        .arg(out);
+        .arg(out)
+        .args(extra);
     for s in substituters {
         c.args(["--substituter", s]);
     }
@@ -91,7 +102,10 @@ fn machine_a(tmp: &Path, caches: &[String]) -> (Machine, String, PathBuf, String
         // A second push finds everything there.
         let again: serde_json::Value = serde_json::from_str(&ok(push(), "cache re-push")).unwrap();
         assert!(again["pushed"].as_array().unwrap().is_empty(), "{again}");
-        assert_eq!(again["skipped"].as_array().unwrap().len(), first["pushed"].as_array().unwrap().len());
+        assert_eq!(
+            again["skipped"].as_array().unwrap().len(),
+            first["pushed"].as_array().unwrap().len()
+        );
         assert_eq!(again["realisationsPushed"], 0, "{again}");
     }
     (a, digest, key, public)
@@ -108,15 +122,71 @@ fn a_second_store_realizes_hello_from_the_cache_alone_then_builds_only_an_edited
 
     for (name, url) in [("b-file", &file_cache), ("b-http", &server.base)] {
         let b = machine(&tmp.path().join(name));
-        let (report, digest, err) =
-            realize_with(&b, &[url.as_str()], &public, &tmp.path().join(format!("{name}.tar")));
+        let (report, digest, err) = realize_with(
+            &b,
+            &[url.as_str()],
+            &public,
+            &tmp.path().join(format!("{name}.tar")),
+        );
         assert_eq!(digest, digest_a, "{name}: {err}");
         assert_eq!(report["built"], 0, "{name}: {report}\n{err}");
-        assert!(report["substituted"].as_u64().unwrap() >= 5, "{name}: {report}");
+        assert!(
+            report["substituted"].as_u64().unwrap() >= 5,
+            "{name}: {report}"
+        );
         assert!(!err.contains("refused"), "{name}: {err}");
         verify_clean(&b.store);
     }
     assert!(server.count("GET") > 0);
+
+    // --offline: file:// substituters only; the HTTP cache is not asked.
+    let (gets, heads) = (server.count("GET"), server.count("HEAD"));
+    let d = machine(&tmp.path().join("d"));
+    let (report, digest, _) = realize_with_args(
+        &d,
+        &[server.base.as_str()],
+        &public,
+        &tmp.path().join("d.tar"),
+        &["--offline"],
+    );
+    assert_eq!(digest, digest_a);
+    assert_eq!(report["substituted"], 0, "{report}");
+    assert_eq!((server.count("GET"), server.count("HEAD")), (gets, heads));
+    let e = machine(&tmp.path().join("e"));
+    let (report, _, _) = realize_with_args(
+        &e,
+        &[server.base.as_str(), file_cache.as_str()],
+        &public,
+        &tmp.path().join("e.tar"),
+        &["--offline"],
+    );
+    assert_eq!(report["built"], 0, "{report}");
+    assert_eq!((server.count("GET"), server.count("HEAD")), (gets, heads));
+
+    // `plan` on an empty store names the steps the cache serves.
+    let o = envbuild()
+        .arg("--store")
+        .arg(tmp.path().join("c/store"))
+        .arg("--json")
+        .arg("plan")
+        .arg(&a.spec)
+        .args(["--substituter", &file_cache])
+        .env("ENVBUILD_TRUSTED_PUBLIC_KEYS", &public)
+        .env("XDG_CONFIG_HOME", tmp.path().join("c"))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&ok(o, "plan")).unwrap();
+    let served: Vec<&serde_json::Value> = plan["build"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["substituter"] == file_cache.as_str())
+        .collect();
+    assert!(served.len() >= 4, "{plan}");
+    assert!(
+        served.iter().any(|b| b["builder"] == "copy-files"),
+        "{plan}"
+    );
 
     // One app file edited on A and on B: B builds what A builds.
     let edit = |m: &Machine| {
@@ -236,15 +306,17 @@ fn tampered_entries_are_refused_by_name_and_realize_builds_instead() {
                 let sk = SecretKey::parse(&fs::read_to_string(&key).unwrap()).unwrap();
                 move |c: &Path| {
                     let dir = c.join("realisations");
-                    let mut files: Vec<PathBuf> =
-                        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+                    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+                        .unwrap()
+                        .map(|e| e.unwrap().path())
+                        .collect();
                     files.sort();
                     let f = &files[0];
                     let v: serde_json::Value =
                         serde_json::from_slice(&fs::read(f).unwrap()).unwrap();
                     let k = v["key"].as_str().unwrap().to_string();
-                    let ghost = envbuild_store::StorePath::source("ghost", &[1u8; 32], &[], false)
-                        .unwrap();
+                    let ghost =
+                        envbuild_store::StorePath::source("ghost", &[1u8; 32], &[], false).unwrap();
                     let fp = format!("envbuild-realisation-1;{k};out;{}", ghost.to_absolute());
                     let r = serde_json::json!({
                         "version": 1, "key": k, "output": "out",
@@ -269,7 +341,10 @@ fn tampered_entries_are_refused_by_name_and_realize_builds_instead() {
         let url = format!("file://{}", cache.display());
         let (report, digest, err) =
             realize_with(&b, &[&url], &public, &tmp.path().join(format!("b{i}.tar")));
-        assert_eq!(digest, digest_a, "{what}: the realize fell back to building");
+        assert_eq!(
+            digest, digest_a,
+            "{what}: the realize fell back to building"
+        );
         assert!(err.contains("substitute refused"), "{what}: {err}");
         for n in &needles {
             assert!(err.contains(n.as_str()), "{what}: {n:?} not in {err}");
@@ -294,7 +369,10 @@ fn an_unknown_cache_url_and_a_malformed_trusted_key_are_errors_that_name_them() 
         .output()
         .unwrap();
     let err = fails(o, "realize with an oci:// substituter");
-    assert!(err.contains("oci://127.0.0.1:1/x") && err.contains("file:///DIR"), "{err}");
+    assert!(
+        err.contains("oci://127.0.0.1:1/x") && err.contains("file:///DIR"),
+        "{err}"
+    );
     let o = envbuild()
         .arg("--store")
         .arg(&m.store)
@@ -305,5 +383,8 @@ fn an_unknown_cache_url_and_a_malformed_trusted_key_are_errors_that_name_them() 
         .output()
         .unwrap();
     let err = fails(o, "realize with a malformed key");
-    assert!(err.contains("ENVBUILD_TRUSTED_PUBLIC_KEYS") && err.contains("ci-1:notbase64!"), "{err}");
+    assert!(
+        err.contains("ENVBUILD_TRUSTED_PUBLIC_KEYS") && err.contains("ci-1:notbase64!"),
+        "{err}"
+    );
 }

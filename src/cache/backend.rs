@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::CacheError;
-use crate::net::{self, Body, Client, Download, HeaderMap, HashingFile, Method};
+use crate::net::{self, Body, Client, Download, HashingFile, HeaderMap, Method};
 
 /// One binary cache's location.
 pub enum Backend {
@@ -73,7 +73,12 @@ impl Backend {
 
     /// A small file (narinfo, realisation, nix-cache-info), or `None` when
     /// the cache does not have it; refused past `limit` bytes.
-    pub fn get(&self, rel: &str, limit: u64, what: &'static str) -> Result<Option<Vec<u8>>, CacheError> {
+    pub fn get(
+        &self,
+        rel: &str,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
         match self {
             Backend::File(dir) => {
                 let path = dir.join(rel);
@@ -163,7 +168,13 @@ impl Backend {
             Backend::File(dir) => Ok(dir.join(rel).exists()),
             Backend::Http { base, client } => {
                 let a = client
-                    .request(Method::HEAD, &Self::http_url(base, rel), &HeaderMap::new(), Body::Empty, 0)
+                    .request(
+                        Method::HEAD,
+                        &Self::http_url(base, rel),
+                        &HeaderMap::new(),
+                        Body::Empty,
+                        0,
+                    )
                     .map_err(self.net_err(rel))?;
                 match a.status {
                     200..=299 => Ok(true),
@@ -182,7 +193,12 @@ impl Backend {
     /// Write the file `rel`: from memory, or (`from`) a file streamed.
     /// In a directory, written beside and renamed into place, so a reader
     /// never sees half a file.
-    pub fn put(&self, rel: &str, bytes: Option<&[u8]>, from: Option<&Path>) -> Result<(), CacheError> {
+    pub fn put(
+        &self,
+        rel: &str,
+        bytes: Option<&[u8]>,
+        from: Option<&Path>,
+    ) -> Result<(), CacheError> {
         match self {
             Backend::File(dir) => {
                 let path = dir.join(rel);
@@ -218,7 +234,13 @@ impl Backend {
                     (None, None) => Body::Empty,
                 };
                 let a = client
-                    .request(Method::PUT, &Self::http_url(base, rel), &HeaderMap::new(), body, 64 * 1024)
+                    .request(
+                        Method::PUT,
+                        &Self::http_url(base, rel),
+                        &HeaderMap::new(),
+                        body,
+                        64 * 1024,
+                    )
                     .map_err(self.net_err(rel))?;
                 if !(200..=299).contains(&a.status) {
                     return Err(CacheError::Status {

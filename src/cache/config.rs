@@ -153,8 +153,8 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains(TRUSTED_KEYS_VAR), "{e}");
         std::fs::write(&conf, "[cache]\nsubstituter = []\n").unwrap();
-        let e = CacheConfig::from_vars(&|k| (k == "XDG_CONFIG_HOME").then(|| xdg.clone()))
-            .unwrap_err();
+        let e =
+            CacheConfig::from_vars(&|k| (k == "XDG_CONFIG_HOME").then(|| xdg.clone())).unwrap_err();
         assert!(e.to_string().contains("config.toml"), "{e}");
     }
 }

@@ -177,20 +177,39 @@ pub fn push(
         let dumped: Result<(), CacheError> = (|| {
             match compression {
                 Compression::Zstd => {
-                    let mut enc = zstd::Encoder::new(&mut hashed, 3).map_err(CacheError::io(&file))?;
-                    nar::dump(&physical, &mut Tee { nar: &mut nar_hasher, out: &mut enc })
-                        .map_err(envbuild_store::StoreError::from)?;
+                    let mut enc =
+                        zstd::Encoder::new(&mut hashed, 3).map_err(CacheError::io(&file))?;
+                    nar::dump(
+                        &physical,
+                        &mut Tee {
+                            nar: &mut nar_hasher,
+                            out: &mut enc,
+                        },
+                    )
+                    .map_err(envbuild_store::StoreError::from)?;
                     enc.finish().map_err(CacheError::io(&file))?;
                 }
                 Compression::Xz => {
                     let mut enc = liblzma::write::XzEncoder::new(&mut hashed, 6);
-                    nar::dump(&physical, &mut Tee { nar: &mut nar_hasher, out: &mut enc })
-                        .map_err(envbuild_store::StoreError::from)?;
+                    nar::dump(
+                        &physical,
+                        &mut Tee {
+                            nar: &mut nar_hasher,
+                            out: &mut enc,
+                        },
+                    )
+                    .map_err(envbuild_store::StoreError::from)?;
                     enc.finish().map_err(CacheError::io(&file))?;
                 }
                 Compression::None => {
-                    nar::dump(&physical, &mut Tee { nar: &mut nar_hasher, out: &mut hashed })
-                        .map_err(envbuild_store::StoreError::from)?;
+                    nar::dump(
+                        &physical,
+                        &mut Tee {
+                            nar: &mut nar_hasher,
+                            out: &mut hashed,
+                        },
+                    )
+                    .map_err(envbuild_store::StoreError::from)?;
                 }
             }
             Ok(())

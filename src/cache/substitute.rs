@@ -119,7 +119,9 @@ impl Substituters {
                     return Ok(Some(path));
                 }
                 Err(CacheError::Store(e)) => return Err(e),
-                Err(e) => warn(&format!("{what}: substitute refused, {e}; building or fetching it instead")),
+                Err(e) => warn(&format!(
+                    "{what}: substitute refused, {e}; building or fetching it instead"
+                )),
             }
         }
         Ok(None)
@@ -160,7 +162,13 @@ impl Substituters {
         }))
     }
 
-    fn untrusted(&self, url: String, what: &'static str, item: String, sigs: &[String]) -> CacheError {
+    fn untrusted(
+        &self,
+        url: String,
+        what: &'static str,
+        item: String,
+        sigs: &[String],
+    ) -> CacheError {
         let names: Vec<String> = sigs
             .iter()
             .map(|s| s.split(':').next().unwrap_or_default().to_string())
@@ -181,10 +189,7 @@ impl Substituters {
                 let trusted_names: BTreeSet<&str> =
                     self.keys.iter().map(|k| k.name.as_str()).collect();
                 if names.iter().any(|n| trusted_names.contains(n.as_str())) {
-                    format!(
-                        "signatures by [{}] that do not verify",
-                        names.join(", ")
-                    )
+                    format!("signatures by [{}] that do not verify", names.join(", "))
                 } else {
                     format!("signatures by [{}] only", names.join(", "))
                 }
@@ -238,15 +243,14 @@ impl Substituter {
         else {
             return Ok(None);
         };
-        let (r, path) =
-            Realisation::parse(&bytes, key, "out").map_err(|(expected, found)| {
-                CacheError::BadRealisation {
-                    url: url.clone(),
-                    key: key.to_string(),
-                    expected,
-                    found,
-                }
-            })?;
+        let (r, path) = Realisation::parse(&bytes, key, "out").map_err(|(expected, found)| {
+            CacheError::BadRealisation {
+                url: url.clone(),
+                key: key.to_string(),
+                expected,
+                found,
+            }
+        })?;
         if !r.trusted(&path, &all.keys) {
             return Err(all.untrusted(url, "realisation", key.to_string(), &r.signatures));
         }
@@ -327,7 +331,12 @@ impl Substituter {
     }
 
     /// Substitute `root` and every item of its closure the store lacks.
-    fn closure(&self, store: &mut Store, root: &StorePath, all: &Substituters) -> Result<(), CacheError> {
+    fn closure(
+        &self,
+        store: &mut Store,
+        root: &StorePath,
+        all: &Substituters,
+    ) -> Result<(), CacheError> {
         self.check_store_dir()?;
         if store.is_valid(root)? {
             return Ok(());
@@ -391,14 +400,14 @@ impl Substituter {
             .unwrap_or(ni.nar_size + ni.nar_size / 8 + (1 << 20));
         let scratch = store.scratch("substitute")?;
         let file = scratch.path().join("nar");
-        let (sha, len) = self
-            .backend
-            .get_file(&ni.url, cap, &file)?
-            .ok_or_else(|| CacheError::NotInCache {
-                url: self.backend.url(),
-                item: item.clone(),
-                item_url: url.clone(),
-            })?;
+        let (sha, len) =
+            self.backend
+                .get_file(&ni.url, cap, &file)?
+                .ok_or_else(|| CacheError::NotInCache {
+                    url: self.backend.url(),
+                    item: item.clone(),
+                    item_url: url.clone(),
+                })?;
         let mismatch = |what: &'static str, expected: String, found: String| CacheError::Mismatch {
             url: url.clone(),
             item: item.clone(),
@@ -453,7 +462,9 @@ impl Substituter {
         match store.import_nar(reader, &expected) {
             Ok(_) => {}
             // The local store failing is not the cache's fault.
-            Err(e @ (StoreError::Database { .. } | StoreError::Lock { .. })) => return Err(e.into()),
+            Err(e @ (StoreError::Database { .. } | StoreError::Lock { .. })) => {
+                return Err(e.into())
+            }
             Err(source) => return Err(CacheError::Import { url, item, source }),
         }
         drop(scratch);

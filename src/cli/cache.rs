@@ -142,11 +142,18 @@ fn push(
         CompressionArg::None => Compression::None,
     };
     let verbose = global.verbose >= 1 && !global.quiet;
-    let report = cache::push(&mut store, &backend, &items, &key, compression, |what, p| {
-        if verbose {
-            eprintln!("  {what:<7} {p}");
-        }
-    })?;
+    let report = cache::push(
+        &mut store,
+        &backend,
+        &items,
+        &key,
+        compression,
+        |what, p| {
+            if verbose {
+                eprintln!("  {what:<7} {p}");
+            }
+        },
+    )?;
     if global.json {
         println!(
             "{}",

@@ -215,8 +215,13 @@ pub(super) fn keep_roots(
 
 pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let (spec, mut store, realized) =
-        load_and_realize(global, &args.spec, args.locked, args.offline, &args.substituters)?;
+    let (spec, mut store, realized) = load_and_realize(
+        global,
+        &args.spec,
+        args.locked,
+        args.offline,
+        &args.substituters,
+    )?;
     let format = Format::from(args.format);
     let out = args.output.unwrap_or_else(|| {
         PathBuf::from(match format {

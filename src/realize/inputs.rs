@@ -103,6 +103,11 @@ pub fn materialize(
                     out.items[i] = Some(InputItem::Item(item));
                 } else if dry_run {
                     out.added.push(path.display().to_string());
+                    if known && subst.is_some() {
+                        // Its identity is known from the lock: the steps
+                        // using it can be looked up in the substituters.
+                        out.items[i] = Some(InputItem::Item(item));
+                    }
                 } else {
                     let (item, nar) = sources::files::add_local_cached(store, path, &input.name)?;
                     if nar.nar_sha256 != *nar_sha256 {

@@ -110,10 +110,7 @@ impl<'s> Realizer<'s> {
             built.fetch_add(r.built, std::sync::atomic::Ordering::Relaxed);
             reused.fetch_add(r.reused, std::sync::atomic::Ordering::Relaxed);
             substituted.fetch_add(r.substituted, std::sync::atomic::Ordering::Relaxed);
-            outputs
-                .lock()
-                .expect("outputs lock")
-                .append(&mut r.outputs);
+            outputs.lock().expect("outputs lock").append(&mut r.outputs);
             if let Some(b) = r.batch.take() {
                 pending.lock().expect("pending lock").extend(b);
             }

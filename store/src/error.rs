@@ -112,7 +112,9 @@ pub enum StoreError {
     NotValid { path: String, root: PathBuf },
     #[error("reference {reference} of {item} is not a valid item of the store")]
     MissingReference { item: String, reference: String },
-    #[error("{item}: the NAR given for it has {what} {found}, expected {expected}; nothing was added")]
+    #[error(
+        "{item}: the NAR given for it has {what} {found}, expected {expected}; nothing was added"
+    )]
     ImportMismatch {
         item: String,
         what: &'static str,

@@ -99,11 +99,7 @@ impl NarInfo {
         let mut deriver = None;
         let mut sigs = Vec::new();
         let mut ca = None;
-        fn once<T>(
-            slot: &mut Option<T>,
-            field: &'static str,
-            v: T,
-        ) -> Result<(), NarInfoError> {
+        fn once<T>(slot: &mut Option<T>, field: &'static str, v: T) -> Result<(), NarInfoError> {
             if slot.replace(v).is_some() {
                 return Err(NarInfoError::Duplicate { field });
             }
@@ -323,12 +319,18 @@ mod tests {
         let bad_path = FROM_NIX.replacen("StorePath: /nix/store/", "StorePath: /tmp/", 1);
         assert!(matches!(
             NarInfo::parse(&bad_path).unwrap_err(),
-            NarInfoError::Value { field: "StorePath", .. }
+            NarInfoError::Value {
+                field: "StorePath",
+                ..
+            }
         ));
         let bad_ref = FROM_NIX.replacen("References: ", "References: ../../etc ", 1);
         assert!(matches!(
             NarInfo::parse(&bad_ref).unwrap_err(),
-            NarInfoError::Value { field: "References", .. }
+            NarInfoError::Value {
+                field: "References",
+                ..
+            }
         ));
         assert!(matches!(
             NarInfo::parse("no colon here\n").unwrap_err(),

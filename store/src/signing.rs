@@ -74,7 +74,8 @@ impl SecretKey {
 
     /// Parse `name:base64(64 bytes)`.
     pub fn parse(s: &str) -> Result<SecretKey, SigningError> {
-        const EXPECTED: &str = "NAME:BASE64 of 64 bytes, as nix-store --generate-binary-cache-key writes";
+        const EXPECTED: &str =
+            "NAME:BASE64 of 64 bytes, as nix-store --generate-binary-cache-key writes";
         let (name, bytes) = split("secret key", EXPECTED, s)?;
         let bytes: [u8; 64] = bytes.try_into().map_err(|_| SigningError::Format {
             what: "secret key",
@@ -94,7 +95,11 @@ impl SecretKey {
 
     /// `name:base64(seed ‖ public)`.
     pub fn render(&self) -> String {
-        format!("{}:{}", self.name, STANDARD.encode(self.key.to_keypair_bytes()))
+        format!(
+            "{}:{}",
+            self.name,
+            STANDARD.encode(self.key.to_keypair_bytes())
+        )
     }
 
     pub fn public(&self) -> PublicKey {

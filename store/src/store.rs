@@ -1261,7 +1261,9 @@ impl Store {
         if self.is_valid(path)? {
             let info = self.path_info(path)?;
             let sha = crate::nixbase32::decode_fixed::<32>(
-                info.nar_hash.strip_prefix("sha256:").unwrap_or(&info.nar_hash),
+                info.nar_hash
+                    .strip_prefix("sha256:")
+                    .unwrap_or(&info.nar_hash),
             )
             .unwrap_or([0u8; 32]);
             return Ok(AddedItem {
@@ -1280,14 +1282,13 @@ impl Store {
             inner: nar_stream.take(expected.nar_size.saturating_add(1)),
             hasher: HashingWriter::new(),
         };
-        let mismatch = |what: &'static str, expected: String, found: String| {
-            StoreError::ImportMismatch {
+        let mismatch =
+            |what: &'static str, expected: String, found: String| StoreError::ImportMismatch {
                 item: path.basename(),
                 what,
                 expected,
                 found,
-            }
-        };
+            };
         nar::reader::restore(&mut tee, &dst)?;
         // Nothing may follow the NAR.
         std::io::copy(&mut tee, &mut std::io::sink()).map_err(StoreError::io(&dst))?;

@@ -69,30 +69,66 @@ fn a_flipped_byte_a_wrong_size_a_wrong_name_or_trailing_bytes_add_nothing() {
     let e = b
         .import_nar(
             &flipped[..],
-            &ExpectedItem { path: &p, nar_sha256: s, nar_size: n, references: &[], deriver: None },
+            &ExpectedItem {
+                path: &p,
+                nar_sha256: s,
+                nar_size: n,
+                references: &[],
+                deriver: None,
+            },
         )
         .unwrap_err();
     let msg = e.to_string();
     assert!(
-        matches!(e, StoreError::ImportMismatch { what: "NAR hash", .. }),
+        matches!(
+            e,
+            StoreError::ImportMismatch {
+                what: "NAR hash",
+                ..
+            }
+        ),
         "{msg}"
     );
-    assert!(msg.contains(&path.basename()) && msg.contains("expected sha256:"), "{msg}");
+    assert!(
+        msg.contains(&path.basename()) && msg.contains("expected sha256:"),
+        "{msg}"
+    );
     // Trailing bytes after a complete NAR.
     let mut longer = bytes.clone();
     longer.extend_from_slice(&[0u8; 8]);
     let e = b
         .import_nar(
             &longer[..],
-            &ExpectedItem { path: &p, nar_sha256: s, nar_size: n, references: &[], deriver: None },
+            &ExpectedItem {
+                path: &p,
+                nar_sha256: s,
+                nar_size: n,
+                references: &[],
+                deriver: None,
+            },
         )
         .unwrap_err();
-    assert!(matches!(e, StoreError::ImportMismatch { what: "NAR size", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            StoreError::ImportMismatch {
+                what: "NAR size",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Cut short: the NAR reader refuses it.
     let e = b
         .import_nar(
             &bytes[..bytes.len() - 8],
-            &ExpectedItem { path: &p, nar_sha256: s, nar_size: n, references: &[], deriver: None },
+            &ExpectedItem {
+                path: &p,
+                nar_sha256: s,
+                nar_size: n,
+                references: &[],
+                deriver: None,
+            },
         )
         .unwrap_err();
     assert!(matches!(e, StoreError::Nar(_)), "{e}");
@@ -102,10 +138,19 @@ fn a_flipped_byte_a_wrong_size_a_wrong_name_or_trailing_bytes_add_nothing() {
     let e = b
         .import_nar(
             &bytes[..],
-            &ExpectedItem { path: &other, nar_sha256: s, nar_size: n, references: &[], deriver: None },
+            &ExpectedItem {
+                path: &other,
+                nar_sha256: s,
+                nar_size: n,
+                references: &[],
+                deriver: None,
+            },
         )
         .unwrap_err();
-    assert!(matches!(e, StoreError::ImportMismatch { what, .. } if what.starts_with("store path")), "{e}");
+    assert!(
+        matches!(e, StoreError::ImportMismatch { what, .. } if what.starts_with("store path")),
+        "{e}"
+    );
     assert_empty_and_clean(&b);
 }
 

@@ -41,7 +41,11 @@ impl CacheServer {
     }
 }
 
-fn handle(stream: TcpStream, root: &Path, counts: &Mutex<HashMap<String, usize>>) -> std::io::Result<()> {
+fn handle(
+    stream: TcpStream,
+    root: &Path,
+    counts: &Mutex<HashMap<String, usize>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     let mut line = String::new();
@@ -62,7 +66,9 @@ fn handle(stream: TcpStream, root: &Path, counts: &Mutex<HashMap<String, usize>>
     *counts.lock().unwrap().entry(method.clone()).or_default() += 1;
     let rel = target.strip_prefix("/cache/").unwrap_or("");
     if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
-        return out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return out.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     }
     let path = root.join(rel);
     match method.as_str() {
@@ -78,7 +84,9 @@ fn handle(stream: TcpStream, root: &Path, counts: &Mutex<HashMap<String, usize>>
                 }
                 out.flush()
             }
-            Err(_) => out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            Err(_) => out.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ),
         },
         "PUT" => {
             let mut body = vec![0u8; length];
@@ -87,6 +95,8 @@ fn handle(stream: TcpStream, root: &Path, counts: &Mutex<HashMap<String, usize>>
             std::fs::write(&path, body)?;
             out.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         }
-        _ => out.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        _ => out.write_all(
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
     }
 }

@@ -2,11 +2,11 @@
 //! the real Nix, and building fixture trees.
 #![allow(dead_code)]
 
+pub mod cache_server;
 pub mod debian;
 pub mod faults;
 pub mod http;
 pub mod hub;
-pub mod cache_server;
 pub mod mirror;
 pub mod shell;
 
