@@ -388,3 +388,94 @@ fn an_unknown_cache_url_and_a_malformed_trusted_key_are_errors_that_name_them() 
         "{err}"
     );
 }
+
+#[test]
+fn store_items_push_in_every_compression_and_pull_into_another_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let src = tmp.path().join("tree");
+    many_files(&src, 40, 7);
+    let physical = ok(
+        run(&a, &[&"store", &"add", &src, &"--name", &"tree"]),
+        "store add",
+    );
+    let item = basename(&physical);
+    let o = envbuild()
+        .args(["cache", "keygen", "k-1", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let public = ok(o, "keygen");
+    // A second keygen of the same name refuses to overwrite the key.
+    let o = envbuild()
+        .args(["cache", "keygen", "k-1", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(fails(o, "keygen again").contains("exists already"));
+    for compression in ["zstd", "xz", "none"] {
+        let cache = tmp.path().join(format!("cache-{compression}"));
+        let url = format!("file://{}", cache.display());
+        let o = envbuild()
+            .arg("--store")
+            .arg(&a)
+            .arg("--json")
+            .args([
+                "cache",
+                "push",
+                &url,
+                &physical,
+                "--compression",
+                compression,
+                "--key",
+            ])
+            .arg(tmp.path().join("k-1.secret"))
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_str(&ok(o, "push")).unwrap();
+        assert_eq!(report["pushed"], serde_json::json!([item]), "{report}");
+        let ni = fs::read_to_string(cache.join(format!("{}.narinfo", &item[..32]))).unwrap();
+        assert!(
+            ni.contains(&format!("Compression: {compression}\n")),
+            "{ni}"
+        );
+        let b = tmp.path().join(format!("b-{compression}"));
+        let o = envbuild()
+            .arg("--store")
+            .arg(&b)
+            .args([
+                "cache",
+                "pull",
+                "--substituter",
+                &url,
+                &format!("/nix/store/{item}"),
+            ])
+            .env("ENVBUILD_TRUSTED_PUBLIC_KEYS", &public)
+            .env("XDG_CONFIG_HOME", tmp.path())
+            .output()
+            .unwrap();
+        let pulled = ok(o, "pull");
+        assert_eq!(basename(&pulled), item);
+        assert_eq!(verify_clean(&b), 1);
+        assert_same_tree(&src, Path::new(&pulled));
+    }
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    let list = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                (
+                    e.path().strip_prefix(root).unwrap().to_path_buf(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list(a), list(b));
+}
