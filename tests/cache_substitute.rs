@@ -479,3 +479,34 @@ fn assert_same_tree(a: &Path, b: &Path) {
     };
     assert_eq!(list(a), list(b));
 }
+
+#[test]
+fn an_unreachable_substituter_is_asked_once_and_the_realize_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = machine(tmp.path());
+    // Nothing listens on port 1 of loopback: connections are refused.
+    let dead = "http://127.0.0.1:1/cache";
+    let o = envbuild()
+        .arg("--store")
+        .arg(&m.store)
+        .arg("--json")
+        .arg("realize")
+        .arg(&m.spec)
+        .arg("-o")
+        .arg(tmp.path().join("out.tar"))
+        .args(["--substituter", dead])
+        .env("ENVBUILD_TRUSTED_PUBLIC_KEYS", "")
+        .env("ENVBUILD_NET_RETRY_TIME", "1")
+        .env("XDG_CONFIG_HOME", tmp.path())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    let report: serde_json::Value =
+        serde_json::from_str(ok(o, "realize").lines().next().unwrap()).unwrap();
+    assert!(report["built"].as_u64().unwrap() >= 5, "{report}");
+    assert_eq!(err.matches("substitute refused").count(), 1, "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("not asking"),
+        "{err}"
+    );
+}

@@ -41,6 +41,9 @@ pub const MAX_CLOSURE: usize = 100_000;
 pub struct Substituter {
     backend: Backend,
     store_dir_checked: AtomicBool,
+    /// Not asked again in this process: it could not be reached (every
+    /// request already had its retries).
+    disabled: AtomicBool,
 }
 
 /// The substituters of a realize, in order, and the keys trusted.
@@ -84,6 +87,7 @@ impl Substituters {
             list.push(Substituter {
                 backend,
                 store_dir_checked: AtomicBool::new(false),
+                disabled: AtomicBool::new(false),
             });
         }
         Ok(Substituters {
@@ -110,7 +114,11 @@ impl Substituters {
         if !realisation::valid_key(key) {
             return Ok(None);
         }
-        for s in &self.list {
+        for s in self
+            .list
+            .iter()
+            .filter(|s| !s.disabled.load(Ordering::Relaxed))
+        {
             match s.realisation(store, key, self) {
                 Ok(None) => {}
                 Ok(Some(path)) => {
@@ -119,6 +127,16 @@ impl Substituters {
                     return Ok(Some(path));
                 }
                 Err(CacheError::Store(e)) => return Err(e),
+                Err(e @ CacheError::Net { .. }) => {
+                    // Unreachable (after the client's retries): asking it
+                    // for every other step would only repeat the wait.
+                    if !s.disabled.swap(true, Ordering::Relaxed) {
+                        warn(&format!(
+                            "{what}: substitute refused, {e}; building or fetching it instead, and not asking {} again in this run",
+                            s.backend.url()
+                        ));
+                    }
+                }
                 Err(e) => warn(&format!(
                     "{what}: substitute refused, {e}; building or fetching it instead"
                 )),
@@ -133,12 +151,17 @@ impl Substituters {
         if !realisation::valid_key(key) {
             return None;
         }
-        self.list.iter().find_map(|s| {
-            s.fetch_realisation(key, self)
-                .ok()
-                .flatten()
-                .map(|_| s.backend.url())
-        })
+        self.list
+            .iter()
+            .filter(|s| !s.disabled.load(Ordering::Relaxed))
+            .find_map(|s| match s.fetch_realisation(key, self) {
+                Ok(found) => found.map(|_| s.backend.url()),
+                Err(CacheError::Net { .. }) => {
+                    s.disabled.store(true, Ordering::Relaxed);
+                    None
+                }
+                Err(_) => None,
+            })
     }
 
     /// Substitute `path` and its closure from the first substituter that
