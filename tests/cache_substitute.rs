@@ -383,6 +383,18 @@ fn an_unknown_cache_url_and_a_malformed_trusted_key_are_errors_that_name_them() 
         .output()
         .unwrap();
     let err = fails(o, "realize with a malformed key");
+    let o = envbuild()
+        .arg("--store")
+        .arg(&m.store)
+        .arg("--json")
+        .arg("realize")
+        .arg(&m.spec)
+        .env("ENVBUILD_TRUSTED_PUBLIC_KEYS", "ci-1:notbase64!")
+        .env("XDG_CONFIG_HOME", tmp.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "cache", "{v}");
     assert!(
         err.contains("ENVBUILD_TRUSTED_PUBLIC_KEYS") && err.contains("ci-1:notbase64!"),
         "{err}"
