@@ -5,6 +5,7 @@
 //! spec → lock → (sources) → plan → realize → assemble → export.
 
 pub mod assemble;
+pub mod cache;
 pub mod check;
 pub mod debian;
 pub mod export;

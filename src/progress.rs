@@ -453,6 +453,16 @@ pub fn message(text: &str) {
     }
 }
 
+/// A warning (`warning: TEXT`): a [`message`] when progress is shown, else
+/// a log event at warn level (shown unless `-q`).
+pub fn warning(text: &str) {
+    if mode() == Mode::None {
+        tracing::warn!("{text}");
+    } else {
+        message(&format!("warning: {text}"));
+    }
+}
+
 /// Run `f` (which writes to stderr) with the live display out of the way:
 /// what it prints appears above the bars, which are redrawn after.
 pub fn suspend<T>(f: impl FnOnce() -> T) -> T {

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{ArgAction, Parser, Subcommand};
 use envbuild::progress;
 
+mod cache;
 mod export;
 mod init;
 mod plan;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Write what a spec pins in another tool's format
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// Binary caches in Nix's layout: push a closure, make signing keys, pull items
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Work with the hash-addressed store directly
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -116,6 +120,7 @@ impl Command {
             Command::Push(a) => &a.spec,
             Command::Export(cmd) => return cmd.input(),
             Command::Store(cmd) => return cmd.input(),
+            Command::Cache(cmd) => return cmd.input(),
             Command::Completions { .. } | Command::Man => return None,
         };
         Some(path.display().to_string())
@@ -243,6 +248,7 @@ fn dispatch(global: &Global, command: Command) -> Result<ExitCode> {
         Command::Closure(args) => shell::closure(global, args),
         Command::Export(cmd) => export::run(global, cmd),
         Command::Store(cmd) => store::run(global, cmd),
+        Command::Cache(cmd) => cache::run(global, cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "envbuild", &mut std::io::stdout());
@@ -301,6 +307,8 @@ fn classify(err: &anyhow::Error) -> (&'static str, Option<String>) {
             "sandbox"
         } else if cause.is::<envbuild::registry::RegistryError>() {
             "registry"
+        } else if cause.is::<envbuild::cache::CacheError>() {
+            "cache"
         } else if cause.is::<envbuild::net::NetError>() {
             "net"
         } else if cause.is::<envbuild_store::StoreError>() {

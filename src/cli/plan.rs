@@ -22,6 +22,10 @@ pub struct PlanArgs {
     /// since its lock is then an error)
     #[arg(long)]
     pub offline: bool,
+    /// Ask this binary cache which steps it would serve (repeatable; before
+    /// ENVBUILD_SUBSTITUTERS / the configuration's substituters)
+    #[arg(long = "substituter", value_name = "URL")]
+    pub substituters: Vec<String>,
 }
 
 fn human(bytes: u64) -> String {
@@ -46,6 +50,7 @@ pub fn plan(global: &Global, args: PlanArgs) -> Result<ExitCode> {
         offline: args.offline,
         shell: args.shell,
         progress: global.show_progress(),
+        substituters: super::realize::substituters(&args.substituters, args.offline)?,
         ..RealizeOptions::default()
     };
     let dry = realize::dry_run(&mut store, &spec, &opts)?;
@@ -91,9 +96,22 @@ pub fn plan(global: &Global, args: PlanArgs) -> Result<ExitCode> {
         }
     }
     if !dry.build.is_empty() {
-        println!("will build {} steps:", dry.build.len());
-        for b in &dry.build {
-            println!("  {} ({})", b.name, b.builder);
+        let served = dry.build.iter().filter(|b| b.substituter.is_some()).count();
+        if served > 0 {
+            println!(
+                "will substitute {served} steps (their inputs' steps may be substituted too):"
+            );
+            for b in &dry.build {
+                if let Some(s) = &b.substituter {
+                    println!("  {} ({}) from {s}", b.name, b.builder);
+                }
+            }
+        }
+        if served < dry.build.len() {
+            println!("will build {} steps:", dry.build.len() - served);
+            for b in dry.build.iter().filter(|b| b.substituter.is_none()) {
+                println!("  {} ({})", b.name, b.builder);
+            }
         }
     }
     if !dry.is_empty() {

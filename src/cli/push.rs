@@ -32,7 +32,7 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     let reference = Reference::parse(&args.reference)?;
     let started = Instant::now();
     let (spec, mut store, realized) =
-        super::realize::load_and_realize(global, &args.spec, args.locked, args.offline)?;
+        super::realize::load_and_realize(global, &args.spec, args.locked, args.offline, &[])?;
     super::realize::keep_roots(&mut store, &spec, &realized)?;
     let realized_in = started.elapsed();
     let client = envbuild::net::Client::from_env()?;

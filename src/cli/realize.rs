@@ -101,9 +101,13 @@ pub struct RealizeArgs {
     /// Fail, naming what changed, if the spec no longer matches its lock
     #[arg(long)]
     pub locked: bool,
-    /// Use only what the store already has; never download
+    /// Use only what the store already has (and file:// substituters); never download
     #[arg(long)]
     pub offline: bool,
+    /// Ask this binary cache for steps' outputs and inputs before building or fetching them
+    /// (repeatable; before ENVBUILD_SUBSTITUTERS / the configuration's substituters)
+    #[arg(long = "substituter", value_name = "URL")]
+    pub substituters: Vec<String>,
 }
 
 pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
@@ -154,14 +158,32 @@ pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The substituters `extra` (`--substituter`) and the user's configuration
+/// name (`ENVBUILD_SUBSTITUTERS`, the config file), with the trusted keys;
+/// `None` when there are none. `--offline`: only `file://` ones.
+pub(super) fn substituters(
+    extra: &[String],
+    offline: bool,
+) -> Result<Option<std::sync::Arc<envbuild::cache::Substituters>>> {
+    let config = envbuild::cache::CacheConfig::from_env()?;
+    let s = envbuild::cache::Substituters::new(extra, &config, offline)?;
+    Ok((!s.is_empty()).then(|| std::sync::Arc::new(s)))
+}
+
 /// Load the spec and realize it (up to the image; no export).
-fn options(global: &Global, locked: bool, offline: bool) -> RealizeOptions {
-    RealizeOptions {
+fn options(
+    global: &Global,
+    locked: bool,
+    offline: bool,
+    extra: &[String],
+) -> Result<RealizeOptions> {
+    Ok(RealizeOptions {
         locked,
         offline,
         progress: global.show_progress(),
+        substituters: substituters(extra, offline)?,
         ..RealizeOptions::default()
-    }
+    })
 }
 
 pub(super) fn load_and_realize(
@@ -169,10 +191,12 @@ pub(super) fn load_and_realize(
     spec: &std::path::Path,
     locked: bool,
     offline: bool,
+    extra_substituters: &[String],
 ) -> Result<(Spec, envbuild_store::Store, realize::Realized)> {
     let spec = Spec::load(spec)?;
     let mut store = global.open_store()?;
-    let realized = realize::realize(&mut store, &spec, &options(global, locked, offline))?;
+    let opts = options(global, locked, offline, extra_substituters)?;
+    let realized = realize::realize(&mut store, &spec, &opts)?;
     Ok((spec, store, realized))
 }
 
@@ -189,7 +213,7 @@ pub(super) fn load_and_realize_closure(
     let mut store = global.open_store()?;
     let opts = RealizeOptions {
         shell,
-        ..options(global, locked, offline)
+        ..options(global, locked, offline, &[])?
     };
     let closure = realize::realize_closure(&mut store, &spec, &opts)?;
     // What follows (a sandboxed command, a list) is not progress.
@@ -211,8 +235,13 @@ pub(super) fn keep_roots(
 
 pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let (spec, mut store, realized) =
-        load_and_realize(global, &args.spec, args.locked, args.offline)?;
+    let (spec, mut store, realized) = load_and_realize(
+        global,
+        &args.spec,
+        args.locked,
+        args.offline,
+        &args.substituters,
+    )?;
     let format = Format::from(args.format);
     let out = args.output.unwrap_or_else(|| {
         PathBuf::from(match format {
@@ -264,6 +293,7 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
                 })).collect::<Vec<_>>(),
                 "built": realized.built,
                 "reused": realized.reused,
+                "substituted": realized.substituted,
                 "lockWritten": realized.lock_written,
                 "outputWritten": exported == export::Exported::Written,
                 "volumes": realized.volumes.iter().map(|v| serde_json::json!({
@@ -273,12 +303,17 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         ));
     } else if !global.quiet {
         eprintln!(
-            "{} -> {} ({} layers; {} steps built, {} reused{}{}) in {:.2?}",
+            "{} -> {} ({} layers; {} steps built, {} reused{}{}{}) in {:.2?}",
             realized.image.reference,
             out.display(),
             realized.layers.len(),
             realized.built,
             realized.reused,
+            if realized.substituted > 0 {
+                format!(", {} substituted", realized.substituted)
+            } else {
+                String::new()
+            },
             if realized.lock_written {
                 "; lock written"
             } else {

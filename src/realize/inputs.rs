@@ -49,7 +49,8 @@ fn fetch_key(sha256: &str) -> String {
 
 /// Find or make every needed input. `urls`: where resolving said files are
 /// (sha256 → URL), tried before the index is asked. With `dry_run`,
-/// nothing is fetched or added.
+/// nothing is fetched or added. A file the store lacks is asked of the
+/// substituters `subst` (by its fetch key) before it is fetched.
 pub fn materialize(
     store: &mut Store,
     plan: &Plan,
@@ -57,6 +58,7 @@ pub fn materialize(
     urls: &BTreeMap<String, String>,
     opts: &FetchOptions,
     dry_run: bool,
+    subst: Option<&crate::cache::Substituters>,
 ) -> Result<Materialized, RealizeError> {
     let mut out = Materialized {
         items: vec![None; plan.inputs.len()],
@@ -70,20 +72,28 @@ pub fn materialize(
         match &input.kind {
             InputKind::Fetch {
                 file, sha256, size, ..
-            } => match store.realisation(&fetch_key(sha256), "out")? {
-                Some(item) => out.items[i] = Some(InputItem::Item(item)),
-                None => {
-                    if !missing.iter().any(|&m| same_fetch(plan, m, i)) {
-                        out.fetched.push(PlannedFetch {
-                            what: input.what.clone(),
-                            file: file.clone(),
-                            sha256: sha256.clone(),
-                            size: *size,
-                        });
-                    }
-                    missing.push(i);
+            } => {
+                let key = fetch_key(sha256);
+                let mut found = store.realisation(&key, "out")?;
+                if let (None, false, Some(subst)) = (&found, dry_run, subst) {
+                    let what = format!("{} ({file})", input.what);
+                    found = subst.realisation(store, &key, &what)?;
                 }
-            },
+                match found {
+                    Some(item) => out.items[i] = Some(InputItem::Item(item)),
+                    None => {
+                        if !missing.iter().any(|&m| same_fetch(plan, m, i)) {
+                            out.fetched.push(PlannedFetch {
+                                what: input.what.clone(),
+                                file: file.clone(),
+                                sha256: sha256.clone(),
+                                size: *size,
+                            });
+                        }
+                        missing.push(i);
+                    }
+                }
+            }
             InputKind::Local { path, nar_sha256 } => {
                 let mut sha = [0u8; 32];
                 let known = hex::decode_to_slice(nar_sha256, &mut sha).is_ok();
@@ -93,6 +103,11 @@ pub fn materialize(
                     out.items[i] = Some(InputItem::Item(item));
                 } else if dry_run {
                     out.added.push(path.display().to_string());
+                    if known && subst.is_some() {
+                        // Its identity is known from the lock: the steps
+                        // using it can be looked up in the substituters.
+                        out.items[i] = Some(InputItem::Item(item));
+                    }
                 } else {
                     let (item, nar) = sources::files::add_local_cached(store, path, &input.name)?;
                     if nar.nar_sha256 != *nar_sha256 {

@@ -56,6 +56,9 @@ pub struct RealizeOptions {
     pub shell: bool,
     /// Which pins a re-lock may move (`--upgrade`, `--upgrade-package`).
     pub upgrade: sources::Upgrade,
+    /// Binary caches asked for steps' outputs and fixed-output inputs
+    /// before building or fetching them (see [`crate::cache::substitute`]).
+    pub substituters: Option<std::sync::Arc<crate::cache::Substituters>>,
 }
 
 impl RealizeOptions {
@@ -82,9 +85,12 @@ pub struct Realized {
     /// The inputs' store items (fetched files, local paths), sorted: what
     /// a later realize needs to rebuild offline.
     pub inputs: Vec<StorePath>,
-    /// Steps built now / found already realized.
+    /// Steps built now / found already realized / taken from a substituter.
     pub built: usize,
     pub reused: usize,
+    pub substituted: usize,
+    /// Every step's output (sorted): what a cache needs to serve every step.
+    pub step_outputs: Vec<StorePath>,
 }
 
 /// The closure of a spec: its lock and its components, realized in the
@@ -101,9 +107,12 @@ pub struct Closure {
     pub shell_components: Vec<Component>,
     /// The inputs' store items (fetched files, local paths), sorted.
     pub inputs: Vec<StorePath>,
-    /// Steps built now / found already realized.
+    /// Steps built now / found already realized / taken from a substituter.
     pub built: usize,
     pub reused: usize,
+    pub substituted: usize,
+    /// Every step's output (sorted): what a cache needs to serve every step.
+    pub step_outputs: Vec<StorePath>,
 }
 
 /// A lock made for a spec now.
@@ -198,6 +207,7 @@ fn closure_and_plan(
     let pinned = pin(store, spec, opts, false)?;
     let plan = sources::plan(spec, &pinned.lock)?;
     let mut r = Realizer::new(store, opts.progress);
+    r.subst = opts.substituters.clone();
     let mut exec = Execution::new(&plan);
     let roots = exec.roots(opts.shell);
     exec.run(&mut r, &roots, &pinned.urls, &opts.fetch_options())?;
@@ -233,7 +243,10 @@ fn closure_and_plan(
             builders::union_check(&mut r, &all)?;
         }
     }
-    let (built, reused) = (r.built, r.reused);
+    let (built, reused, substituted) = (r.built, r.reused, r.substituted);
+    let mut step_outputs = std::mem::take(&mut r.outputs);
+    step_outputs.sort();
+    step_outputs.dedup();
     let mut inputs: Vec<StorePath> = exec
         .inputs
         .iter()
@@ -254,6 +267,8 @@ fn closure_and_plan(
         volumes,
         built,
         reused,
+        substituted,
+        step_outputs,
     };
     Ok((closure, plan))
 }
@@ -283,8 +298,10 @@ pub fn realize(
     let epoch = closure.lock.source_date_epoch;
     let components = closure.components;
     let mut r = Realizer::new(store, opts.progress);
+    r.subst = opts.substituters.clone();
     r.built = closure.built;
     r.reused = closure.reused;
+    r.substituted = closure.substituted;
     let layers = realize_layers(&mut r, &components, epoch, plan.image.compression)?
         .into_iter()
         .map(|l| l.expect("a realize builds every layer"))
@@ -293,7 +310,11 @@ pub fn realize(
         crate::progress::plan_steps(1);
     }
     let (image, image_item) = builders::image(&mut r, &plan.image, &layers, epoch)?;
-    let (built, reused) = (r.built, r.reused);
+    let (built, reused, substituted) = (r.built, r.reused, r.substituted);
+    let mut step_outputs = closure.step_outputs;
+    step_outputs.append(&mut r.outputs);
+    step_outputs.sort();
+    step_outputs.dedup();
     Ok(Realized {
         lock: closure.lock,
         lock_written: closure.lock_written,
@@ -305,6 +326,8 @@ pub fn realize(
         inputs: closure.inputs,
         built,
         reused,
+        substituted,
+        step_outputs,
     })
 }
 
@@ -398,6 +421,10 @@ pub struct DryRun {
 pub struct PlannedBuild {
     pub name: String,
     pub builder: &'static str,
+    /// A substituter with a trusted realisation of the step (it would be
+    /// substituted, not built).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub substituter: Option<String>,
 }
 
 impl DryRun {
@@ -435,6 +462,7 @@ pub fn dry_run(
     let plan = sources::plan(spec, &lock)?;
     let mut r = Realizer::new(store, false);
     r.dry_run = true;
+    r.subst = opts.substituters.clone();
     let mut exec = Execution::new(&plan);
     let roots = exec.roots(opts.shell);
     let (fetch, add) = exec.run(&mut r, &roots, &BTreeMap::new(), &opts.fetch_options())?;
@@ -471,18 +499,21 @@ pub fn dry_run(
         build.push(PlannedBuild {
             name: "rootfs-union-check".into(),
             builder: "union-check",
+            substituter: None,
         });
     }
     if layers.is_none() {
         build.push(PlannedBuild {
             name: format!("the layers (at most {LAYER_BUDGET})"),
             builder: "layer",
+            substituter: None,
         });
     }
     if !image_built && !build.iter().any(|b| b.builder == "image") {
         build.push(PlannedBuild {
             name: "the image".into(),
             builder: "image",
+            substituter: None,
         });
     }
     Ok(DryRun {
@@ -568,7 +599,15 @@ impl<'p> Execution<'p> {
         if r.progress && !r.dry_run {
             crate::progress::plan_steps(needed_steps.iter().filter(|&&n| n).count());
         }
-        let m = inputs::materialize(r.store, plan, &needed_inputs, urls, fetch, r.dry_run)?;
+        let m = inputs::materialize(
+            r.store,
+            plan,
+            &needed_inputs,
+            urls,
+            fetch,
+            r.dry_run,
+            r.subst.as_deref(),
+        )?;
         self.inputs = m.items;
         let order: Vec<StepId> = (0..plan.steps.len()).filter(|&s| needed_steps[s]).collect();
         let mut k = 0;
@@ -761,6 +800,7 @@ impl<'p> Execution<'p> {
         r.not_built.push(PlannedBuild {
             name: step.name.clone(),
             builder: step.builder.name(),
+            substituter: None,
         });
         None
     }

@@ -19,6 +19,13 @@ pub struct Realizer<'s> {
     /// and fails with [`RealizeError::NotBuilt`] (`envbuild plan`).
     pub dry_run: bool,
     pub not_built: Vec<super::PlannedBuild>,
+    /// Binary caches asked for a step's output before it is built.
+    pub subst: Option<std::sync::Arc<crate::cache::Substituters>>,
+    /// Steps whose output came from a substituter.
+    pub substituted: usize,
+    /// The output of every step realized (found, substituted or built):
+    /// what `envbuild cache push SPEC` pushes with its realisation.
+    pub outputs: Vec<StorePath>,
     /// Outputs built and hashed but not yet in the store, when steps run
     /// batched (see [`Realizer::in_parallel_batched`]).
     batch: Option<Vec<PendingOutput>>,
@@ -41,6 +48,9 @@ impl<'s> Realizer<'s> {
             progress,
             dry_run: false,
             not_built: Vec::new(),
+            subst: None,
+            substituted: 0,
+            outputs: Vec::new(),
             batch: None,
         }
     }
@@ -83,18 +93,24 @@ impl<'s> Realizer<'s> {
     ) -> Result<Vec<T>, RealizeError> {
         let built = std::sync::atomic::AtomicUsize::new(0);
         let reused = std::sync::atomic::AtomicUsize::new(0);
+        let substituted = std::sync::atomic::AtomicUsize::new(0);
+        let outputs = std::sync::Mutex::new(Vec::new());
+        let subst = self.subst.clone();
         let pending = std::sync::Mutex::new(Vec::new());
         let progress = self.progress;
         let root = self.store.root().to_path_buf();
         let write_behind = batched.then(|| self.store.write_behind());
         let out = crate::workers::on_store_workers(&root, jobs, order, |store, job| {
             let mut r = Realizer::new(store, progress);
+            r.subst = subst.clone();
             if batched {
                 r.batch = Some(Vec::new());
             }
             let result = step(&mut r, job);
             built.fetch_add(r.built, std::sync::atomic::Ordering::Relaxed);
             reused.fetch_add(r.reused, std::sync::atomic::Ordering::Relaxed);
+            substituted.fetch_add(r.substituted, std::sync::atomic::Ordering::Relaxed);
+            outputs.lock().expect("outputs lock").append(&mut r.outputs);
             if let Some(b) = r.batch.take() {
                 pending.lock().expect("pending lock").extend(b);
             }
@@ -105,6 +121,9 @@ impl<'s> Realizer<'s> {
         self.commit(pending.into_inner().expect("pending lock"))?;
         self.built += built.into_inner();
         self.reused += reused.into_inner();
+        self.substituted += substituted.into_inner();
+        self.outputs
+            .append(&mut outputs.into_inner().expect("outputs lock"));
         Ok(out)
     }
 
@@ -175,6 +194,7 @@ impl<'s> Realizer<'s> {
         let hash = drv.hash();
         if let Some(item) = self.store.realisation(&hash, "out")? {
             self.reused += 1;
+            self.outputs.push(item.clone());
             if self.progress {
                 crate::progress::step_reused();
             }
@@ -182,11 +202,25 @@ impl<'s> Realizer<'s> {
             return Ok(item);
         }
         if self.dry_run {
+            let substituter = self.subst.as_ref().and_then(|s| s.has_realisation(&hash));
             self.not_built.push(super::PlannedBuild {
                 name: drv.name.clone(),
                 builder: drv.builder,
+                substituter,
             });
             return Err(RealizeError::NotBuilt);
+        }
+        if let Some(subst) = self.subst.clone() {
+            let what = format!("step {} ({})", drv.name, drv.builder);
+            if let Some(item) = subst.realisation(self.store, &hash, &what)? {
+                self.substituted += 1;
+                self.outputs.push(item.clone());
+                if self.progress {
+                    crate::progress::step_reused();
+                }
+                tracing::debug!(step = %drv.name, builder = drv.builder, drv = %hash, out = %item, "step substituted");
+                return Ok(item);
+            }
         }
         let step = self
             .progress
@@ -211,6 +245,7 @@ impl<'s> Realizer<'s> {
                 .prepare_scratch_output(&out, &drv.name, references, Some(&hash))?,
         };
         let path = prepared.path().clone();
+        self.outputs.push(path.clone());
         tracing::debug!(
             step = %drv.name,
             builder = drv.builder,

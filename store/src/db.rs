@@ -372,6 +372,22 @@ impl Db {
         })
     }
 
+    /// Every realisation: (derivation hash, output name, output).
+    pub(crate) fn all_realisations(&self) -> Result<Vec<(String, String, StorePath)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.drvHash, r.outputName, v.path FROM Realisations r
+                 JOIN ValidPaths v ON v.id = r.outputPath ORDER BY r.drvHash, r.outputName",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, parse_stored(r.get(2)?)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
     pub(crate) fn realisation(
         &self,
         drv_hash: &str,

@@ -112,6 +112,15 @@ pub enum StoreError {
     NotValid { path: String, root: PathBuf },
     #[error("reference {reference} of {item} is not a valid item of the store")]
     MissingReference { item: String, reference: String },
+    #[error(
+        "{item}: the NAR given for it has {what} {found}, expected {expected}; nothing was added"
+    )]
+    ImportMismatch {
+        item: String,
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
     #[error("root {name:?} does not exist (see `envbuild store root list`)")]
     NoSuchRoot { name: String },
     #[error("cannot lock {path}: {source}")]
@@ -127,4 +136,34 @@ impl StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }
     }
+}
+
+/// A `.narinfo` that does not follow the grammar in [`crate::narinfo`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NarInfoError {
+    #[error("narinfo line {line}: {found:?} is not `Key: value`")]
+    Line { line: usize, found: String },
+    #[error("narinfo: the field {field} is missing (expected StorePath, URL, NarHash and NarSize at least)")]
+    Missing { field: &'static str },
+    #[error("narinfo: the field {field} appears twice")]
+    Duplicate { field: &'static str },
+    #[error("narinfo field {field}: {found:?} is not {expected}")]
+    Value {
+        field: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// A key, signature or signed record that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SigningError {
+    #[error("{what} {found:?} is not `NAME:BASE64` (expected {expected})")]
+    Format {
+        what: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("secret key {name:?}: its public half does not match its seed (expected the 64 bytes nix-store --generate-binary-cache-key writes)")]
+    InconsistentKey { name: String },
 }

@@ -47,6 +47,31 @@ pub struct Store {
     temp_roots: std::sync::Arc<TempRoots>,
 }
 
+/// What an item from elsewhere (a binary cache) must be, for
+/// [`Store::import_nar`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedItem<'a> {
+    pub path: &'a StorePath,
+    pub nar_sha256: [u8; 32],
+    pub nar_size: u64,
+    pub references: &'a [StorePath],
+    pub deriver: Option<&'a str>,
+}
+
+/// A reader that feeds what passes through it to a NAR hasher.
+struct HashingReader<R> {
+    inner: R,
+    hasher: HashingWriter,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        std::io::Write::write_all(&mut self.hasher, &buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// The outcome of adding a path.
 #[derive(Debug, Clone)]
 pub struct AddedItem {
@@ -1201,6 +1226,103 @@ impl Store {
             self.db.hash_cache_put(&key, kind, &after.digest, value)?;
         }
         Ok(())
+    }
+
+    /// The realisations whose output is one of `paths`: (derivation hash,
+    /// output name, output), sorted by derivation hash.
+    pub fn realisations_of(
+        &self,
+        paths: &[StorePath],
+    ) -> Result<Vec<(String, String, StorePath)>, StoreError> {
+        let wanted: std::collections::BTreeSet<&StorePath> = paths.iter().collect();
+        Ok(self
+            .db
+            .all_realisations()?
+            .into_iter()
+            .filter(|(_, _, p)| wanted.contains(p))
+            .collect())
+    }
+
+    /// Add an item from its NAR (from a binary cache: untrusted bytes).
+    /// The NAR is restored through the NAR reader (which refuses bad names
+    /// and anything out of grammar) into a scratch directory while its
+    /// bytes are hashed; at most `expected.nar_size + 1` bytes are read.
+    /// The item is registered only when the NAR's size and sha256 are the
+    /// expected ones and the identity computed from the restored tree, its
+    /// name and references is `expected.path`; else nothing is added and
+    /// the error names the item, the expected and the found. References
+    /// must be valid already (substitute a closure in reference order).
+    pub fn import_nar(
+        &mut self,
+        nar_stream: impl std::io::Read,
+        expected: &ExpectedItem<'_>,
+    ) -> Result<AddedItem, StoreError> {
+        let path = expected.path;
+        if self.is_valid(path)? {
+            let info = self.path_info(path)?;
+            let sha = crate::nixbase32::decode_fixed::<32>(
+                info.nar_hash
+                    .strip_prefix("sha256:")
+                    .unwrap_or(&info.nar_hash),
+            )
+            .unwrap_or([0u8; 32]);
+            return Ok(AddedItem {
+                path: path.clone(),
+                physical: self.physical_path(path),
+                nar: NarHash {
+                    sha256: sha,
+                    size: info.nar_size,
+                },
+                copied: false,
+            });
+        }
+        let scratch = self.scratch(path.name())?;
+        let dst = scratch.path().join("out");
+        let mut tee = HashingReader {
+            inner: nar_stream.take(expected.nar_size.saturating_add(1)),
+            hasher: HashingWriter::new(),
+        };
+        let mismatch =
+            |what: &'static str, expected: String, found: String| StoreError::ImportMismatch {
+                item: path.basename(),
+                what,
+                expected,
+                found,
+            };
+        nar::reader::restore(&mut tee, &dst)?;
+        // Nothing may follow the NAR.
+        std::io::copy(&mut tee, &mut std::io::sink()).map_err(StoreError::io(&dst))?;
+        let found = tee.hasher.finish();
+        if found.size != expected.nar_size {
+            return Err(mismatch(
+                "NAR size",
+                expected.nar_size.to_string(),
+                if found.size > expected.nar_size {
+                    format!("more than {}", expected.nar_size)
+                } else {
+                    found.size.to_string()
+                },
+            ));
+        }
+        if found.sha256 != expected.nar_sha256 {
+            return Err(mismatch(
+                "NAR hash",
+                format!("sha256:{}", crate::nixbase32::encode(&expected.nar_sha256)),
+                format!("sha256:{}", found.to_nix_base32()),
+            ));
+        }
+        let prepared =
+            self.prepare_scratch_output(&dst, path.name(), expected.references, expected.deriver)?;
+        if prepared.path() != path {
+            return Err(mismatch(
+                "store path (from its NAR hash, name and references, as Nix computes a content-addressed path)",
+                path.basename(),
+                prepared.path().basename(),
+            ));
+        }
+        let mut added = self.commit_outputs(vec![prepared])?;
+        drop(scratch);
+        Ok(added.pop().expect("one output committed"))
     }
 
     /// The output a derivation produced before, if it is still valid.

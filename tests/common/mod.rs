@@ -2,6 +2,7 @@
 //! the real Nix, and building fixture trees.
 #![allow(dead_code)]
 
+pub mod cache_server;
 pub mod debian;
 pub mod faults;
 pub mod http;

@@ -1,0 +1,257 @@
+//! Where a binary cache's files are: a directory (`file:///DIR`) or an HTTP
+//! server (`http(s)://HOST/PATH`: GET to read, HEAD to look, PUT to write).
+//! Every HTTP request goes through [`crate::net::Client`] and its policy;
+//! every read is capped (a document at the caller's limit, a NAR file at
+//! the size its narinfo gives), from a directory as from a server.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::CacheError;
+use crate::net::{self, Body, Client, Download, HashingFile, HeaderMap, Method};
+
+/// One binary cache's location.
+pub enum Backend {
+    File(PathBuf),
+    Http { base: String, client: Client },
+}
+
+impl Backend {
+    /// `file:///DIR` (absolute), `http://…` or `https://…`.
+    pub fn open(url: &str) -> Result<Backend, CacheError> {
+        let bad = || CacheError::BadUrl {
+            url: net::redact(url),
+        };
+        if let Some(dir) = url.strip_prefix("file://") {
+            if !dir.starts_with('/') {
+                return Err(bad());
+            }
+            return Ok(Backend::File(PathBuf::from(dir.trim_end_matches('/'))));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            let client = Client::from_env().map_err(|source| CacheError::Net {
+                url: net::redact(url),
+                source,
+            })?;
+            return Ok(Backend::Http {
+                base: url.trim_end_matches('/').to_string(),
+                client,
+            });
+        }
+        Err(bad())
+    }
+
+    /// Whether reading needs the network (`--offline` uses only file://).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Backend::Http { .. })
+    }
+
+    /// The cache's URL, credentials removed.
+    pub fn url(&self) -> String {
+        match self {
+            Backend::File(d) => format!("file://{}", d.display()),
+            Backend::Http { base, .. } => net::redact(base),
+        }
+    }
+
+    /// The URL of a file of the cache, credentials removed (for messages).
+    pub fn url_of(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.url())
+    }
+
+    fn http_url(base: &str, rel: &str) -> String {
+        format!("{base}/{rel}")
+    }
+
+    fn net_err(&self, rel: &str) -> impl FnOnce(net::NetError) -> CacheError + '_ {
+        let url = self.url_of(rel);
+        move |source| CacheError::Net { url, source }
+    }
+
+    /// A small file (narinfo, realisation, nix-cache-info), or `None` when
+    /// the cache does not have it; refused past `limit` bytes.
+    pub fn get(
+        &self,
+        rel: &str,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
+        match self {
+            Backend::File(dir) => {
+                let path = dir.join(rel);
+                let file = match fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(CacheError::io(&path)(e)),
+                };
+                let mut body = Vec::new();
+                file.take(limit + 1)
+                    .read_to_end(&mut body)
+                    .map_err(CacheError::io(&path))?;
+                if body.len() as u64 > limit {
+                    return Err(CacheError::TooLarge {
+                        url: self.url_of(rel),
+                        what,
+                        size: body.len() as u64,
+                        limit,
+                    });
+                }
+                Ok(Some(body))
+            }
+            Backend::Http { base, client } => {
+                match client.get(&Self::http_url(base, rel), None, Some(limit)) {
+                    Ok(doc) => Ok(Some(doc.body)),
+                    Err(e) if matches!(e.last().status(), Some(404 | 410)) => Ok(None),
+                    Err(e) => Err(self.net_err(rel)(e)),
+                }
+            }
+        }
+    }
+
+    /// Copy the file `rel`, at most `size` bytes, into `dst` (created);
+    /// returns its sha256 and length. `None` when the cache lacks it.
+    pub fn get_file(
+        &self,
+        rel: &str,
+        size: u64,
+        dst: &Path,
+    ) -> Result<Option<([u8; 32], u64)>, CacheError> {
+        match self {
+            Backend::File(dir) => {
+                let path = dir.join(rel);
+                let file = match fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(CacheError::io(&path)(e)),
+                };
+                let mut out = fs::File::create(dst).map_err(CacheError::io(dst))?;
+                let mut hasher = Sha256::new();
+                let mut len = 0u64;
+                let mut input = file.take(size + 1);
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = input.read(&mut buf).map_err(CacheError::io(&path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    out.write_all(&buf[..n]).map_err(CacheError::io(dst))?;
+                    len += n as u64;
+                }
+                Ok(Some((hasher.finalize().into(), len)))
+            }
+            Backend::Http { base, client } => {
+                let mut sink = HashingFile::create(dst).map_err(CacheError::io(dst))?;
+                let opts = Download {
+                    size: Some(size),
+                    progress: None,
+                };
+                match client.download(&Self::http_url(base, rel), &mut sink, &opts) {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.last().status(), Some(404 | 410)) => return Ok(None),
+                    Err(e) => return Err(self.net_err(rel)(e)),
+                }
+                let (hex_sha, len, _) = sink.finish().map_err(CacheError::io(dst))?;
+                let mut sha = [0u8; 32];
+                hex::decode_to_slice(&hex_sha, &mut sha).expect("sha256 hex from HashingFile");
+                Ok(Some((sha, len)))
+            }
+        }
+    }
+
+    /// Whether the cache has the file `rel`.
+    pub fn exists(&self, rel: &str) -> Result<bool, CacheError> {
+        match self {
+            Backend::File(dir) => Ok(dir.join(rel).exists()),
+            Backend::Http { base, client } => {
+                let a = client
+                    .request(
+                        Method::HEAD,
+                        &Self::http_url(base, rel),
+                        &HeaderMap::new(),
+                        Body::Empty,
+                        0,
+                    )
+                    .map_err(self.net_err(rel))?;
+                match a.status {
+                    200..=299 => Ok(true),
+                    404 | 410 => Ok(false),
+                    s => Err(CacheError::Status {
+                        url: self.url_of(rel),
+                        method: "HEAD",
+                        status: s,
+                        expected: "2xx or 404",
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Write the file `rel`: from memory, or (`from`) a file streamed.
+    /// In a directory, written beside and renamed into place, so a reader
+    /// never sees half a file.
+    pub fn put(
+        &self,
+        rel: &str,
+        bytes: Option<&[u8]>,
+        from: Option<&Path>,
+    ) -> Result<(), CacheError> {
+        match self {
+            Backend::File(dir) => {
+                let path = dir.join(rel);
+                let parent = path.parent().unwrap_or(dir);
+                fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".envbuild-put-")
+                    .tempfile_in(parent)
+                    .map_err(CacheError::io(parent))?;
+                match (bytes, from) {
+                    (Some(b), _) => tmp.write_all(b).map_err(CacheError::io(&path))?,
+                    (None, Some(f)) => {
+                        let mut src = fs::File::open(f).map_err(CacheError::io(f))?;
+                        std::io::copy(&mut src, &mut tmp).map_err(CacheError::io(&path))?;
+                    }
+                    (None, None) => {}
+                }
+                tmp.as_file().sync_all().map_err(CacheError::io(&path))?;
+                // Readable by whoever serves the directory (a temp file is 0600).
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
+                        .map_err(CacheError::io(&path))?;
+                }
+                tmp.persist(&path)
+                    .map_err(|e| CacheError::io(&path)(e.error))?;
+                Ok(())
+            }
+            Backend::Http { base, client } => {
+                let body = match (bytes, from) {
+                    (Some(b), _) => Body::Bytes(b),
+                    (None, Some(f)) => Body::File(f),
+                    (None, None) => Body::Empty,
+                };
+                let a = client
+                    .request(
+                        Method::PUT,
+                        &Self::http_url(base, rel),
+                        &HeaderMap::new(),
+                        body,
+                        64 * 1024,
+                    )
+                    .map_err(self.net_err(rel))?;
+                if !(200..=299).contains(&a.status) {
+                    return Err(CacheError::Status {
+                        url: self.url_of(rel),
+                        method: "PUT",
+                        status: a.status,
+                        expected: "2xx",
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}

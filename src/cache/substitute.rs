@@ -1,0 +1,496 @@
+//! Substitution: taking an item, or a step's output, from binary caches
+//! instead of fetching or building it.
+//!
+//! For a realisation key (a step's derivation hash, or a fixed-output
+//! fetch's `fetch:sha256:…`) each substituter is asked in order. Its
+//! realisation must be signed by a trusted key; then the closure of the
+//! item it names is substituted: every narinfo of the closure the store
+//! lacks is read (capped at [`MAX_NARINFO`]), must be for the path asked,
+//! signed by a trusted key over Nix's fingerprint, and name its NAR file
+//! as `nar/<name>` (nothing else is followed). Then, references first,
+//! each NAR file is read (capped at its `FileSize`), its `FileSize` and
+//! `FileHash` checked, decompressed, and restored through the store's NAR
+//! reader while hashed ([`Store::import_nar`]): registered only when the
+//! NAR's size and hash are the narinfo's and the path computed from the
+//! tree is the one asked. Only then is the realisation recorded.
+//!
+//! A refusal at any point (unsigned, signed by an untrusted key, a hash
+//! that does not match, a realisation naming an item the cache lacks, an
+//! unreachable server) is a warning naming the URL, the expected and the
+//! found; the next substituter is asked, and after the last the caller
+//! builds or fetches as if there were none. Nothing refused enters the
+//! store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use envbuild_store::narinfo::NarInfo;
+use envbuild_store::signing::{self, PublicKey};
+use envbuild_store::{nixbase32, ExpectedItem, Store, StoreError, StorePath};
+
+use super::realisation::{self, Realisation};
+use super::{Backend, CacheConfig, CacheError};
+
+/// Longest narinfo read.
+pub const MAX_NARINFO: u64 = 1024 * 1024;
+/// Most items substituted for one request (a closure larger than this is
+/// refused rather than walked without end).
+pub const MAX_CLOSURE: usize = 100_000;
+
+/// One binary cache asked for substitutes.
+pub struct Substituter {
+    backend: Backend,
+    store_dir_checked: AtomicBool,
+    /// Not asked again in this process: it could not be reached (every
+    /// request already had its retries).
+    disabled: AtomicBool,
+}
+
+/// The substituters of a realize, in order, and the keys trusted.
+pub struct Substituters {
+    list: Vec<Substituter>,
+    keys: Vec<PublicKey>,
+    config_path: String,
+}
+
+impl std::fmt::Debug for Substituters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.list.iter().map(|s| s.backend.url()))
+            .finish()
+    }
+}
+
+/// A warning for the user, through the progress display.
+fn warn(text: &str) {
+    crate::progress::warning(text);
+}
+
+impl Substituters {
+    /// `extra` (from the command line) first, then the configuration's.
+    /// `offline`: only `file://` substituters.
+    pub fn new(
+        extra: &[String],
+        config: &CacheConfig,
+        offline: bool,
+    ) -> Result<Substituters, CacheError> {
+        let mut list = Vec::new();
+        let mut seen = BTreeSet::new();
+        for url in extra.iter().chain(&config.substituters) {
+            if !seen.insert(url.clone()) {
+                continue;
+            }
+            let backend = Backend::open(url)?;
+            if offline && backend.is_remote() {
+                continue;
+            }
+            list.push(Substituter {
+                backend,
+                store_dir_checked: AtomicBool::new(false),
+                disabled: AtomicBool::new(false),
+            });
+        }
+        Ok(Substituters {
+            list,
+            keys: config.trusted_public_keys.clone(),
+            config_path: config.path.display().to_string(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The output of the realisation `key` from the first substituter that
+    /// has it and passes every check, substituted into `store` with its
+    /// closure and recorded as a realisation; `None` when none does (each
+    /// refusal was a warning). Only a failure of the local store is an error.
+    pub fn realisation(
+        &self,
+        store: &mut Store,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<StorePath>, StoreError> {
+        if !realisation::valid_key(key) {
+            return Ok(None);
+        }
+        for s in self
+            .list
+            .iter()
+            .filter(|s| !s.disabled.load(Ordering::Relaxed))
+        {
+            match s.realisation(store, key, self) {
+                Ok(None) => {}
+                Ok(Some(path)) => {
+                    store.add_realisation(key, "out", &path)?;
+                    tracing::debug!(cache = %s.backend.url(), key, item = %path, "substituted");
+                    return Ok(Some(path));
+                }
+                Err(CacheError::Store(e)) => return Err(e),
+                Err(e @ CacheError::Net { .. }) => {
+                    // Unreachable (after the client's retries): asking it
+                    // for every other step would only repeat the wait.
+                    if !s.disabled.swap(true, Ordering::Relaxed) {
+                        warn(&format!(
+                            "{what}: substitute refused, {e}; building or fetching it instead, and not asking {} again in this run",
+                            s.backend.url()
+                        ));
+                    }
+                }
+                Err(e) => warn(&format!(
+                    "{what}: substitute refused, {e}; building or fetching it instead"
+                )),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether some substituter has a trusted realisation of `key` (for
+    /// `envbuild plan`; nothing is substituted): the first such cache's URL.
+    pub fn has_realisation(&self, key: &str) -> Option<String> {
+        if !realisation::valid_key(key) {
+            return None;
+        }
+        self.list
+            .iter()
+            .filter(|s| !s.disabled.load(Ordering::Relaxed))
+            .find_map(|s| match s.fetch_realisation(key, self) {
+                Ok(found) => found.map(|_| s.backend.url()),
+                Err(CacheError::Net { .. }) => {
+                    s.disabled.store(true, Ordering::Relaxed);
+                    None
+                }
+                Err(_) => None,
+            })
+    }
+
+    /// Substitute `path` and its closure from the first substituter that
+    /// has it (`envbuild cache pull`); the last refusal is the error.
+    pub fn substitute_path(&self, store: &mut Store, path: &StorePath) -> Result<(), CacheError> {
+        let mut last = None;
+        for s in &self.list {
+            match s.closure(store, path, self) {
+                Ok(()) => return Ok(()),
+                Err(CacheError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    if self.list.len() > 1 {
+                        warn(&format!("{path}: substitute refused, {e}"));
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(CacheError::BadUrl {
+            url: "(no substituter configured: --substituter, ENVBUILD_SUBSTITUTERS or substituters in the configuration)".into(),
+        }))
+    }
+
+    fn untrusted(
+        &self,
+        url: String,
+        what: &'static str,
+        item: String,
+        sigs: &[String],
+    ) -> CacheError {
+        let names: Vec<String> = sigs
+            .iter()
+            .map(|s| s.split(':').next().unwrap_or_default().to_string())
+            .collect();
+        CacheError::Untrusted {
+            url,
+            what,
+            item,
+            expected: self
+                .keys
+                .iter()
+                .map(|k| k.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            found: if names.is_empty() {
+                "no signature".into()
+            } else {
+                let trusted_names: BTreeSet<&str> =
+                    self.keys.iter().map(|k| k.name.as_str()).collect();
+                if names.iter().any(|n| trusted_names.contains(n.as_str())) {
+                    format!("signatures by [{}] that do not verify", names.join(", "))
+                } else {
+                    format!("signatures by [{}] only", names.join(", "))
+                }
+            },
+            config: self.config_path.clone(),
+        }
+    }
+}
+
+impl Substituter {
+    fn check_store_dir(&self) -> Result<(), CacheError> {
+        if self.store_dir_checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let info = self
+            .backend
+            .get("nix-cache-info", 64 * 1024, "nix-cache-info")?
+            .ok_or_else(|| CacheError::NotInCache {
+                url: self.backend.url(),
+                item: "nix-cache-info".into(),
+                item_url: self.backend.url_of("nix-cache-info"),
+            })?;
+        let text = String::from_utf8_lossy(&info);
+        let dir = text
+            .lines()
+            .find_map(|l| l.strip_prefix("StoreDir: "))
+            .unwrap_or("/nix/store")
+            .trim();
+        if dir != "/nix/store" {
+            return Err(CacheError::StoreDir {
+                url: self.backend.url(),
+                found: dir.to_string(),
+            });
+        }
+        self.store_dir_checked.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The trusted realisation of `key`, or `None` when the cache has none.
+    fn fetch_realisation(
+        &self,
+        key: &str,
+        all: &Substituters,
+    ) -> Result<Option<StorePath>, CacheError> {
+        self.check_store_dir()?;
+        let name = realisation::file_name(key, "out");
+        let url = self.backend.url_of(&name);
+        let Some(bytes) = self
+            .backend
+            .get(&name, realisation::MAX_REALISATION, "realisation")?
+        else {
+            return Ok(None);
+        };
+        let (r, path) = Realisation::parse(&bytes, key, "out").map_err(|(expected, found)| {
+            CacheError::BadRealisation {
+                url: url.clone(),
+                key: key.to_string(),
+                expected,
+                found,
+            }
+        })?;
+        if !r.trusted(&path, &all.keys) {
+            return Err(all.untrusted(url, "realisation", key.to_string(), &r.signatures));
+        }
+        Ok(Some(path))
+    }
+
+    fn realisation(
+        &self,
+        store: &mut Store,
+        key: &str,
+        all: &Substituters,
+    ) -> Result<Option<StorePath>, CacheError> {
+        let Some(path) = self.fetch_realisation(key, all)? else {
+            return Ok(None);
+        };
+        match self.closure(store, &path, all) {
+            Ok(()) => Ok(Some(path)),
+            Err(CacheError::NotInCache { item, item_url, .. }) => Err(CacheError::Dangling {
+                url: self.backend.url_of(&realisation::file_name(key, "out")),
+                key: key.to_string(),
+                item,
+                item_url,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The verified narinfo of `path`.
+    fn narinfo(&self, path: &StorePath, all: &Substituters) -> Result<NarInfo, CacheError> {
+        let name = format!("{}.narinfo", nixbase32::encode(path.digest()));
+        let url = self.backend.url_of(&name);
+        let bytes = self
+            .backend
+            .get(&name, MAX_NARINFO, "narinfo")?
+            .ok_or_else(|| CacheError::NotInCache {
+                url: self.backend.url(),
+                item: path.basename(),
+                item_url: url.clone(),
+            })?;
+        let text = String::from_utf8(bytes).map_err(|_| CacheError::NarInfo {
+            url: url.clone(),
+            source: envbuild_store::NarInfoError::Line {
+                line: 0,
+                found: "bytes that are not UTF-8".into(),
+            },
+        })?;
+        let ni = NarInfo::parse(&text).map_err(|source| CacheError::NarInfo {
+            url: url.clone(),
+            source,
+        })?;
+        if &ni.store_path != path {
+            return Err(CacheError::WrongPath {
+                url,
+                expected: path.basename(),
+                found: ni.store_path.basename(),
+            });
+        }
+        if !signing::trusted(&all.keys, ni.fingerprint().as_bytes(), &ni.sigs) {
+            return Err(all.untrusted(url, "narinfo of", path.basename(), &ni.sigs));
+        }
+        let safe = ni.url.strip_prefix("nar/").is_some_and(|f| {
+            !f.is_empty()
+                && !f.starts_with('.')
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        });
+        if !safe {
+            return Err(CacheError::NarInfo {
+                url,
+                source: envbuild_store::NarInfoError::Value {
+                    field: "URL",
+                    expected: "nar/<file name> inside the cache",
+                    found: ni.url.clone(),
+                },
+            });
+        }
+        Ok(ni)
+    }
+
+    /// Substitute `root` and every item of its closure the store lacks.
+    fn closure(
+        &self,
+        store: &mut Store,
+        root: &StorePath,
+        all: &Substituters,
+    ) -> Result<(), CacheError> {
+        self.check_store_dir()?;
+        if store.is_valid(root)? {
+            return Ok(());
+        }
+        // Every narinfo first (all must pass before any NAR is read).
+        let mut infos: BTreeMap<StorePath, NarInfo> = BTreeMap::new();
+        let mut todo = vec![root.clone()];
+        while let Some(p) = todo.pop() {
+            if infos.contains_key(&p) || store.is_valid(&p)? {
+                continue;
+            }
+            if infos.len() >= MAX_CLOSURE {
+                return Err(CacheError::ClosureTooLarge {
+                    url: self.backend.url(),
+                    item: root.basename(),
+                    limit: MAX_CLOSURE,
+                });
+            }
+            let ni = self.narinfo(&p, all)?;
+            todo.extend(ni.references.iter().filter(|r| **r != p).cloned());
+            infos.insert(p, ni);
+        }
+        // References first.
+        let mut done: BTreeSet<StorePath> = BTreeSet::new();
+        while done.len() < infos.len() {
+            let ready: Vec<StorePath> = infos
+                .iter()
+                .filter(|(p, ni)| {
+                    !done.contains(*p)
+                        && ni
+                            .references
+                            .iter()
+                            .all(|r| r == *p || done.contains(r) || !infos.contains_key(r))
+                })
+                .map(|(p, _)| p.clone())
+                .collect();
+            if ready.is_empty() {
+                return Err(CacheError::NarInfo {
+                    url: self.backend.url(),
+                    source: envbuild_store::NarInfoError::Value {
+                        field: "References",
+                        expected: "references without a cycle",
+                        found: root.basename(),
+                    },
+                });
+            }
+            for p in ready {
+                self.import(store, &infos[&p])?;
+                done.insert(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetch, check and add one item.
+    fn import(&self, store: &mut Store, ni: &NarInfo) -> Result<(), CacheError> {
+        let item = ni.store_path.basename();
+        let url = self.backend.url_of(&ni.url);
+        let cap = ni
+            .file_size
+            .unwrap_or(ni.nar_size + ni.nar_size / 8 + (1 << 20));
+        let scratch = store.scratch("substitute")?;
+        let file = scratch.path().join("nar");
+        let (sha, len) =
+            self.backend
+                .get_file(&ni.url, cap, &file)?
+                .ok_or_else(|| CacheError::NotInCache {
+                    url: self.backend.url(),
+                    item: item.clone(),
+                    item_url: url.clone(),
+                })?;
+        let mismatch = |what: &'static str, expected: String, found: String| CacheError::Mismatch {
+            url: url.clone(),
+            item: item.clone(),
+            what,
+            expected,
+            found,
+        };
+        if let Some(size) = ni.file_size {
+            if len != size {
+                return Err(mismatch(
+                    "the file size",
+                    size.to_string(),
+                    if len > size {
+                        format!("more than {size}")
+                    } else {
+                        len.to_string()
+                    },
+                ));
+            }
+        }
+        if let Some(h) = &ni.file_hash {
+            if &sha != h {
+                return Err(mismatch(
+                    "the file hash",
+                    envbuild_store::narinfo::render_hash(h),
+                    envbuild_store::narinfo::render_hash(&sha),
+                ));
+            }
+        }
+        let f = std::fs::File::open(&file).map_err(CacheError::io(&file))?;
+        let f = std::io::BufReader::with_capacity(1 << 20, f);
+        let reader: Box<dyn std::io::Read> = match ni.compression.as_str() {
+            "zstd" => Box::new(zstd::Decoder::with_buffer(f).map_err(CacheError::io(&file))?),
+            "xz" => Box::new(liblzma::read::XzDecoder::new(f)),
+            "bzip2" => Box::new(bzip2::read::BzDecoder::new(f)),
+            "none" => Box::new(f),
+            other => {
+                return Err(CacheError::Compression {
+                    url,
+                    item,
+                    found: other.to_string(),
+                })
+            }
+        };
+        let expected = ExpectedItem {
+            path: &ni.store_path,
+            nar_sha256: ni.nar_hash,
+            nar_size: ni.nar_size,
+            references: &ni.references,
+            deriver: None,
+        };
+        match store.import_nar(reader, &expected) {
+            Ok(_) => {}
+            // The local store failing is not the cache's fault.
+            Err(e @ (StoreError::Database { .. } | StoreError::Lock { .. })) => {
+                return Err(e.into())
+            }
+            Err(source) => return Err(CacheError::Import { url, item, source }),
+        }
+        drop(scratch);
+        Ok(())
+    }
+}
