@@ -7,6 +7,7 @@ pub mod debian;
 pub mod faults;
 pub mod http;
 pub mod hub;
+pub mod index;
 pub mod mirror;
 pub mod shell;
 

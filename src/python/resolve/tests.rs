@@ -1313,3 +1313,44 @@ fn networked_resolve_of_ofa_ve_pins() {
     eprintln!("warm metadata cache: {:?}", start.elapsed());
     assert_eq!(r, again);
 }
+
+/// Minimal-change locking: an old lock's versions are chosen while the
+/// requirements allow them; a changed requirement moves only its package
+/// and what its new constraints force.
+#[test]
+fn preferred_versions_are_kept_while_the_requirements_allow_them() {
+    let mut idx = TestIndex::default();
+    idx.add("app", wheel("app", "1.0", &["lib>=1"]))
+        .add("app", wheel("app", "2.0", &["lib>=2"]))
+        .add("lib", wheel("lib", "1.0", &[]))
+        .add("lib", wheel("lib", "2.0", &[]))
+        .add("lib", wheel("lib", "3.0", &[]))
+        .add("tool", wheel("tool", "1.0", &[]))
+        .add("tool", wheel("tool", "1.1", &[]));
+    let server = Server::start(&idx);
+    let mut o = options(&server);
+    // Without preferences: the newest of everything.
+    let fresh = resolve(&["app", "tool"], &o).unwrap();
+    assert_eq!(
+        versions(&fresh),
+        pairs(&[("app", "2.0"), ("lib", "3.0"), ("tool", "1.1")])
+    );
+    // An old lock of app 1.0, lib 1.0, tool 1.0: a re-lock keeps them all.
+    let v = |s: &str| s.parse::<pep440_rs::Version>().unwrap();
+    o.preferences = [("app", "1.0"), ("lib", "1.0"), ("tool", "1.0")]
+        .into_iter()
+        .map(|(n, ver)| (n.to_string(), v(ver)))
+        .collect();
+    let kept = resolve(&["app", "tool"], &o).unwrap();
+    assert_eq!(
+        versions(&kept),
+        pairs(&[("app", "1.0"), ("lib", "1.0"), ("tool", "1.0")])
+    );
+    // A bump of app to 2.0 forces lib>=2 (the oldest allowed is not
+    // preferred: lib moves to the newest, 3.0); tool stays.
+    let bumped = resolve(&["app==2.0", "tool"], &o).unwrap();
+    assert_eq!(
+        versions(&bumped),
+        pairs(&[("app", "2.0"), ("lib", "3.0"), ("tool", "1.0")])
+    );
+}

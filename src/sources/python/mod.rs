@@ -310,13 +310,20 @@ fn preferences(
     if *upgrade == Upgrade::All {
         return BTreeMap::new();
     }
-    let pins = old
+    // The sdists' build requirements first (they are resolved with the same
+    // preferences), then the runtime pins, which win where both name one.
+    let build = old.sdists.iter().flat_map(|s| &s.build).filter_map(|f| {
+        let w = WheelFilename::parse(&f.file).ok()?;
+        Some((w.name, w.version))
+    });
+    let runtime = old
         .wheels
         .iter()
-        .map(|w| (&w.name, &w.version))
-        .chain(old.sdists.iter().map(|s| (&s.name, &s.version)));
-    pins.filter_map(|(name, version)| {
-        let name = crate::python::wheel::normalize_name(name);
+        .map(|w| (w.name.clone(), w.version.clone()))
+        .chain(old.sdists.iter().map(|s| (s.name.clone(), s.version.clone())));
+    let pins: Vec<(String, String)> = build.chain(runtime).collect();
+    pins.into_iter().filter_map(|(name, version)| {
+        let name = crate::python::wheel::normalize_name(&name);
         if let Upgrade::Packages(moving) = upgrade {
             if moving.contains(&name) {
                 return None;
