@@ -398,6 +398,7 @@ def main():
     copy_fixtures("lock_toml", ["specs/*.lock", "tests/fixtures/*.lock", "examples/*.lock"])
     copy_fixtures("pylock", ["tests/fixtures/pylock*.toml"])
     copy_fixtures("dockerfile", ["tests/fixtures/seed-dockerfile/Dockerfile"])
+    copy_fixtures("binary_cache", ["store/src/narinfo/*"])
     put("dockerfile", "python.Dockerfile", """FROM python:3.11-slim-bookworm AS build
 ARG V=1
 ENV A=1 B="two words"

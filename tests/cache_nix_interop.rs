@@ -13,7 +13,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 use envbuild_store::narinfo::parse_hash;
@@ -28,17 +28,6 @@ fn nix_cmd(program: &str, home: &Path) -> Command {
     .env("XDG_CACHE_HOME", home.join(".cache"))
     .env("NIX_REMOTE", "");
     c
-}
-
-fn out(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
 }
 
 /// `envbuild cache keygen NAME` in `dir`: (secret key file, public key).
@@ -104,7 +93,7 @@ fn nix_path_info_reports_our_nar_hash_size_and_references() {
         "store path-info",
     ))
     .unwrap();
-    let theirs: serde_json::Value = serde_json::from_str(&out(
+    let theirs: serde_json::Value = serde_json::from_str(&ok(
         nix_cmd("nix", tmp.path())
             .args(["path-info", "--json", "--store"])
             .arg(format!("file://{}", cache.display()))
@@ -165,7 +154,7 @@ fn nix_store_verify_trusts_our_signatures_and_content_addresses_and_nix_copy_tak
             .output()
             .unwrap()
     };
-    out(verify(&cache, &public), "nix store verify");
+    ok(verify(&cache, &public), "nix store verify");
     // Without CA: lines, only the signatures can make the paths trusted.
     let no_ca = tmp.path().join("cache-no-ca");
     copy_tree(&cache, &no_ca);
@@ -185,14 +174,14 @@ fn nix_store_verify_trusts_our_signatures_and_content_addresses_and_nix_copy_tak
         }
     }
     assert_eq!(stripped, paths.len());
-    out(verify(&no_ca, &public), "nix store verify (no CA, our key)");
+    ok(verify(&no_ca, &public), "nix store verify (no CA, our key)");
     let (_, other) = keygen(tmp.path(), "someone-else-1");
     let o = verify(&no_ca, &other);
     assert!(!o.status.success(), "verify with a foreign key passed");
     assert!(stderr(&o).contains("untrusted"), "{}", stderr(&o));
     // nix copy into a local store of an ordinary user.
     let local = tmp.path().join("nix-local");
-    out(
+    ok(
         nix_cmd("nix", tmp.path())
             .args(["copy", "--from"])
             .arg(format!("file://{}", cache.display()))
@@ -227,7 +216,7 @@ fn what_nix_copy_wrote_and_nix_signed_with_our_key_substitutes_into_our_store() 
     write(src.join("run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
     link("d/file", src.join("alias"));
     let nix_store = tmp.path().join("nix-local");
-    let added = out(
+    let added = ok(
         nix_cmd("nix", tmp.path())
             .args(["store", "add-path", "--name", "from-nix", "--store"])
             .arg(&nix_store)
@@ -239,7 +228,7 @@ fn what_nix_copy_wrote_and_nix_signed_with_our_key_substitutes_into_our_store() 
     let path = added.trim().to_string();
     let c2 = tmp.path().join("c2");
     let c2_url = format!("file://{}", c2.display());
-    out(
+    ok(
         nix_cmd("nix", tmp.path())
             .args(["copy", "--store"])
             .arg(&nix_store)
@@ -248,7 +237,7 @@ fn what_nix_copy_wrote_and_nix_signed_with_our_key_substitutes_into_our_store() 
             .unwrap(),
         "nix copy --to",
     );
-    out(
+    ok(
         nix_cmd("nix", tmp.path())
             .args(["store", "sign", "--store", &c2_url, "--key-file"])
             .arg(&key)

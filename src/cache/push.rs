@@ -174,47 +174,30 @@ pub fn push(
         };
         let mut nar_hasher = HashingWriter::new();
         let io_err = CacheError::io(&file);
-        let dumped: Result<(), CacheError> = (|| {
-            match compression {
-                Compression::Zstd => {
-                    let mut enc =
-                        zstd::Encoder::new(&mut hashed, 3).map_err(CacheError::io(&file))?;
-                    nar::dump(
-                        &physical,
-                        &mut Tee {
-                            nar: &mut nar_hasher,
-                            out: &mut enc,
-                        },
-                    )
-                    .map_err(envbuild_store::StoreError::from)?;
-                    enc.finish().map_err(CacheError::io(&file))?;
-                }
-                Compression::Xz => {
-                    let mut enc = liblzma::write::XzEncoder::new(&mut hashed, 6);
-                    nar::dump(
-                        &physical,
-                        &mut Tee {
-                            nar: &mut nar_hasher,
-                            out: &mut enc,
-                        },
-                    )
-                    .map_err(envbuild_store::StoreError::from)?;
-                    enc.finish().map_err(CacheError::io(&file))?;
-                }
-                Compression::None => {
-                    nar::dump(
-                        &physical,
-                        &mut Tee {
-                            nar: &mut nar_hasher,
-                            out: &mut hashed,
-                        },
-                    )
-                    .map_err(envbuild_store::StoreError::from)?;
-                }
+        // The NAR goes to its hasher and, compressed, to the file.
+        let mut dump = |out: &mut dyn Write| {
+            nar::dump(
+                &physical,
+                &mut Tee {
+                    nar: &mut nar_hasher,
+                    out,
+                },
+            )
+            .map_err(envbuild_store::StoreError::from)
+        };
+        match compression {
+            Compression::Zstd => {
+                let mut enc = zstd::Encoder::new(&mut hashed, 3).map_err(CacheError::io(&file))?;
+                dump(&mut enc)?;
+                enc.finish().map_err(CacheError::io(&file))?;
             }
-            Ok(())
-        })();
-        dumped?;
+            Compression::Xz => {
+                let mut enc = liblzma::write::XzEncoder::new(&mut hashed, 6);
+                dump(&mut enc)?;
+                enc.finish().map_err(CacheError::io(&file))?;
+            }
+            Compression::None => dump(&mut hashed)?,
+        }
         hashed.flush().map_err(io_err)?;
         let file_hash: [u8; 32] = hashed.hasher.finalize().into();
         let file_size = hashed.len;
