@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         scheme: InstallScheme::posix_prefix("usr/local", "3.11"),
         interpreter: "/usr/local/bin/python3".into(),
         installer: "envbuild".into(),
+        pinned: false,
     };
     let dest = scratch.out();
     let installed = install_wheel(&wheel, &dest, &opts);

@@ -693,6 +693,9 @@ impl<'p> Execution<'p> {
                     size,
                     path,
                     in_place,
+                    // Fetched files enter the store only with the pinned
+                    // sha256; in-place files are checked against it.
+                    pinned: true,
                 })
             }
         }

@@ -127,6 +127,10 @@ pub struct InstallOptions {
     pub interpreter: String,
     /// Written to `INSTALLER` (e.g. `envbuild`).
     pub installer: String,
+    /// The wheel's sha256 was checked against a lock: its members are not
+    /// hashed again against RECORD (sizes still are). Off for wheels no
+    /// lock pins (one an sdist build made).
+    pub pinned: bool,
 }
 
 /// What [`install_wheel`] wrote.
@@ -192,6 +196,9 @@ impl Installer<'_> {
         self.check_dest_absent()?;
 
         let mut archive = WheelArchive::open(self.wheel, wheel_path)?;
+        if self.opts.pinned {
+            archive.trust_record_hashes();
+        }
         let layout = archive.layout(&filename)?;
         archive.read_record(&layout)?;
 

@@ -123,5 +123,6 @@ pub fn built_wheel(r: &mut Realizer, item: &StorePath) -> Result<WheelFile, Real
         size,
         path,
         in_place: false,
+        pinned: false,
     })
 }

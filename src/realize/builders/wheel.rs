@@ -23,6 +23,9 @@ pub struct WheelFile {
     /// still have the locked sha256 (checked through the store's hash
     /// cache, so an unchanged file is not read twice). Else a store item.
     pub in_place: bool,
+    /// Its sha256 is the lock's (a fetched or local pinned wheel): RECORD's
+    /// hashes need no second proof. False for a wheel an sdist build made.
+    pub pinned: bool,
 }
 
 /// Install `wheel`. The step is keyed by the wheel's sha256, not by where
@@ -57,6 +60,7 @@ pub fn unpack_wheel(
             scheme: scheme.clone(),
             interpreter: shebang.to_string(),
             installer: "envbuild".into(),
+            pinned: wheel.pinned,
         };
         Ok(install_wheel(&named, out, &opts)?.tree)
     })?;

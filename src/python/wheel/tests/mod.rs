@@ -18,6 +18,7 @@ fn options() -> InstallOptions {
         scheme: InstallScheme::posix_prefix("usr/local", "3.11"),
         interpreter: "/usr/local/bin/python3".to_owned(),
         installer: "envbuild".to_owned(),
+        pinned: false,
     }
 }
 
@@ -307,6 +308,33 @@ fn tampered_member_is_refused() {
         b"#!python\n# tampered wrapper; pip does not install it at all\n".to_vec(),
     ));
     assert_message(&install_err(&b), &["demo_pkg-1.0.data/scripts/demo-cli"]);
+}
+
+/// A pinned wheel (its sha256 matched the lock) is not hashed again
+/// against RECORD: a same-size change installs with RECORD's digest in the
+/// installed RECORD; a size that differs from RECORD is still refused.
+#[test]
+fn a_pinned_wheel_skips_record_hashes_but_not_sizes() {
+    let pinned = InstallOptions {
+        pinned: true,
+        ..options()
+    };
+    let same_size: Vec<u8> = DEMO_CLI.replace("ok", "OK").into_bytes();
+    assert_ne!(same_size, DEMO_CLI.as_bytes());
+    let mut b = demo_wheel();
+    b.tampered.push(("demo_pkg/cli.py".to_owned(), same_size.clone()));
+    let (_tmp, result) = install(&b, &pinned);
+    let dist = result.unwrap_or_else(|e| panic!("a pinned wheel installs: {e}"));
+    assert!(dist.files.iter().any(|f| f.ends_with("demo_pkg/cli.py")));
+    // Unpinned, the same wheel is refused.
+    assert!(matches!(install_err(&b), WheelError::HashMismatch { .. }));
+
+    let mut b = demo_wheel();
+    b.tampered.push(("demo_pkg/cli.py".to_owned(), b"longer than recorded\n".repeat(10)));
+    match install(&b, &pinned).1 {
+        Err(WheelError::HashMismatch { .. }) => {}
+        other => panic!("a size unlike RECORD's is refused, pinned or not: {other:?}"),
+    }
 }
 
 #[test]

@@ -76,6 +76,7 @@ impl Python {
             scheme: InstallScheme::posix_prefix("usr/local", &self.version),
             interpreter: self.exe.clone(),
             installer: "envbuild".to_owned(),
+            pinned: false,
         }
     }
 
