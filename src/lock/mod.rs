@@ -7,8 +7,10 @@
 //! a [`NarPin`] (the NAR sha256 and size of a file or tree):
 //!
 //! ```text
-//! lock       = version source-date-epoch [debian] [shell-debian] [python]
-//!              *files *wheels *models
+//! lock       = version source-date-epoch [base-image] [debian]
+//!              [shell-debian] [python] *files *wheels *models
+//! base-image = request digest manifest(PinnedFile) config(PinnedFile)
+//!              *layer(media-type PinnedFile)   ; bottom first, not sorted
 //! debian     = request *package(name version arch PinnedFile)
 //! python     = request *wheel(name version PinnedFile)
 //!              *sdist(name version PinnedFile *build(PinnedFile))
@@ -199,12 +201,44 @@ pub enum ModelContent {
     Local(NarPin),
 }
 
+/// `[base] image`: the image the reference resolved to, pinned whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BaseImageLock {
+    /// The spec's `[base] image` as written; a spec asking for another
+    /// image is resolved again.
+    pub request: String,
+    /// What the reference named (`sha256:<hex>`): the linux/amd64 image
+    /// manifest, or the index it was chosen from.
+    pub digest: String,
+    /// The image manifest (`file`: its digest, `sha256:<hex>`).
+    pub manifest: PinnedFile,
+    /// The image config.
+    pub config: PinnedFile,
+    /// The layers, bottom first, as the manifest lists them.
+    #[serde(default, rename = "layer")]
+    pub layers: Vec<LayerPin>,
+}
+
+/// One layer of a base image: its compressed blob, kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LayerPin {
+    /// As the manifest gives it (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
+    pub media_type: String,
+    /// `file` is the blob's digest, `sha256:<hex>`.
+    #[serde(flatten)]
+    pub file: PinnedFile,
+}
+
 /// A lock.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Lock {
     /// Every timestamp in the image (layer mtimes, `created`).
     pub source_date_epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<BaseImageLock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debian: Option<DebianLock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,6 +428,18 @@ impl Lock {
         let mut out = BTreeMap::new();
         let file = |f: &PinnedFile| format!("{} sha256:{} ({} bytes)", f.file, f.sha256, f.size);
         let nar = |n: &NarPin| format!("nar-sha256:{} ({} bytes)", n.nar_sha256, n.nar_size);
+        if let Some(b) = &self.base_image {
+            out.insert("base-image request".into(), b.request.clone());
+            out.insert("base-image digest".into(), b.digest.clone());
+            out.insert("base-image manifest".into(), file(&b.manifest));
+            out.insert("base-image config".into(), file(&b.config));
+            for (i, l) in b.layers.iter().enumerate() {
+                out.insert(
+                    format!("base-image layer {}", i + 1),
+                    format!("{} {}", l.media_type, file(&l.file)),
+                );
+            }
+        }
         for (section, d) in [
             ("debian", &self.debian),
             ("shell-debian", &self.shell_debian),

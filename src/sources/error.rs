@@ -38,6 +38,8 @@ pub enum SourceError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Stopped(#[from] crate::workers::Stopped),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

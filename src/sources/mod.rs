@@ -9,6 +9,7 @@
 //!
 //! | module | spec | lock section |
 //! |---|---|---|
+//! | [`base_image`] | `[base] image` | `base-image` |
 //! | [`debian`] | `[base] debian`, `[shell] packages` | `debian`, `shell-debian` |
 //! | [`python`] | `[python] requirements` / `lock`, `[[wheels]]` | `python`, `wheels` |
 //! | [`models`] | `[models.NAME]` | `models` |
@@ -17,6 +18,7 @@
 //! [`pin`] and [`plan`] run them in rootfs order; a new kind of source is
 //! one new module and one line in [`sources`].
 
+pub mod base_image;
 pub mod debian;
 mod error;
 pub mod files;
@@ -82,6 +84,9 @@ pub trait Source {
 #[allow(clippy::type_complexity)]
 fn sources(spec: &Spec) -> (Vec<Box<dyn Source + '_>>, Vec<Box<dyn Source + '_>>) {
     let mut base: Vec<Box<dyn Source>> = Vec::new();
+    if let Some(b) = &spec.base_image {
+        base.push(Box::new(base_image::BaseImageSource(b)));
+    }
     if let Some(b) = &spec.debian {
         base.push(Box::new(debian::DebianSource::base(b)));
         if !spec.shell.packages.is_empty() {
@@ -138,7 +143,8 @@ pub fn plan(spec: &Spec, lock: &Lock) -> Result<Plan, SourceError> {
     for s in &base {
         s.plan(&mut cx, lock, &mut plan)?;
     }
-    files::plan_base_files(spec, &mut plan);
+    let base_view = plan.base_image.as_ref().map(|b| b.step);
+    files::plan_base_files(spec, &mut plan, base_view);
     cx.base = plan.components.clone();
     for s in &rest {
         s.plan(&mut cx, lock, &mut plan)?;
@@ -175,7 +181,9 @@ pub fn compression(c: &spec::Compression) -> oci::Compression {
 fn image_plan(spec: &Spec) -> ImagePlan {
     let img = &spec.image;
     let mut env = Vec::new();
-    if !img.env.contains_key("PATH") {
+    // On a base image, PATH comes from the base unless the spec sets it
+    // (see `ImageConfig::over_base`).
+    if !img.env.contains_key("PATH") && spec.base_image.is_none() {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
     env.extend(img.env.iter().map(|(k, v)| format!("{k}={v}")));

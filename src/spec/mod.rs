@@ -121,7 +121,10 @@ pub struct EnvSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseSpec {
-    pub debian: Spanned<DebianSpec>,
+    #[serde(default)]
+    pub debian: Option<Spanned<DebianSpec>>,
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +252,8 @@ pub struct Spec {
     pub system: String,
     pub source_date_epoch: Option<u64>,
     pub debian: Option<DebianBase>,
+    /// `[base] image`: an image whose layers are the bottom of the rootfs.
+    pub base_image: Option<BaseImage>,
     pub files: Vec<FileInput>,
     pub wheels: Vec<WheelInput>,
     pub python: PythonLayout,
@@ -378,6 +383,18 @@ pub struct DebianBase {
     pub mirror: Option<String>,
     /// Absolute path of the keyring; else configuration decides.
     pub keyring: Option<PathBuf>,
+}
+
+/// `[base] image = "..."`: a base image, as written (the reference is read
+/// when pinning: see [`crate::registry::pull::ImageSource`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    /// As the spec writes it: `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`,
+    /// `oci-layout:DIR[@sha256:HEX]` or `oci-archive:PATH[@sha256:HEX]`.
+    pub request: String,
+    /// The directory relative `oci-layout:`/`oci-archive:` paths are read
+    /// against (the spec's).
+    pub dir: PathBuf,
 }
 
 /// `[[files]]`: a local file or directory placed in the image.
@@ -908,9 +925,45 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         wheels.push(input);
     }
 
-    let debian = match &raw.base {
+    let mut base_image = None;
+    if let Some(b) = &raw.base {
+        match (&b.debian, &b.image) {
+            (Some(_), Some(i)) => {
+                return Err(ctx.at(
+                    i,
+                    "[base] has both debian and image: a base is either Debian packages or an image, not both (expected one of them)",
+                    "debian and image",
+                ))
+            }
+            (None, None) => {
+                return Err(ctx.err(
+                    None,
+                    "[base] is empty (expected debian = {...} or image = \"REF\")",
+                    "here",
+                    None,
+                ))
+            }
+            (None, Some(i)) => {
+                let r = i.get_ref();
+                if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(ctx.at(
+                        i,
+                        format!("base.image {r:?} is not an image reference (expected HOST[:PORT]/REPO[:TAG][@sha256:HEX], oci-layout:DIR or oci-archive:PATH)"),
+                        "invalid image reference",
+                    ));
+                }
+                base_image = Some(BaseImage {
+                    request: r.clone(),
+                    dir: dir.clone(),
+                });
+            }
+            (Some(_), None) => {}
+        }
+    }
+    let debian = match raw.base.as_ref().and_then(|b| b.debian.as_ref()) {
         None => None,
-        Some(b) => {
+        Some(debian_span) => {
+            let b = BaseSpecDebian { debian: debian_span };
             let d = b.debian.get_ref();
             let name_ok = |n: &str| {
                 n.len() >= 2
@@ -971,6 +1024,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         system: raw.env.system.into_inner(),
         source_date_epoch: raw.env.source_date_epoch.map(|s| s.into_inner()),
         debian,
+        base_image,
         files,
         wheels,
         python,
@@ -979,6 +1033,11 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         checks,
         models,
     })
+}
+
+/// `[base] debian`, borrowed for validation.
+struct BaseSpecDebian<'a> {
+    debian: &'a Spanned<DebianSpec>,
 }
 
 /// `[models.NAME]` entries, validated, with their image paths.

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod http;
 pub mod hub;
 pub mod mirror;
+pub mod registry;
 pub mod shell;
 
 use std::ffi::OsStr;

@@ -112,6 +112,7 @@ pub fn model_snapshot(
         subdir: "",
         overrides,
         own_layer: true,
+        amends: Vec::new(),
     }))
 }
 

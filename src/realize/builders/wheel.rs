@@ -66,5 +66,6 @@ pub fn unpack_wheel(
         item,
         overrides: BTreeMap::new(),
         own_layer: false,
+        amends: Vec::new(),
     })
 }
