@@ -76,6 +76,7 @@ const CHECKED: &[&str] = &[
     "/opt/lower/old",
     "/opt/lower/new",
     "/app/hello.txt",
+    "/usr/local/lib/python3.12/dist-packages/greeter/__init__.py",
 ];
 
 fn static_exists(dir: &Path) -> Vec<u8> {
@@ -101,6 +102,19 @@ fn make_base(dir: &Path) -> Base {
         ("opt/", None, 0o755),
         ("opt/lower/", None, 0o755),
         ("opt/lower/old", Some(b"hidden by the opaque dir\n"), 0o644),
+        // What a Debian-like base has for [python]: an interpreter (any
+        // program will do: it is found, not run) and libc6 in the dpkg status.
+        ("usr/", None, 0o755),
+        ("usr/bin/", None, 0o755),
+        ("usr/bin/python3.12", Some(&exists), 0o755),
+        ("var/", None, 0o755),
+        ("var/lib/", None, 0o755),
+        ("var/lib/dpkg/", None, 0o755),
+        (
+            "var/lib/dpkg/status",
+            Some(b"Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9+deb12u4\n\n"),
+            0o644,
+        ),
     ]);
     let upper = tar_of(&[
         ("etc/", None, 0o755),
@@ -234,6 +248,12 @@ impl Base {
 fn spec_on(dir: &Path, image: &str, tag: &str) -> PathBuf {
     fs::create_dir_all(dir.join("app")).unwrap();
     fs::write(dir.join("app/hello.txt"), "hello from the app\n").unwrap();
+    fs::create_dir_all(dir.join("wheels")).unwrap();
+    fs::write(
+        dir.join("wheels/greeter-1.0-py3-none-any.whl"),
+        build_wheel("greeter", "1.0", &[("greeter/__init__.py", b"GREETING = 'hi'\n")], &[]),
+    )
+    .unwrap();
     let spec = dir.join("onbase.toml");
     fs::write(
         &spec,
@@ -249,6 +269,9 @@ image = "{image}"
 [[files]]
 src = "app"
 dst = "/app"
+
+[[wheels]]
+path = "wheels/greeter-1.0-py3-none-any.whl"
 
 [image]
 tag = "{tag}"
@@ -275,7 +298,7 @@ fn members(tar_path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 fn expected_lines() -> String {
-    "/etc/base-release yes\n/etc/removed no\n/opt/lower/old no\n/opt/lower/new yes\n/app/hello.txt yes\nBASE_VAR=from-base\nAPP_VAR=from-spec".to_string()
+    "/etc/base-release yes\n/etc/removed no\n/opt/lower/old no\n/opt/lower/new yes\n/app/hello.txt yes\n/usr/local/lib/python3.12/dist-packages/greeter/__init__.py yes\nBASE_VAR=from-base\nAPP_VAR=from-spec".to_string()
 }
 
 fn base_items(store: &Path) -> Vec<String> {
@@ -317,6 +340,9 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
         .map(|l| l["file"].as_str().unwrap())
         .collect();
     assert_eq!(pinned, base.layer_digests());
+    // [python] on the base: its interpreter and glibc, read from its layers.
+    assert_eq!(b["python"]["interpreter"].as_str(), Some("/usr/bin/python3.12"));
+    assert_eq!(b["python"]["glibc"].as_str(), Some("2.36"));
 
     // Two stores, one digest.
     let out_a = t.path().join("a.tar");

@@ -215,9 +215,26 @@ pub struct BaseImageLock {
     pub manifest: PinnedFile,
     /// The image config.
     pub config: PinnedFile,
+    /// What the base holds for `[python]` (read from its layers when a
+    /// spec on it installs Python distributions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<BasePython>,
     /// The layers, bottom first, as the manifest lists them.
     #[serde(default, rename = "layer")]
     pub layers: Vec<LayerPin>,
+}
+
+/// The interpreter and C library a base image holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BasePython {
+    /// `/usr/bin/python3.11`; absent when the base has no `python3.X`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// `MAJOR.MINOR` of glibc (libc6 in the dpkg status, else libc.so.6);
+    /// absent when neither is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glibc: Option<String>,
 }
 
 /// One layer of a base image: its compressed blob, kept as it is.
@@ -433,6 +450,16 @@ impl Lock {
             out.insert("base-image digest".into(), b.digest.clone());
             out.insert("base-image manifest".into(), file(&b.manifest));
             out.insert("base-image config".into(), file(&b.config));
+            if let Some(p) = &b.python {
+                out.insert(
+                    "base-image python".into(),
+                    format!(
+                        "interpreter {} glibc {}",
+                        p.interpreter.as_deref().unwrap_or("none"),
+                        p.glibc.as_deref().unwrap_or("unknown")
+                    ),
+                );
+            }
             for (i, l) in b.layers.iter().enumerate() {
                 out.insert(
                     format!("base-image layer {}", i + 1),

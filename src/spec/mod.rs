@@ -434,6 +434,18 @@ pub struct PythonLayout {
     pub site_packages: String,
     pub scripts: String,
     pub shebang: String,
+    /// Which of the layout's settings the spec names (the others are
+    /// defaults, which a base image's interpreter may replace).
+    pub named: PythonNamed,
+}
+
+/// The `[python]` settings a spec names itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PythonNamed {
+    pub version: bool,
+    pub site_packages: bool,
+    pub scripts: bool,
+    pub shebang: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1589,6 +1601,12 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<Python
         site_packages: site,
         scripts,
         shebang,
+        named: PythonNamed {
+            version: p.is_some_and(|p| p.version.is_some()),
+            site_packages: p.is_some_and(|p| p.site_packages.is_some()),
+            scripts: p.is_some_and(|p| p.scripts.is_some()),
+            shebang: p.is_some_and(|p| p.shebang.is_some()),
+        },
     })
 }
 
