@@ -124,10 +124,8 @@ fn make_base(dir: &Path) -> Base {
         ("opt/lower/.wh..wh..opq", Some(b""), 0o644),
         ("opt/lower/new", Some(b"new\n"), 0o644),
     ]);
-    let layers: Vec<(Vec<u8>, Vec<u8>)> = [lower, upper]
-        .into_iter()
-        .map(|t| (gzip(&t), t))
-        .collect();
+    let layers: Vec<(Vec<u8>, Vec<u8>)> =
+        [lower, upper].into_iter().map(|t| (gzip(&t), t)).collect();
     let mut cmd = vec!["/bin/exists".to_string()];
     cmd.extend(CHECKED.iter().map(|s| s.to_string()));
     let config = serde_json::to_vec(&serde_json::json!({
@@ -251,7 +249,12 @@ fn spec_on(dir: &Path, image: &str, tag: &str) -> PathBuf {
     fs::create_dir_all(dir.join("wheels")).unwrap();
     fs::write(
         dir.join("wheels/greeter-1.0-py3-none-any.whl"),
-        build_wheel("greeter", "1.0", &[("greeter/__init__.py", b"GREETING = 'hi'\n")], &[]),
+        build_wheel(
+            "greeter",
+            "1.0",
+            &[("greeter/__init__.py", b"GREETING = 'hi'\n")],
+            &[],
+        ),
     )
     .unwrap();
     let spec = dir.join("onbase.toml");
@@ -341,7 +344,10 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
         .collect();
     assert_eq!(pinned, base.layer_digests());
     // [python] on the base: its interpreter and glibc, read from its layers.
-    assert_eq!(b["python"]["interpreter"].as_str(), Some("/usr/bin/python3.12"));
+    assert_eq!(
+        b["python"]["interpreter"].as_str(),
+        Some("/usr/bin/python3.12")
+    );
     assert_eq!(b["python"]["glibc"].as_str(), Some("2.36"));
 
     // Two stores, one digest.
@@ -365,7 +371,10 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
     assert!(layer_paths.len() >= 4, "{layer_paths:?}");
     for (i, (gz, _)) in base.layers.iter().enumerate() {
         assert_eq!(layer_paths[i], format!("blobs/sha256/{}", sha(gz)));
-        assert!(m[layer_paths[i]] == *gz, "layer {i} is not the base's blob byte for byte");
+        assert!(
+            m[layer_paths[i]] == *gz,
+            "layer {i} is not the base's blob byte for byte"
+        );
     }
     let config: serde_json::Value =
         serde_json::from_slice(&m[docker[0]["Config"].as_str().unwrap()]).unwrap();
@@ -380,7 +389,10 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(env, ["PATH=/bin", "BASE_VAR=from-base", "APP_VAR=from-spec"]);
+    assert_eq!(
+        env,
+        ["PATH=/bin", "BASE_VAR=from-base", "APP_VAR=from-spec"]
+    );
     assert_eq!(c["Cmd"][0], "/bin/exists");
     assert_eq!(c["WorkingDir"], "/");
     assert_eq!(c["Labels"]["base.label"], "yes");
@@ -391,7 +403,10 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
     cmd.extend(CHECKED);
     let o = run_in_closure(&store_a, &spec, &dir, &cmd);
     let shown = ok(o, "envbuild run /bin/exists");
-    assert!(shown.starts_with(&expected_lines()[..expected_lines().find("BASE_VAR").unwrap()]), "{shown}");
+    assert!(
+        shown.starts_with(&expected_lines()[..expected_lines().find("BASE_VAR").unwrap()]),
+        "{shown}"
+    );
 
     // docker runs the image (the base's Cmd, the merged Env).
     if let Some(out) = docker_run(&out_a, "onbase:t1", &[]) {
@@ -431,11 +446,24 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
     fs::write(dir.join("onbase.lock"), &edited).unwrap();
     let before = store_snapshot(&store_b);
     let err = fails(
-        run(&store_b, &[&"realize", &spec, &"--locked", &"-o", &t.path().join("c.tar")]),
+        run(
+            &store_b,
+            &[
+                &"realize",
+                &spec,
+                &"--locked",
+                &"-o",
+                &t.path().join("c.tar"),
+            ],
+        ),
         "realize --locked with an edited lock",
     );
     assert!(err.contains(&fake) && err.contains("base"), "{err}");
-    assert_eq!(store_snapshot(&store_b), before, "the failure changed the store");
+    assert_eq!(
+        store_snapshot(&store_b),
+        before,
+        "the failure changed the store"
+    );
     verify_clean(&store_b);
     let _ = fs::remove_file(&out_b);
 }
@@ -526,7 +554,9 @@ fn bad_base_images_are_refused_naming_the_input_and_leave_the_store_clean() {
         "realize with a tampered layer",
     );
     assert!(
-        err.contains("layout") && err.contains(&bottom["sha256:".len()..]) && err.contains("mismatch"),
+        err.contains("layout")
+            && err.contains(&bottom["sha256:".len()..])
+            && err.contains("mismatch"),
         "{err}"
     );
     check_clean(&bottom);
@@ -560,7 +590,10 @@ fn bad_base_images_are_refused_naming_the_input_and_leave_the_store_clean() {
         Some((&index, "application/vnd.oci.image.index.v1+json")),
     );
     let spec = bare("arm", &format!("{}/base:arm", reg.host()));
-    let err = fails(run(&store, &[&"lock", &spec]), "lock of an arm64-only index");
+    let err = fails(
+        run(&store, &[&"lock", &spec]),
+        "lock of an arm64-only index",
+    );
     assert!(
         err.contains("linux/amd64") && err.contains("linux/arm64") && err.contains("base:arm"),
         "{err}"
@@ -570,7 +603,10 @@ fn bad_base_images_are_refused_naming_the_input_and_leave_the_store_clean() {
     // An unknown tag names the repository and the tag.
     let spec = bare("unknown", &format!("{}/base:nope", reg.host()));
     let err = fails(run(&store, &[&"lock", &spec]), "lock of an unknown tag");
-    assert!(err.contains("repository base") && err.contains("nope"), "{err}");
+    assert!(
+        err.contains("repository base") && err.contains("nope"),
+        "{err}"
+    );
     check_clean("");
 
     // [base] debian and [base] image together.
@@ -630,7 +666,17 @@ fn an_oci_archive_envbuild_wrote_is_a_base_image_whose_layers_are_kept() {
         assert!(m1[l] == m2[l], "{l} differs");
     }
     // The second image runs the first one's files and its own.
-    let o = run_in_closure(&store, &second, &dir2, &["/bin/exists", "/app/hello.txt", "/second/second.txt", "/etc/removed"]);
+    let o = run_in_closure(
+        &store,
+        &second,
+        &dir2,
+        &[
+            "/bin/exists",
+            "/app/hello.txt",
+            "/second/second.txt",
+            "/etc/removed",
+        ],
+    );
     let shown = ok(o, "run on the archive base");
     assert!(
         shown.starts_with("/app/hello.txt yes\n/second/second.txt yes\n/etc/removed no"),

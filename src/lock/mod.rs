@@ -589,6 +589,7 @@ mod tests {
                 }],
             }),
             shell_debian: None,
+            base_image: None,
             python: Some(PythonLock {
                 request: "cp311 x86_64 glibc 2.36: crcmod==1.7; numpy==1.24.4".into(),
                 wheels: vec![DistPin {
@@ -682,6 +683,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("version 7"), "{e}");
+    }
+
+    #[test]
+    fn a_base_image_round_trips_with_its_layers_in_manifest_order() {
+        let digest = |c: &str| format!("sha256:{}", c.repeat(64));
+        let file = |c: &str, size| PinnedFile {
+            file: digest(c),
+            sha256: c.repeat(64),
+            size,
+        };
+        let lock = Lock {
+            source_date_epoch: 1,
+            base_image: Some(BaseImageLock {
+                request: "127.0.0.1:5000/base:1".into(),
+                digest: digest("a"),
+                manifest: file("a", 700),
+                config: file("b", 600),
+                python: Some(BasePython {
+                    interpreter: Some("/usr/bin/python3.11".into()),
+                    glibc: Some("2.36".into()),
+                }),
+                // Not sorted: the order is the image's.
+                layers: ["e", "c", "d"]
+                    .iter()
+                    .map(|c| LayerPin {
+                        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                        file: file(c, 10),
+                    })
+                    .collect(),
+            }),
+            ..Lock::default()
+        }
+        .normalized();
+        let text = lock.to_toml();
+        let read = Lock::parse(Path::new("x.lock"), &text).unwrap().lock;
+        assert_eq!(read, lock, "{text}");
+        let layers: Vec<&str> = read
+            .base_image
+            .as_ref()
+            .unwrap()
+            .layers
+            .iter()
+            .map(|l| &l.file.sha256[..1])
+            .collect();
+        assert_eq!(layers, ["e", "c", "d"]);
+        let mut moved = read.clone();
+        moved.base_image.as_mut().unwrap().manifest.sha256 = "f".repeat(64);
+        let d = read.differences(&moved);
+        assert!(
+            d.len() == 1 && d[0].contains("base-image manifest"),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -127,13 +127,25 @@ pub struct BaseRuntime {
     pub user: Option<String>,
     #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_dir: Option<String>,
-    #[serde(rename = "ExposedPorts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -166,7 +178,10 @@ impl ImageConfig {
         c.env = env;
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         c.user = self.user.clone().or_else(|| nonempty(&base.user));
-        c.working_dir = self.working_dir.clone().or_else(|| nonempty(&base.working_dir));
+        c.working_dir = self
+            .working_dir
+            .clone()
+            .or_else(|| nonempty(&base.working_dir));
         if self.entrypoint.is_none() {
             c.entrypoint = base.entrypoint.clone();
             c.cmd = self.cmd.clone().or_else(|| base.cmd.clone());
@@ -174,8 +189,10 @@ impl ImageConfig {
         let mut labels = base.labels.clone().unwrap_or_default();
         labels.extend(self.labels.clone());
         c.labels = labels;
-        c.exposed_ports.extend(base.exposed_ports.iter().flatten().map(|(k, _)| k.clone()));
-        c.volumes.extend(base.volumes.iter().flatten().map(|(k, _)| k.clone()));
+        c.exposed_ports
+            .extend(base.exposed_ports.iter().flatten().map(|(k, _)| k.clone()));
+        c.volumes
+            .extend(base.volumes.iter().flatten().map(|(k, _)| k.clone()));
         c
     }
 }

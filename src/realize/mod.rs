@@ -315,7 +315,10 @@ pub fn realize(
 /// The base image's component (the first, with `[base] image`) and the
 /// rest: the base's layers go into the image as they are, the rest are
 /// layered.
-fn split_base<'c>(plan: &Plan, components: &'c [Component]) -> (Option<&'c Component>, &'c [Component]) {
+fn split_base<'c>(
+    plan: &Plan,
+    components: &'c [Component],
+) -> (Option<&'c Component>, &'c [Component]) {
     match (&plan.base_image, components.split_first()) {
         (Some(_), Some((first, rest))) => (Some(first), rest),
         _ => (None, components),
@@ -519,16 +522,20 @@ pub fn dry_run(
                 base_layers
                     .iter()
                     .map(|l| vec![format!("{} ({})", l.components[0], l.blob.digest)])
-                    .chain(groups.iter().map(|g| {
-                        g.iter().map(|&(i, _)| own[i].label.clone()).collect()
-                    }))
+                    .chain(
+                        groups
+                            .iter()
+                            .map(|g| g.iter().map(|&(i, _)| own[i].label.clone()).collect()),
+                    )
                     .collect(),
             );
             let epoch = plan.source_date_epoch;
             let built = realize_layers(&mut r, own, epoch, plan.image.compression)?;
             if built.iter().all(Option::is_some) {
-                let built: Vec<Layer> =
-                    base_layers.into_iter().chain(built.into_iter().flatten()).collect();
+                let built: Vec<Layer> = base_layers
+                    .into_iter()
+                    .chain(built.into_iter().flatten())
+                    .collect();
                 let image_plan = image_plan_over_base(&r, &plan, base)?;
                 image_built =
                     not_built_is_none(builders::image(&mut r, &image_plan, &built, epoch))?

@@ -240,7 +240,12 @@ fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn bad(image: &ImageSource, what: impl Into<String>, expected: impl Into<String>, found: impl Into<String>) -> RegistryError {
+fn bad(
+    image: &ImageSource,
+    what: impl Into<String>,
+    expected: impl Into<String>,
+    found: impl Into<String>,
+) -> RegistryError {
     RegistryError::Pull {
         image: image.shown(),
         what: what.into(),
@@ -252,7 +257,7 @@ fn bad(image: &ImageSource, what: impl Into<String>, expected: impl Into<String>
 /// Where documents and blobs are read from.
 enum Reader<'a> {
     Registry {
-        session: Session<'a>,
+        session: Box<Session<'a>>,
         reference: &'a Reference,
     },
     Layout(&'a Path),
@@ -260,17 +265,13 @@ enum Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(
-        client: &'a Client,
-        source: &'a ImageSource,
-        opts: &'a PushOptions<'a>,
-    ) -> Reader<'a> {
+    fn new(client: &'a Client, source: &'a ImageSource, opts: &'a PushOptions<'a>) -> Reader<'a> {
         match source {
             ImageSource::Registry(r) => {
                 let mut session = Session::new(client, r, opts);
                 session.actions = "pull";
                 Reader::Registry {
-                    session,
+                    session: Box::new(session),
                     reference: r,
                 }
             }
@@ -341,14 +342,15 @@ impl<'a> Reader<'a> {
                     Some(d) => format!("blobs/sha256/{}", hex_of(d)),
                 };
                 let mut out = Vec::new();
-                let found = archive_member(path, &member, DOCUMENT_LIMIT, &mut out).map_err(|e| {
-                    bad(
-                        source,
-                        format!("reading {member} of {}", path.display()),
-                        "a readable OCI archive",
-                        e.to_string(),
-                    )
-                })?;
+                let found =
+                    archive_member(path, &member, DOCUMENT_LIMIT, &mut out).map_err(|e| {
+                        bad(
+                            source,
+                            format!("reading {member} of {}", path.display()),
+                            "a readable OCI archive",
+                            e.to_string(),
+                        )
+                    })?;
                 if !found {
                     return Err(bad(
                         source,
@@ -412,7 +414,12 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Copy the member `name` of the tar at `path` into `out` (at most `limit`
 /// bytes); false when there is none. The archive is only read, never
 /// unpacked.
-fn archive_member(path: &Path, name: &str, limit: u64, out: &mut dyn Write) -> std::io::Result<bool> {
+fn archive_member(
+    path: &Path,
+    name: &str,
+    limit: u64,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
     let f = File::open(path)?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(f));
     for entry in archive.entries()? {
@@ -437,15 +444,21 @@ fn archive_member(path: &Path, name: &str, limit: u64, out: &mut dyn Write) -> s
 }
 
 /// Resolve `source` to its linux/amd64 image, verifying every document.
-pub fn resolve(client: &Client, source: &ImageSource, credentials: CredentialPlaces) -> Result<Resolved, RegistryError> {
+pub fn resolve(
+    client: &Client,
+    source: &ImageSource,
+    credentials: CredentialPlaces,
+) -> Result<Resolved, RegistryError> {
     let opts = PushOptions {
         credentials,
         ..PushOptions::default()
     };
     let reader = Reader::new(client, source, &opts);
     let named = source.named_digest();
-    let local_index = matches!(source, ImageSource::Layout { .. } | ImageSource::Archive { .. })
-        && named.is_none();
+    let local_index = matches!(
+        source,
+        ImageSource::Layout { .. } | ImageSource::Archive { .. }
+    ) && named.is_none();
     // A registry reference with a tag and a digest is read by its tag and
     // checked against the digest, so that a mismatch names both.
     let first = match source {
@@ -508,7 +521,11 @@ pub fn resolve(client: &Client, source: &ImageSource, credentials: CredentialPla
                 source,
                 top_digest,
                 Blob {
-                    media_type: if media.is_empty() { OCI_MANIFEST.into() } else { media },
+                    media_type: if media.is_empty() {
+                        OCI_MANIFEST.into()
+                    } else {
+                        media
+                    },
                     digest: manifest_digest,
                     size: manifest_size,
                 },
@@ -682,12 +699,17 @@ pub fn fetch(
         ImageSource::Layout { dir, .. } => {
             let path = dir.join("blobs/sha256").join(sha256);
             fetch::fetch_with(store, sha256, Some(size), name, &shown, opts, |dest, _| {
-                copy_capped(&shown, &mut File::open(&path).map_err(|source| FetchError::Io {
-                    url: shown.clone(),
-                    what: "reading",
-                    path: path.clone(),
-                    source,
-                })?, dest, size)
+                copy_capped(
+                    &shown,
+                    &mut File::open(&path).map_err(|source| FetchError::Io {
+                        url: shown.clone(),
+                        what: "reading",
+                        path: path.clone(),
+                        source,
+                    })?,
+                    dest,
+                    size,
+                )
             })
         }
         ImageSource::Archive { path, .. } => {
@@ -730,38 +752,46 @@ pub fn fetch(
                 BlobKind::Blob => format!("blobs/{digest}"),
             };
             let url = session.url(&rest);
-            fetch::fetch_with(store, sha256, Some(size), name, &shown, opts, |dest, bar| {
-                // A HEAD first: it earns the authorization the GET carries,
-                // and names a missing blob clearly.
-                let mut accept = HeaderMap::new();
-                accept.insert(
+            fetch::fetch_with(
+                store,
+                sha256,
+                Some(size),
+                name,
+                &shown,
+                opts,
+                |dest, bar| {
+                    // A HEAD first: it earns the authorization the GET carries,
+                    // and names a missing blob clearly.
+                    let mut accept = HeaderMap::new();
+                    accept.insert(
                     header::ACCEPT,
                     HeaderValue::from_static(
                         "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
                     ),
                 );
-                let what = format!("checking for {digest}");
-                let head = session
-                    .call(Method::HEAD, &url, &accept, Body::Empty, &what)
-                    .map_err(reg_err)?;
-                match head.status {
-                    200 => {}
-                    404 => {
-                        return Err(reg_err(RegistryError::UnknownManifest {
-                            registry: session.registry.clone(),
-                            repo: session.repo.clone(),
-                            target: digest.clone(),
-                            detail: String::new(),
-                        }))
+                    let what = format!("checking for {digest}");
+                    let head = session
+                        .call(Method::HEAD, &url, &accept, Body::Empty, &what)
+                        .map_err(reg_err)?;
+                    match head.status {
+                        200 => {}
+                        404 => {
+                            return Err(reg_err(RegistryError::UnknownManifest {
+                                registry: session.registry.clone(),
+                                repo: session.repo.clone(),
+                                target: digest.clone(),
+                                detail: String::new(),
+                            }))
+                        }
+                        _ => return Err(reg_err(session.status_err(&what, &head, "200"))),
                     }
-                    _ => return Err(reg_err(session.status_err(&what, &head, "200"))),
-                }
-                let mut headers = accept.clone();
-                if let Some(a) = session.authorization.lock().expect("auth lock").clone() {
-                    headers.insert(header::AUTHORIZATION, a);
-                }
-                fetch::download(&url, dest, Some(size), opts, Some(&headers), bar)
-            })
+                    let mut headers = accept.clone();
+                    if let Some(a) = session.authorization.lock().expect("auth lock").clone() {
+                        headers.insert(header::AUTHORIZATION, a);
+                    }
+                    fetch::download(&url, dest, Some(size), opts, Some(&headers), bar)
+                },
+            )
         }
     }
 }
@@ -817,10 +847,13 @@ pub fn pull(
     source: &ImageSource,
     opts: &FetchOptions,
 ) -> Result<(Resolved, Vec<Fetched>), PullError> {
-    let client = Client::from_env().map_err(|e| PullError::Net(e))?;
+    let client = Client::from_env().map_err(|e| PullError::Net(Box::new(e)))?;
     let resolved = resolve(&client, source, CredentialPlaces::from_env())?;
     let mut items = Vec::new();
-    let mut blobs = vec![(BlobKind::Manifest, &resolved.manifest, "manifest"), (BlobKind::Blob, &resolved.config, "config")];
+    let mut blobs = vec![
+        (BlobKind::Manifest, &resolved.manifest, "manifest"),
+        (BlobKind::Blob, &resolved.config, "config"),
+    ];
     blobs.extend(resolved.layers.iter().map(|l| (BlobKind::Blob, l, "layer")));
     for (kind, b, what) in blobs {
         let name = blob_item_name(what, b.hex());
@@ -838,11 +871,23 @@ pub fn blob_item_name(what: &str, hex: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(Box<FetchError>),
     #[error(transparent)]
-    Net(net::NetError),
+    Net(Box<net::NetError>),
+}
+
+impl From<RegistryError> for PullError {
+    fn from(e: RegistryError) -> PullError {
+        PullError::Registry(Box::new(e))
+    }
+}
+
+impl From<FetchError> for PullError {
+    fn from(e: FetchError) -> PullError {
+        PullError::Fetch(Box::new(e))
+    }
 }
 
 #[cfg(test)]
@@ -872,7 +917,10 @@ mod tests {
         else {
             panic!("a registry reference")
         };
-        assert_eq!((r.repository.as_str(), r.tag.as_deref()), ("base", Some("1")));
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref()),
+            ("base", Some("1"))
+        );
     }
 
     #[test]

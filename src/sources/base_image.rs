@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::{PinContext, PlanContext, Source, SourceError};
-use crate::lock::BasePython;
 use crate::fetch::FetchError;
+use crate::lock::BasePython;
 use crate::lock::{BaseImageLock, LayerPin, Lock, PinnedFile};
 use crate::plan::{item_name, BaseImagePlan, Builder, Input, InputKind, Origin, Plan};
 use crate::registry::pull::{self, BlobKind, ImageSource};
@@ -123,7 +123,12 @@ impl Source for BaseImageSource<'_> {
             inputs.push(add("layer", BlobKind::Blob, &l.file));
         }
         let repo = match &source {
-            ImageSource::Registry(r) => r.repository.rsplit('/').next().unwrap_or("image").to_string(),
+            ImageSource::Registry(r) => r
+                .repository
+                .rsplit('/')
+                .next()
+                .unwrap_or("image")
+                .to_string(),
             ImageSource::Layout { .. } | ImageSource::Archive { .. } => "image".into(),
         };
         let step = plan.add_step(
@@ -221,7 +226,8 @@ fn inspect(
         for entry in archive.entries().map_err(io)? {
             let mut entry = entry.map_err(io)?;
             let raw = entry.path_bytes().into_owned();
-            let Ok(comps) = crate::unpack::member_components(&raw, crate::unpack::PathRule::Lenient)
+            let Ok(comps) =
+                crate::unpack::member_components(&raw, crate::unpack::PathRule::Lenient)
             else {
                 continue;
             };
@@ -238,7 +244,9 @@ fn inspect(
                 whiteouts.push(format!("{dir}{hidden}"));
                 continue;
             }
-            let Some(keep) = interesting(&p) else { continue };
+            let Some(keep) = interesting(&p) else {
+                continue;
+            };
             let kind = entry.header().entry_type();
             if kind.is_symlink() {
                 let t = entry
@@ -311,7 +319,9 @@ fn glibc_in(seen: &BTreeMap<String, Seen>) -> Option<(u32, u32)> {
             if field("Package:").as_deref() == Some("libc6")
                 && field("Status:").is_some_and(|s| s.ends_with(" installed"))
             {
-                if let Some(v) = field("Version:").and_then(|v| parse(v.rsplit(':').next().unwrap_or(&v))) {
+                if let Some(v) =
+                    field("Version:").and_then(|v| parse(v.rsplit(':').next().unwrap_or(&v)))
+                {
                     return Some(v);
                 }
             }
@@ -336,7 +346,8 @@ fn glibc_in(seen: &BTreeMap<String, Seen>) -> Option<(u32, u32)> {
             Seen::File(bytes) => {
                 let needle = b"GNU C Library";
                 if let Some(i) = bytes.windows(needle.len()).position(|w| w == needle) {
-                    let tail = String::from_utf8_lossy(&bytes[i..bytes.len().min(i + 200)]).into_owned();
+                    let tail =
+                        String::from_utf8_lossy(&bytes[i..bytes.len().min(i + 200)]).into_owned();
                     if let Some(v) = tail.split("version ").nth(1).and_then(parse) {
                         return Some(v);
                     }
@@ -367,7 +378,9 @@ mod tests {
         let mut only_file = BTreeMap::new();
         only_file.insert(
             "usr/lib64/libc.so.6".to_string(),
-            Seen::File(b"\x7fELF...GNU C Library (GNU libc) stable release version 2.36.\n".to_vec()),
+            Seen::File(
+                b"\x7fELF...GNU C Library (GNU libc) stable release version 2.36.\n".to_vec(),
+            ),
         );
         assert_eq!(glibc_in(&only_file), Some((2, 36)));
         assert_eq!(glibc_in(&BTreeMap::new()), None);

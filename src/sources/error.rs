@@ -39,7 +39,7 @@ pub enum SourceError {
     #[error(transparent)]
     Stopped(#[from] crate::workers::Stopped),
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(Box<crate::registry::RegistryError>),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -60,6 +60,12 @@ pub enum SourceError {
         expected: String,
         found: String,
     },
+}
+
+impl From<crate::registry::RegistryError> for SourceError {
+    fn from(e: crate::registry::RegistryError) -> SourceError {
+        SourceError::Registry(Box::new(e))
+    }
 }
 
 pub(crate) fn io_err<'a>(

@@ -975,7 +975,9 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
     let debian = match raw.base.as_ref().and_then(|b| b.debian.as_ref()) {
         None => None,
         Some(debian_span) => {
-            let b = BaseSpecDebian { debian: debian_span };
+            let b = BaseSpecDebian {
+                debian: debian_span,
+            };
             let d = b.debian.get_ref();
             let name_ok = |n: &str| {
                 n.len() >= 2
@@ -985,17 +987,17 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             };
             if d.packages.is_empty() {
                 return Err(ctx.at(
-                    &b.debian,
+                    b.debian,
                     "base.debian.packages is empty (expected at least one package name)",
                     "no packages",
                 ));
             }
             if let Some(bad) = d.packages.iter().find(|p| !name_ok(p)) {
-                return Err(ctx.at(&b.debian, format!("base.debian.packages: {bad:?} is not a Debian package name (lowercase letters, digits, + - .)"), "invalid package name"));
+                return Err(ctx.at(b.debian, format!("base.debian.packages: {bad:?} is not a Debian package name (lowercase letters, digits, + - .)"), "invalid package name"));
             }
             if !name_ok(&d.suite) {
                 return Err(ctx.at(
-                    &b.debian,
+                    b.debian,
                     format!(
                         "base.debian.suite {:?} is not a suite name like \"bookworm\"",
                         d.suite
@@ -1006,7 +1008,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             if let Some(m) = &d.mirror {
                 if !(m.starts_with("http://") || m.starts_with("https://")) {
                     return Err(ctx.at(
-                        &b.debian,
+                        b.debian,
                         format!("base.debian.mirror {m:?} is not an http(s) URL"),
                         "invalid mirror",
                     ));
