@@ -683,3 +683,33 @@ fn an_oci_archive_envbuild_wrote_is_a_base_image_whose_layers_are_kept() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_cuda_spec_parses_and_without_a_registry_says_which_variable_names_one() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = repo.join("specs/ofa-ve-cuda.toml");
+    let parsed = envbuild::spec::Spec::load(&spec).unwrap();
+    assert_eq!(
+        parsed.base_image.as_ref().map(|b| b.request.as_str()),
+        Some("nvidia/cuda:12.1.1-runtime-ubuntu22.04")
+    );
+    // Locking a copy (no lock is written beside the checked-in spec).
+    let t = tempfile::tempdir().unwrap();
+    copy_tree(&repo.join("specs/ofa-ve"), &t.path().join("ofa-ve"));
+    let copy = t.path().join("ofa-ve-cuda.toml");
+    fs::copy(&spec, &copy).unwrap();
+    let o = envbuild()
+        .arg("--store")
+        .arg(t.path().join("store"))
+        .arg("lock")
+        .arg(&copy)
+        .env_remove("ENVBUILD_BASE_REGISTRY")
+        .output()
+        .unwrap();
+    let err = fails(o, "lock of the CUDA spec without a registry");
+    assert!(
+        err.contains("ENVBUILD_BASE_REGISTRY") && err.contains("nvidia/cuda"),
+        "{err}"
+    );
+    assert!(!t.path().join("ofa-ve-cuda.lock").exists());
+}
