@@ -287,8 +287,10 @@ pub fn realize(
         Some(b) => base_layers(&r, b)?,
         None => Vec::new(),
     };
+    // The base's layers count against the budget.
+    let budget = LAYER_BUDGET.saturating_sub(layers.len()).max(1);
     layers.extend(
-        realize_layers(&mut r, own, epoch, plan.image.compression)?
+        realize_layers(&mut r, own, epoch, plan.image.compression, budget)?
             .into_iter()
             .map(|l| l.expect("a realize builds every layer")),
     );
@@ -312,6 +314,29 @@ pub fn realize(
     })
 }
 
+/// The spec as `run`, `shell` and `check` enter its closure: on a base
+/// image, the base's `Env` (each variable the spec does not set) and
+/// `WorkingDir` (when the spec sets none) apply, as they do in the image.
+pub fn spec_over_base(store: &Store, spec: &Spec, closure: &Closure) -> Result<Spec, RealizeError> {
+    let mut s = spec.clone();
+    let (true, Some(base)) = (spec.base_image.is_some(), closure.components.first()) else {
+        return Ok(s);
+    };
+    let meta = builders::base_image::base_meta(store, &base.item)?;
+    for e in meta.runtime.env.iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            s.image
+                .env
+                .entry(k.to_string())
+                .or_insert_with(|| v.to_string());
+        }
+    }
+    if s.image.workdir.is_none() {
+        s.image.workdir = meta.runtime.working_dir.filter(|w| w.starts_with('/'));
+    }
+    Ok(s)
+}
+
 /// The base image's component (the first, with `[base] image`) and the
 /// rest: the base's layers go into the image as they are, the rest are
 /// layered.
@@ -329,7 +354,7 @@ fn split_base<'c>(
 /// digest: never re-tarred or recompressed), with the diff IDs its config
 /// gives and the unpacking checked.
 fn base_layers(r: &Realizer, base: &Component) -> Result<Vec<Layer>, RealizeError> {
-    let meta = builders::base_image::base_meta(r, &base.item)?;
+    let meta = builders::base_image::base_meta(r.store, &base.item)?;
     meta.layers
         .iter()
         .map(|l| {
@@ -376,7 +401,7 @@ fn image_plan_over_base(
 ) -> Result<crate::plan::ImagePlan, RealizeError> {
     let mut p = plan.image.clone();
     if let Some(b) = base {
-        let meta = builders::base_image::base_meta(r, &b.item)?;
+        let meta = builders::base_image::base_meta(r.store, &b.item)?;
         p.config = p.config.over_base(&meta.runtime, sources::DEFAULT_PATH);
     }
     Ok(p)
@@ -390,8 +415,9 @@ fn realize_layers(
     components: &[Component],
     epoch: u64,
     compression: oci::Compression,
+    budget: usize,
 ) -> Result<Vec<Option<Layer>>, RealizeError> {
-    let groups = layer_groups(r.store, components)?;
+    let groups = layer_groups(r.store, components, budget)?;
     if r.progress && !r.dry_run {
         crate::progress::plan_steps(groups.len());
     }
@@ -420,16 +446,18 @@ fn realize_layers(
     Ok(layers)
 }
 
-/// The layer groups of `components`: (component index, NAR size) each.
+/// The layer groups of `components`: (component index, NAR size) each, at
+/// most `budget` of them.
 fn layer_groups(
     store: &Store,
     components: &[Component],
+    budget: usize,
 ) -> Result<Vec<Vec<(usize, u64)>>, RealizeError> {
     let sizes: Vec<(u64, bool)> = components
         .iter()
         .map(|c| Ok((store.path_info(&c.item)?.nar_size, c.own_layer)))
         .collect::<Result<_, StoreError>>()?;
-    Ok(assemble::group_layers(&sizes, LAYER_BUDGET)
+    Ok(assemble::group_layers(&sizes, budget)
         .into_iter()
         .map(|g| g.into_iter().map(|i| (i, sizes[i].0)).collect())
         .collect())
@@ -517,7 +545,8 @@ pub fn dry_run(
                 Some(b) => base_layers(&r, b)?,
                 None => Vec::new(),
             };
-            let groups = layer_groups(r.store, own)?;
+            let budget = LAYER_BUDGET.saturating_sub(base_layers.len()).max(1);
+            let groups = layer_groups(r.store, own, budget)?;
             layers = Some(
                 base_layers
                     .iter()
@@ -530,7 +559,7 @@ pub fn dry_run(
                     .collect(),
             );
             let epoch = plan.source_date_epoch;
-            let built = realize_layers(&mut r, own, epoch, plan.image.compression)?;
+            let built = realize_layers(&mut r, own, epoch, plan.image.compression, budget)?;
             if built.iter().all(Option::is_some) {
                 let built: Vec<Layer> = base_layers
                     .into_iter()

@@ -287,6 +287,11 @@ impl<'a> Reader<'a> {
         source: &ImageSource,
         name: Option<&str>,
     ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        // A digest from an index names a file or a URL path: it must be
+        // one (no `/`, no `..`).
+        if let Some(d) = name {
+            check_digest(source, "manifest", d)?;
+        }
         match self {
             Reader::Registry { session, reference } => {
                 let target = name
@@ -695,6 +700,8 @@ pub fn fetch(
     let digest = format!("sha256:{sha256}");
     let shown = format!("{} blob {digest}", source.shown());
     let reg_err = |e: RegistryError| FetchError::Registry(Box::new(e));
+    // The lock's digest names a file or a URL path.
+    check_digest(source, "blob", &digest).map_err(reg_err)?;
     match source {
         ImageSource::Layout { dir, .. } => {
             let path = dir.join("blobs/sha256").join(sha256);

@@ -220,8 +220,11 @@ pub fn unpack_base_image(
 }
 
 /// The `base.json` of a realized `unpack-base-image` item.
-pub fn base_meta(r: &Realizer, item: &StorePath) -> Result<BaseMeta, RealizeError> {
-    let path = r.store.physical_path(item).join("base.json");
+pub fn base_meta(
+    store: &envbuild_store::Store,
+    item: &StorePath,
+) -> Result<BaseMeta, RealizeError> {
+    let path = store.physical_path(item).join("base.json");
     serde_json::from_slice(&fs::read(&path).map_err(io_err("reading", &path))?).map_err(|e| {
         RealizeError::BadItem {
             item: item.basename(),
