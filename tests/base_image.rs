@@ -434,6 +434,31 @@ fn a_base_image_by_tag_is_pinned_reproducible_kept_as_is_and_seen_by_run() {
         assert_eq!(blob["outcome"], "skipped", "{report}");
     }
     assert_eq!(s.lines().last().unwrap(), da);
+    // To another repository of that registry: the base's layers are
+    // mounted from the one they were pulled from, not uploaded.
+    let o = run(
+        &store_a,
+        &[
+            &"--json",
+            &"push",
+            &spec,
+            &format!("{}/other:1", reg.host()),
+            &"--locked",
+        ],
+    );
+    let s = ok(o, "push to another repository");
+    let report: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
+    for d in base.layer_digests() {
+        let blob = report["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == d)
+            .expect("the base layer is in the push");
+        assert_eq!(blob["outcome"], "mounted", "{report}");
+    }
+    // Offline, from the store alone: the same image.
+    assert_eq!(realize(&store_a, &spec, &out_a, &["--offline"]), da);
 
     // A changed base digest in the lock: --locked names it.
     let fake = format!("sha256:{}", "0".repeat(64));

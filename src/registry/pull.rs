@@ -750,6 +750,10 @@ pub fn fetch(
             })?;
             let popts = PushOptions {
                 credentials: CredentialPlaces::from_env(),
+                // Where blobs are is recorded as a push records it: a later
+                // push to another repository of this registry mounts the
+                // base's layers from this one instead of uploading them.
+                records: store.cache_dir("registry-pushes").ok(),
                 ..PushOptions::default()
             };
             let mut session = Session::new(&client, reference, &popts);
@@ -759,7 +763,7 @@ pub fn fetch(
                 BlobKind::Blob => format!("blobs/{digest}"),
             };
             let url = session.url(&rest);
-            fetch::fetch_with(
+            let fetched = fetch::fetch_with(
                 store,
                 sha256,
                 Some(size),
@@ -798,7 +802,11 @@ pub fn fetch(
                     }
                     fetch::download(&url, dest, Some(size), opts, Some(&headers), bar)
                 },
-            )
+            )?;
+            if kind == BlobKind::Blob {
+                session.remember(&[&digest]);
+            }
+            Ok(fetched)
         }
     }
 }
