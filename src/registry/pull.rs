@@ -786,7 +786,7 @@ pub fn fetch(
                         .map_err(reg_err)?;
                     match head.status {
                         200 => {}
-                        404 => {
+                        404 if kind == BlobKind::Manifest => {
                             return Err(reg_err(RegistryError::UnknownManifest {
                                 registry: session.registry.clone(),
                                 repo: session.repo.clone(),
