@@ -40,6 +40,10 @@ pub struct Component {
     pub overrides: BTreeMap<String, PathOverride>,
     /// Gets a layer of its own even past the layer budget.
     pub own_layer: bool,
+    /// Tree-relative paths this component places over an earlier
+    /// component's (the base image's `/etc/passwd` extended by
+    /// `base-files`): the union rule lets it, and the rootfs takes this one.
+    pub amends: Vec<String>,
 }
 
 impl Component {
@@ -98,6 +102,9 @@ pub enum AssembleError {
 pub struct ComponentTree {
     pub label: String,
     pub root: PathBuf,
+    /// Paths it may place over an earlier component's (see
+    /// [`Component::amends`]).
+    pub amends: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +184,9 @@ pub fn check_union(components: &[ComponentTree]) -> Result<(), AssembleError> {
                 None => {
                     seen.insert(image_path, (ci, node, entry.path().to_path_buf()));
                 }
+                Some(_) if c.amends.iter().any(|a| *a == rel.to_string_lossy()) => {
+                    seen.insert(image_path, (ci, node, entry.path().to_path_buf()));
+                }
                 Some((pi, prev, prev_path)) => {
                     let fine = match (prev, &node) {
                         (Node::Dir, Node::Dir) => true,
@@ -222,6 +232,7 @@ mod tests {
         ComponentTree {
             label: label.into(),
             root,
+            amends: Vec::new(),
         }
     }
 

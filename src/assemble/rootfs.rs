@@ -59,6 +59,12 @@ pub fn rootfs(
     }
     let result = (|| {
         for c in components {
+            for a in &c.amends {
+                let t = tmp.join(a);
+                if fs::symlink_metadata(&t).is_ok_and(|m| !m.is_dir()) {
+                    fs::remove_file(&t).map_err(io_err("replacing", &t))?;
+                }
+            }
             link_tree(&c.tree(store), &tmp)?;
         }
         Ok(())

@@ -148,6 +148,7 @@ impl Backend {
                 let opts = Download {
                     size: Some(size),
                     progress: None,
+                    headers: None,
                 };
                 match client.download(&Self::http_url(base, rel), &mut sink, &opts) {
                     Ok(_) => {}

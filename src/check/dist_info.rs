@@ -93,7 +93,8 @@ pub fn dist_info_check(spec: &Spec, rootfs: &Path, lock: &Lock) -> Outcome {
             locked.insert(normalize_name(&w.name), (w.name.clone(), w.version.clone()));
         }
     }
-    let site = &spec.python.site_packages;
+    let effective = crate::sources::effective_spec(spec, lock);
+    let site = &effective.python.site_packages;
     let result = installed_distributions(rootfs, site);
     let (passed, reason) = match result {
         Err(e) => (false, e),

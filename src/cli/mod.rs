@@ -74,6 +74,8 @@ pub enum Command {
     Realize(realize::RealizeArgs),
     /// Realize a spec and push its image to a registry (last stdout line: the manifest digest)
     Push(push::PushArgs),
+    /// Fetch an image's layers into the store, verified (last stdout line: the digest the reference resolved to)
+    Pull(push::PullArgs),
     /// Run a command inside the spec's closure (user and mount namespaces)
     Run(shell::RunArgs),
     /// A shell (or one command) inside the spec's closure plus its [shell] packages
@@ -118,6 +120,7 @@ impl Command {
             Command::Check(a) => &a.spec,
             Command::Closure(a) => &a.spec,
             Command::Push(a) => &a.spec,
+            Command::Pull(a) => return Some(a.reference.clone()),
             Command::Export(cmd) => return cmd.input(),
             Command::Store(cmd) => return cmd.input(),
             Command::Cache(cmd) => return cmd.input(),
@@ -242,6 +245,7 @@ fn dispatch(global: &Global, command: Command) -> Result<ExitCode> {
         Command::Plan(args) => plan::plan(global, args),
         Command::Realize(args) => realize::realize(global, args),
         Command::Push(args) => push::push(global, args),
+        Command::Pull(args) => push::pull(global, args),
         Command::Run(args) => shell::run(global, args),
         Command::Shell(args) => shell::shell(global, args),
         Command::Check(args) => shell::check(global, args),

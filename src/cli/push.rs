@@ -115,3 +115,52 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     println!("{}", report.digest);
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// The image: HOST[:PORT]/REPO[:TAG][@sha256:DIGEST], oci-layout:DIR or oci-archive:PATH
+    pub reference: String,
+}
+
+/// `envbuild pull REF`: resolve the image for linux/amd64 and fetch its
+/// manifest, config and layers into the store, each verified by digest;
+/// the last stdout line is the digest the reference resolved to.
+pub fn pull(global: &Global, args: PullArgs) -> Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let source = envbuild::registry::pull::ImageSource::parse(&args.reference, &cwd)?;
+    let mut store = global.open_store()?;
+    let opts = envbuild::fetch::FetchOptions {
+        progress: global.show_progress(),
+        ..Default::default()
+    };
+    let (resolved, items) = envbuild::registry::pull::pull(&mut store, &source, &opts)?;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "image": source.shown(),
+                "digest": resolved.digest,
+                "manifest": resolved.manifest.digest,
+                "config": resolved.config.digest,
+                "layers": resolved.layers.iter().zip(&items[2..]).map(|(l, f)| serde_json::json!({
+                    "digest": l.digest,
+                    "size": l.size,
+                    "mediaType": l.media_type,
+                    "path": store.physical_path(&f.item).display().to_string(),
+                })).collect::<Vec<_>>(),
+                "downloaded": items.iter().filter(|f| f.downloaded).count(),
+            })
+        );
+    } else if !global.quiet {
+        let bytes: u64 = resolved.layers.iter().map(|l| l.size).sum();
+        eprintln!(
+            "pulled {} (linux/amd64 manifest {}): {} layers, {bytes} bytes, {} blobs downloaded now",
+            source.shown(),
+            resolved.manifest.digest,
+            resolved.layers.len(),
+            items.iter().filter(|f| f.downloaded).count()
+        );
+    }
+    println!("{}", resolved.digest);
+    Ok(ExitCode::SUCCESS)
+}

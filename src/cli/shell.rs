@@ -23,6 +23,8 @@ fn rootfs_of(
     shell: bool,
 ) -> Result<(Spec, Closure, PathBuf)> {
     let (spec, store, closure) = load_and_realize_closure(global, spec, locked, offline, shell)?;
+    // On a base image, its Env and WorkingDir apply as in the image.
+    let spec = envbuild::realize::spec_over_base(&store, &spec, &closure)?;
     let cache = store.cache_dir("rootfs")?;
     let components: Vec<_> = closure
         .components

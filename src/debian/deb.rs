@@ -348,6 +348,40 @@ pub fn extract_from<R: Read>(label: &str, reader: R, dest: &Path) -> Result<Extr
     })
 }
 
+/// Unpack a plain tar stream (a base image's layer) into `dest` under the
+/// rules of a .deb's data member (see the module docs): `label` and
+/// `member` name it in errors. Returns the entries not owned by root or
+/// with special bits, and the device nodes and FIFOs left out.
+pub fn unpack_tar<R: Read>(
+    label: &str,
+    member: &str,
+    reader: R,
+    dest: &Path,
+) -> Result<(Vec<Ownership>, Vec<SkippedEntry>)> {
+    let out = Unpacker::new(dest, Duplicates::Replace).map_err(|source| Error::Io {
+        path: dest.display().to_string(),
+        source,
+    })?;
+    let x = Extractor {
+        deb: label,
+        member,
+        out,
+        entries: Vec::new(),
+        owners: Vec::new(),
+        skipped: Vec::new(),
+    }
+    .unpack(reader)?;
+    let Extractor {
+        out,
+        owners,
+        skipped,
+        ..
+    } = x;
+    out.finish()
+        .map_err(|(dir, e)| Extractor::fail_at(label, member, &dir, e))?;
+    Ok((owners, skipped))
+}
+
 /// A minimal streaming reader of the common ar format.
 struct Ar<R> {
     reader: R,

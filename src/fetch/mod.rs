@@ -47,6 +47,10 @@ pub enum FetchError {
     Offline { url: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A registry request around a blob download (authentication, a
+    /// missing blob).
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
 }
 
 /// A fetched, verified file in the store.
@@ -120,22 +124,58 @@ pub fn fetch_sized(
             url: net::redact(url),
         });
     }
+    fetch_with(store, sha256, size, name, url, opts, |dest, shown| {
+        if let Some(local) = url.strip_prefix("file://") {
+            copy_local(url, Path::new(local), dest)
+        } else {
+            download(url, dest, size, opts, None, shown)
+        }
+    })
+}
+
+/// The fixed-output fetch of [`fetch_sized`] with the bytes written by
+/// `write` (into the scratch file it is given; it returns the sha256 and
+/// size of what it wrote): the store item and realisation are made only
+/// when the sha256 is the pinned one. `shown` names the source in
+/// messages (a URL, redacted here).
+pub fn fetch_with(
+    store: &mut Store,
+    sha256: &str,
+    size: Option<u64>,
+    name: &str,
+    shown: &str,
+    opts: &FetchOptions,
+    write: impl FnOnce(&Path, Option<&crate::progress::Download>) -> Result<(String, u64), FetchError>,
+) -> Result<Fetched, FetchError> {
+    let key = realisation_key(sha256);
+    if let Some(item) = store.realisation(&key, "out")? {
+        let size = store.path_info(&item)?.nar_size;
+        let size = std::fs::metadata(store.physical_path(&item))
+            .map(|m| m.len())
+            .unwrap_or(size);
+        return Ok(Fetched {
+            item,
+            size,
+            downloaded: false,
+        });
+    }
+    if opts.offline {
+        return Err(FetchError::Offline {
+            url: net::redact(shown),
+        });
+    }
     let scratch = store.scratch(name)?;
     let dest = scratch.path().join(name);
-    let shown = opts
+    let bar = opts
         .progress
-        .then(|| crate::progress::download(file_name(url), size));
-    let (found, size) = if let Some(local) = url.strip_prefix("file://") {
-        copy_local(url, Path::new(local), &dest)?
-    } else {
-        download(url, &dest, size, opts, shown.as_ref())?
-    };
-    if let Some(d) = shown {
+        .then(|| crate::progress::download(file_name(shown), size));
+    let (found, size) = write(&dest, bar.as_ref())?;
+    if let Some(d) = bar {
         d.done(size);
     }
     if found != sha256 {
         return Err(FetchError::HashMismatch {
-            url: net::redact(url),
+            url: net::redact(shown),
             expected: sha256.to_string(),
             found,
             size,
@@ -183,11 +223,13 @@ fn copy_local(url: &str, src: &Path, dest: &Path) -> Result<(String, u64), Fetch
     Ok((hex::encode(hasher.finalize()), size))
 }
 
-fn download(
+/// Download `url` into `dest` (hashed on the way), sending `headers`.
+pub fn download(
     url: &str,
     dest: &Path,
     size: Option<u64>,
     opts: &FetchOptions,
+    headers: Option<&net::HeaderMap>,
     shown: Option<&crate::progress::Download>,
 ) -> Result<(String, u64), FetchError> {
     let mut policy = net::Policy::from_env().map_err(|e| net_err(url, e))?;
@@ -206,6 +248,7 @@ fn download(
         &net::Download {
             size,
             progress: Some(&progress),
+            headers,
         },
     );
     result.map_err(|e| net_err(url, e))?;

@@ -275,7 +275,8 @@ impl Translator {
                 format!("Translated from `FROM {image}`: that image is not used. Its apt packages"),
                 format!("are pinned from Debian {DEFAULT_SUITE} below; vendor libraries (CUDA) come from"),
                 "wheels (torch's nvidia-*-cu12 dependencies). To build on the image itself,".into(),
-                format!("use `[base] image = \"{image}\"` instead (see docs/spec-reference.md)."),
+                format!("use `[base] image = \"{image}\"` instead: envbuild runs no apt on an"),
+                "image base, so the packages must be in it (specs/ofa-ve-cuda.toml shows the route).".into(),
             ];
             self.check(
                 ins,

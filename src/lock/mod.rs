@@ -7,8 +7,10 @@
 //! a [`NarPin`] (the NAR sha256 and size of a file or tree):
 //!
 //! ```text
-//! lock       = version source-date-epoch [debian] [shell-debian] [python]
-//!              *files *wheels *models
+//! lock       = version source-date-epoch [base-image] [debian]
+//!              [shell-debian] [python] *files *wheels *models
+//! base-image = request digest manifest(PinnedFile) config(PinnedFile)
+//!              *layer(media-type PinnedFile)   ; bottom first, not sorted
 //! debian     = request *package(name version arch PinnedFile)
 //! python     = request [exclude-newer] *wheel(name version PinnedFile)
 //!              *sdist(name version PinnedFile *build(PinnedFile))
@@ -203,12 +205,61 @@ pub enum ModelContent {
     Local(NarPin),
 }
 
+/// `[base] image`: the image the reference resolved to, pinned whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BaseImageLock {
+    /// The spec's `[base] image` as written; a spec asking for another
+    /// image is resolved again.
+    pub request: String,
+    /// What the reference named (`sha256:<hex>`): the linux/amd64 image
+    /// manifest, or the index it was chosen from.
+    pub digest: String,
+    /// The image manifest (`file`: its digest, `sha256:<hex>`).
+    pub manifest: PinnedFile,
+    /// The image config.
+    pub config: PinnedFile,
+    /// What the base holds for `[python]` (read from its layers when a
+    /// spec on it installs Python distributions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<BasePython>,
+    /// The layers, bottom first, as the manifest lists them.
+    #[serde(default, rename = "layer")]
+    pub layers: Vec<LayerPin>,
+}
+
+/// The interpreter and C library a base image holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BasePython {
+    /// `/usr/bin/python3.11`; absent when the base has no `python3.X`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// `MAJOR.MINOR` of glibc (libc6 in the dpkg status, else libc.so.6);
+    /// absent when neither is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glibc: Option<String>,
+}
+
+/// One layer of a base image: its compressed blob, kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LayerPin {
+    /// As the manifest gives it (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
+    pub media_type: String,
+    /// `file` is the blob's digest, `sha256:<hex>`.
+    #[serde(flatten)]
+    pub file: PinnedFile,
+}
+
 /// A lock.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Lock {
     /// Every timestamp in the image (layer mtimes, `created`).
     pub source_date_epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<BaseImageLock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debian: Option<DebianLock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,6 +449,28 @@ impl Lock {
         let mut out = BTreeMap::new();
         let file = |f: &PinnedFile| format!("{} sha256:{} ({} bytes)", f.file, f.sha256, f.size);
         let nar = |n: &NarPin| format!("nar-sha256:{} ({} bytes)", n.nar_sha256, n.nar_size);
+        if let Some(b) = &self.base_image {
+            out.insert("base-image request".into(), b.request.clone());
+            out.insert("base-image digest".into(), b.digest.clone());
+            out.insert("base-image manifest".into(), file(&b.manifest));
+            out.insert("base-image config".into(), file(&b.config));
+            if let Some(p) = &b.python {
+                out.insert(
+                    "base-image python".into(),
+                    format!(
+                        "interpreter {} glibc {}",
+                        p.interpreter.as_deref().unwrap_or("none"),
+                        p.glibc.as_deref().unwrap_or("unknown")
+                    ),
+                );
+            }
+            for (i, l) in b.layers.iter().enumerate() {
+                out.insert(
+                    format!("base-image layer {}", i + 1),
+                    format!("{} {}", l.media_type, file(&l.file)),
+                );
+            }
+        }
         for (section, d) in [
             ("debian", &self.debian),
             ("shell-debian", &self.shell_debian),
@@ -523,6 +596,7 @@ mod tests {
                 }],
             }),
             shell_debian: None,
+            base_image: None,
             python: Some(PythonLock {
                 request: "cp311 x86_64 glibc 2.36: crcmod==1.7; numpy==1.24.4".into(),
                 exclude_newer: None,
@@ -617,6 +691,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("version 7"), "{e}");
+    }
+
+    #[test]
+    fn a_base_image_round_trips_with_its_layers_in_manifest_order() {
+        let digest = |c: &str| format!("sha256:{}", c.repeat(64));
+        let file = |c: &str, size| PinnedFile {
+            file: digest(c),
+            sha256: c.repeat(64),
+            size,
+        };
+        let lock = Lock {
+            source_date_epoch: 1,
+            base_image: Some(BaseImageLock {
+                request: "127.0.0.1:5000/base:1".into(),
+                digest: digest("a"),
+                manifest: file("a", 700),
+                config: file("b", 600),
+                python: Some(BasePython {
+                    interpreter: Some("/usr/bin/python3.11".into()),
+                    glibc: Some("2.36".into()),
+                }),
+                // Not sorted: the order is the image's.
+                layers: ["e", "c", "d"]
+                    .iter()
+                    .map(|c| LayerPin {
+                        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                        file: file(c, 10),
+                    })
+                    .collect(),
+            }),
+            ..Lock::default()
+        }
+        .normalized();
+        let text = lock.to_toml();
+        let read = Lock::parse(Path::new("x.lock"), &text).unwrap().lock;
+        assert_eq!(read, lock, "{text}");
+        let layers: Vec<&str> = read
+            .base_image
+            .as_ref()
+            .unwrap()
+            .layers
+            .iter()
+            .map(|l| &l.file.sha256[..1])
+            .collect();
+        assert_eq!(layers, ["e", "c", "d"]);
+        let mut moved = read.clone();
+        moved.base_image.as_mut().unwrap().manifest.sha256 = "f".repeat(64);
+        let d = read.differences(&moved);
+        assert!(
+            d.len() == 1 && d[0].contains("base-image manifest"),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -329,6 +329,7 @@ pub fn download_hashed(
             &net::Download {
                 size: Some(size),
                 progress: None,
+                headers: None,
             },
         )
         .map_err(|e| net_error(hub, model, endpoint, Some(file), e))?;

@@ -259,6 +259,9 @@ pub struct Download<'a> {
     pub size: Option<u64>,
     /// Called with (bytes so far, total when known) as the body arrives.
     pub progress: Option<&'a dyn Fn(u64, Option<u64>)>,
+    /// Sent with every attempt (a registry's `Authorization`, marked
+    /// sensitive; reqwest drops it on a redirect to another host).
+    pub headers: Option<&'a HeaderMap>,
 }
 
 /// The slowest average an upload may have (bytes per second) past the
@@ -460,6 +463,9 @@ impl Client {
         let limit = opts.size.map(|s| (s, "the pinned size"));
         self.retrying(url, self.policy.attempts, || {
             let mut req = self.http.get(url);
+            if let Some(h) = opts.headers {
+                req = req.headers(h.clone());
+            }
             if written > 0 {
                 req = req.header(header::RANGE, format!("bytes={written}-"));
             }

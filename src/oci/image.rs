@@ -119,6 +119,84 @@ impl Default for ImageConfig {
     }
 }
 
+/// The `config` object of a base image's config: what an image on that
+/// base inherits (Docker's and OCI's field names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRuntime {
+    #[serde(rename = "User", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub working_dir: Option<String>,
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Volumes", default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl ImageConfig {
+    /// This config (the spec's) over a base image's: `User`, `WorkingDir`
+    /// and `Entrypoint` are the spec's when it sets them, else the base's;
+    /// `Cmd` likewise, except that a spec setting `Entrypoint` without
+    /// `Cmd` drops the base's `Cmd` (as a Dockerfile `ENTRYPOINT` does);
+    /// `Env` is the base's with each variable the spec sets replaced in
+    /// place or appended, and `PATH=default_path` first when neither sets
+    /// PATH; `Labels` are merged (the spec's win); `ExposedPorts` and
+    /// `Volumes` are the union.
+    pub fn over_base(&self, base: &BaseRuntime, default_path: &str) -> ImageConfig {
+        let mut c = self.clone();
+        let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+        let mut env: Vec<String> = base.env.clone().unwrap_or_default();
+        for kv in &self.env {
+            match env.iter().position(|e| key(e) == key(kv)) {
+                Some(i) => env[i] = kv.clone(),
+                None => env.push(kv.clone()),
+            }
+        }
+        if !env.iter().any(|e| key(e) == "PATH") {
+            env.insert(0, format!("PATH={default_path}"));
+        }
+        c.env = env;
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        c.user = self.user.clone().or_else(|| nonempty(&base.user));
+        c.working_dir = self
+            .working_dir
+            .clone()
+            .or_else(|| nonempty(&base.working_dir));
+        if self.entrypoint.is_none() {
+            c.entrypoint = base.entrypoint.clone();
+            c.cmd = self.cmd.clone().or_else(|| base.cmd.clone());
+        }
+        let mut labels = base.labels.clone().unwrap_or_default();
+        labels.extend(self.labels.clone());
+        c.labels = labels;
+        c.exposed_ports
+            .extend(base.exposed_ports.iter().flatten().map(|(k, _)| k.clone()));
+        c.volumes
+            .extend(base.volumes.iter().flatten().map(|(k, _)| k.clone()));
+        c
+    }
+}
+
 /// An assembled image: its JSON documents and where its layer blobs are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {

@@ -39,5 +39,5 @@ pub(crate) mod testutil;
 pub use archive::{write_oci_archive, write_oci_archive_file, write_oci_dir};
 pub use compression::Compression;
 pub use error::OciError;
-pub use image::{build_image, Descriptor, HistoryEntry, Image, ImageConfig};
+pub use image::{build_image, BaseRuntime, Descriptor, HistoryEntry, Image, ImageConfig};
 pub use layer::{write_layer, write_layer_to, LayerBlob, LayerSource, PathOverride};

@@ -104,6 +104,11 @@ pub enum Origin {
         index: Option<String>,
         target: Target,
     },
+    /// A manifest or blob of a base image (`[base] image`), by digest.
+    BaseImage {
+        source: crate::registry::pull::ImageSource,
+        kind: crate::registry::pull::BlobKind,
+    },
     /// A file of a model repository at a pinned commit.
     Hub {
         model: String,
@@ -148,6 +153,17 @@ pub enum Builder {
     },
     /// A model snapshot laid out as its client expects. Inputs: its files.
     ModelSnapshot(ModelSnapshot),
+    /// The rootfs view of a base image: its layers unpacked in order,
+    /// whiteouts and opaque directories applied. Inputs: the manifest, the
+    /// config, the layer blobs (bottom first).
+    UnpackBaseImage {
+        /// For messages (not hashed: the same image read from elsewhere is
+        /// the same derivation).
+        image: String,
+        manifest: String,
+        config: String,
+        layers: Vec<crate::lock::LayerPin>,
+    },
     /// A `[[files]]` entry at its destination. Input: the local item.
     CopyFiles {
         dst: String,
@@ -166,6 +182,7 @@ impl Builder {
             Builder::BuildSdist { .. } => "build-sdist",
             Builder::ModelSnapshot(_) => "model-snapshot",
             Builder::CopyFiles { .. } => "copy-files",
+            Builder::UnpackBaseImage { .. } => "unpack-base-image",
         }
     }
 }
@@ -223,6 +240,13 @@ pub struct ImagePlan {
     pub compression: oci::Compression,
 }
 
+/// A base image in the plan: its `unpack-base-image` step (the first
+/// component); its layers go into the image as they are.
+#[derive(Debug, Clone)]
+pub struct BaseImagePlan {
+    pub step: StepId,
+}
+
 /// The whole plan of a spec.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -237,6 +261,8 @@ pub struct Plan {
     /// The shell's own components (`[shell] packages`), after the image's.
     pub shell_components: Vec<StepId>,
     pub image: ImagePlan,
+    /// `[base] image`, when the spec has one.
+    pub base_image: Option<BaseImagePlan>,
 }
 
 impl Plan {
@@ -249,6 +275,7 @@ impl Plan {
             volumes: Vec::new(),
             shell_components: Vec::new(),
             image,
+            base_image: None,
         }
     }
 
@@ -352,7 +379,8 @@ impl Step {
                     .arg("passwd", b.passwd.clone())
                     .arg("group", b.group.clone())
                     .arg("dirs", b.dirs.join(":"));
-                return d;
+                // On a base image its view is the input (its /etc/passwd and
+                // /etc/group are extended); otherwise there is none.
             }
             Builder::UnpackWheel { scheme, shebang } => {
                 let w = wheel.expect("an unpack-wheel derivation names its wheel");
@@ -427,6 +455,24 @@ impl Step {
             }
             Builder::CopyFiles { dst, .. } => {
                 d = d.arg("dst", dst.clone());
+            }
+            Builder::UnpackBaseImage {
+                manifest,
+                config,
+                layers,
+                ..
+            } => {
+                d = d
+                    .arg("manifest", manifest.clone())
+                    .arg("config", config.clone())
+                    .arg(
+                        "layers",
+                        layers
+                            .iter()
+                            .map(|l| format!("{} {}", l.media_type, l.file.file))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
             }
         }
         for item in items() {

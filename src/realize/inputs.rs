@@ -155,7 +155,7 @@ pub fn materialize(
     let located = locate(plan, &missing, urls)?;
     for &i in &missing {
         if !jobs.iter().any(|(j, _)| same_fetch(plan, *j, i)) {
-            jobs.push((i, located[&i].clone()));
+            jobs.push((i, located.get(&i).cloned().unwrap_or_default()));
         }
     }
     let fetched = crate::workers::on_store_workers(store.root(), &jobs, None, |st, (i, url)| {
@@ -163,6 +163,23 @@ pub fn materialize(
         let InputKind::Fetch { sha256, size, .. } = &input.kind else {
             unreachable!("only fetch inputs are located")
         };
+        if let InputKind::Fetch {
+            origin: Origin::BaseImage { source, kind },
+            ..
+        } = &input.kind
+        {
+            // From the registry or layout the base image names, by digest.
+            return crate::registry::pull::fetch(
+                st,
+                source,
+                *kind,
+                sha256,
+                *size,
+                &input.name,
+                opts,
+            )
+            .map_err(RealizeError::from);
+        }
         // Capped at the pinned size: a longer body is refused as it passes it.
         fetch::fetch_sized(st, url, sha256, Some(*size), &input.name, opts).map_err(
             |e| match &input.kind {
@@ -267,6 +284,8 @@ fn locate(
                     .2
                     .push(i);
             }
+            // Fetched through the registry client, not by URL.
+            Origin::BaseImage { .. } => {}
             Origin::Hub {
                 model,
                 hub,

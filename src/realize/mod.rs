@@ -302,14 +302,23 @@ pub fn realize(
     r.built = closure.built;
     r.reused = closure.reused;
     r.substituted = closure.substituted;
-    let layers = realize_layers(&mut r, &components, epoch, plan.image.compression)?
-        .into_iter()
-        .map(|l| l.expect("a realize builds every layer"))
-        .collect::<Vec<_>>();
+    let (base, own) = split_base(&plan, &components);
+    let mut layers = match base {
+        Some(b) => base_layers(&r, b)?,
+        None => Vec::new(),
+    };
+    // The base's layers count against the budget.
+    let budget = LAYER_BUDGET.saturating_sub(layers.len()).max(1);
+    layers.extend(
+        realize_layers(&mut r, own, epoch, plan.image.compression, budget)?
+            .into_iter()
+            .map(|l| l.expect("a realize builds every layer")),
+    );
     if opts.progress {
         crate::progress::plan_steps(1);
     }
-    let (image, image_item) = builders::image(&mut r, &plan.image, &layers, epoch)?;
+    let image_plan = image_plan_over_base(&r, &plan, base)?;
+    let (image, image_item) = builders::image(&mut r, &image_plan, &layers, epoch)?;
     let (built, reused, substituted) = (r.built, r.reused, r.substituted);
     let mut step_outputs = closure.step_outputs;
     step_outputs.append(&mut r.outputs);
@@ -331,6 +340,99 @@ pub fn realize(
     })
 }
 
+/// The spec as `run`, `shell` and `check` enter its closure: on a base
+/// image, the base's `Env` (each variable the spec does not set) and
+/// `WorkingDir` (when the spec sets none) apply, as they do in the image.
+pub fn spec_over_base(store: &Store, spec: &Spec, closure: &Closure) -> Result<Spec, RealizeError> {
+    let mut s = spec.clone();
+    let (true, Some(base)) = (spec.base_image.is_some(), closure.components.first()) else {
+        return Ok(s);
+    };
+    let meta = builders::base_image::base_meta(store, &base.item)?;
+    for e in meta.runtime.env.iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            s.image
+                .env
+                .entry(k.to_string())
+                .or_insert_with(|| v.to_string());
+        }
+    }
+    if s.image.workdir.is_none() {
+        s.image.workdir = meta.runtime.working_dir.filter(|w| w.starts_with('/'));
+    }
+    Ok(s)
+}
+
+/// The base image's component (the first, with `[base] image`) and the
+/// rest: the base's layers go into the image as they are, the rest are
+/// layered.
+fn split_base<'c>(
+    plan: &Plan,
+    components: &'c [Component],
+) -> (Option<&'c Component>, &'c [Component]) {
+    match (&plan.base_image, components.split_first()) {
+        (Some(_), Some((first, rest))) => (Some(first), rest),
+        _ => (None, components),
+    }
+}
+
+/// The base image's layers, as its blobs are in the store (fetched by
+/// digest: never re-tarred or recompressed), with the diff IDs its config
+/// gives and the unpacking checked.
+fn base_layers(r: &Realizer, base: &Component) -> Result<Vec<Layer>, RealizeError> {
+    let meta = builders::base_image::base_meta(r.store, &base.item)?;
+    meta.layers
+        .iter()
+        .map(|l| {
+            let hex = l.digest.strip_prefix("sha256:").unwrap_or(&l.digest);
+            let item = r
+                .store
+                .realisation(&format!("fetch:sha256:{hex}"), "out")?
+                .ok_or_else(|| RealizeError::BadItem {
+                    item: base.item.basename(),
+                    builder: "unpack-base-image",
+                    what: format!("its layer {} is not in the store", l.digest),
+                })?;
+            let blob_path = r.store.physical_path(&item);
+            // Docker's gzip layer type is OCI's tar+gzip: the same bytes.
+            let media_type = match l.media_type.as_str() {
+                "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                    "application/vnd.oci.image.layer.v1.tar+gzip".to_string()
+                }
+                t => t.to_string(),
+            };
+            Ok(Layer {
+                item,
+                blob: oci::LayerBlob {
+                    diff_id: l.diff_id.clone(),
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    tar_size: l.tar_size,
+                    media_type,
+                    compression: "base-image".into(),
+                },
+                blob_path,
+                components: vec![base.label.clone()],
+            })
+        })
+        .collect()
+}
+
+/// The image settings: the spec's, over the base image's config when
+/// there is one.
+fn image_plan_over_base(
+    r: &Realizer,
+    plan: &Plan,
+    base: Option<&Component>,
+) -> Result<crate::plan::ImagePlan, RealizeError> {
+    let mut p = plan.image.clone();
+    if let Some(b) = base {
+        let meta = builders::base_image::base_meta(r.store, &b.item)?;
+        p.config = p.config.over_base(&meta.runtime, sources::DEFAULT_PATH);
+    }
+    Ok(p)
+}
+
 /// The layers of `components`, grouped under the budget, compressed on the
 /// worker pool (the largest first; their order in the image is the
 /// components' order). In a dry run, `None` for a layer not yet built.
@@ -339,8 +441,9 @@ fn realize_layers(
     components: &[Component],
     epoch: u64,
     compression: oci::Compression,
+    budget: usize,
 ) -> Result<Vec<Option<Layer>>, RealizeError> {
-    let groups = layer_groups(r.store, components)?;
+    let groups = layer_groups(r.store, components, budget)?;
     if r.progress && !r.dry_run {
         crate::progress::plan_steps(groups.len());
     }
@@ -369,10 +472,12 @@ fn realize_layers(
     Ok(layers)
 }
 
-/// The layer groups of `components`: (component index, NAR size) each.
+/// The layer groups of `components`: (component index, NAR size) each, at
+/// most `budget` of them.
 fn layer_groups(
     store: &Store,
     components: &[Component],
+    budget: usize,
 ) -> Result<Vec<Vec<(usize, u64)>>, RealizeError> {
     let inputs: Vec<assemble::GroupInput> = components
         .iter()
@@ -384,7 +489,7 @@ fn layer_groups(
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok(assemble::group_layers(&inputs, LAYER_BUDGET)
+    Ok(assemble::group_layers(&inputs, budget)
         .into_iter()
         .map(|g| g.into_iter().map(|i| (i, inputs[i].size)).collect())
         .collect())
@@ -473,23 +578,34 @@ pub fn dry_run(
         let mut components = exec.components(&plan.components);
         if not_built_is_none(builders::union_check(&mut r, &components))?.is_some() {
             share_directory_overrides(&mut r, &mut components);
-            let groups = layer_groups(r.store, &components)?;
+            let (base, own) = split_base(&plan, &components);
+            let base_layers = match base {
+                Some(b) => base_layers(&r, b)?,
+                None => Vec::new(),
+            };
+            let budget = LAYER_BUDGET.saturating_sub(base_layers.len()).max(1);
+            let groups = layer_groups(r.store, own, budget)?;
             layers = Some(
-                groups
+                base_layers
                     .iter()
-                    .map(|g| {
-                        g.iter()
-                            .map(|&(i, _)| components[i].label.clone())
-                            .collect()
-                    })
+                    .map(|l| vec![format!("{} ({})", l.components[0], l.blob.digest)])
+                    .chain(
+                        groups
+                            .iter()
+                            .map(|g| g.iter().map(|&(i, _)| own[i].label.clone()).collect()),
+                    )
                     .collect(),
             );
             let epoch = plan.source_date_epoch;
-            let built = realize_layers(&mut r, &components, epoch, plan.image.compression)?;
+            let built = realize_layers(&mut r, own, epoch, plan.image.compression, budget)?;
             if built.iter().all(Option::is_some) {
-                let built: Vec<Layer> = built.into_iter().flatten().collect();
+                let built: Vec<Layer> = base_layers
+                    .into_iter()
+                    .chain(built.into_iter().flatten())
+                    .collect();
+                let image_plan = image_plan_over_base(&r, &plan, base)?;
                 image_built =
-                    not_built_is_none(builders::image(&mut r, &plan.image, &built, epoch))?
+                    not_built_is_none(builders::image(&mut r, &image_plan, &built, epoch))?
                         .is_some();
             }
         }
@@ -746,7 +862,27 @@ impl<'p> Execution<'p> {
             Builder::UnpackDeb { filename } => {
                 builders::unpack_deb(r, &drv, filename, &items[0]).map(Done::Component)
             }
-            Builder::BaseFiles(b) => builders::base_files(r, &drv, b).map(Done::Component),
+            Builder::BaseFiles(b) => {
+                let base = items.first().map(|i| r.store.physical_path(i).join("tree"));
+                builders::base_files(r, &drv, b, base.as_deref()).map(Done::Component)
+            }
+            Builder::UnpackBaseImage {
+                image,
+                manifest,
+                config,
+                layers,
+            } => builders::base_image::unpack_base_image(
+                r,
+                &drv,
+                &builders::base_image::BaseImageStep {
+                    image,
+                    manifest,
+                    config,
+                    layers,
+                },
+                &items,
+            )
+            .map(Done::Component),
             Builder::UnpackWheel { scheme, shebang } => {
                 let wheel = wheel.expect("an unpack-wheel step's input is a wheel");
                 builders::wheel::unpack_wheel(r, &drv, scheme, shebang, &wheel).map(Done::Component)

@@ -110,6 +110,25 @@ pub enum RegistryError {
         source: std::io::Error,
     },
 
+    /// An image to pull whose manifest, index or config is not what it
+    /// must be (digest, platform, media type, shape).
+    #[error("image {image}: {what}: expected {expected}, found {found}")]
+    Pull {
+        image: String,
+        what: String,
+        expected: String,
+        found: String,
+    },
+
+    /// The registry has no manifest by that tag or digest.
+    #[error("{registry}/{repo}: the registry has no manifest {target} in repository {repo} (HTTP 404{})", detail_text(.detail))]
+    UnknownManifest {
+        registry: String,
+        repo: String,
+        target: String,
+        detail: String,
+    },
+
     /// A parallel upload stopped because another failed.
     #[error("{registry}/{repo}: an upload stopped after another upload failed")]
     Stopped { registry: String, repo: String },

@@ -33,6 +33,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod pull;
 pub mod reference;
 
 use std::collections::BTreeMap;
@@ -215,6 +216,9 @@ struct Session<'a> {
     /// repository), and the file it is kept in.
     pushed_before: BTreeMap<String, String>,
     record: Option<PathBuf>,
+    /// The access a bearer token is asked for: `pull,push`, or `pull`
+    /// for a pull.
+    actions: &'static str,
 }
 
 impl<'a> Session<'a> {
@@ -244,6 +248,7 @@ impl<'a> Session<'a> {
             authorization: Mutex::new(None),
             pushed_before: record.as_deref().map(read_record).unwrap_or_default(),
             record,
+            actions: "pull,push",
         }
     }
 
@@ -460,7 +465,7 @@ impl<'a> Session<'a> {
                 format!("a {s}:// realm {}", net::redact(realm)),
             )),
         }
-        let ours = format!("repository:{}:pull,push", self.repo);
+        let ours = format!("repository:{}:{}", self.repo, self.actions);
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {

@@ -38,6 +38,8 @@ pub enum SourceError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Stopped(#[from] crate::workers::Stopped),
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -64,6 +66,12 @@ pub enum SourceError {
         expected: String,
         found: String,
     },
+}
+
+impl From<crate::registry::RegistryError> for SourceError {
+    fn from(e: crate::registry::RegistryError) -> SourceError {
+        SourceError::Registry(Box::new(e))
+    }
 }
 
 pub(crate) fn io_err<'a>(

@@ -123,7 +123,10 @@ fn rel(image_path: &str) -> &str {
 /// The base files step: `/etc/passwd`, `/etc/group`, `/tmp` (1777), the
 /// user's home and the working directory: what a base image or `useradd`
 /// would have made.
-pub fn plan_base_files(spec: &Spec, plan: &mut Plan) -> StepId {
+///
+/// On a base image (`base`: its view's step) the base's own `/etc/passwd`
+/// and `/etc/group` are kept, and lines are added for the names they lack.
+pub fn plan_base_files(spec: &Spec, plan: &mut Plan, base: Option<StepId>) -> StepId {
     let img = &spec.image;
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     let mut group = String::from("root:x:0:\n");
@@ -168,7 +171,7 @@ pub fn plan_base_files(spec: &Spec, plan: &mut Plan) -> StepId {
             dirs,
             overrides,
         }),
-        Vec::new(),
+        base.map(crate::plan::Ref::Step).into_iter().collect(),
     );
     plan.components.push(step);
     step

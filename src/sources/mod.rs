@@ -9,6 +9,7 @@
 //!
 //! | module | spec | lock section |
 //! |---|---|---|
+//! | [`base_image`] | `[base] image` | `base-image` |
 //! | [`debian`] | `[base] debian`, `[shell] packages` | `debian`, `shell-debian` |
 //! | [`python`] | `[python] requirements` / `lock`, `[[wheels]]` | `python`, `wheels` |
 //! | [`models`] | `[models.NAME]` | `models` |
@@ -17,6 +18,7 @@
 //! [`pin`] and [`plan`] run them in rootfs order; a new kind of source is
 //! one new module and one line in [`sources`].
 
+pub mod base_image;
 pub mod debian;
 mod error;
 pub mod files;
@@ -101,6 +103,9 @@ pub trait Source {
 #[allow(clippy::type_complexity)]
 fn sources(spec: &Spec) -> (Vec<Box<dyn Source + '_>>, Vec<Box<dyn Source + '_>>) {
     let mut base: Vec<Box<dyn Source>> = Vec::new();
+    if let Some(b) = &spec.base_image {
+        base.push(Box::new(base_image::BaseImageSource(b)));
+    }
     if let Some(b) = &spec.debian {
         base.push(Box::new(debian::DebianSource::base(b)));
         if !spec.shell.packages.is_empty() {
@@ -138,16 +143,80 @@ pub fn pin(cx: &mut PinContext) -> Result<Lock, SourceError> {
     };
     // Local files first: they are cheap, and a later failure (a download)
     // leaves them pinned in the store.
-    let (base, rest) = sources(cx.spec);
-    let (local, remote): (Vec<_>, Vec<_>) = rest.iter().partition(|s| s.is_local());
-    for s in base.iter().chain(local).chain(remote) {
+    let (base, _) = sources(cx.spec);
+    for s in &base {
         s.pin(cx, &mut lock)?;
     }
+    // The rest see the spec as the base completes it (its interpreter).
+    let effective = effective_spec(cx.spec, &lock).into_owned();
+    let mut rest_cx = PinContext {
+        store: &mut *cx.store,
+        spec: &effective,
+        old: cx.old,
+        exclude_newer: cx.exclude_newer,
+        upgrade: cx.upgrade.clone(),
+        fetch: cx.fetch.clone(),
+        urls: std::mem::take(&mut cx.urls),
+    };
+    let (_, rest) = sources(&effective);
+    let (local, remote): (Vec<_>, Vec<_>) = rest.iter().partition(|s| s.is_local());
+    let result = local
+        .into_iter()
+        .chain(remote)
+        .try_for_each(|s| s.pin(&mut rest_cx, &mut lock));
+    cx.urls = std::mem::take(&mut rest_cx.urls);
+    result?;
     Ok(lock.normalized())
+}
+
+/// `spec` with its `[python]` layout completed from the base image's
+/// interpreter and glibc (the lock's `base-image.python`) where the spec
+/// does not name them: the version of the base's `python3.X`, its
+/// site-packages (`/usr/local/lib/python3.X/site-packages` beside a
+/// `/usr/local/bin` interpreter, Debian's `/usr/local/lib/python3.X/dist-packages`
+/// beside `/usr/bin`), scripts in `/usr/local/bin`, that interpreter as the
+/// shebang, and the base's glibc.
+pub fn effective_spec<'s>(spec: &'s Spec, lock: &Lock) -> std::borrow::Cow<'s, Spec> {
+    let Some(p) = lock.base_image.as_ref().and_then(|b| b.python.as_ref()) else {
+        return std::borrow::Cow::Borrowed(spec);
+    };
+    let mut s = spec.clone();
+    let l = &mut s.python;
+    if let Some(interp) = &p.interpreter {
+        let minor: Option<u32> = interp
+            .rsplit_once("/python3.")
+            .and_then(|(_, m)| m.parse().ok());
+        if let (Some(m), false) = (minor, l.named.version) {
+            l.version = (3, m);
+        }
+        let m = l.version.1;
+        if !l.named.site_packages {
+            l.site_packages = if interp.starts_with("/usr/local/") {
+                format!("/usr/local/lib/python3.{m}/site-packages")
+            } else {
+                format!("/usr/local/lib/python3.{m}/dist-packages")
+            };
+        }
+        if !l.named.scripts {
+            l.scripts = "/usr/local/bin".into();
+        }
+        if !l.named.shebang {
+            l.shebang = interp.clone();
+        }
+    }
+    if l.glibc.is_none() {
+        l.glibc = p.glibc.as_deref().and_then(|g| {
+            let (a, b) = g.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        });
+    }
+    std::borrow::Cow::Owned(s)
 }
 
 /// Plan time: the graph that materializes `lock` for `spec`. No I/O.
 pub fn plan(spec: &Spec, lock: &Lock) -> Result<Plan, SourceError> {
+    let effective = effective_spec(spec, lock);
+    let spec: &Spec = &effective;
     let mut plan = Plan::new(lock.source_date_epoch, image_plan(spec));
     let mut cx = PlanContext {
         spec,
@@ -157,7 +226,8 @@ pub fn plan(spec: &Spec, lock: &Lock) -> Result<Plan, SourceError> {
     for s in &base {
         s.plan(&mut cx, lock, &mut plan)?;
     }
-    files::plan_base_files(spec, &mut plan);
+    let base_view = plan.base_image.as_ref().map(|b| b.step);
+    files::plan_base_files(spec, &mut plan, base_view);
     cx.base = plan.components.clone();
     for s in &rest {
         s.plan(&mut cx, lock, &mut plan)?;
@@ -194,7 +264,9 @@ pub fn compression(c: &spec::Compression) -> oci::Compression {
 fn image_plan(spec: &Spec) -> ImagePlan {
     let img = &spec.image;
     let mut env = Vec::new();
-    if !img.env.contains_key("PATH") {
+    // On a base image, PATH comes from the base unless the spec sets it
+    // (see `ImageConfig::over_base`).
+    if !img.env.contains_key("PATH") && spec.base_image.is_none() {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
     env.extend(img.env.iter().map(|(k, v)| format!("{k}={v}")));

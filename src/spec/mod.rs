@@ -121,7 +121,10 @@ pub struct EnvSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseSpec {
-    pub debian: Spanned<DebianSpec>,
+    #[serde(default)]
+    pub debian: Option<Spanned<DebianSpec>>,
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +252,8 @@ pub struct Spec {
     pub system: String,
     pub source_date_epoch: Option<u64>,
     pub debian: Option<DebianBase>,
+    /// `[base] image`: an image whose layers are the bottom of the rootfs.
+    pub base_image: Option<BaseImage>,
     pub files: Vec<FileInput>,
     pub wheels: Vec<WheelInput>,
     pub python: PythonLayout,
@@ -380,6 +385,18 @@ pub struct DebianBase {
     pub keyring: Option<PathBuf>,
 }
 
+/// `[base] image = "..."`: a base image, as written (the reference is read
+/// when pinning: see [`crate::registry::pull::ImageSource`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    /// As the spec writes it: `HOST[:PORT]/REPO[:TAG][@sha256:HEX]`,
+    /// `oci-layout:DIR[@sha256:HEX]` or `oci-archive:PATH[@sha256:HEX]`.
+    pub request: String,
+    /// The directory relative `oci-layout:`/`oci-archive:` paths are read
+    /// against (the spec's).
+    pub dir: PathBuf,
+}
+
 /// `[[files]]`: a local file or directory placed in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInput {
@@ -417,6 +434,18 @@ pub struct PythonLayout {
     pub site_packages: String,
     pub scripts: String,
     pub shebang: String,
+    /// Which of the layout's settings the spec names (the others are
+    /// defaults, which a base image's interpreter may replace).
+    pub named: PythonNamed,
+}
+
+/// The `[python]` settings a spec names itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PythonNamed {
+    pub version: bool,
+    pub site_packages: bool,
+    pub scripts: bool,
+    pub shebang: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -908,9 +937,47 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         wheels.push(input);
     }
 
-    let debian = match &raw.base {
+    let mut base_image = None;
+    if let Some(b) = &raw.base {
+        match (&b.debian, &b.image) {
+            (Some(_), Some(i)) => {
+                return Err(ctx.at(
+                    i,
+                    "[base] has both debian and image: a base is either Debian packages or an image, not both (expected one of them)",
+                    "debian and image",
+                ))
+            }
+            (None, None) => {
+                return Err(ctx.err(
+                    None,
+                    "[base] is empty (expected debian = {...} or image = \"REF\")",
+                    "here",
+                    None,
+                ))
+            }
+            (None, Some(i)) => {
+                let r = i.get_ref();
+                if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(ctx.at(
+                        i,
+                        format!("base.image {r:?} is not an image reference (expected HOST[:PORT]/REPO[:TAG][@sha256:HEX], oci-layout:DIR or oci-archive:PATH)"),
+                        "invalid image reference",
+                    ));
+                }
+                base_image = Some(BaseImage {
+                    request: r.clone(),
+                    dir: dir.clone(),
+                });
+            }
+            (Some(_), None) => {}
+        }
+    }
+    let debian = match raw.base.as_ref().and_then(|b| b.debian.as_ref()) {
         None => None,
-        Some(b) => {
+        Some(debian_span) => {
+            let b = BaseSpecDebian {
+                debian: debian_span,
+            };
             let d = b.debian.get_ref();
             let name_ok = |n: &str| {
                 n.len() >= 2
@@ -920,17 +987,17 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             };
             if d.packages.is_empty() {
                 return Err(ctx.at(
-                    &b.debian,
+                    b.debian,
                     "base.debian.packages is empty (expected at least one package name)",
                     "no packages",
                 ));
             }
             if let Some(bad) = d.packages.iter().find(|p| !name_ok(p)) {
-                return Err(ctx.at(&b.debian, format!("base.debian.packages: {bad:?} is not a Debian package name (lowercase letters, digits, + - .)"), "invalid package name"));
+                return Err(ctx.at(b.debian, format!("base.debian.packages: {bad:?} is not a Debian package name (lowercase letters, digits, + - .)"), "invalid package name"));
             }
             if !name_ok(&d.suite) {
                 return Err(ctx.at(
-                    &b.debian,
+                    b.debian,
                     format!(
                         "base.debian.suite {:?} is not a suite name like \"bookworm\"",
                         d.suite
@@ -941,7 +1008,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
             if let Some(m) = &d.mirror {
                 if !(m.starts_with("http://") || m.starts_with("https://")) {
                     return Err(ctx.at(
-                        &b.debian,
+                        b.debian,
                         format!("base.debian.mirror {m:?} is not an http(s) URL"),
                         "invalid mirror",
                     ));
@@ -971,6 +1038,7 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         system: raw.env.system.into_inner(),
         source_date_epoch: raw.env.source_date_epoch.map(|s| s.into_inner()),
         debian,
+        base_image,
         files,
         wheels,
         python,
@@ -979,6 +1047,11 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         checks,
         models,
     })
+}
+
+/// `[base] debian`, borrowed for validation.
+struct BaseSpecDebian<'a> {
+    debian: &'a Spanned<DebianSpec>,
 }
 
 /// `[models.NAME]` entries, validated, with their image paths.
@@ -1530,6 +1603,12 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<Python
         site_packages: site,
         scripts,
         shebang,
+        named: PythonNamed {
+            version: p.is_some_and(|p| p.version.is_some()),
+            site_packages: p.is_some_and(|p| p.site_packages.is_some()),
+            scripts: p.is_some_and(|p| p.scripts.is_some()),
+            shebang: p.is_some_and(|p| p.shebang.is_some()),
+        },
     })
 }
 

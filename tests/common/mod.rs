@@ -9,6 +9,7 @@ pub mod http;
 pub mod hub;
 pub mod index;
 pub mod mirror;
+pub mod registry;
 pub mod shell;
 
 use std::ffi::OsStr;

@@ -769,6 +769,7 @@ impl Inner {
                 &net::Download {
                     size: file.size,
                     progress: None,
+                    headers: None,
                 },
             )
             .map_err(|e| net_error(project, e))?;

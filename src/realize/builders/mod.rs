@@ -2,6 +2,7 @@
 //! its output into an empty directory; the [`Realizer`] skips it when its
 //! derivation was realized before.
 
+pub mod base_image;
 pub mod model;
 pub mod sdist;
 pub mod wheel;
@@ -38,14 +39,39 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), RealizeError> {
 }
 
 /// `base-files`: `/etc/passwd`, `/etc/group` and the image's directories.
+///
+/// On a base image (`base`: its view's tree) the base's `/etc/passwd` and
+/// `/etc/group` are kept with lines added for the names they lack (root,
+/// the image user); a file that lacks nothing is not written.
 pub fn base_files(
     r: &mut Realizer,
     drv: &Derivation,
     b: &BaseFiles,
+    base: Option<&Path>,
 ) -> Result<Component, RealizeError> {
+    let mut files: Vec<(&str, Option<String>)> = Vec::new();
+    let mut amends = Vec::new();
+    for (rel_path, ours) in [("etc/passwd", &b.passwd), ("etc/group", &b.group)] {
+        let text = match base {
+            None => Some(ours.clone()),
+            Some(tree) => match extend_names(tree, rel_path, ours)? {
+                Extended::Absent => Some(ours.clone()),
+                Extended::Complete => None,
+                Extended::Added(t) => {
+                    amends.push(rel_path.to_string());
+                    Some(t)
+                }
+            },
+        };
+        files.push((rel_path, text));
+    }
     let item = r.realize(drv, &[], |_, out| {
-        write_file(&out.join("etc/passwd"), b.passwd.as_bytes())?;
-        write_file(&out.join("etc/group"), b.group.as_bytes())?;
+        for (rel_path, text) in &files {
+            if let Some(t) = text {
+                write_file(&out.join(rel_path), t.as_bytes())?;
+            }
+        }
+        mkdirs(out)?;
         for d in &b.dirs {
             mkdirs(&out.join(rel(d)))?;
         }
@@ -58,7 +84,50 @@ pub fn base_files(
         item,
         overrides: b.overrides.clone(),
         own_layer: false,
+        amends,
     })
+}
+
+/// What a base image's `/etc/passwd` or `/etc/group` needs.
+enum Extended {
+    /// The base has none (or not as a regular file): ours is written.
+    Absent,
+    /// It names everyone ours does.
+    Complete,
+    /// The base's lines, then ours for the names it lacks.
+    Added(String),
+}
+
+fn extend_names(tree: &Path, rel_path: &str, ours: &str) -> Result<Extended, RealizeError> {
+    // Never read through a link of the base.
+    let mut p = tree.to_path_buf();
+    for c in rel_path.split('/') {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(Extended::Absent),
+            Ok(_) => {}
+            Err(_) => return Ok(Extended::Absent),
+        }
+    }
+    if !p.is_file() {
+        return Ok(Extended::Absent);
+    }
+    let theirs = fs::read_to_string(&p).map_err(io_err("reading", &p))?;
+    let name = |l: &str| l.split(':').next().unwrap_or("").to_string();
+    let have: std::collections::BTreeSet<String> = theirs.lines().map(name).collect();
+    let missing: Vec<&str> = ours.lines().filter(|l| !have.contains(&name(l))).collect();
+    if missing.is_empty() {
+        return Ok(Extended::Complete);
+    }
+    let mut text = theirs;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for l in missing {
+        text.push_str(l);
+        text.push('\n');
+    }
+    Ok(Extended::Added(text))
 }
 
 /// `copy-files`: a local file or directory at its destination, with the
@@ -99,6 +168,7 @@ pub fn copy_files(
         item,
         overrides,
         own_layer: true,
+        amends: Vec::new(),
     })
 }
 
@@ -139,6 +209,7 @@ pub fn union_check(r: &mut Realizer, components: &[Component]) -> Result<(), Rea
     let trees: Vec<ComponentTree> = components
         .iter()
         .map(|c| ComponentTree {
+            amends: c.amends.clone(),
             label: c.label.clone(),
             root: c.tree(r.store),
         })
@@ -330,5 +401,6 @@ pub fn unpack_deb(
         subdir: "tree",
         overrides,
         own_layer: false,
+        amends: Vec::new(),
     })
 }

@@ -113,6 +113,7 @@ pub fn model_snapshot(
         subdir: "",
         overrides,
         own_layer: true,
+        amends: Vec::new(),
     }))
 }
 

@@ -79,5 +79,6 @@ pub fn unpack_wheel(
         item,
         overrides: BTreeMap::new(),
         own_layer: false,
+        amends: Vec::new(),
     })
 }
