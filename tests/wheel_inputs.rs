@@ -124,6 +124,7 @@ fn a_local_wheel_changed_since_it_was_pinned_is_refused_naming_both_hashes() {
         size: bytes.len() as u64,
         path: dir.join(WHEEL),
         in_place: true,
+        pinned: true,
     };
     let (scheme, shebang) = (
         envbuild::sources::python::scheme(&spec),
