@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-dockerfile");
+const SEED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/seed-dockerfile"
+);
 
 /// The seed's build context in `dir`, with the `assets/` and `css/` its
 /// COPY lines name (the fixture has only the Dockerfile's own files).
@@ -116,9 +119,15 @@ CMD ["/usr/local/bin/run.sh"]
     let o = init(&[&"--from-dockerfile", &ctx.join("Dockerfile")]);
     let report = stderr(&o);
     let spec = PathBuf::from(ok(o, "init"));
-    assert!(report.contains("not translated  line 14: HEALTHCHECK"), "{report}");
+    assert!(
+        report.contains("not translated  line 14: HEALTHCHECK"),
+        "{report}"
+    );
     // FROM scratch: nothing provides run.sh's /bin/sh, and init says so.
-    assert!(report.contains("the base is empty: nothing provides its interpreter"), "{report}");
+    assert!(
+        report.contains("the base is empty: nothing provides its interpreter"),
+        "{report}"
+    );
     let text = fs::read_to_string(&spec).unwrap();
     assert!(text.contains("mode = \"0755\""), "{text}");
 
@@ -128,24 +137,44 @@ CMD ["/usr/local/bin/run.sh"]
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest);
-    let blob = |d: &str| out.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(blob(&digest)).unwrap()).unwrap();
-    let config: serde_json::Value =
-        serde_json::from_slice(&fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let blob = |d: &str| {
+        out.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(&digest)).unwrap()).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
     let c = &config["config"];
     assert_eq!(c["User"], "svc");
     assert_eq!(c["WorkingDir"], "/srv/svc");
     assert_eq!(c["Cmd"], serde_json::json!(["/usr/local/bin/run.sh"]));
-    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    assert!(env.contains(&"MODE=production") && env.contains(&"GREETING=hello world"), "{env:?}");
-    assert!(c["ExposedPorts"].get("8080/tcp").is_some() && c["ExposedPorts"].get("53/udp").is_some(), "{c}");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"MODE=production") && env.contains(&"GREETING=hello world"),
+        "{env:?}"
+    );
+    assert!(
+        c["ExposedPorts"].get("8080/tcp").is_some() && c["ExposedPorts"].get("53/udp").is_some(),
+        "{c}"
+    );
     assert!(c["Volumes"].get("/srv/svc/data").is_some(), "{c}");
     assert_eq!(c["Labels"]["org.opencontainers.image.title"], "svc");
     // The script is executable and the user's in the rootfs.
     let rootfs = tmp.path().join("rootfs");
     realize(&store, &spec, &rootfs, &["--format", "rootfs"]);
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(rootfs.join("usr/local/bin/run.sh")).unwrap().permissions().mode();
+    let mode = fs::metadata(rootfs.join("usr/local/bin/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o755);
     let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
     assert!(passwd.contains("svc:x:2000:2000::/srv/svc:"), "{passwd}");
@@ -166,7 +195,10 @@ fn requirements_files_become_python_specs_and_hashed_ones_a_python_lock() {
     let text = fs::read_to_string(&spec).unwrap();
     insta::assert_snapshot!("requirements_spec", text);
     assert!(report.contains("line 4: --index-url"), "{report}");
-    assert!(report.contains("line 5: not a requirement!: not a PEP 508"), "{report}");
+    assert!(
+        report.contains("line 5: not a requirement!: not a PEP 508"),
+        "{report}"
+    );
     envbuild::spec::Spec::load(&spec).expect("loads");
 
     let hashed = tmp.path().join("locked");
@@ -187,10 +219,22 @@ fn requirements_files_become_python_specs_and_hashed_ones_a_python_lock() {
 fn a_dockerfile_envbuild_cannot_read_is_an_error_naming_the_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let df = tmp.path().join("Dockerfile");
-    write(&df, "FROM debian:bookworm\nRUN <<EOF\napt-get install -y curl\nEOF\n", 0o644);
+    write(
+        &df,
+        "FROM debian:bookworm\nRUN <<EOF\napt-get install -y curl\nEOF\n",
+        0o644,
+    );
     let err = fails(init(&[&"--from-dockerfile", &df]), "init of a heredoc");
-    assert!(err.contains(&df.display().to_string()) && err.contains("line 2") && err.contains("heredoc"), "{err}");
-    assert!(!tmp.path().join("envbuild.toml").exists(), "nothing is written on error");
+    assert!(
+        err.contains(&df.display().to_string())
+            && err.contains("line 2")
+            && err.contains("heredoc"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("envbuild.toml").exists(),
+        "nothing is written on error"
+    );
 
     write(&df, "# only a comment\nRUN true\n", 0o644);
     let err = fails(init(&[&"--from-dockerfile", &df]), "init without FROM");
@@ -204,5 +248,11 @@ fn a_dockerfile_envbuild_cannot_read_is_an_error_naming_the_file_and_line() {
     assert!(!o.status.success());
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["error"]["kind"], "init");
-    assert!(v["error"]["input"].as_str().unwrap().ends_with("missing/Dockerfile"), "{v}");
+    assert!(
+        v["error"]["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("missing/Dockerfile"),
+        "{v}"
+    );
 }

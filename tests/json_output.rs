@@ -127,28 +127,56 @@ fn every_command_answers_json_of_a_stable_shape() {
     let (report, digest) = out.rsplit_once('\n').expect("a report and a digest line");
     assert!(digest.starts_with("sha256:"), "{out}");
     let report: Value = serde_json::from_str(report).unwrap();
-    snap("realize", serde_json::to_string_pretty(&mask(&report, t)).unwrap());
+    snap(
+        "realize",
+        serde_json::to_string_pretty(&mask(&report, t)).unwrap(),
+    );
     snap("closure", json(s, t, &[&"closure", &spec], true));
     snap("check", json(s, t, &[&"check", &spec, &"--locked"], true));
     snap(
         "export_pylock",
-        json(s, t, &[&"export", &"pylock", &spec, &"-o", &t.join("pylock.toml")], true),
+        json(
+            s,
+            t,
+            &[&"export", &"pylock", &spec, &"-o", &t.join("pylock.toml")],
+            true,
+        ),
     );
 
     let added = t.join("added.txt");
     std::fs::write(&added, "an item\n").unwrap();
     snap("store_add", json(s, t, &[&"store", &"add", &added], true));
     snap("store_hash", json(s, t, &[&"store", &"hash", &added], true));
-    let item = ok(
-        run(s, &[&"store", &"add", &added]),
-        "store add (plain)",
+    let item = ok(run(s, &[&"store", &"add", &added]), "store add (plain)");
+    snap(
+        "store_path_info",
+        json(s, t, &[&"store", &"path-info", &item], true),
     );
-    snap("store_path_info", json(s, t, &[&"store", &"path-info", &item], true));
-    snap("store_closure", json(s, t, &[&"store", &"closure", &item], true));
-    snap("store_root_add", json(s, t, &[&"store", &"root", &"add", &item, &"--name", &"kept"], true));
-    snap("store_root_list", json(s, t, &[&"store", &"root", &"list"], true));
-    snap("store_root_remove", json(s, t, &[&"store", &"root", &"remove", &"kept"], true));
-    snap("store_gc_dry_run", json(s, t, &[&"store", &"gc", &"--dry-run"], true));
+    snap(
+        "store_closure",
+        json(s, t, &[&"store", &"closure", &item], true),
+    );
+    snap(
+        "store_root_add",
+        json(
+            s,
+            t,
+            &[&"store", &"root", &"add", &item, &"--name", &"kept"],
+            true,
+        ),
+    );
+    snap(
+        "store_root_list",
+        json(s, t, &[&"store", &"root", &"list"], true),
+    );
+    snap(
+        "store_root_remove",
+        json(s, t, &[&"store", &"root", &"remove", &"kept"], true),
+    );
+    snap(
+        "store_gc_dry_run",
+        json(s, t, &[&"store", &"gc", &"--dry-run"], true),
+    );
     snap("store_verify", json(s, t, &[&"store", &"verify"], true));
 }
 
@@ -161,11 +189,25 @@ fn three_errors_answer_json_with_kind_input_and_hint() {
 
     // 1. A spec with an unknown key: kind spec, the span in the message.
     let bad = t.join("bad.toml");
-    std::fs::write(&bad, "[env]\nname = \"x\"\nsystem = \"x86_64-linux\"\ncolour = \"blue\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[env]\nname = \"x\"\nsystem = \"x86_64-linux\"\ncolour = \"blue\"\n",
+    )
+    .unwrap();
     let a = json(&store, t, &[&"lock", &bad], false);
     // 2. --locked without a lock: kind lock, a hint.
-    let b = json(&store, t, &[&"realize", &spec, &"--locked", &"-o", &t.join("x.tar")], false);
+    let b = json(
+        &store,
+        t,
+        &[&"realize", &spec, &"--locked", &"-o", &t.join("x.tar")],
+        false,
+    );
     // 3. A path that is not a store item: kind store.
-    let c = json(&store, t, &[&"store", &"path-info", &t.join("nowhere")], false);
+    let c = json(
+        &store,
+        t,
+        &[&"store", &"path-info", &t.join("nowhere")],
+        false,
+    );
     insta::assert_snapshot!("json_errors", [a, b, c].join("\n"));
 }

@@ -28,20 +28,29 @@ fn spec(dir: &Path, requirements: &[&str]) -> std::path::PathBuf {
 
 /// (name, version) of every Python pin in the spec's lock.
 fn pins(spec: &Path) -> Vec<(String, String)> {
-    let lock: toml::Table = toml::from_str(&fs::read_to_string(spec.with_extension("lock")).unwrap()).unwrap();
+    let lock: toml::Table =
+        toml::from_str(&fs::read_to_string(spec.with_extension("lock")).unwrap()).unwrap();
     let mut out: Vec<(String, String)> = lock["python"]["wheel"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| (w["name"].as_str().unwrap().into(), w["version"].as_str().unwrap().into()))
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().into(),
+                w["version"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     out.sort();
     out
 }
 
 fn recorded_exclude_newer(spec: &Path) -> Option<String> {
-    let lock: toml::Table = toml::from_str(&fs::read_to_string(spec.with_extension("lock")).unwrap()).unwrap();
-    lock["python"].get("exclude-newer").map(|v| v.as_str().unwrap().to_string())
+    let lock: toml::Table =
+        toml::from_str(&fs::read_to_string(spec.with_extension("lock")).unwrap()).unwrap();
+    lock["python"]
+        .get("exclude-newer")
+        .map(|v| v.as_str().unwrap().to_string())
 }
 
 fn lock(store: &Path, spec: &Path, index_url: &str, extra: &[&str]) {
@@ -64,7 +73,10 @@ fn newer(name: &str, version: &str) -> Wheel {
 }
 
 fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -97,16 +109,30 @@ fn a_changed_requirement_moves_only_its_package_and_upgrades_move_on_request() {
     // A requirement that excludes the pinned version moves that package.
     let spec = self::spec(tmp.path(), &["alpha>=2", "beta", "gamma"]);
     lock(&store, &spec, &url, &[]);
-    assert_eq!(pins(&spec), p(&[("alpha", "2.0"), ("beta", "1.0"), ("gamma", "1.0")]));
+    assert_eq!(
+        pins(&spec),
+        p(&[("alpha", "2.0"), ("beta", "1.0"), ("gamma", "1.0")])
+    );
 
     lock(&store, &spec, &url, &["--upgrade-package", "Beta"]);
-    assert_eq!(pins(&spec), p(&[("alpha", "2.0"), ("beta", "2.0"), ("gamma", "1.0")]));
+    assert_eq!(
+        pins(&spec),
+        p(&[("alpha", "2.0"), ("beta", "2.0"), ("gamma", "1.0")])
+    );
 
     // Back to the old pins with an exclude-newer cut-off: recorded, and a
     // re-lock of a changed spec honours it without being told again.
     let spec = self::spec(tmp.path(), &["alpha", "beta", "gamma"]);
-    lock(&store, &spec, &url, &["--upgrade", "--exclude-newer", "2024-06-01"]);
-    assert_eq!(pins(&spec), p(&[("alpha", "1.0"), ("beta", "1.0"), ("gamma", "1.0")]));
+    lock(
+        &store,
+        &spec,
+        &url,
+        &["--upgrade", "--exclude-newer", "2024-06-01"],
+    );
+    assert_eq!(
+        pins(&spec),
+        p(&[("alpha", "1.0"), ("beta", "1.0"), ("gamma", "1.0")])
+    );
     assert_eq!(
         recorded_exclude_newer(&spec).as_deref(),
         Some("2024-06-01T23:59:59.999999Z")

@@ -66,7 +66,10 @@ pub fn group_layers(components: &[GroupInput], budget: usize) -> Vec<Vec<usize>>
     let alone_count = alone.iter().filter(|&&a| a).count();
     let run_components = n - alone_count;
     let room = budget.saturating_sub(alone_count).max(1);
-    let mut m = (2 * run_components).div_ceil(room).max(2).next_power_of_two() as u64;
+    let mut m = (2 * run_components)
+        .div_ceil(room)
+        .max(2)
+        .next_power_of_two() as u64;
     loop {
         let groups = cut(components, &alone, m);
         if groups.len() <= budget || m > n as u64 * 2 {
@@ -143,7 +146,11 @@ mod tests {
 
     #[test]
     fn the_budget_is_kept_in_rootfs_order_with_large_and_own_components_alone() {
-        let c = inputs(&names(250), &["package-10", "package-11", "package-120"], &["package-0", "package-249"]);
+        let c = inputs(
+            &names(250),
+            &["package-10", "package-11", "package-120"],
+            &["package-0", "package-249"],
+        );
         let g = group_layers(&c, 100);
         assert!(g.len() <= 100, "{} layers", g.len());
         for alone in [0, 10, 11, 120, 249] {
@@ -177,14 +184,22 @@ mod tests {
             keys.remove(removed);
             let after = inputs(&keys, &big, &own);
             let b = by_keys(&after, &group_layers(&after, 100));
-            assert!(changed(&a, &b) <= 2, "removing {removed}: {} layers changed", changed(&a, &b));
+            assert!(
+                changed(&a, &b) <= 2,
+                "removing {removed}: {} layers changed",
+                changed(&a, &b)
+            );
         }
         for at in [2, 100, 200] {
             let mut keys = all.clone();
             keys.insert(at, "a-new-package".into());
             let after = inputs(&keys, &big, &own);
             let b = by_keys(&after, &group_layers(&after, 100));
-            assert!(changed(&a, &b) <= 2, "adding at {at}: {} layers changed", changed(&a, &b));
+            assert!(
+                changed(&a, &b) <= 2,
+                "adding at {at}: {} layers changed",
+                changed(&a, &b)
+            );
         }
     }
 

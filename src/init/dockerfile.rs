@@ -267,7 +267,10 @@ mod tests {
     #[test]
     fn exec_form_is_a_json_array_and_invalid_json_falls_back_to_shell_form() {
         let got = parse("CMD [\"python3\", \"app.py\"]\nentrypoint [not json]\n").unwrap();
-        assert_eq!(got[0].args, Args::Exec(vec!["python3".into(), "app.py".into()]));
+        assert_eq!(
+            got[0].args,
+            Args::Exec(vec!["python3".into(), "app.py".into()])
+        );
         assert_eq!(got[1].keyword, "ENTRYPOINT");
         assert_eq!(got[1].args, Args::Shell("[not json]".into()));
     }
@@ -277,7 +280,10 @@ mod tests {
         let got = parse("COPY --chown=1001:1001 --from=build a b\n").unwrap();
         assert_eq!(
             got[0].flags,
-            vec![("chown".into(), "1001:1001".into()), ("from".into(), "build".into())]
+            vec![
+                ("chown".into(), "1001:1001".into()),
+                ("from".into(), "build".into())
+            ]
         );
         assert_eq!(got[0].args, Args::Shell("a b".into()));
     }

@@ -105,8 +105,7 @@ fn q(s: &str) -> String {
 /// A TOML key: bare when it can be.
 fn key(k: &str) -> String {
     if !k.is_empty()
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         k.to_string()

@@ -58,7 +58,11 @@ pub fn translate(
     })?;
     let context = context.to_path_buf();
     let name = spec_name(path, opts)?;
-    let mut t = Translator::new(name, context, std::path::absolute(&opts.spec_dir).unwrap_or_default());
+    let mut t = Translator::new(
+        name,
+        context,
+        std::path::absolute(&opts.spec_dir).unwrap_or_default(),
+    );
     let stages = stages(&instructions);
     if stages.is_empty() {
         return Err(InitError::NoFrom {
@@ -201,15 +205,30 @@ impl Translator {
     }
 
     fn ok(&mut self, ins: &Instruction, detail: impl Into<String>) {
-        self.note(Some(ins.line), ins.to_string(), Outcome::Translated, detail.into());
+        self.note(
+            Some(ins.line),
+            ins.to_string(),
+            Outcome::Translated,
+            detail.into(),
+        );
     }
 
     fn check(&mut self, ins: &Instruction, detail: impl Into<String>) {
-        self.note(Some(ins.line), ins.to_string(), Outcome::Check, detail.into());
+        self.note(
+            Some(ins.line),
+            ins.to_string(),
+            Outcome::Check,
+            detail.into(),
+        );
     }
 
     fn not(&mut self, ins: &Instruction, detail: impl Into<String>) {
-        self.note(Some(ins.line), ins.to_string(), Outcome::NotTranslated, detail.into());
+        self.note(
+            Some(ins.line),
+            ins.to_string(),
+            Outcome::NotTranslated,
+            detail.into(),
+        );
     }
 
     fn debian(&mut self) -> &mut DebianDraft {
@@ -227,29 +246,47 @@ impl Translator {
         if !root {
             let parent = stages
                 .iter()
-                .find(|s| s.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&stage.image)))
+                .find(|s| {
+                    s.alias
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&stage.image))
+                })
                 .and_then(|s| s.alias.clone())
                 .unwrap_or_default();
             self.ok(ins, format!("continues stage {parent:?}: one image"));
             return;
         }
-        if ins.flags.iter().any(|(n, v)| n == "platform" && v != "linux/amd64") {
+        if ins
+            .flags
+            .iter()
+            .any(|(n, v)| n == "platform" && v != "linux/amd64")
+        {
             self.check(ins, "--platform: the spec's system is x86_64-linux");
         }
         let image = stage.image.as_str();
         let (repo, tag) = split_image(image);
         let short = repo.rsplit('/').next().unwrap_or(repo);
-        let official = !repo.contains('/') || repo.starts_with("library/") || repo.starts_with("docker.io/library/");
+        let official = !repo.contains('/')
+            || repo.starts_with("library/")
+            || repo.starts_with("docker.io/library/");
         if image == "scratch" {
             self.ok(ins, "an empty base: no [base] section");
         } else if official && short == "debian" {
             let suite = suite_of(tag);
             let detail = match &suite {
                 Some(s) => format!("[base] debian, suite {s:?}"),
-                None => format!("[base] debian, suite {DEFAULT_SUITE:?} (the tag {tag:?} names no suite)"),
+                None => format!(
+                    "[base] debian, suite {DEFAULT_SUITE:?} (the tag {tag:?} names no suite)"
+                ),
             };
             self.debian().suite = suite.unwrap_or_else(|| DEFAULT_SUITE.into());
-            if self.draft.debian.as_ref().is_some_and(|d| d.suite == DEFAULT_SUITE) && detail.contains("names no suite") {
+            if self
+                .draft
+                .debian
+                .as_ref()
+                .is_some_and(|d| d.suite == DEFAULT_SUITE)
+                && detail.contains("names no suite")
+            {
                 self.check(ins, detail);
             } else {
                 self.ok(ins, detail);
@@ -424,12 +461,20 @@ impl Translator {
             }
             None => match name.parse::<u32>() {
                 Ok(uid) => {
-                    self.check(ins, format!("a numeric user: [image] user named \"user{uid}\""));
+                    self.check(
+                        ins,
+                        format!("a numeric user: [image] user named \"user{uid}\""),
+                    );
                     self.set_user(format!("user{uid}"), uid, uid, None);
                     return;
                 }
                 Err(_) => {
-                    self.check(ins, format!("{name:?} was not made by a useradd here: uid and gid 1000 assumed"));
+                    self.check(
+                        ins,
+                        format!(
+                            "{name:?} was not made by a useradd here: uid and gid 1000 assumed"
+                        ),
+                    );
                     self.set_user(name, 1000, 1000, None);
                     return;
                 }
@@ -441,15 +486,25 @@ impl Translator {
 
     fn set_user(&mut self, name: String, uid: u32, gid: u32, home: Option<String>) {
         let home = home.filter(|h| *h != format!("/home/{name}"));
-        self.draft.image.user = Some(UserDraft { name, uid, gid, home });
+        self.draft.image.user = Some(UserDraft {
+            name,
+            uid,
+            gid,
+            home,
+        });
     }
 
     fn run(&mut self, ins: &Instruction) {
         if !ins.flags.is_empty() {
-            self.check(ins, "RUN flags (--mount, --network) do not apply: nothing runs at build time");
+            self.check(
+                ins,
+                "RUN flags (--mount, --network) do not apply: nothing runs at build time",
+            );
         }
         let text = match &ins.args {
-            Args::Exec(v) => shlex::try_join(v.iter().map(String::as_str)).unwrap_or_else(|_| v.join(" ")),
+            Args::Exec(v) => {
+                shlex::try_join(v.iter().map(String::as_str)).unwrap_or_else(|_| v.join(" "))
+            }
             Args::Shell(s) => s.clone(),
         };
         let Some(words) = shlex::split(&text) else {
@@ -464,19 +519,22 @@ impl Translator {
     /// One command of a RUN.
     fn command(&mut self, ins: &Instruction, words: &[String]) {
         let line = Some(ins.line);
-        let shown = shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
+        let shown =
+            shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
         let shown = shorten(&shown);
         // `sudo`, `env`, `VAR=value` prefixes.
         let mut w: &[String] = words;
         while let Some(first) = w.first() {
-            if first == "sudo" || first == "env" || (first.contains('=') && !first.starts_with('-')) {
+            if first == "sudo" || first == "env" || (first.contains('=') && !first.starts_with('-'))
+            {
                 w = &w[1..];
             } else {
                 break;
             }
         }
         let args: Vec<&str> = w.iter().map(String::as_str).collect();
-        let ok = |t: &mut Self, detail: String| t.note(line, shown.clone(), Outcome::Translated, detail);
+        let ok =
+            |t: &mut Self, detail: String| t.note(line, shown.clone(), Outcome::Translated, detail);
         match args.as_slice() {
             [] => {}
             ["apt-get" | "apt", "update", ..] => ok(self, "not needed: the lock pins the Debian index".into()),
@@ -550,9 +608,16 @@ impl Translator {
 
     fn pip(&mut self, ins: &Instruction, shown: &str, args: &[&str]) {
         let line = Some(ins.line);
-        let Some((&sub, rest)) = args.split_first() else { return };
+        let Some((&sub, rest)) = args.split_first() else {
+            return;
+        };
         if sub != "install" {
-            self.note(line, shown.to_string(), Outcome::NotTranslated, format!("pip {sub}: only `pip install` is translated"));
+            self.note(
+                line,
+                shown.to_string(),
+                Outcome::NotTranslated,
+                format!("pip {sub}: only `pip install` is translated"),
+            );
             return;
         }
         let mut reqs = Vec::new();
@@ -570,10 +635,14 @@ impl Translator {
                     it.next();
                 }
                 _ if a.starts_with("--requirement=") => files.push(&a["--requirement=".len()..]),
-                _ if a.starts_with("--index-url=") || a.starts_with("--extra-index-url=") || a.starts_with("--find-links=") => {
+                _ if a.starts_with("--index-url=")
+                    || a.starts_with("--extra-index-url=")
+                    || a.starts_with("--find-links=") =>
+                {
                     indexes.push(a.split('=').next().unwrap_or(a).to_string())
                 }
-                "-c" | "--constraint" | "-e" | "--editable" | "-t" | "--target" | "--prefix" | "--root" => {
+                "-c" | "--constraint" | "-e" | "--editable" | "-t" | "--target" | "--prefix"
+                | "--root" => {
                     skipped.push(format!("{a} {}", it.next().unwrap_or(&"")));
                 }
                 _ if a.starts_with('-') => {}
@@ -585,7 +654,11 @@ impl Translator {
         for file in files {
             match self.requirements_file(file) {
                 Ok((path, found)) => {
-                    details.push(format!("{} requirements from {}", found.len(), path.display()));
+                    details.push(format!(
+                        "{} requirements from {}",
+                        found.len(),
+                        path.display()
+                    ));
                     reqs.extend(found);
                 }
                 Err(why) => {
@@ -597,7 +670,11 @@ impl Translator {
         let mut added = Vec::new();
         let mut locals = Vec::new();
         for r in reqs {
-            let name = r.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).next().unwrap_or("").to_ascii_lowercase();
+            let name = r
+                .split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             if matches!(name.as_str(), "pip" | "setuptools" | "wheel") {
                 tools.push(r);
                 continue;
@@ -617,7 +694,10 @@ impl Translator {
                 }
                 Err(e) => {
                     outcome = Outcome::NotTranslated;
-                    details.push(format!("{r:?} is not a PEP 508 requirement: {}", e.lines().next().unwrap_or("")));
+                    details.push(format!(
+                        "{r:?} is not a PEP 508 requirement: {}",
+                        e.lines().next().unwrap_or("")
+                    ));
                 }
             }
         }
@@ -635,14 +715,20 @@ impl Translator {
         }
 
         let mut detail = if added.is_empty() && !tools.is_empty() && details.is_empty() {
-            format!("not needed: envbuild installs wheels itself ({})", std::mem::take(&mut tools).join(", "))
+            format!(
+                "not needed: envbuild installs wheels itself ({})",
+                std::mem::take(&mut tools).join(", ")
+            )
         } else if added.is_empty() {
             String::from("no requirements")
         } else {
             format!("[python] requirements {}", added.join(", "))
         };
         if !tools.is_empty() {
-            details.push(format!("skipped {} (envbuild installs wheels itself)", tools.join(", ")));
+            details.push(format!(
+                "skipped {} (envbuild installs wheels itself)",
+                tools.join(", ")
+            ));
         }
         if !skipped.is_empty() {
             details.push(format!("skipped {}", skipped.join(", ")));
@@ -661,7 +747,8 @@ impl Translator {
         let Some(src) = self.context_source(&in_image) else {
             return Err(format!("-r {file}: no COPY placed {in_image} in the image, so its requirements are unknown"));
         };
-        let text = crate::io::read_regular_to_string(&src).map_err(|e| format!("-r {file}: cannot read {}: {e}", src.display()))?;
+        let text = crate::io::read_regular_to_string(&src)
+            .map_err(|e| format!("-r {file}: cannot read {}: {e}", src.display()))?;
         self.consumed.push(in_image);
         let mut out = Vec::new();
         for raw in text.lines() {
@@ -692,13 +779,16 @@ impl Translator {
     fn model(&mut self, ins: &Instruction, shown: &str, code: &str) {
         let line = Some(ins.line);
         let arg = |name: &str| -> Option<String> {
-            let re = regex::Regex::new(&format!(r#"{name}\s*=\s*['"]([^'"]+)['"]"#)).expect("valid regex");
+            let re = regex::Regex::new(&format!(r#"{name}\s*=\s*['"]([^'"]+)['"]"#))
+                .expect("valid regex");
             re.captures(code).map(|c| c[1].to_string())
         };
-        let id = regex::Regex::new(r#"snapshot_download\(\s*(?:model_id\s*=\s*|repo_id\s*=\s*)?['"]([^'"]+)['"]"#)
-            .expect("valid regex")
-            .captures(code)
-            .map(|c| c[1].to_string());
+        let id = regex::Regex::new(
+            r#"snapshot_download\(\s*(?:model_id\s*=\s*|repo_id\s*=\s*)?['"]([^'"]+)['"]"#,
+        )
+        .expect("valid regex")
+        .captures(code)
+        .map(|c| c[1].to_string());
         let hub = if code.contains("modelscope") {
             "modelscope"
         } else if code.contains("huggingface_hub") {
@@ -717,12 +807,20 @@ impl Translator {
         let path = match (&cache_dir, hub) {
             (Some(dir), "modelscope") => {
                 let (owner, repo) = id.split_once('/').unwrap_or(("", &id));
-                let p = format!("{dir}/{owner}/{}", crate::model::layout::modelscope_dir_name(repo));
-                detail.push_str(&format!(", path = {p:?} (where snapshot_download(cache_dir=...) puts it)"));
+                let p = format!(
+                    "{dir}/{owner}/{}",
+                    crate::model::layout::modelscope_dir_name(repo)
+                );
+                detail.push_str(&format!(
+                    ", path = {p:?} (where snapshot_download(cache_dir=...) puts it)"
+                ));
                 Some(p)
             }
             (Some(dir), _) => {
-                self.draft.image.env.push(("HF_HUB_CACHE".into(), dir.clone()));
+                self.draft
+                    .image
+                    .env
+                    .push(("HF_HUB_CACHE".into(), dir.clone()));
                 detail.push_str(&format!(", in the Hugging Face cache layout; [image] env HF_HUB_CACHE = {dir:?} so the client finds it there"));
                 None
             }
@@ -741,12 +839,21 @@ impl Translator {
 
     fn chmod(&mut self, line: Option<usize>, shown: &str, args: &[&str]) {
         let args: Vec<&str> = args.iter().copied().filter(|a| *a != "-R").collect();
-        let Some((&mode, paths)) = args.split_first() else { return };
+        let Some((&mode, paths)) = args.split_first() else {
+            return;
+        };
         let mode = match mode {
             "+x" | "a+x" | "u+x" | "ugo+x" | "755" | "0755" => "0755".to_string(),
-            m if m.len() <= 4 && m.bytes().all(|b| (b'0'..=b'7').contains(&b)) => format!("{m:0>4}"),
+            m if m.len() <= 4 && m.bytes().all(|b| (b'0'..=b'7').contains(&b)) => {
+                format!("{m:0>4}")
+            }
             _ => {
-                self.note(line, shown.to_string(), Outcome::NotTranslated, format!("mode {mode:?}: only octal modes and +x are translated"));
+                self.note(
+                    line,
+                    shown.to_string(),
+                    Outcome::NotTranslated,
+                    format!("mode {mode:?}: only octal modes and +x are translated"),
+                );
                 return;
             }
         };
@@ -764,17 +871,44 @@ impl Translator {
             }
         }
         if missing.is_empty() && !inside.is_empty() {
-            self.note(line, shown.to_string(), Outcome::Translated, format!("{}: already executable in the context (its mode is kept)", inside.join(", ")));
+            self.note(
+                line,
+                shown.to_string(),
+                Outcome::Translated,
+                format!(
+                    "{}: already executable in the context (its mode is kept)",
+                    inside.join(", ")
+                ),
+            );
         } else if missing.is_empty() {
-            self.note(line, shown.to_string(), Outcome::Translated, format!("[[files]] mode = {mode:?}"));
+            self.note(
+                line,
+                shown.to_string(),
+                Outcome::Translated,
+                format!("[[files]] mode = {mode:?}"),
+            );
         } else {
-            self.note(line, shown.to_string(), Outcome::NotTranslated, format!("{}: not placed by a COPY here (only a copied path's mode can be set)", missing.join(", ")));
+            self.note(
+                line,
+                shown.to_string(),
+                Outcome::NotTranslated,
+                format!(
+                    "{}: not placed by a COPY here (only a copied path's mode can be set)",
+                    missing.join(", ")
+                ),
+            );
         }
     }
 
     fn chown(&mut self, line: Option<usize>, shown: &str, args: &[&str]) {
-        let args: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
-        let Some((&owner, paths)) = args.split_first() else { return };
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let Some((&owner, paths)) = args.split_first() else {
+            return;
+        };
         let owner = owner.split(':').next().unwrap_or(owner).to_string();
         let mut missing = Vec::new();
         for p in paths {
@@ -785,9 +919,22 @@ impl Translator {
             }
         }
         if missing.is_empty() {
-            self.note(line, shown.to_string(), Outcome::Translated, format!("[[files]] owner = {owner:?}"));
+            self.note(
+                line,
+                shown.to_string(),
+                Outcome::Translated,
+                format!("[[files]] owner = {owner:?}"),
+            );
         } else {
-            self.note(line, shown.to_string(), Outcome::NotTranslated, format!("{}: not placed by a COPY here (give [[files]] an owner, or a model `owner`)", missing.join(", ")));
+            self.note(
+                line,
+                shown.to_string(),
+                Outcome::NotTranslated,
+                format!(
+                    "{}: not placed by a COPY here (give [[files]] an owner, or a model `owner`)",
+                    missing.join(", ")
+                ),
+            );
         }
     }
 
@@ -833,11 +980,18 @@ impl Translator {
                 continue;
             }
             if src.contains(['*', '?', '[']) {
-                self.not(ins, format!("{src}: wildcards are not translated: name each path"));
+                self.not(
+                    ins,
+                    format!("{src}: wildcards are not translated: name each path"),
+                );
                 continue;
             }
             let rel = Path::new(src.trim_start_matches("./"));
-            if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            if rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
                 self.not(ins, format!("{src}: outside the build context"));
                 continue;
             }
@@ -847,16 +1001,29 @@ impl Translator {
                 continue;
             }
             let is_dir = ctx.is_dir();
-            let base = Path::new(src.trim_end_matches('/')).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let target = if dir_dst && !is_dir { format!("{}/{base}", dst.trim_end_matches('/')) } else { dst.clone() };
-            let src_rel = relative_to(&ctx, &self.spec_dir).to_string_lossy().into_owned();
+            let base = Path::new(src.trim_end_matches('/'))
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let target = if dir_dst && !is_dir {
+                format!("{}/{base}", dst.trim_end_matches('/'))
+            } else {
+                dst.clone()
+            };
+            let src_rel = relative_to(&ctx, &self.spec_dir)
+                .to_string_lossy()
+                .into_owned();
             self.draft.files.push(FileDraft {
                 src: src_rel,
                 dst: target.clone(),
                 owner: owner.clone(),
                 mode: mode.clone(),
             });
-            self.copied.push(Copied { src: ctx.clone(), dst: target.clone(), file: self.draft.files.len() - 1 });
+            self.copied.push(Copied {
+                src: ctx.clone(),
+                dst: target.clone(),
+                file: self.draft.files.len() - 1,
+            });
             if !ctx.exists() {
                 placed.push(format!("{target} (from {src}: missing in the context; create it before `envbuild lock`)"));
             } else {
@@ -879,7 +1046,13 @@ impl Translator {
         for path in std::mem::take(&mut self.consumed) {
             if let Some(i) = self.draft.files.iter().position(|f| f.dst == path) {
                 self.draft.files.remove(i);
-                self.note(None, path.clone(), Outcome::Translated, "read by `pip install -r` into [python] requirements; not placed in the image".into());
+                self.note(
+                    None,
+                    path.clone(),
+                    Outcome::Translated,
+                    "read by `pip install -r` into [python] requirements; not placed in the image"
+                        .into(),
+                );
             }
         }
         self.python_layout();
@@ -887,30 +1060,50 @@ impl Translator {
         self.placed_directories();
         self.owners_under_home();
         self.cmd_under_root();
-        let chain = if self.stage_names.is_empty() { String::new() } else { format!(" (stages {})", self.stage_names.join(" → ")) };
+        let chain = if self.stage_names.is_empty() {
+            String::new()
+        } else {
+            format!(" (stages {})", self.stage_names.join(" → "))
+        };
         let mut header = vec![
             format!("Made by `envbuild init --from-dockerfile` from a Dockerfile{chain}."),
             "Review it, then: envbuild lock SPEC && envbuild realize SPEC -o image.tar".into(),
         ];
-        let t = Translation { draft: self.draft.clone(), notes: self.notes.clone() };
+        let t = Translation {
+            draft: self.draft.clone(),
+            notes: self.notes.clone(),
+        };
         let notes = t.header_notes();
         if !notes.is_empty() {
             header.push(String::new());
-            header.push("What to look at (the full report is what `envbuild init` printed):".into());
+            header
+                .push("What to look at (the full report is what `envbuild init` printed):".into());
             header.extend(notes);
         }
         self.draft.header = header;
-        Translation { draft: self.draft, notes: self.notes }
+        Translation {
+            draft: self.draft,
+            notes: self.notes,
+        }
     }
 
     /// `[python]` for the interpreter the packages hold.
     fn python_layout(&mut self) {
-        let Some(py) = self.draft.python.as_mut() else { return };
-        let suite = self.draft.debian.as_ref().map(|d| d.suite.clone()).unwrap_or_else(|| DEFAULT_SUITE.into());
+        let Some(py) = self.draft.python.as_mut() else {
+            return;
+        };
+        let suite = self
+            .draft
+            .debian
+            .as_ref()
+            .map(|d| d.suite.clone())
+            .unwrap_or_else(|| DEFAULT_SUITE.into());
         let from_packages = self.draft.debian.as_ref().and_then(|d| {
             d.packages.iter().find_map(|p| {
                 let v = p.strip_prefix("python3.")?;
-                v.bytes().all(|b| b.is_ascii_digit()).then(|| format!("3.{v}"))
+                v.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| format!("3.{v}"))
             })
         });
         let version = self.python_version.clone().or(from_packages);
@@ -925,12 +1118,19 @@ impl Translator {
         };
         py.version = version.clone();
         py.site_packages = format!("/usr/local/lib/python{version}/dist-packages");
-        let debian = self.draft.debian.get_or_insert_with(|| DebianDraft { suite: suite.clone(), packages: Vec::new() });
+        let debian = self.draft.debian.get_or_insert_with(|| DebianDraft {
+            suite: suite.clone(),
+            packages: Vec::new(),
+        });
         debian.add(&format!("python{version}"));
         if default_python(&suite) == version && debian.add("python3") {
             notes.push(format!("added python3: `python3` and `pip` are Debian's python{version} (the Dockerfile's commands call python3)"));
         }
-        py.shebang = if debian.has("python3") { "/usr/bin/python3".into() } else { format!("/usr/bin/python{version}") };
+        py.shebang = if debian.has("python3") {
+            "/usr/bin/python3".into()
+        } else {
+            format!("/usr/bin/python{version}")
+        };
         for n in notes {
             self.note(None, "[base] debian".into(), Outcome::Translated, n);
         }
@@ -943,10 +1143,14 @@ impl Translator {
             if !c.src.is_file() || c.src.metadata().map(|m| m.len() > 1 << 20).unwrap_or(true) {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(&c.src) else { continue };
+            let Ok(bytes) = std::fs::read(&c.src) else {
+                continue;
+            };
             let first = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
             let first = String::from_utf8_lossy(first);
-            let Some(interp) = first.strip_prefix("#!") else { continue };
+            let Some(interp) = first.strip_prefix("#!") else {
+                continue;
+            };
             let mut words = interp.split_whitespace();
             let prog = match words.next() {
                 Some("/usr/bin/env") => words.next().unwrap_or(""),
@@ -975,14 +1179,27 @@ impl Translator {
         placed.extend(self.draft.models.iter().filter_map(|m| m.path.clone()));
         placed.extend(self.draft.image.workdir.clone());
         if let Some(u) = &self.draft.image.user {
-            placed.push(u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name)));
+            placed.push(
+                u.home
+                    .clone()
+                    .unwrap_or_else(|| format!("/home/{}", u.name)),
+            );
         }
         for (line, dir) in std::mem::take(&mut self.mkdirs) {
-            let covered = placed.iter().any(|p| *p == dir || p.starts_with(&format!("{dir}/")));
+            let covered = placed
+                .iter()
+                .any(|p| *p == dir || p.starts_with(&format!("{dir}/")));
             let (outcome, detail) = if covered {
-                (Outcome::Translated, "not needed: the directories of placed paths are made".to_string())
+                (
+                    Outcome::Translated,
+                    "not needed: the directories of placed paths are made".to_string(),
+                )
             } else {
-                (Outcome::NotTranslated, "an empty directory: put one in the context and add it as [[files]]".to_string())
+                (
+                    Outcome::NotTranslated,
+                    "an empty directory: put one in the context and add it as [[files]]"
+                        .to_string(),
+                )
             };
             self.note(Some(line), format!("mkdir {dir}"), outcome, detail);
         }
@@ -991,8 +1208,13 @@ impl Translator {
     /// A model under the user's home belongs to the user: its client
     /// writes cache files next to it.
     fn owners_under_home(&mut self) {
-        let Some(u) = &self.draft.image.user else { return };
-        let home = u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name));
+        let Some(u) = &self.draft.image.user else {
+            return;
+        };
+        let home = u
+            .home
+            .clone()
+            .unwrap_or_else(|| format!("/home/{}", u.name));
         let name = u.name.clone();
         for m in &mut self.draft.models {
             let path = m.path.clone().unwrap_or_default();
@@ -1004,8 +1226,18 @@ impl Translator {
 
     /// `/root` is 0700: another user cannot run what is under it.
     fn cmd_under_root(&mut self) {
-        let Some(u) = self.draft.image.user.clone() else { return };
-        let argv: Vec<String> = self.draft.image.entrypoint.iter().chain(&self.draft.image.cmd).flatten().cloned().collect();
+        let Some(u) = self.draft.image.user.clone() else {
+            return;
+        };
+        let argv: Vec<String> = self
+            .draft
+            .image
+            .entrypoint
+            .iter()
+            .chain(&self.draft.image.cmd)
+            .flatten()
+            .cloned()
+            .collect();
         if let Some(p) = argv.iter().find(|a| a.starts_with("/root/")) {
             self.note(
                 None,
@@ -1053,33 +1285,53 @@ fn default_python(suite: &str) -> &'static str {
 
 fn is_python(word: &str) -> bool {
     let w = word.rsplit('/').next().unwrap_or(word);
-    w == "python" || w == "python3" || w.strip_prefix("python3.").is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+    w == "python"
+        || w == "python3"
+        || w.strip_prefix("python3.")
+            .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_pip(word: &str) -> bool {
     let w = word.rsplit('/').next().unwrap_or(word);
-    w == "pip" || w == "pip3" || w.strip_prefix("pip3.").is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+    w == "pip"
+        || w == "pip3"
+        || w.strip_prefix("pip3.")
+            .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_cache_path(p: &str) -> bool {
-    ["/var/lib/apt/lists", "/var/cache/apt", "/root/.cache", "/tmp/", "~/.cache"]
-        .iter()
-        .any(|c| p.starts_with(c))
+    [
+        "/var/lib/apt/lists",
+        "/var/cache/apt",
+        "/root/.cache",
+        "/tmp/",
+        "~/.cache",
+    ]
+    .iter()
+    .any(|c| p.starts_with(c))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o100 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o100 != 0)
 }
 
 fn is_archive(p: &str) -> bool {
-    [".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar.zst"].iter().any(|x| p.ends_with(x))
+    [".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar.zst"]
+        .iter()
+        .any(|x| p.ends_with(x))
 }
 
 /// `NAME==V+LOCAL` → (`NAME==V`, `LOCAL`).
 fn local_version(req: &str) -> Option<(String, String)> {
     let (head, local) = req.split_once('+')?;
-    if !head.contains("==") || local.is_empty() || !local.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') {
+    if !head.contains("==")
+        || local.is_empty()
+        || !local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+    {
         return None;
     }
     Some((head.to_string(), local.to_string()))
@@ -1144,7 +1396,9 @@ mod tests {
 
     #[test]
     fn a_run_splits_into_its_commands() {
-        let got = split_commands(&words("apt-get update && apt-get install -y a b; rm -rf /x || true"));
+        let got = split_commands(&words(
+            "apt-get update && apt-get install -y a b; rm -rf /x || true",
+        ));
         assert_eq!(got.len(), 4);
         assert_eq!(got[1], words("apt-get install -y a b"));
         assert_eq!(got[2], words("rm -rf /x"));
@@ -1164,7 +1418,10 @@ mod tests {
         assert_eq!(suite_of("bookworm-slim").as_deref(), Some("bookworm"));
         assert_eq!(suite_of("3.11-slim-bullseye").as_deref(), Some("bullseye"));
         assert_eq!(suite_of("12.5").as_deref(), Some("bookworm"));
-        assert_eq!(split_image("nvidia/cuda:12.1.1-runtime-ubuntu22.04"), ("nvidia/cuda", "12.1.1-runtime-ubuntu22.04"));
+        assert_eq!(
+            split_image("nvidia/cuda:12.1.1-runtime-ubuntu22.04"),
+            ("nvidia/cuda", "12.1.1-runtime-ubuntu22.04")
+        );
         assert_eq!(split_image("host:5000/x"), ("host:5000/x", "latest"));
     }
 }

@@ -79,7 +79,10 @@ pub fn from_requirements(path: &Path, opts: &InitOptions) -> Result<Translation,
             }
             Err(e) => notes.push(note(
                 Outcome::NotTranslated,
-                format!("not a PEP 508 requirement: {}", e.lines().next().unwrap_or("")),
+                format!(
+                    "not a PEP 508 requirement: {}",
+                    e.lines().next().unwrap_or("")
+                ),
             )),
         }
     }

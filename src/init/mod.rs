@@ -218,6 +218,9 @@ mod tests {
             relative_to(Path::new("/a/x/c"), Path::new("/a/b/d")),
             PathBuf::from("../../x/c")
         );
-        assert_eq!(relative_to(Path::new("/a"), Path::new("/a")), PathBuf::from("."));
+        assert_eq!(
+            relative_to(Path::new("/a"), Path::new("/a")),
+            PathBuf::from(".")
+        );
     }
 }

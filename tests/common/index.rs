@@ -63,4 +63,3 @@ pub fn index(wheels: &[&Wheel]) -> Server {
     }
     serve(routes)
 }
-

@@ -250,14 +250,19 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
     }
     let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
     let mut ro = ResolveOptions::new(index, target.clone());
-    ro.exclude_newer = match (cx.exclude_newer, old.and_then(|p| p.exclude_newer.as_deref())) {
+    ro.exclude_newer = match (
+        cx.exclude_newer,
+        old.and_then(|p| p.exclude_newer.as_deref()),
+    ) {
         (Some(t), _) => Some(t),
         (None, Some(_)) if cx.upgrade == Upgrade::All => None,
-        (None, Some(recorded)) => Some(recorded.parse().map_err(|e| SourceError::ExcludeNewer {
-            lock_file: crate::lock::lock_path(&spec.path),
-            found: recorded.to_string(),
-            message: format!("{e}"),
-        })?),
+        (None, Some(recorded)) => {
+            Some(recorded.parse().map_err(|e| SourceError::ExcludeNewer {
+                lock_file: crate::lock::lock_path(&spec.path),
+                found: recorded.to_string(),
+                message: format!("{e}"),
+            })?)
+        }
         (None, None) => None,
     };
     ro.preferences = preferences(old, &cx.upgrade);
@@ -320,18 +325,23 @@ fn preferences(
         .wheels
         .iter()
         .map(|w| (w.name.clone(), w.version.clone()))
-        .chain(old.sdists.iter().map(|s| (s.name.clone(), s.version.clone())));
+        .chain(
+            old.sdists
+                .iter()
+                .map(|s| (s.name.clone(), s.version.clone())),
+        );
     let pins: Vec<(String, String)> = build.chain(runtime).collect();
-    pins.into_iter().filter_map(|(name, version)| {
-        let name = crate::python::wheel::normalize_name(&name);
-        if let Upgrade::Packages(moving) = upgrade {
-            if moving.contains(&name) {
-                return None;
+    pins.into_iter()
+        .filter_map(|(name, version)| {
+            let name = crate::python::wheel::normalize_name(&name);
+            if let Upgrade::Packages(moving) = upgrade {
+                if moving.contains(&name) {
+                    return None;
+                }
             }
-        }
-        Some((name, version.parse().ok()?))
-    })
-    .collect()
+            Some((name, version.parse().ok()?))
+        })
+        .collect()
 }
 
 /// `[[wheels]]`: local wheels are hashed (in parallel, through the hash

@@ -322,7 +322,8 @@ fn a_pinned_wheel_skips_record_hashes_but_not_sizes() {
     let same_size: Vec<u8> = DEMO_CLI.replace("ok", "OK").into_bytes();
     assert_ne!(same_size, DEMO_CLI.as_bytes());
     let mut b = demo_wheel();
-    b.tampered.push(("demo_pkg/cli.py".to_owned(), same_size.clone()));
+    b.tampered
+        .push(("demo_pkg/cli.py".to_owned(), same_size.clone()));
     let (_tmp, result) = install(&b, &pinned);
     let dist = result.unwrap_or_else(|e| panic!("a pinned wheel installs: {e}"));
     assert!(dist.files.iter().any(|f| f.ends_with("demo_pkg/cli.py")));
@@ -330,7 +331,10 @@ fn a_pinned_wheel_skips_record_hashes_but_not_sizes() {
     assert!(matches!(install_err(&b), WheelError::HashMismatch { .. }));
 
     let mut b = demo_wheel();
-    b.tampered.push(("demo_pkg/cli.py".to_owned(), b"longer than recorded\n".repeat(10)));
+    b.tampered.push((
+        "demo_pkg/cli.py".to_owned(),
+        b"longer than recorded\n".repeat(10),
+    ));
     match install(&b, &pinned).1 {
         Err(WheelError::HashMismatch { .. }) => {}
         other => panic!("a size unlike RECORD's is refused, pinned or not: {other:?}"),
