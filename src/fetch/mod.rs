@@ -107,23 +107,7 @@ pub fn fetch_sized(
     name: &str,
     opts: &FetchOptions,
 ) -> Result<Fetched, FetchError> {
-    let key = realisation_key(sha256);
-    if let Some(item) = store.realisation(&key, "out")? {
-        let size = store.path_info(&item)?.nar_size;
-        let size = std::fs::metadata(store.physical_path(&item))
-            .map(|m| m.len())
-            .unwrap_or(size);
-        return Ok(Fetched {
-            item,
-            size,
-            downloaded: false,
-        });
-    }
-    if opts.offline {
-        return Err(FetchError::Offline {
-            url: net::redact(url),
-        });
-    }
+    // fetch_with looks the pin up in the store and honours --offline first.
     fetch_with(store, sha256, size, name, url, opts, |dest, shown| {
         if let Some(local) = url.strip_prefix("file://") {
             copy_local(url, Path::new(local), dest)
