@@ -135,6 +135,7 @@ fn a_local_wheel_changed_since_it_was_pinned_is_refused_naming_both_hashes() {
         builder: Builder::UnpackWheel {
             scheme: scheme.clone(),
             shebang: shebang.clone(),
+            bytecode: None,
         },
         inputs: Vec::new(),
     };
@@ -146,7 +147,7 @@ fn a_local_wheel_changed_since_it_was_pinned_is_refused_naming_both_hashes() {
         }),
     );
     let mut r = Realizer::new(&mut store, false);
-    match unpack_wheel(&mut r, &drv, &scheme, &shebang, &wheel) {
+    match unpack_wheel(&mut r, &drv, &scheme, &shebang, &wheel, None) {
         Err(e) if matches!(e.cause(), RealizeError::InputChanged { .. }) => {
             let msg = e.to_string();
             assert!(

@@ -4,14 +4,18 @@
 //! Fixed parameters (changing any of them changes output bytes, so it must
 //! also change [`Compression::identity`]):
 //! - input: fed to the compressor in [`FEED_CHUNK`] pieces;
-//! - zstd: single-threaded streaming compression (no workers), one frame,
+//! - zstd: libzstd's multithreaded mode (at least one worker), one frame,
 //!   no content size in the frame header, no dictionary id, content checksum
-//!   on (xxhash64, so `zstd -t` can verify a blob);
+//!   on (xxhash64, so `zstd -t` can verify a blob). In that mode libzstd cuts
+//!   the input into jobs by size alone, so the bytes are the same whatever
+//!   the number of workers ([`compression_threads`]: one per core, or
+//!   `ENVBUILD_COMPRESS_THREADS`); they differ from its single-threaded
+//!   mode's, hence the `-mt` in the identity;
 //! - gzip: flate2 (`GzBuilder`) with no file name, no comment, no extra
 //!   field, mtime 0 and OS byte 255 ("unknown", as Go's compress/gzip
 //!   writes); flate2's backend is zlib-rs (see [`FLATE2_BACKEND`]).
 //!
-//! Identity strings: `zstd-<libzstd version>-level<N>-st`,
+//! Identity strings: `zstd-<libzstd version>-level<N>-mt`,
 //! `gzip-<flate2 version>-<backend>-<backend version>-level<N>`, `none`.
 
 use std::io::{self, Write};
@@ -63,10 +67,10 @@ pub fn zstd_version() -> String {
 
 impl Compression {
     /// A stable identity: library, version, level and thread mode, e.g.
-    /// `zstd-1.5.7-level3-st`. Part of a layer's derivation.
+    /// `zstd-1.5.7-level3-mt`. Part of a layer's derivation.
     pub fn identity(&self) -> String {
         match self {
-            Compression::Zstd { level } => format!("zstd-{}-level{level}-st", zstd_version()),
+            Compression::Zstd { level } => format!("zstd-{}-level{level}-mt", zstd_version()),
             Compression::Gzip { level } => {
                 format!("gzip-flate2-{FLATE2_VERSION}-{FLATE2_BACKEND}-level{level}")
             }
@@ -194,11 +198,32 @@ impl<W: Write> Encoder<W> {
     }
 }
 
+/// How many threads compress one zstd layer: `ENVBUILD_COMPRESS_THREADS`
+/// if set to a positive number, else one per available core. The bytes do
+/// not depend on it.
+pub fn compression_threads() -> u32 {
+    std::env::var("ENVBUILD_COMPRESS_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        })
+}
+
 impl<W: Write> LayerSink<W> {
     pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
+        Self::with_threads(compression, compression_threads(), out)
+    }
+
+    /// A sink whose zstd compressor runs `threads` workers (at least one).
+    pub(crate) fn with_threads(compression: Compression, threads: u32, out: W) -> io::Result<Self> {
         let enc = match compression {
             Compression::Zstd { level } => {
                 let mut e = zstd::stream::write::Encoder::new(HashWriter::new(out), level)?;
+                e.multithread(threads.max(1))?;
                 e.include_checksum(true)?;
                 e.include_contentsize(false)?;
                 e.include_dictid(false)?;
@@ -294,7 +319,7 @@ mod tests {
         assert_eq!(Compression::default(), Compression::Zstd { level: 3 });
         assert_eq!(
             Compression::Zstd { level: 3 }.identity(),
-            format!("zstd-{}-level3-st", zstd_version())
+            format!("zstd-{}-level3-mt", zstd_version())
         );
         assert_eq!(
             Compression::Gzip { level: 6 }.identity(),
@@ -365,8 +390,35 @@ mod tests {
         }
     }
 
+    /// The zstd bytes are the same with one worker and with four, and
+    /// whatever the chunking of the writes.
+    #[test]
+    fn zstd_bytes_do_not_depend_on_the_thread_count() {
+        // Larger than several zstd jobs at level 3 (a job is 4 windows).
+        let data: Vec<u8> = (0u64..3_000_000)
+            .flat_map(|i| (i.wrapping_mul(0x9e3779b97f4a7c15) >> 40).to_le_bytes())
+            .collect();
+        let run = |threads: u32, chunk: usize| {
+            let mut s =
+                LayerSink::with_threads(Compression::Zstd { level: 3 }, threads, Vec::new())
+                    .unwrap();
+            for c in data.chunks(chunk) {
+                s.write_all(c).unwrap();
+            }
+            let r = s.finish().unwrap();
+            let mut back = Vec::new();
+            zstd::stream::copy_decode(&r.inner[..], &mut back).unwrap();
+            assert_eq!(back, data, "round trip");
+            r.digest
+        };
+        let one = run(1, 1 << 20);
+        assert_eq!(run(4, 1 << 20), one);
+        assert_eq!(run(4, 4099), one);
+        assert_eq!(run(2, 65536), one);
+    }
+
     const GOLDEN_ZSTD3: &str =
-        "sha256:1fa07dd365d9c4e565f4db902e105143067a2b14ae4a04c62bb9ac0164745ef2";
+        "sha256:49abe47e38fef10b3f8e0f532e615cd936e6644f34048538633f2bdfd0ad0366";
     const GOLDEN_GZIP6: &str =
         "sha256:d5851840528d47caaecfaf9eb85dbad86d596133bd9f9be8df9f1d5eebb8f5a4";
 }

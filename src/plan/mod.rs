@@ -136,11 +136,15 @@ pub enum Builder {
     UnpackDeb { filename: String },
     /// `/etc/passwd`, `/etc/group` and the directories an image needs.
     BaseFiles(BaseFiles),
-    /// Install a wheel. Input: the wheel file (fetched, in place, or the
-    /// output of a `BuildSdist` step).
+    /// Install a wheel. Inputs: the wheel file (fetched, in place, or the
+    /// output of a `BuildSdist` step), then, when its modules are compiled
+    /// to bytecode, the base's components the interpreter runs in.
     UnpackWheel {
         scheme: InstallScheme,
         shebang: String,
+        /// The interpreter (an image path) that compiles the wheel's
+        /// modules to bytecode ([`crate::python::bytecode`]), if any.
+        bytecode: Option<String>,
     },
     /// Build a wheel from an sdist in the sandbox. Inputs: the sdist, then
     /// its build closure's components (the base's, the build
@@ -382,10 +386,15 @@ impl Step {
                 // On a base image its view is the input (its /etc/passwd and
                 // /etc/group are extended); otherwise there is none.
             }
-            Builder::UnpackWheel { scheme, shebang } => {
+            Builder::UnpackWheel {
+                scheme,
+                shebang,
+                bytecode,
+            } => {
                 let w = wheel.expect("an unpack-wheel derivation names its wheel");
-                // Keyed by the wheel's content, not by where it came from.
-                return d
+                // Keyed by the wheel's content, not by where it came from:
+                // the first input (the wheel's item) is not hashed.
+                d = d
                     .arg("filename", w.filename)
                     .arg("sha256", w.sha256)
                     .arg("purelib", scheme.purelib.clone())
@@ -394,6 +403,18 @@ impl Step {
                     .arg("data", scheme.data.clone())
                     .arg("headers", scheme.headers.clone())
                     .arg("shebang", shebang.clone());
+                if let Some(python) = bytecode {
+                    d = d
+                        .arg("bytecode", "unchecked-hash")
+                        .arg("bytecode-python", python.clone());
+                    for item in inputs.iter().skip(1).filter_map(|r| match r {
+                        Resolved::Item(i) => Some((*i).clone()),
+                        Resolved::InPlace => None,
+                    }) {
+                        d = d.input(item);
+                    }
+                }
+                return d;
             }
             Builder::BuildSdist {
                 sdist,

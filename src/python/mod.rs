@@ -1,5 +1,7 @@
-//! Python: installing wheels (and, later, resolving and locking them).
+//! Python: resolving and locking distributions, installing wheels, compiling
+//! their bytecode, building sdists.
 
+pub mod bytecode;
 pub mod core_metadata;
 pub mod index_config;
 pub mod pep508;

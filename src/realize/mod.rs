@@ -729,13 +729,18 @@ impl<'p> Execution<'p> {
         let mut k = 0;
         while k < order.len() {
             // A run of unpack steps of one kind whose inputs are all
-            // inputs (not steps) goes to the worker pool as one batch.
+            // inputs or steps done before the run (a wheel's bytecode
+            // closure) goes to the worker pool as one batch.
+            let done = &self.done;
             let batchable = |s: StepId| {
                 let step = &plan.steps[s];
                 matches!(
                     step.builder,
                     Builder::UnpackDeb { .. } | Builder::UnpackWheel { .. }
-                ) && step.inputs.iter().all(|r| matches!(r, Ref::Input(_)))
+                ) && step.inputs.iter().all(|r| match *r {
+                    Ref::Input(_) => true,
+                    Ref::Step(t) => done[t].is_some(),
+                })
             };
             let mut end = k + 1;
             if batchable(order[k]) && !r.dry_run {
@@ -883,9 +888,21 @@ impl<'p> Execution<'p> {
                 &items,
             )
             .map(Done::Component),
-            Builder::UnpackWheel { scheme, shebang } => {
+            Builder::UnpackWheel {
+                scheme,
+                shebang,
+                bytecode,
+            } => {
                 let wheel = wheel.expect("an unpack-wheel step's input is a wheel");
-                builders::wheel::unpack_wheel(r, &drv, scheme, shebang, &wheel).map(Done::Component)
+                let closure = self.step_components(&step.inputs[1..]);
+                let bytecode = bytecode
+                    .as_deref()
+                    .map(|python| builders::wheel::Bytecode {
+                        python,
+                        closure: &closure,
+                    });
+                builders::wheel::unpack_wheel(r, &drv, scheme, shebang, &wheel, bytecode.as_ref())
+                    .map(Done::Component)
             }
             Builder::BuildSdist {
                 sdist,
@@ -893,16 +910,7 @@ impl<'p> Execution<'p> {
                 python,
                 site_packages,
             } => {
-                let closure: Vec<Component> = step.inputs[1..]
-                    .iter()
-                    .filter_map(|r| match *r {
-                        Ref::Step(t) => match &self.done[t] {
-                            Some(Done::Component(c)) => Some(c.clone()),
-                            _ => None,
-                        },
-                        Ref::Input(_) => None,
-                    })
-                    .collect();
+                let closure = self.step_components(&step.inputs[1..]);
                 builders::sdist::build_sdist(
                     r,
                     &drv,
@@ -931,6 +939,21 @@ impl<'p> Execution<'p> {
             }
         };
         not_built_is_none(done)
+    }
+
+    /// The components of the steps among `inputs`, in order (a build
+    /// closure).
+    fn step_components(&self, inputs: &[Ref]) -> Vec<Component> {
+        inputs
+            .iter()
+            .filter_map(|r| match *r {
+                Ref::Step(t) => match &self.done[t] {
+                    Some(Done::Component(c)) => Some(c.clone()),
+                    _ => None,
+                },
+                Ref::Input(_) => None,
+            })
+            .collect()
     }
 
     /// A dry run's step whose inputs are not built: it will be built.

@@ -195,6 +195,10 @@ pub struct PythonSpec {
     pub scripts: Option<Spanned<String>>,
     #[serde(default)]
     pub shebang: Option<Spanned<String>>,
+    /// Compile the wheels' modules to bytecode at install, with the
+    /// base's interpreter; true by default where the base has one.
+    #[serde(default)]
+    pub compile_bytecode: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -434,6 +438,9 @@ pub struct PythonLayout {
     pub site_packages: String,
     pub scripts: String,
     pub shebang: String,
+    /// `[python] compile-bytecode`: `None` when the spec does not say
+    /// (compiled where the base has an interpreter).
+    pub compile_bytecode: Option<bool>,
     /// Which of the layout's settings the spec names (the others are
     /// defaults, which a base image's interpreter may replace).
     pub named: PythonNamed,
@@ -1027,6 +1034,15 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         }
     };
     let python = python_layout(ctx, raw.python.as_ref(), &dir)?;
+    if let Some(b) = raw.python.as_ref().and_then(|p| p.compile_bytecode.as_ref()) {
+        if *b.get_ref() && debian.is_none() && base_image.is_none() {
+            return Err(ctx.at(
+                b,
+                "python.compile-bytecode = true needs an interpreter to compile with, and this spec has no [base] (expected [base] debian with python3.X, or [base] image with Python)",
+                "no base to compile in",
+            ));
+        }
+    }
     let image = image_settings(ctx, &raw, &name, user)?;
     let models = models(ctx, &raw, &dir, &image)?;
     let shell = shell_settings(ctx, raw.shell.as_ref(), debian.is_some())?;
@@ -1603,6 +1619,7 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<Python
         site_packages: site,
         scripts,
         shebang,
+        compile_bytecode: p.and_then(|p| p.compile_bytecode.as_ref()).map(|b| *b.get_ref()),
         named: PythonNamed {
             version: p.is_some_and(|p| p.version.is_some()),
             site_packages: p.is_some_and(|p| p.site_packages.is_some()),

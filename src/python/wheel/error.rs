@@ -103,6 +103,13 @@ pub enum WheelError {
         found: String,
     },
 
+    #[error("wheel {wheel}: {source}")]
+    Bytecode {
+        wheel: String,
+        #[source]
+        source: crate::python::bytecode::BytecodeError,
+    },
+
     #[error("wheel {wheel}: member {member} is not listed in RECORD (expected every member but RECORD, RECORD.jws and RECORD.p7s to be listed with its sha256 and size)")]
     NotInRecord { wheel: String, member: String },
 

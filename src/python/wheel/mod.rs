@@ -47,8 +47,12 @@
 //!   a new `RECORD` listing every installed file relative to the root
 //!   library directory (pip's convention: scripts as `../../../bin/x`),
 //!   with sha256 and size, RECORD itself with empty fields, rows sorted,
-//!   `\n` line ends. No `.pyc` is compiled; `REQUESTED` and
-//!   `direct_url.json` are not written. The wheel's `RECORD.jws`/`.p7s`
+//!   `\n` line ends. `REQUESTED` and `direct_url.json` are not written.
+//! - **Bytecode**: with a [`Compiler`] ([`install_wheel_compiling`]), the
+//!   `.py` files installed into the library directories are compiled as
+//!   [`crate::python::bytecode`] says, and their `__pycache__/*.pyc` files
+//!   are written and listed in RECORD with their hashes (as pip lists them);
+//!   a pyc the wheel ships itself is kept. Without one, no `.pyc` is written. The wheel's `RECORD.jws`/`.p7s`
 //!   sign the old RECORD and are not installed.
 //! - **Modes**: the tree is written in the store's canonical form, through
 //!   the store's [`TreeWriter`] in NAR order: files whose zip unix mode has
@@ -83,6 +87,7 @@ use sha2::{Digest as _, Sha256};
 pub use error::WheelError;
 pub use filename::{normalize_name, WheelFilename};
 
+use crate::python::bytecode::{Compiled, Compiler, Module};
 use archive::WheelArchive;
 use plan::Source;
 use record::FileDigest;
@@ -158,6 +163,26 @@ pub fn install_wheel(
     dest: &Path,
     opts: &InstallOptions,
 ) -> Result<InstalledDistribution, WheelError> {
+    install(wheel, dest, opts, None)
+}
+
+/// [`install_wheel`], with the library modules compiled to bytecode by
+/// `compiler` (see the module docs).
+pub fn install_wheel_compiling(
+    wheel: &Path,
+    dest: &Path,
+    opts: &InstallOptions,
+    compiler: &Compiler,
+) -> Result<InstalledDistribution, WheelError> {
+    install(wheel, dest, opts, Some(compiler))
+}
+
+fn install(
+    wheel: &Path,
+    dest: &Path,
+    opts: &InstallOptions,
+    bytecode: Option<&Compiler>,
+) -> Result<InstalledDistribution, WheelError> {
     let wheel_name = wheel
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -166,6 +191,7 @@ pub fn install_wheel(
         wheel: &wheel_name,
         dest,
         opts,
+        bytecode,
     }
     .run(wheel)
 }
@@ -175,6 +201,7 @@ struct Installer<'a> {
     wheel: &'a str,
     dest: &'a Path,
     opts: &'a InstallOptions,
+    bytecode: Option<&'a Compiler<'a>>,
 }
 
 /// Where an installed file's bytes come from, once its digest is known.
@@ -256,6 +283,11 @@ impl Installer<'_> {
             &dirs,
         )?;
 
+        let compiled = match self.bytecode {
+            Some(compiler) => self.compile(compiler, &mut archive, &plan)?,
+            None => Vec::new(),
+        };
+
         // Every file's digest is known before anything is written: members
         // by their RECORD rows (checked while they are copied), scripts by
         // a first rewrite into a hashing sink, generated files by their
@@ -298,6 +330,14 @@ impl Installer<'_> {
             rows.push((paths::relative_to(&dirs.lib, path), Some(digest)));
             contents.push((path, executable, content));
         }
+        for c in &compiled {
+            let digest = FileDigest {
+                sha256: Sha256::digest(&c.bytes).into(),
+                size: c.bytes.len() as u64,
+            };
+            rows.push((paths::relative_to(&dirs.lib, &c.path), Some(digest)));
+            contents.push((&c.path, false, Content::Bytes(&c.bytes)));
+        }
         // RECORD: every installed file, relative to the library directory.
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let record = record::write_record(rows.iter().map(|(p, d)| (p.as_str(), *d)));
@@ -331,13 +371,60 @@ impl Installer<'_> {
         }
         let tree = tree.finish().map_err(tree_err)?;
 
+        let mut files: Vec<String> = plan.files.into_keys().collect();
+        files.extend(compiled.into_iter().map(|c| c.path));
+        files.sort();
         Ok(InstalledDistribution {
             name: layout.name,
             version: layout.version,
             dist_info: paths::join(&dirs.lib, &layout.dist_info),
-            files: plan.files.into_keys().collect(), // sorted: a BTreeMap
+            files,
             tree,
         })
+    }
+
+    /// The bytecode of the `.py` members installed into the library
+    /// directories, less pycs the wheel ships itself.
+    fn compile(
+        &self,
+        compiler: &Compiler,
+        archive: &mut WheelArchive,
+        plan: &plan::Plan,
+    ) -> Result<Vec<Compiled>, WheelError> {
+        let s = &self.opts.scheme;
+        let in_lib = |path: &str| {
+            [&s.purelib, &s.platlib]
+                .iter()
+                .any(|lib| lib.is_empty() || path.starts_with(&format!("{lib}/")))
+        };
+        let mut modules = Vec::new();
+        for (path, planned) in &plan.files {
+            if let Source::Member {
+                member,
+                script: false,
+                ..
+            } = planned.source
+            {
+                if path.ends_with(".py") && in_lib(path) {
+                    let mut bytes = Vec::new();
+                    archive.extract(member, &mut bytes, None, path)?;
+                    modules.push(Module {
+                        path: path.clone(),
+                        bytes,
+                    });
+                }
+            }
+        }
+        let compiled = compiler
+            .compile(&modules)
+            .map_err(|source| WheelError::Bytecode {
+                wheel: self.wheel.to_owned(),
+                source,
+            })?;
+        Ok(compiled
+            .into_iter()
+            .filter(|c| !plan.files.contains_key(&c.path))
+            .collect())
     }
 
     fn check_options(&self) -> Result<(), WheelError> {

@@ -1,5 +1,7 @@
 //! `unpack-wheel`: install one wheel into a component of its own (the
-//! installing itself is [`crate::python::wheel::install_wheel`]).
+//! installing itself is [`crate::python::wheel::install_wheel`]), its
+//! modules compiled to bytecode in the sandbox with the base's interpreter
+//! ([`crate::python::bytecode`]) unless the spec turns that off.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,7 +9,8 @@ use std::path::PathBuf;
 use super::{mkdirs, sha256_file};
 use crate::assemble::Component;
 use crate::plan::Derivation;
-use crate::python::wheel::{install_wheel, InstallOptions, InstallScheme};
+use crate::python::bytecode::Compiler;
+use crate::python::wheel::{install_wheel, install_wheel_compiling, InstallOptions, InstallScheme};
 use crate::realize::{io_err, RealizeError, Realizer};
 
 /// A wheel to install: its file name, sha256 (hex), size, and where its
@@ -28,17 +31,27 @@ pub struct WheelFile {
     pub pinned: bool,
 }
 
-/// Install `wheel`. The step is keyed by the wheel's sha256, not by where
-/// the file came from: a wheel installed once from a mirror, a URL or a
-/// local file is not installed again.
+/// The interpreter that compiles a wheel's modules to bytecode, and the
+/// base's components it runs in (in rootfs order).
+pub struct Bytecode<'a> {
+    pub python: &'a str,
+    pub closure: &'a [Component],
+}
+
+/// Install `wheel`, its modules compiled to bytecode when `bytecode` says
+/// with what. The step is keyed by the wheel's sha256, not by where the
+/// file came from: a wheel installed once from a mirror, a URL or a local
+/// file is not installed again.
 pub fn unpack_wheel(
     r: &mut Realizer,
     drv: &Derivation,
     scheme: &InstallScheme,
     shebang: &str,
     wheel: &WheelFile,
+    bytecode: Option<&Bytecode>,
 ) -> Result<Component, RealizeError> {
     let filename = wheel.filename.as_str();
+    let progress = r.progress;
     let item = r.realize_written(drv, &[], |store, out| {
         let source = &wheel.path;
         if wheel.in_place {
@@ -62,7 +75,26 @@ pub fn unpack_wheel(
             installer: "envbuild".into(),
             pinned: wheel.pinned,
         };
-        Ok(install_wheel(&named, out, &opts)?.tree)
+        let Some(b) = bytecode else {
+            return Ok(install_wheel(&named, out, &opts)?.tree);
+        };
+        // The base's rootfs is assembled once (cached by closure) and
+        // shared by every wheel's compile.
+        let cache = store.cache_dir("rootfs")?;
+        let rootfs = crate::assemble::rootfs(store, b.closure, &cache, progress).map_err(|e| {
+            RealizeError::BadItem {
+                item: filename.to_string(),
+                builder: "unpack-wheel",
+                what: format!("the rootfs its bytecode is compiled in could not be assembled: {e}"),
+            }
+        })?;
+        let work = store.scratch("bytecode")?;
+        let compiler = Compiler {
+            rootfs: &rootfs,
+            python: b.python,
+            work: work.path(),
+        };
+        Ok(install_wheel_compiling(&named, out, &opts, &compiler)?.tree)
     })?;
     Ok(Component {
         subdir: "",

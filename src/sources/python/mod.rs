@@ -74,13 +74,15 @@ impl Source for PythonSource {
     fn plan(&self, cx: &mut PlanContext, lock: &Lock, plan: &mut Plan) -> Result<(), SourceError> {
         let spec = cx.spec;
         let target = target(spec, lock);
+        let install = Install::new(spec, lock, &cx.base);
+        let install = &install;
         let mut unpacked: BTreeMap<String, StepId> = BTreeMap::new();
         let mut wheel_steps = |plan: &mut Plan, file: &PinnedFile, origin: Origin| {
             if let Some(&s) = unpacked.get(&file.sha256) {
                 return s;
             }
             let input = fetch_input(plan, file, origin);
-            let s = unpack_step(spec, plan, &file.file, input);
+            let s = install.step(plan, &file.file, input);
             unpacked.insert(file.sha256.clone(), s);
             s
         };
@@ -97,7 +99,7 @@ impl Source for PythonSource {
             let step = match origins.get(&w.file.file) {
                 Some(lockfile::WheelOrigin::InPlace(path)) => {
                     let input = in_place_input(plan, &w.file, path);
-                    unpack_step(spec, plan, &w.file.file, input)
+                    install.step(plan, &w.file.file, input)
                 }
                 Some(lockfile::WheelOrigin::Fetch(origin)) => {
                     wheel_steps(plan, &w.file, origin.clone())
@@ -119,7 +121,7 @@ impl Source for PythonSource {
             let step = match &w.source {
                 WheelSource::Path { abs, .. } => {
                     let input = in_place_input(plan, &pin.file, abs);
-                    unpack_step(spec, plan, &w.filename, input)
+                    install.step(plan, &w.filename, input)
                 }
                 WheelSource::Url { url, .. } => {
                     wheel_steps(plan, &pin.file, Origin::Url(url.clone()))
@@ -151,14 +153,8 @@ impl Source for PythonSource {
                 },
                 inputs,
             );
-            let step = plan.add_step(
-                "(named by the wheel built)",
-                Builder::UnpackWheel {
-                    scheme: scheme(spec),
-                    shebang: spec.python.shebang.clone(),
-                },
-                vec![Ref::Step(built)],
-            );
+            let step =
+                install.named_step(plan, "(named by the wheel built)".into(), Ref::Step(built));
             plan.components.push(step);
         }
         Ok(())
@@ -191,16 +187,53 @@ fn in_place_input(plan: &mut Plan, file: &PinnedFile, path: &Path) -> Ref {
     })
 }
 
-/// The step that installs the wheel `filename` from `input`.
-fn unpack_step(spec: &Spec, plan: &mut Plan, filename: &str, input: Ref) -> StepId {
-    plan.add_step(
-        item_name(filename.trim_end_matches(".whl")),
-        Builder::UnpackWheel {
-            scheme: scheme(spec),
-            shebang: spec.python.shebang.clone(),
-        },
-        vec![input],
-    )
+/// How this spec's wheels are installed: where, with which shebang, and
+/// whether their modules are compiled to bytecode, with the interpreter
+/// of the base and the base's components it runs in.
+struct Install {
+    builder: Builder,
+    /// The base's components (the bytecode compiler's closure), or none.
+    closure: Vec<Ref>,
+}
+
+impl Install {
+    fn new(spec: &Spec, lock: &Lock, base: &[StepId]) -> Install {
+        // An interpreter to compile with: Debian's (the spec's shebang, the
+        // same one sdist builds use) or the one found in a base image.
+        let has_interpreter = spec.debian.is_some()
+            || lock
+                .base_image
+                .as_ref()
+                .and_then(|b| b.python.as_ref())
+                .is_some_and(|p| p.interpreter.is_some());
+        let bytecode = (spec.python.compile_bytecode != Some(false) && has_interpreter)
+            .then(|| spec.python.shebang.clone());
+        let closure = match bytecode {
+            Some(_) => base.iter().map(|&c| Ref::Step(c)).collect(),
+            None => Vec::new(),
+        };
+        Install {
+            builder: Builder::UnpackWheel {
+                scheme: scheme(spec),
+                shebang: spec.python.shebang.clone(),
+                bytecode,
+            },
+            closure,
+        }
+    }
+
+    /// The step that installs the wheel `filename` from `input`.
+    fn step(&self, plan: &mut Plan, filename: &str, input: Ref) -> StepId {
+        self.named_step(plan, item_name(filename.trim_end_matches(".whl")), input)
+    }
+
+    /// The step that installs the wheel `input` holds, named `name` until
+    /// the wheel names it (an sdist build's).
+    fn named_step(&self, plan: &mut Plan, name: String, input: Ref) -> StepId {
+        let mut inputs = vec![input];
+        inputs.extend(self.closure.iter().copied());
+        plan.add_step(name, self.builder.clone(), inputs)
+    }
 }
 
 /// Where wheels install (sysconfig's `posix_prefix` scheme below the

@@ -647,3 +647,79 @@ fn large_members_stream_and_signatures_are_not_installed() {
     ));
     assert_message(&install_err(&b), &["demo_pkg-1.0.dist-info/INSTALLER"]);
 }
+
+/// The host's python3.11 in the sandbox, the host's root as its rootfs:
+/// the real compiler, run as a base's interpreter is.
+fn host_compiler_available() -> bool {
+    Path::new("/usr/bin/python3.11").exists()
+        && std::process::Command::new(crate::sandbox::bwrap_program())
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn compiling_writes_library_pycs_into_the_tree_and_record_and_keeps_shipped_ones() {
+    if !host_compiler_available() {
+        eprintln!("skipped: needs /usr/bin/python3.11 and bubblewrap");
+        return;
+    }
+    let mut b = demo_wheel();
+    // A pyc the wheel ships itself is kept as it is.
+    let shipped = b"not compiled by us";
+    b.add("demo_pkg/__pycache__/cli.cpython-311.pyc", shipped, 0o644);
+    let tmp = tempfile::tempdir().unwrap();
+    let wheel = b.write_to(tmp.path());
+    let install_into = |name: &str| {
+        let dest = tmp.path().join(name);
+        let work = tmp.path().join(format!("{name}-work"));
+        fs::create_dir(&work).unwrap();
+        let compiler = Compiler {
+            rootfs: Path::new("/"),
+            python: "/usr/bin/python3.11",
+            work: &work,
+        };
+        let dist = install_wheel_compiling(&wheel, &dest, &options(), &compiler)
+            .unwrap_or_else(|e| panic!("install failed: {e}"));
+        (dest, dist)
+    };
+    let (dest, dist) = install_into("one");
+    let init_pyc = format!("{SITE}/demo_pkg/__pycache__/__init__.cpython-311.pyc");
+    let cli_pyc = format!("{SITE}/demo_pkg/__pycache__/cli.cpython-311.pyc");
+    assert!(dist.files.contains(&init_pyc), "{:?}", dist.files);
+    let pyc = fs::read(dest.join(&init_pyc)).unwrap();
+    assert_eq!(&pyc[4..8], &[1, 0, 0, 0], "an unchecked-hash pyc (PEP 552)");
+    assert_eq!(mode(&dest.join(&init_pyc)), 0o444);
+    assert_eq!(fs::read(dest.join(&cli_pyc)).unwrap(), shipped);
+    // Scripts and data are not compiled.
+    let pycs: Vec<String> = dist
+        .files
+        .iter()
+        .filter(|f| f.ends_with(".pyc"))
+        .cloned()
+        .collect();
+    assert_eq!(pycs, [init_pyc.clone(), cli_pyc]);
+    // RECORD lists the pyc with its hash, and the tree's NAR hash is the
+    // tree's as written.
+    let record = fs::read_to_string(dest.join(format!("{SITE}/demo_pkg-1.0.dist-info/RECORD"))).unwrap();
+    let rows = check_record(&dest, SITE, &record);
+    assert!(rows.contains(&"demo_pkg/__pycache__/__init__.cpython-311.pyc".to_owned()));
+    assert_eq!(
+        dist.tree.nar().to_sri(),
+        envbuild_store::nar::hash_path(&dest).unwrap().to_sri()
+    );
+    // The same wheel compiled again elsewhere gives the same tree.
+    let (_, again) = install_into("two");
+    assert_eq!(dist.tree.nar().to_sri(), again.tree.nar().to_sri());
+    // And the interpreter imports the module from it without compiling.
+    let out = std::process::Command::new("/usr/bin/python3.11")
+        .args(["-B", "-v", "-c", "import demo_pkg"])
+        .env("PYTHONPATH", dest.join(SITE))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("code object from") && log.contains("__init__.cpython-311.pyc"),
+        "{log}"
+    );
+}
