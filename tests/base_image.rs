@@ -276,6 +276,10 @@ dst = "/app"
 [[wheels]]
 path = "wheels/greeter-1.0-py3-none-any.whl"
 
+[python]
+# The base's "interpreter" is a stand-in program: found, never run.
+compile-bytecode = false
+
 [image]
 tag = "{tag}"
 env = {{ APP_VAR = "from-spec" }}

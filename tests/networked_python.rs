@@ -50,6 +50,26 @@ fn networked_python_numpy_example_runs_in_the_closure_and_in_docker_and_reproduc
     let o = run_in_closure(&store, &spec, tmp.path(), &cmd);
     assert_eq!(ok(o, "run python3"), "1.24.4");
 
+    // Bytecode: the modules were compiled at install (by Debian's python3.11
+    // in the sandbox), so importing loads the pycs and writes none.
+    let o = run_in_closure(
+        &store,
+        &spec,
+        tmp.path(),
+        &["python3", "-v", "-c", "import numpy, tqdm"],
+    );
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o, "run python3 -v");
+    let site = "/usr/local/lib/python3.11/dist-packages";
+    for module in ["numpy/__pycache__/__init__", "tqdm/__pycache__/__init__"] {
+        let pyc = format!("# code object from '{site}/{module}.cpython-311.pyc'");
+        assert!(log.contains(&pyc), "{pyc} not in:\n{log}");
+    }
+    assert!(
+        !log.contains("# could not create"),
+        "a pyc was missing:\n{log}"
+    );
+
     let d2 = realize(
         &tmp.path().join("store2"),
         &spec,

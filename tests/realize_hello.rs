@@ -11,14 +11,18 @@ use std::process::Command;
 use common::*;
 
 #[test]
-fn two_realizes_with_different_stores_tz_umask_and_cwd_are_byte_identical() {
+fn two_realizes_with_different_stores_tz_umask_cwd_and_compression_threads_are_byte_identical() {
     require_tool("diffoscope", "diffoscope-minimal");
     let tmp = tempfile::tempdir().unwrap();
     let a_dir = tmp.path().join("a");
     let b_dir = tmp.path().join("elsewhere/b");
     let spec_a = hello_example(&a_dir);
     let spec_b = hello_example(&b_dir);
-    let run_in = |spec: &Path, store: &Path, out: &Path, tz: &str, umask: &str, cwd: &Path| {
+    let run_in = |spec: &Path,
+                  store: &Path,
+                  out: &Path,
+                  (tz, umask, threads): (&str, &str, &str),
+                  cwd: &Path| {
         let o = Command::new("sh")
             .arg("-c")
             .arg(format!("umask {umask}; exec \"$@\""))
@@ -31,6 +35,7 @@ fn two_realizes_with_different_stores_tz_umask_and_cwd_are_byte_identical() {
             .arg("-o")
             .arg(out)
             .env("TZ", tz)
+            .env("ENVBUILD_COMPRESS_THREADS", threads)
             .env_remove("ENVBUILD_STORE")
             .current_dir(cwd)
             .output()
@@ -43,16 +48,14 @@ fn two_realizes_with_different_stores_tz_umask_and_cwd_are_byte_identical() {
         &spec_a,
         &tmp.path().join("store1"),
         &out_a,
-        "UTC",
-        "022",
+        ("UTC", "022", "1"),
         &a_dir,
     );
     let d2 = run_in(
         &spec_b,
         &tmp.path().join("store2"),
         &out_b,
-        "Pacific/Chatham",
-        "077",
+        ("Pacific/Chatham", "077", "4"),
         tmp.path(),
     );
     assert_eq!(d1, d2, "digest lines differ");

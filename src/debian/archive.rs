@@ -441,8 +441,20 @@ impl PackageIndex {
             .map(|(_, k)| k.clone())
     }
 
-    /// The closure of `roots` under Pre-Depends and Depends.
+    /// The closure of `roots` under Pre-Depends and Depends, each package
+    /// at the index's newest version.
     pub fn closure(&self, roots: &[String]) -> Result<Vec<PinnedDeb>, ArchiveError> {
+        self.closure_preferring(roots, &BTreeMap::new())
+    }
+
+    /// [`PackageIndex::closure`], a package whose `prefer`red file (name →
+    /// `Filename`, an earlier lock's pin) the index still offers kept at
+    /// that version: a re-lock moves only what the new request needs.
+    pub fn closure_preferring(
+        &self,
+        roots: &[String],
+        prefer: &BTreeMap<String, String>,
+    ) -> Result<Vec<PinnedDeb>, ArchiveError> {
         let mut chosen: BTreeMap<String, &Paragraph> = BTreeMap::new();
         let mut queue: VecDeque<String> = VecDeque::new();
         for r in roots {
@@ -461,7 +473,11 @@ impl PackageIndex {
             if chosen.contains_key(&name) {
                 continue;
             }
-            let p = &self.packages[&name][0];
+            let versions = &self.packages[&name];
+            let p = prefer
+                .get(&name)
+                .and_then(|file| versions.iter().find(|v| v.get("Filename") == Some(file)))
+                .unwrap_or(&versions[0]);
             chosen.insert(name.clone(), p);
             for dep in p.relations("Provides")? {
                 provided.extend(dep.alternatives.into_iter().map(|r| r.name));
@@ -599,6 +615,34 @@ Size: 6
             ]
         );
         assert_eq!(got[2].filename, "pool/l/libc6_2.36.deb");
+    }
+
+    #[test]
+    fn a_preferred_pin_the_index_still_offers_is_kept() {
+        let two = PACKAGES.replace(
+            "Package: app\n",
+            "Package: libc6\nVersion: 2.37-1\nArchitecture: amd64\nFilename: pool/l/libc6_2.37.deb\nSHA256: 99\nSize: 9\n\nPackage: app\n",
+        );
+        let idx = index(&two);
+        let newest = idx.closure(&["app".into()]).unwrap();
+        let libc = |c: &[PinnedDeb]| {
+            c.iter()
+                .find(|p| p.name == "libc6")
+                .unwrap()
+                .version
+                .clone()
+        };
+        assert_eq!(libc(&newest), "2.37-1");
+        let prefer: BTreeMap<String, String> = [
+            ("libc6".to_string(), "pool/l/libc6_2.36.deb".to_string()),
+            // A pin the index no longer offers is not kept.
+            ("python3".to_string(), "pool/p/python3_3.9.deb".to_string()),
+        ]
+        .into();
+        let kept = idx.closure_preferring(&["app".into()], &prefer).unwrap();
+        assert_eq!(libc(&kept), "2.36-9");
+        let python = kept.iter().find(|p| p.name == "python3").unwrap();
+        assert_eq!(python.version, "3.11.2-1");
     }
 
     #[test]

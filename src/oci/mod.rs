@@ -31,6 +31,7 @@ pub mod error;
 pub mod image;
 pub mod json;
 pub mod layer;
+pub mod parallel_gzip;
 mod ustar;
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ pub enum BytecodeError {
         status: i32,
         tail: String,
     },
+    #[error("compiling bytecode with {python}: it exited 0 but compiled nothing (expected the driver's manifest); is {python} a Python 3 interpreter? Name the base's with [python] shebang, or set [python] compile-bytecode = false")]
+    NoManifest { python: String },
     #[error("compiling bytecode with {python}: its manifest line {line:?} {reason}")]
     BadOutput {
         python: String,
@@ -90,7 +92,10 @@ pub enum BytecodeError {
     },
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BytecodeError + 'a {
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BytecodeError + 'a {
     move |source| BytecodeError::Io {
         what,
         path: path.to_path_buf(),
@@ -231,13 +236,19 @@ impl Compiler<'_> {
     fn read_output(&self, out: &Path, modules: &[&Module]) -> Result<Vec<Compiled>, BytecodeError> {
         let asked: BTreeSet<&str> = modules.iter().map(|m| m.path.as_str()).collect();
         let manifest = out.join(".manifest");
-        let size = fs::symlink_metadata(&manifest)
-            .map_err(io_err("reading", &manifest))?
-            .len();
+        let size = match fs::symlink_metadata(&manifest) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BytecodeError::NoManifest {
+                    python: self.python.to_string(),
+                })
+            }
+            Err(e) => return Err(io_err("reading", &manifest)(e)),
+        };
         if size > MANIFEST_LIMIT {
-            return Err(io_err("reading", &manifest)(std::io::Error::other(format!(
-                "expected at most {MANIFEST_LIMIT} bytes, found {size}"
-            ))));
+            return Err(io_err("reading", &manifest)(std::io::Error::other(
+                format!("expected at most {MANIFEST_LIMIT} bytes, found {size}"),
+            )));
         }
         let text =
             crate::io::read_regular_to_string(&manifest).map_err(io_err("reading", &manifest))?;
@@ -264,7 +275,10 @@ impl Compiler<'_> {
                 }
                 "ok" => {
                     if !is_cache_path_of(module, rest) {
-                        return Err(bad(line, "gives a pyc path that is not the module's __pycache__ entry"));
+                        return Err(bad(
+                            line,
+                            "gives a pyc path that is not the module's __pycache__ entry",
+                        ));
                     }
                     let at = out.join(rest);
                     let meta = fs::symlink_metadata(&at).map_err(io_err("reading", &at))?;
@@ -281,7 +295,11 @@ impl Compiler<'_> {
             }
         }
         if skipped > 0 {
-            tracing::info!(skipped, compiled = compiled.len(), "modules that did not compile are installed without bytecode");
+            tracing::info!(
+                skipped,
+                compiled = compiled.len(),
+                "modules that did not compile are installed without bytecode"
+            );
         }
         compiled.sort_by(|a, b| a.path.cmp(&b.path));
         compiled.dedup_by(|a, b| a.path == b.path);
@@ -299,7 +317,10 @@ mod tests {
             "usr/lib/p/six.py",
             "usr/lib/p/__pycache__/six.cpython-311.pyc"
         ));
-        assert!(is_cache_path_of("six.py", "__pycache__/six.cpython-311.pyc"));
+        assert!(is_cache_path_of(
+            "six.py",
+            "__pycache__/six.cpython-311.pyc"
+        ));
         for other in [
             "usr/lib/p/__pycache__/seven.cpython-311.pyc",
             "usr/lib/__pycache__/six.cpython-311.pyc",
@@ -309,7 +330,10 @@ mod tests {
         ] {
             assert!(!is_cache_path_of("usr/lib/p/six.py", other), "{other}");
         }
-        assert!(!is_cache_path_of("usr/lib/p/six.txt", "usr/lib/p/__pycache__/six.cpython-311.pyc"));
+        assert!(!is_cache_path_of(
+            "usr/lib/p/six.txt",
+            "usr/lib/p/__pycache__/six.cpython-311.pyc"
+        ));
     }
 
     /// The host's python3.11, in the sandbox with the host's root as the
@@ -340,7 +364,8 @@ mod tests {
         let modules = vec![
             Module {
                 path: "usr/lib/python3/dist-packages/demo/__init__.py".into(),
-                bytes: b"X = {'a', 'b', 'c', 'd'}\ndef f(x):\n    return x in {'p', 'q', 'r'}\n".to_vec(),
+                bytes: b"X = {'a', 'b', 'c', 'd'}\ndef f(x):\n    return x in {'p', 'q', 'r'}\n"
+                    .to_vec(),
             },
             Module {
                 path: "usr/lib/python3/dist-packages/demo/py2.py".into(),
@@ -354,7 +379,9 @@ mod tests {
         assert_eq!(a, b, "two compiles give the same bytes");
         assert_eq!(a.len(), 1, "the Python 2 module is left uncompiled");
         let pyc = &a[0];
-        assert!(pyc.path.starts_with("usr/lib/python3/dist-packages/demo/__pycache__/__init__.cpython-3"));
+        assert!(pyc
+            .path
+            .starts_with("usr/lib/python3/dist-packages/demo/__pycache__/__init__.cpython-3"));
         // PEP 552: flags word 0b01 = hash-based, not checked against the source.
         assert_eq!(&pyc.bytes[4..8], &[1, 0, 0, 0]);
         let filename = b"/usr/lib/python3/dist-packages/demo/__init__.py";

@@ -895,12 +895,10 @@ impl<'p> Execution<'p> {
             } => {
                 let wheel = wheel.expect("an unpack-wheel step's input is a wheel");
                 let closure = self.step_components(&step.inputs[1..]);
-                let bytecode = bytecode
-                    .as_deref()
-                    .map(|python| builders::wheel::Bytecode {
-                        python,
-                        closure: &closure,
-                    });
+                let bytecode = bytecode.as_deref().map(|python| builders::wheel::Bytecode {
+                    python,
+                    closure: &closure,
+                });
                 builders::wheel::unpack_wheel(r, &drv, scheme, shebang, &wheel, bytecode.as_ref())
                     .map(Done::Component)
             }

@@ -6,9 +6,9 @@
 //! The shell's packages are resolved together with the base's, less the
 //! packages the base pins, and become shell-only components.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{PinContext, PlanContext, Source, SourceError};
+use super::{PinContext, PlanContext, Source, SourceError, Upgrade};
 use crate::debian::archive;
 use crate::fetch::FetchError;
 use crate::lock::{DebPin, DebianLock, Lock, PinnedFile};
@@ -110,8 +110,24 @@ impl Source for DebianSource<'_> {
                     &release,
                     &cx.fetch,
                 )?;
+                // Minimal change: the old lock's pins of this section stay
+                // where the index still offers them (unless upgrading).
+                // `--upgrade-package NAME` moves a Debian package of that name.
+                let prefer: BTreeMap<String, String> = match (&cx.upgrade, cx.old) {
+                    (Upgrade::All, _) | (_, None) => BTreeMap::new(),
+                    (upgrade, Some(old)) => self
+                        .section(old)
+                        .iter()
+                        .flat_map(|d| &d.packages)
+                        .filter(|p| match upgrade {
+                            Upgrade::Packages(names) => !names.contains(&p.name),
+                            _ => true,
+                        })
+                        .map(|p| (p.name.clone(), p.file.file.clone()))
+                        .collect(),
+                };
                 let packages = index
-                    .closure(&packages)?
+                    .closure_preferring(&packages, &prefer)?
                     .into_iter()
                     .filter(|d| !exclude.contains(&d.name))
                     .map(|d| {

@@ -1034,7 +1034,11 @@ fn validate(ctx: &Ctx, raw: RawSpec, path: PathBuf, dir: PathBuf) -> Result<Spec
         }
     };
     let python = python_layout(ctx, raw.python.as_ref(), &dir)?;
-    if let Some(b) = raw.python.as_ref().and_then(|p| p.compile_bytecode.as_ref()) {
+    if let Some(b) = raw
+        .python
+        .as_ref()
+        .and_then(|p| p.compile_bytecode.as_ref())
+    {
         if *b.get_ref() && debian.is_none() && base_image.is_none() {
             return Err(ctx.at(
                 b,
@@ -1619,7 +1623,9 @@ fn python_layout(ctx: &Ctx, p: Option<&PythonSpec>, dir: &Path) -> Result<Python
         site_packages: site,
         scripts,
         shebang,
-        compile_bytecode: p.and_then(|p| p.compile_bytecode.as_ref()).map(|b| *b.get_ref()),
+        compile_bytecode: p
+            .and_then(|p| p.compile_bytecode.as_ref())
+            .map(|b| *b.get_ref()),
         named: PythonNamed {
             version: p.is_some_and(|p| p.version.is_some()),
             site_packages: p.is_some_and(|p| p.site_packages.is_some()),

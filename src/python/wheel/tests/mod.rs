@@ -701,7 +701,8 @@ fn compiling_writes_library_pycs_into_the_tree_and_record_and_keeps_shipped_ones
     assert_eq!(pycs, [init_pyc.clone(), cli_pyc]);
     // RECORD lists the pyc with its hash, and the tree's NAR hash is the
     // tree's as written.
-    let record = fs::read_to_string(dest.join(format!("{SITE}/demo_pkg-1.0.dist-info/RECORD"))).unwrap();
+    let record =
+        fs::read_to_string(dest.join(format!("{SITE}/demo_pkg-1.0.dist-info/RECORD"))).unwrap();
     let rows = check_record(&dest, SITE, &record);
     assert!(rows.contains(&"demo_pkg/__pycache__/__init__.cpython-311.pyc".to_owned()));
     assert_eq!(
