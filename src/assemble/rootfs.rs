@@ -47,7 +47,11 @@ pub fn rootfs(
         return Ok(dir);
     }
     fs::create_dir_all(cache).map_err(io_err("creating", cache))?;
-    let tmp = cache.join(format!(".tmp-{}-{}", &key[..16], std::process::id()));
+    // Unique per process and call: workers of one realize may assemble the
+    // same closure at once (each wheel's bytecode compile enters the base).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache.join(format!(".tmp-{}-{}-{call}", &key[..16], std::process::id()));
     let _ = envbuild_store::canonical::remove_tree(&tmp);
     fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
     if progress {

@@ -307,6 +307,22 @@ impl Compiler<'_> {
     }
 }
 
+/// The host's interpreter the tests compile with (in the sandbox, the
+/// host's root as its rootfs).
+#[cfg(test)]
+pub(crate) const HOST_PYTHON: &str = "/usr/bin/python3.11";
+
+/// Whether the tests can compile: the host has [`HOST_PYTHON`] and
+/// bubblewrap runs.
+#[cfg(test)]
+pub(crate) fn host_can_compile() -> bool {
+    Path::new(HOST_PYTHON).exists()
+        && std::process::Command::new(crate::sandbox::bwrap_program())
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,26 +354,21 @@ mod tests {
 
     /// The host's python3.11, in the sandbox with the host's root as the
     /// rootfs: the real compiler, as a base's interpreter runs it.
-    fn host_compiler_test(work: &Path, modules: &[Module]) -> Result<Vec<Compiled>, BytecodeError> {
+    fn compile_with_host_python(
+        work: &Path,
+        modules: &[Module],
+    ) -> Result<Vec<Compiled>, BytecodeError> {
         Compiler {
             rootfs: Path::new("/"),
-            python: "/usr/bin/python3.11",
+            python: HOST_PYTHON,
             work,
         }
         .compile(modules)
     }
 
-    fn host_has_python_and_bwrap() -> bool {
-        Path::new("/usr/bin/python3.11").exists()
-            && std::process::Command::new(crate::sandbox::bwrap_program())
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-    }
-
     #[test]
     fn modules_compile_to_unchecked_hash_pycs_named_by_their_image_path_and_reproducibly() {
-        if !host_has_python_and_bwrap() {
+        if !host_can_compile() {
             eprintln!("skipped: needs /usr/bin/python3.11 and bubblewrap");
             return;
         }
@@ -374,8 +385,8 @@ mod tests {
         ];
         let one = tempfile::tempdir().unwrap();
         let two = tempfile::tempdir().unwrap();
-        let a = host_compiler_test(one.path(), &modules).unwrap();
-        let b = host_compiler_test(two.path(), &modules).unwrap();
+        let a = compile_with_host_python(one.path(), &modules).unwrap();
+        let b = compile_with_host_python(two.path(), &modules).unwrap();
         assert_eq!(a, b, "two compiles give the same bytes");
         assert_eq!(a.len(), 1, "the Python 2 module is left uncompiled");
         let pyc = &a[0];

@@ -1874,6 +1874,25 @@ gpu = true
     }
 
     #[test]
+    fn compile_bytecode_is_a_bool_and_needs_a_base_when_asked_for() {
+        let head = "[env]\nname = \"t\"\nsystem = \"x86_64-linux\"\n";
+        let parse =
+            |extra: &str| Spec::parse(Path::new("/nonexistent/t.toml"), &format!("{head}{extra}"));
+        assert_eq!(parse("").unwrap().python.compile_bytecode, None);
+        let off = parse("[python]\ncompile-bytecode = false\n").unwrap();
+        assert_eq!(off.python.compile_bytecode, Some(false));
+        let on = parse("[base]\ndebian = { suite = \"bookworm\", packages = [\"python3.11\"] }\n[python]\ncompile-bytecode = true\n").unwrap();
+        assert_eq!(on.python.compile_bytecode, Some(true));
+        let e = parse("[python]\ncompile-bytecode = true\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("compile-bytecode = true needs an interpreter"),
+            "{e}"
+        );
+        assert!(parse("[python]\ncompile-bytecode = \"yes\"\n").is_err());
+    }
+
+    #[test]
     fn serve_without_anything_to_serve_is_refused() {
         let text = "[env]\nname = \"t\"\nsystem = \"x86_64-linux\"\n\n[[checks]]\ncommand = [\"x\"]\nserve = { port = 80 }\n";
         let e = Spec::parse(Path::new("/nonexistent/t.toml"), text).unwrap_err();

@@ -648,19 +648,9 @@ fn large_members_stream_and_signatures_are_not_installed() {
     assert_message(&install_err(&b), &["demo_pkg-1.0.dist-info/INSTALLER"]);
 }
 
-/// The host's python3.11 in the sandbox, the host's root as its rootfs:
-/// the real compiler, run as a base's interpreter is.
-fn host_compiler_available() -> bool {
-    Path::new("/usr/bin/python3.11").exists()
-        && std::process::Command::new(crate::sandbox::bwrap_program())
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn compiling_writes_library_pycs_into_the_tree_and_record_and_keeps_shipped_ones() {
-    if !host_compiler_available() {
+    if !crate::python::bytecode::host_can_compile() {
         eprintln!("skipped: needs /usr/bin/python3.11 and bubblewrap");
         return;
     }
@@ -676,7 +666,7 @@ fn compiling_writes_library_pycs_into_the_tree_and_record_and_keeps_shipped_ones
         fs::create_dir(&work).unwrap();
         let compiler = Compiler {
             rootfs: Path::new("/"),
-            python: "/usr/bin/python3.11",
+            python: crate::python::bytecode::HOST_PYTHON,
             work: &work,
         };
         let dist = install_wheel_compiling(&wheel, &dest, &options(), &compiler)
