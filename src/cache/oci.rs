@@ -387,9 +387,8 @@ impl OciCache {
                     ),
                     (None, None) => (Body::Bytes(&[]), 0),
                 };
-                if self.write.has_blob(&digest).map_err(self.reg_err(rel))? {
-                    return Ok(());
-                }
+                // (A push asked `exists` first; uploading a blob the
+                // registry has is harmless.)
                 self.write
                     .upload_blob_monolithic(&digest, size, body)
                     .map_err(self.reg_err(rel))

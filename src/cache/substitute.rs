@@ -148,18 +148,21 @@ impl Substituters {
     /// Whether some substituter has a trusted realisation of `key` (for
     /// `envbuild plan`; nothing is substituted): the first such cache's URL.
     pub fn has_realisation(&self, key: &str) -> Option<String> {
-        self.first_realisation(key).map(|(url, _)| url)
+        self.first_realisation(key, None).map(|(url, _)| url)
     }
 
     /// The output named by the first trusted realisation of `key`, without
     /// substituting it: a realize defers a fixed-output input this way (a
     /// step that a substituter serves needs its inputs' paths, for its
     /// derivation hash, but not their files).
-    pub fn realisation_path(&self, key: &str) -> Option<StorePath> {
-        self.first_realisation(key).map(|(_, path)| path)
+    /// A cache that cannot be reached is named once (`what` asked it) and
+    /// not asked again in this run.
+    pub fn realisation_path(&self, key: &str, what: &str) -> Option<StorePath> {
+        self.first_realisation(key, Some(what))
+            .map(|(_, path)| path)
     }
 
-    fn first_realisation(&self, key: &str) -> Option<(String, StorePath)> {
+    fn first_realisation(&self, key: &str, what: Option<&str>) -> Option<(String, StorePath)> {
         if !realisation::valid_key(key) {
             return None;
         }
@@ -169,7 +172,14 @@ impl Substituters {
             .find_map(|s| match s.fetch_realisation(key, self) {
                 Ok(found) => found.map(|p| (s.backend.url(), p)),
                 Err(e) if e.is_unreachable() => {
-                    s.disabled.store(true, Ordering::Relaxed);
+                    if !s.disabled.swap(true, Ordering::Relaxed) {
+                        if let Some(what) = what {
+                            warn(&format!(
+                                "{what}: substitute refused, {e}; not asking {} again in this run",
+                                s.backend.url()
+                            ));
+                        }
+                    }
                     None
                 }
                 Err(_) => None,

@@ -121,7 +121,8 @@ pub fn materialize(
                 let deferrable = defer && !dry_run && !matches!(origin, Origin::BaseImage { .. });
                 if let (None, true) = (&found, deferrable) {
                     let named = recorded(store, &key).or_else(|| {
-                        let p = subst?.realisation_path(&key)?;
+                        let what = format!("{} ({file})", input.what);
+                        let p = subst?.realisation_path(&key, &what)?;
                         record(store, &key, &p);
                         Some(p)
                     });
