@@ -13,7 +13,20 @@ The hello example is offline. Other specs (e.g. examples/python-numpy.toml,
 realize; the realizes from the caches are offline except for the loopback
 cache.
 
+`--ofa-ve` (networked once, release build): specs/ofa-ve.toml at scale.
+A seed store realizes it from the configured archive and index; a loopback
+mirror serves copies of its locked files (as scripts/ofa-ve-e2e.py does);
+the seed store is pushed to a loopback HTTP cache (PUT; or with --cache oci
+to Debian's docker-registry as oci://), then re-pushed
+(nothing to upload). Then --pairs alternating pairs on empty stores: a cold
+realize from the loopback mirror (fetching and building every step) and a
+realize from the loopback cache (the mirror and index pointed at a closed
+port), with each pair's ratio and the medians (goal: at most 0.3x). Work
+directory --work (default /var/tmp/bench-cache-ofa, about 35 GB at its
+peak), removed at the end.
+
 Usage: scripts/bench-cache.py [--spec SPEC]... [--envbuild PATH]
+       scripts/bench-cache.py --ofa-ve [--pairs N] [--cache http|oci] [--work DIR] [--envbuild PATH]
 """
 import argparse
 import http.server
@@ -124,15 +137,164 @@ def bench(envbuild, spec_src):
         server.shutdown()
 
 
+def remove(path):
+    """Store items are read-only: make them writable, then delete."""
+    if os.path.exists(path):
+        subprocess.run(["chmod", "-R", "u+w", path], check=True)
+        shutil.rmtree(path)
+
+
+def e2e_module():
+    """scripts/ofa-ve-e2e.py (its loopback mirror of a lock's files)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ofa_ve_e2e", os.path.join(ROOT, "scripts/ofa-ve-e2e.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def registry(directory):
+    """Debian's docker-registry (registry:2) serving `directory` on
+    loopback: (process, oci:// URL of a repository)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.makedirs(directory, exist_ok=True)
+    config = os.path.join(directory, "config.yml")
+    with open(config, "w") as f:
+        f.write("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
+                "  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%d\n"
+                % (os.path.join(directory, "data"), port))
+    proc = subprocess.Popen(["docker-registry", "serve", config], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    import urllib.request
+    for _ in range(200):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=2)
+            break
+        except Exception:
+            time.sleep(0.1)
+    return proc, "oci://127.0.0.1:%d/bench/cache" % port
+
+
+def bench_ofa_ve(envbuild, work, pairs, cache_kind):
+    from pathlib import Path
+    free = shutil.disk_usage(os.path.dirname(work.rstrip("/")) or "/").free / 1e9
+    if free < 35:
+        sys.exit("%.1f GB free under %s: the OFA-VE benchmark needs about 35 GB" % (free, work))
+    remove(work)
+    os.makedirs(work)
+    e2e = e2e_module()
+    spec = os.path.join(ROOT, "specs/ofa-ve.toml")
+    lock = os.path.join(ROOT, "specs/ofa-ve.lock")
+    env = dict(os.environ, ENVBUILD_PROGRESS="none", XDG_CONFIG_HOME=os.path.join(work, "config"),
+               ENVBUILD_SUBSTITUTERS="")
+    _, pub = run([envbuild, "cache", "keygen", "bench-1", "--dir", work], env)
+    env["ENVBUILD_TRUSTED_PUBLIC_KEYS"] = pub.strip()
+    key = os.path.join(work, "bench-1.secret")
+
+    def realize_ofa(store, extra, env):
+        args = [envbuild, "--store", store, "--json", "realize", spec, "--locked", "-o",
+                store + "-oci", "--format", "oci-dir"] + extra
+        t, out = run(args, env)
+        r = json.loads(out.splitlines()[0])
+        r["digest"] = out.strip().splitlines()[-1]
+        remove(store)
+        remove(store + "-oci")
+        return t, r
+
+    seed = os.path.join(work, "seed")
+    t, out = run([envbuild, "--store", seed, "--json", "realize", spec, "--locked", "-o", seed + "-oci",
+                  "--format", "oci-dir"], env)
+    digest = out.strip().splitlines()[-1]
+    print("ofa-ve: seed realize (configured archive and index): %.1f s, %s" % (t, digest), flush=True)
+    remove(seed + "-oci")
+    mirror = e2e.loopback_mirror(Path(seed), Path(lock), Path(work) / "mirror")
+    base = "http://127.0.0.1:%d" % mirror.server_address[1]
+    mirror_env = dict(env, ENVBUILD_DEBIAN_MIRROR=base + "/debian", ENVBUILD_INDEX_URL=base + "/simple")
+    if cache_kind == "oci":
+        server, cache = registry(os.path.join(work, "registry"))
+    else:
+        server, cache = serve(os.path.join(work, "served"))
+    label = {"oci": "loopback registry", "http": "loopback HTTP"}[cache_kind]
+    for attempt in ("push", "re-push"):
+        t, out = run([envbuild, "--store", seed, "--json", "cache", "push", cache, spec, "--key", key],
+                     mirror_env)
+        rep = json.loads(out)
+        print("ofa-ve: cache %-7s to %s: %7.1f s  (%d items pushed, %d skipped, %.2f GiB NAR, "
+              "%.2f GiB files; %d realisations pushed)"
+              % (attempt, label, t, len(rep["pushed"]), len(rep["skipped"]), rep["narBytes"] / 2**30,
+                 rep["fileBytes"] / 2**30, rep["realisationsPushed"]), flush=True)
+        if attempt == "re-push" and (rep["pushed"] or rep["realisationsPushed"]):
+            sys.exit("the re-push uploaded something: %s" % out[:400])
+    # The mirror holds its own links to the locked files.
+    remove(seed)
+    # Nothing listens on port 9 of loopback: any upstream request fails.
+    closed = dict(env, ENVBUILD_DEBIAN_MIRROR="http://127.0.0.1:9/debian",
+                  ENVBUILD_INDEX_URL="http://127.0.0.1:9/simple", PIP_INDEX_URL="http://127.0.0.1:9/simple")
+    rows = []
+    for i in range(pairs):
+        order = ("cold", "cache") if i % 2 == 0 else ("cache", "cold")
+        times = {}
+        for kind in order:
+            store = os.path.join(work, "%s-%d" % (kind, i))
+            if kind == "cold":
+                t, r = realize_ofa(store, [], mirror_env)
+                if r["built"] == 0:
+                    sys.exit("the cold realize built nothing")
+            else:
+                t, r = realize_ofa(store, ["--substituter", cache], closed)
+                if r["built"] != 0:
+                    sys.exit("the realize from the cache built %d steps" % r["built"])
+            if r["digest"] != digest:
+                sys.exit("%s realize: digest %s, expected %s" % (kind, r["digest"], digest))
+            times[kind] = (t, r)
+        (tc, rc), (tk, rk) = times["cold"], times["cache"]
+        rows.append((tc, tk))
+        print("ofa-ve: pair %d (%s first): cold from the loopback mirror %.1f s (%d built); from the loopback "
+              "cache %.1f s (%d substituted, 0 built); ratio %.2f"
+              % (i + 1, order[0], tc, rc["built"], tk, rk["substituted"], tk / tc), flush=True)
+    mirror.shutdown()
+    if cache_kind == "oci":
+        server.kill()
+        server.wait()
+    else:
+        server.shutdown()
+    print()
+    print("| pair | cold realize (loopback mirror), s | realize from the %s cache, s | ratio |" % label)
+    print("|---|---|---|---|")
+    for i, (tc, tk) in enumerate(rows):
+        print("| %d | %.1f | %.1f | %.2f |" % (i + 1, tc, tk, tk / tc))
+    print("| median | %.1f | %.1f | %.2f |" % (median([r[0] for r in rows]), median([r[1] for r in rows]),
+                                            median([r[1] / r[0] for r in rows])))
+    remove(work)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", action="append")
     ap.add_argument("--envbuild")
+    ap.add_argument("--ofa-ve", action="store_true", help="specs/ofa-ve.toml at scale (see above)")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--work", default="/var/tmp/bench-cache-ofa")
+    ap.add_argument("--cache", choices=["http", "oci"], default="http",
+                    help="--ofa-ve: the loopback cache (an HTTP server taking PUT, or docker-registry)")
     args = ap.parse_args()
     envbuild = args.envbuild
     if not envbuild:
-        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "envbuild"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--locked", "-p", "envbuild"], cwd=ROOT,
+                       check=True)
         envbuild = os.path.join(ROOT, "target/release/envbuild")
+    if args.ofa_ve:
+        bench_ofa_ve(envbuild, args.work, args.pairs, args.cache)
+        return
     for spec in args.spec or [os.path.join(ROOT, "examples/hello.toml")]:
         bench(envbuild, os.path.abspath(spec))
 

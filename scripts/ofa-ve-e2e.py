@@ -24,7 +24,14 @@ hold:
    (tests/fixtures/seed-dockerfile) gives a spec that locks (the configured
    archive and index; its ModelScope model from a loopback hub serving the
    checked-in stand-in) and realizes, and whose installed distributions are
-   the locked ones (`envbuild check`).
+   the locked ones (`envbuild check`);
+6. (with --two-machines) two machines, simulated: store B pushes the closure to a file:// binary
+   cache (a re-push uploads nothing); a fresh store realizes the spec from
+   the cache alone, once as file:// and once served over loopback HTTP,
+   with the Debian mirror and the Python index pointed at a loopback port
+   that counts requests and serves nothing: the recorded digest, no step
+   built, no request upstream, no wheel or .deb taken (a served step does
+   not need its inputs); then one app edit builds only the app's steps.
 
 It prints the figures: image size, layer count, cold realize time from the
 loopback mirror, warm realize time, peak RSS of each realize.
@@ -60,8 +67,10 @@ MODEL_DIR = "/home/appuser/.cache/modelscope/iic/ofa_visual-entailment_snli-ve_l
 # The image digest of specs/ofa-ve.toml + specs/ofa-ve.lock. A change that
 # moves it on purpose updates it here and says why. Moved once by issue 18's
 # stable layer grouping (src/assemble/grouping.rs: 56 layers instead of 100;
-# before: sha256:91d6d6866404d4f05b653744cce2e73bdbcca95c7d1a2ce556cb11b4220fd7fa).
-EXPECTED_DIGEST = "sha256:eafdaaf13a8488c34b0bc3a41bf3e34f43980adca365d749a2e97e65efa952dd"
+# before: sha256:91d6d6866404d4f05b653744cce2e73bdbcca95c7d1a2ce556cb11b4220fd7fa),
+# then by issue 18's bytecode (pycs in every wheel's component) and
+# block-parallel gzip layers (before: sha256:eafdaaf13a8488c34b0bc3a41bf3e34f43980adca365d749a2e97e65efa952dd).
+EXPECTED_DIGEST = "sha256:c78b3645f004011866e34951bbb7e36d27a454e36cb0ca5fca676e365df37619"
 
 
 def fail(msg: str) -> None:
@@ -134,8 +143,8 @@ def digest_of(out: str) -> str:
     return last
 
 
-def realize(store: Path, spec: Path, out: Path, env=None, locked=True):
-    flags = ["--locked"] if locked else []
+def realize(store: Path, spec: Path, out: Path, env=None, locked=True, extra=()):
+    flags = (["--locked"] if locked else []) + list(extra)
     if out.suffix != ".tar":
         # An OCI directory: blobs hardlinked from the store, no copy.
         flags += ["--format", "oci-dir"]
@@ -249,6 +258,137 @@ def modelscope_hub(model_dir: Path, model_id: str):
     return server
 
 
+def trap_server():
+    """A loopback port standing in for the Debian mirror and the Python
+    index on a machine that must not use them: it counts every request and
+    serves nothing (404). Returns (server, counter)."""
+    counter = {"requests": 0}
+    lock = threading.Lock()
+
+    class Trap(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def refuse(self):
+            with lock:
+                counter["requests"] += 1
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_POST = do_PUT = refuse
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trap)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, counter
+
+
+def served_directory(root: Path):
+    """A read-only loopback HTTP server of `root` (a binary cache directory
+    served as an http:// cache). Returns the server."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = lambda *a, **k: Quiet(*a, directory=str(root), **k)  # noqa: E731
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def inputs_in(store: Path) -> int:
+    """Fixed-output files (wheels, .debs) in a store (not the layers named
+    after them)."""
+    return sum(1 for p in store.iterdir()
+               if p.name.endswith((".whl", ".deb")) and not p.name.split("-", 1)[1].startswith("layer-"))
+
+
+def two_machines(work: Path, spec: Path, figures: dict, edit_built: int) -> None:
+    """Store B (the machine that built) pushes the spec's closure to a
+    file:// cache; fresh stores realize it from the cache alone (file://,
+    then the same directory served over loopback HTTP), with the Debian
+    mirror and the Python index pointed at a port that serves nothing: the
+    same digest, no step built, no request upstream, no wheel or .deb
+    taken. Then one app edit: only the app's steps run. Store B is removed
+    once it has pushed (the run's peak disk stays that of two stores)."""
+    step("two machines: store B pushes to a file:// cache; store C realizes from it alone")
+    _, _, out = timed([ENVBUILD, "cache", "keygen", "e2e-1", "--dir", work])
+    public = out.strip().splitlines()[-1]
+    trap, trap_count = trap_server()
+    trap_base = f"http://127.0.0.1:{trap.server_address[1]}"
+    env = {
+        "ENVBUILD_DEBIAN_MIRROR": f"{trap_base}/debian",
+        "ENVBUILD_INDEX_URL": f"{trap_base}/simple",
+        "PIP_INDEX_URL": f"{trap_base}/simple",
+        "UV_INDEX_URL": f"{trap_base}/simple",
+        "ENVBUILD_TRUSTED_PUBLIC_KEYS": public,
+        "ENVBUILD_SUBSTITUTERS": "",
+        "XDG_CONFIG_HOME": str(work / "config"),
+    }
+    cache = work / "cache"
+    push = [ENVBUILD, "--store", work / "store-b", "--json", "cache", "push", f"file://{cache}", spec,
+            "--key", work / "e2e-1.secret"]
+    secs, rss, out = timed(push, env=env)
+    first = json.loads(out)
+    if not first["pushed"] or first["realisationsPushed"] == 0:
+        fail(f"cache push pushed nothing: {out[:500]}")
+    figures["cache push to file:// (zstd), s"] = f"{secs:.1f}"
+    figures["cache push: items, NAR GiB, file GiB"] = (
+        f"{len(first['pushed'])}, {first['narBytes'] / 2**30:.2f}, {first['fileBytes'] / 2**30:.2f}")
+    secs, _, out = timed(push, env=env)
+    again = json.loads(out)
+    if again["pushed"] or again["realisationsPushed"]:
+        fail(f"a re-push uploaded something: {out[:500]}")
+    figures["cache re-push (nothing to upload), s"] = f"{secs:.2f}"
+    figures["work directory at the push, GiB"] = f"{used_gib(work):.1f}"
+    print(f"   pushed {len(first['pushed'])} items ({first['fileBytes'] / 2**30:.2f} GiB of files); "
+          f"re-push {secs:.2f} s, nothing uploaded")
+    remove(work / "store-b")
+
+    served = []
+    http_cache = served_directory(cache)
+    for name, url in (("file://", f"file://{cache}"),
+                      ("loopback HTTP", f"http://127.0.0.1:{http_cache.server_address[1]}")):
+        store = work / "store-c"
+        secs, rss, c = realize(store, spec, work / "c-oci", env=env, extra=["--substituter", url])
+        if c["digest"] != EXPECTED_DIGEST:
+            fail(f"from the {name} cache the digest is {c['digest']}, expected {EXPECTED_DIGEST}")
+        if c["built"] != 0 or c["substituted"] == 0:
+            fail(f"from the {name} cache {c['built']} steps were built, {c['substituted']} substituted")
+        if trap_count["requests"]:
+            fail(f"realizing from the {name} cache made {trap_count['requests']} requests upstream")
+        taken = inputs_in(store)
+        if taken:
+            fail(f"realizing from the {name} cache took {taken} wheels or .debs (every step was served)")
+        figures[f"realize from the {name} cache (empty store), s"] = f"{secs:.1f}"
+        figures[f"realize from the {name} cache peak RSS, MiB"] = f"{rss:.0f}"
+        print(f"   from the {name} cache: {c['digest']} in {secs:.1f} s, {c['substituted']} steps substituted, "
+              f"0 built, 0 requests upstream, no wheel or .deb taken ({used_gib(store):.1f} GiB store)")
+        served.append(name)
+        if name == "file://":
+            # One app edit on this machine: only the app's steps run.
+            copy = work / "spec-edit-c"
+            shutil.copytree(ROOT / "specs", copy, ignore=shutil.ignore_patterns("*.tar"))
+            app = copy / "ofa-ve" / "app" / "app.py"
+            app.write_text(app.read_text() + "\n# an edit\n")
+            secs, _, e = realize(store, copy / "ofa-ve.toml", work / "ce-oci", env=env, locked=False,
+                                 extra=["--substituter", url])
+            if e["built"] != edit_built:
+                fail(f"after the app edit store C built {e['built']} steps, store B built {edit_built}")
+            if trap_count["requests"]:
+                fail(f"the app edit made {trap_count['requests']} requests upstream")
+            figures["app edit on store C, s"] = f"{secs:.2f}"
+            print(f"   one app edit: {e['built']} steps built (as on store B) in {secs:.2f} s")
+            remove(copy, work / "ce-oci")
+        remove(store, work / "c-oci")
+    http_cache.shutdown()
+    trap.shutdown()
+    remove(cache)
+
+
 def docker(*args, check=True):
     p = subprocess.run(["docker", *args], capture_output=True, text=True)
     if check and p.returncode != 0:
@@ -273,6 +413,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/var/tmp/envbuild-ofa-ve-e2e")
     ap.add_argument("--keep", action="store_true", help="keep the work directory and the docker image")
+    ap.add_argument("--two-machines", action="store_true",
+                    help="also run section 6 (binary cache between two stores; not yet part of CI's run)")
     args = ap.parse_args()
 
     work = Path(args.work)
@@ -473,8 +615,11 @@ def main() -> None:
     print(f"   the lock moved tqdm only (re-lock {secs_lock:.1f} s); realize {secs:.1f} s, "
           f"{bumped['built']} steps built, {changed_layers} of {len(after)} layer digests changed")
 
-    # docker needs room for its own copy of the image: only the archive stays.
-    remove(work / "store-b", work / "b-oci", work / "b2-oci", work / "e-oci", work / "spec-copy", work / "seed-oci", work / "bump-oci", work / "spec-bump")
+    remove(work / "b-oci", work / "b2-oci", work / "e-oci", work / "spec-copy", work / "seed-oci", work / "bump-oci", work / "spec-bump")
+    if args.two_machines:
+        two_machines(work, spec, figures, edit_built=e["built"])
+    # docker needs room for its own copy of the image (two_machines removes
+    # store B once it has pushed).
     print(f"   {free_gib(work):.1f} GiB free before docker load", flush=True)
 
     step("docker: load, imports, model directory, the Gradio page")
@@ -482,7 +627,10 @@ def main() -> None:
     image = "envbuild/ofa-ve:latest"
     if image not in loaded:
         fail(f"docker load did not name {image}: {loaded}")
+    started = time.perf_counter()
     out = docker("run", "--rm", image, "python3", "-c", IMPORT_CHECK)
+    # The image's pycs were compiled at install: no import compiles.
+    figures["docker run: import torch, torchvision, gradio, modelscope, s"] = f"{time.perf_counter() - started:.1f}"
     if not out.splitlines()[-1].startswith("2.1.0"):
         fail(f"docker run printed {out!r}, not torch 2.1.0")
     listing = docker(

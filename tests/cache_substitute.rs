@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::cache_server::CacheServer;
+use common::index::{index, wheel};
 use common::*;
 use envbuild_store::narinfo::NarInfo;
 use envbuild_store::signing::SecretKey;
@@ -364,13 +365,15 @@ fn an_unknown_cache_url_and_a_malformed_trusted_key_are_errors_that_name_them() 
         .arg(&m.store)
         .arg("realize")
         .arg(&m.spec)
-        .args(["--substituter", "oci://127.0.0.1:1/x"])
+        .args(["--substituter", "s3://bucket/x"])
         .env("XDG_CONFIG_HOME", tmp.path())
         .output()
         .unwrap();
-    let err = fails(o, "realize with an oci:// substituter");
+    let err = fails(o, "realize with an s3:// substituter");
     assert!(
-        err.contains("oci://127.0.0.1:1/x") && err.contains("file:///DIR"),
+        err.contains("s3://bucket/x")
+            && err.contains("file:///DIR")
+            && err.contains("oci://HOST[:PORT]/REPO"),
         "{err}"
     );
     let o = envbuild()
@@ -521,4 +524,135 @@ fn an_unreachable_substituter_is_asked_once_and_the_realize_builds() {
         err.contains("127.0.0.1:1") && err.contains("not asking"),
         "{err}"
     );
+}
+
+/// A spec with one wheel from a loopback index: (spec, the index).
+fn wheel_spec(dir: &Path) -> (PathBuf, common::http::Server) {
+    fs::create_dir_all(dir).unwrap();
+    let server = index(&[&wheel("alpha", "1.0", "py3-none-any", "a1")]);
+    let spec = dir.join("env.toml");
+    fs::write(
+        &spec,
+        "[env]\nname = \"wheels\"\nsystem = \"x86_64-linux\"\nsource-date-epoch = 1700000000\n\n[python]\nrequirements = [\"alpha\"]\nsite-packages = \"/usr/lib/python3/site-packages\"\n",
+    )
+    .unwrap();
+    (spec, server)
+}
+
+fn requests(server: &common::http::Server) -> usize {
+    server.log.lock().unwrap().requests.values().sum()
+}
+
+/// Whether a store holds the wheel file itself (a fixed-output input).
+fn has_wheel_file(store: &Path) -> bool {
+    fs::read_dir(store).unwrap().any(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        name.split_once('-').map(|(_, n)| n) == Some("alpha-1.0-py3-none-any.whl")
+    })
+}
+
+#[test]
+fn a_realize_served_by_the_cache_takes_no_fixed_output_input_and_still_works_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec_a, server) = wheel_spec(&tmp.path().join("a"));
+    let index_url = format!("{}/simple", server.base);
+    let a = Machine {
+        store: tmp.path().join("a/store"),
+        spec: spec_a,
+    };
+    let o = envbuild()
+        .arg("--store")
+        .arg(&a.store)
+        .arg("realize")
+        .arg(&a.spec)
+        .arg("-o")
+        .arg(tmp.path().join("a.tar"))
+        .env("ENVBUILD_INDEX_URL", &index_url)
+        .output()
+        .unwrap();
+    let digest_a = ok(o, "realize A").lines().last().unwrap().to_string();
+    assert!(has_wheel_file(&a.store));
+    let o = envbuild()
+        .args(["cache", "keygen", "ci-1", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let public = ok(o, "keygen");
+    let cache = tmp.path().join("cache");
+    let url = format!("file://{}", cache.display());
+    let o = envbuild()
+        .arg("--store")
+        .arg(&a.store)
+        .args(["cache", "push", &url])
+        .arg(&a.spec)
+        .arg("--key")
+        .arg(tmp.path().join("ci-1.secret"))
+        .env("ENVBUILD_INDEX_URL", &index_url)
+        .output()
+        .unwrap();
+    ok(o, "cache push");
+    let served = |name: &str| {
+        let dir = tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(&a.spec, dir.join("env.toml")).unwrap();
+        fs::copy(a.spec.with_extension("lock"), dir.join("env.lock")).unwrap();
+        Machine {
+            store: dir.join("store"),
+            spec: dir.join("env.toml"),
+        }
+    };
+
+    // Every step served: the wheel is neither fetched nor substituted.
+    let before = requests(&server);
+    let b = served("b");
+    let (report, digest, err) = realize_with_args(
+        &b,
+        &[&url],
+        &public,
+        &tmp.path().join("b.tar"),
+        &["--locked"],
+    );
+    assert_eq!(digest, digest_a, "{err}");
+    assert_eq!(report["built"], 0, "{report}\n{err}");
+    assert!(
+        !has_wheel_file(&b.store),
+        "the wheel was substituted: {err}"
+    );
+    assert_eq!(requests(&server), before, "the index was asked");
+    verify_clean(&b.store);
+    // Offline and without the cache, the store has what it needs.
+    let (report, digest, err) =
+        realize_with_args(&b, &[], &public, &tmp.path().join("b2.tar"), &["--offline"]);
+    assert_eq!(digest, digest_a, "{err}");
+    assert_eq!(report["built"], 0, "{report}");
+
+    // A cache without the step's realisations: the step is built, from the
+    // wheel the cache serves (not fetched from the index).
+    let partial = tmp.path().join("partial");
+    copy_tree(&cache, &partial);
+    for e in fs::read_dir(partial.join("realisations")).unwrap() {
+        let p = e.unwrap().path();
+        if !p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("fetch:")
+        {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let c = served("c");
+    let partial_url = format!("file://{}", partial.display());
+    let (report, digest, err) = realize_with_args(
+        &c,
+        &[&partial_url],
+        &public,
+        &tmp.path().join("c.tar"),
+        &["--locked"],
+    );
+    assert_eq!(digest, digest_a, "{err}");
+    assert!(report["built"].as_u64().unwrap() >= 1, "{report}");
+    assert!(has_wheel_file(&c.store), "the wheel was not substituted");
+    assert_eq!(requests(&server), before, "the index was asked");
+    verify_clean(&c.store);
 }

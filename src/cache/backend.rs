@@ -1,8 +1,11 @@
-//! Where a binary cache's files are: a directory (`file:///DIR`) or an HTTP
-//! server (`http(s)://HOST/PATH`: GET to read, HEAD to look, PUT to write).
-//! Every HTTP request goes through [`crate::net::Client`] and its policy;
-//! every read is capped (a document at the caller's limit, a NAR file at
-//! the size its narinfo gives), from a directory as from a server.
+//! Where a binary cache's files are: a directory (`file:///DIR`), an HTTP
+//! server (`http(s)://HOST/PATH`: GET to read, HEAD to look, PUT to write)
+//! or a repository of an OCI registry (`oci://HOST[:PORT]/REPO`, see
+//! [`super::oci`]). Every HTTP request goes through [`crate::net::Client`]
+//! and its policy; every read is capped (a document at the caller's limit,
+//! a NAR file at the size its narinfo gives), from a directory as from a
+//! server. What is read is verified by the caller ([`super::substitute`]),
+//! the same way whatever the backend.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -17,10 +20,12 @@ use crate::net::{self, Body, Client, Download, HashingFile, HeaderMap, Method};
 pub enum Backend {
     File(PathBuf),
     Http { base: String, client: Client },
+    Oci(Box<super::oci::OciCache>),
 }
 
 impl Backend {
-    /// `file:///DIR` (absolute), `http://…` or `https://…`.
+    /// `file:///DIR` (absolute), `http://…`, `https://…` or
+    /// `oci://HOST[:PORT]/REPO`.
     pub fn open(url: &str) -> Result<Backend, CacheError> {
         let bad = || CacheError::BadUrl {
             url: net::redact(url),
@@ -30,6 +35,11 @@ impl Backend {
                 return Err(bad());
             }
             return Ok(Backend::File(PathBuf::from(dir.trim_end_matches('/'))));
+        }
+        if let Some(rest) = url.strip_prefix("oci://") {
+            return Ok(Backend::Oci(Box::new(super::oci::OciCache::open(
+                url, rest,
+            )?)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
             let client = Client::from_env().map_err(|source| CacheError::Net {
@@ -46,7 +56,7 @@ impl Backend {
 
     /// Whether reading needs the network (`--offline` uses only file://).
     pub fn is_remote(&self) -> bool {
-        matches!(self, Backend::Http { .. })
+        matches!(self, Backend::Http { .. } | Backend::Oci(_))
     }
 
     /// The cache's URL, credentials removed.
@@ -54,12 +64,16 @@ impl Backend {
         match self {
             Backend::File(d) => format!("file://{}", d.display()),
             Backend::Http { base, .. } => net::redact(base),
+            Backend::Oci(o) => o.url().to_string(),
         }
     }
 
     /// The URL of a file of the cache, credentials removed (for messages).
     pub fn url_of(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.url())
+        match self {
+            Backend::Oci(o) => o.url_of(rel),
+            _ => format!("{}/{rel}", self.url()),
+        }
     }
 
     fn http_url(base: &str, rel: &str) -> String {
@@ -108,6 +122,7 @@ impl Backend {
                     Err(e) => Err(self.net_err(rel)(e)),
                 }
             }
+            Backend::Oci(o) => o.get(rel, limit, what),
         }
     }
 
@@ -160,6 +175,7 @@ impl Backend {
                 hex::decode_to_slice(&hex_sha, &mut sha).expect("sha256 hex from HashingFile");
                 Ok(Some((sha, len)))
             }
+            Backend::Oci(o) => o.get_file(rel, size, dst),
         }
     }
 
@@ -188,6 +204,7 @@ impl Backend {
                     }),
                 }
             }
+            Backend::Oci(o) => o.exists(rel),
         }
     }
 
@@ -253,6 +270,7 @@ impl Backend {
                 }
                 Ok(())
             }
+            Backend::Oci(o) => o.put(rel, bytes, from),
         }
     }
 }

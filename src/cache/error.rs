@@ -5,9 +5,27 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// A cache location that is neither `file://` nor `http(s)://`.
-    #[error("{url:?} is not a binary cache envbuild can use (expected file:///DIR, http:// or https://; oci:// is not supported yet)")]
+    /// A cache location that is neither `file://`, `http(s)://` nor `oci://`.
+    #[error("{url:?} is not a binary cache envbuild can use (expected file:///DIR, http://…, https://… or oci://HOST[:PORT]/REPO)")]
     BadUrl { url: String },
+
+    #[error("{url:?} is not an OCI binary cache envbuild can use: {problem} (expected oci://HOST[:PORT]/REPO)")]
+    BadOciUrl { url: String, problem: String },
+
+    /// A registry's manifest that is not the cache file asked for.
+    #[error("{url}: the manifest is not the cache's file (expected {expected}, found {found})")]
+    BadManifest {
+        url: String,
+        expected: &'static str,
+        found: String,
+    },
+
+    #[error("{url}: {source}")]
+    Registry {
+        url: String,
+        #[source]
+        source: Box<crate::registry::RegistryError>,
+    },
 
     #[error("{url}: {source}")]
     Net {
@@ -139,6 +157,18 @@ pub enum CacheError {
 }
 
 impl CacheError {
+    /// Whether the cache could not be reached (after the client's retries):
+    /// asking it again in this run would only repeat the wait.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            CacheError::Net { .. } => true,
+            CacheError::Registry { source, .. } => {
+                matches!(**source, crate::registry::RegistryError::Net { .. })
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.into();
         move |source| CacheError::Io { path, source }

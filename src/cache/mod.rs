@@ -2,8 +2,10 @@
 //! push`), keys (`envbuild cache keygen`), and substitution during a
 //! realize. See docs/binary-cache.md.
 //!
-//! - [`backend`]: `file://DIR` and `http(s)://` (GET, HEAD, PUT through
-//!   [`crate::net::Client`]), every read capped.
+//! - [`backend`]: `file://DIR`, `http(s)://` (GET, HEAD, PUT through
+//!   [`crate::net::Client`]) and `oci://HOST[:PORT]/REPO` ([`oci`]: a
+//!   registry repository, through [`crate::registry`]'s sessions), every
+//!   read capped.
 //! - [`config`]: substituters and trusted keys from the user's
 //!   configuration (`ENVBUILD_SUBSTITUTERS`, `ENVBUILD_TRUSTED_PUBLIC_KEYS`,
 //!   `$XDG_CONFIG_HOME/envbuild/config.toml`).
@@ -18,6 +20,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod oci;
 pub mod push;
 pub mod realisation;
 pub mod substitute;

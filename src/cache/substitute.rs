@@ -127,7 +127,7 @@ impl Substituters {
                     return Ok(Some(path));
                 }
                 Err(CacheError::Store(e)) => return Err(e),
-                Err(e @ CacheError::Net { .. }) => {
+                Err(e) if e.is_unreachable() => {
                     // Unreachable (after the client's retries): asking it
                     // for every other step would only repeat the wait.
                     if !s.disabled.swap(true, Ordering::Relaxed) {
@@ -148,6 +148,21 @@ impl Substituters {
     /// Whether some substituter has a trusted realisation of `key` (for
     /// `envbuild plan`; nothing is substituted): the first such cache's URL.
     pub fn has_realisation(&self, key: &str) -> Option<String> {
+        self.first_realisation(key, None).map(|(url, _)| url)
+    }
+
+    /// The output named by the first trusted realisation of `key`, without
+    /// substituting it: a realize defers a fixed-output input this way (a
+    /// step that a substituter serves needs its inputs' paths, for its
+    /// derivation hash, but not their files).
+    /// A cache that cannot be reached is named once (`what` asked it) and
+    /// not asked again in this run.
+    pub fn realisation_path(&self, key: &str, what: &str) -> Option<StorePath> {
+        self.first_realisation(key, Some(what))
+            .map(|(_, path)| path)
+    }
+
+    fn first_realisation(&self, key: &str, what: Option<&str>) -> Option<(String, StorePath)> {
         if !realisation::valid_key(key) {
             return None;
         }
@@ -155,9 +170,16 @@ impl Substituters {
             .iter()
             .filter(|s| !s.disabled.load(Ordering::Relaxed))
             .find_map(|s| match s.fetch_realisation(key, self) {
-                Ok(found) => found.map(|_| s.backend.url()),
-                Err(CacheError::Net { .. }) => {
-                    s.disabled.store(true, Ordering::Relaxed);
+                Ok(found) => found.map(|p| (s.backend.url(), p)),
+                Err(e) if e.is_unreachable() => {
+                    if !s.disabled.swap(true, Ordering::Relaxed) {
+                        if let Some(what) = what {
+                            warn(&format!(
+                                "{what}: substitute refused, {e}; not asking {} again in this run",
+                                s.backend.url()
+                            ));
+                        }
+                    }
                     None
                 }
                 Err(_) => None,

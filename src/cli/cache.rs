@@ -22,7 +22,8 @@ pub enum CacheCommand {
     /// inputs are pushed. The closure of every target goes, signed with --key; what the
     /// cache already has is skipped.
     Push {
-        /// file:///DIR, http://HOST/PATH or https://HOST/PATH (written with PUT)
+        /// file:///DIR, http://HOST/PATH or https://HOST/PATH (written with PUT), or
+        /// oci://HOST[:PORT]/REPO (a repository of an OCI registry)
         dest: String,
         /// Store items or specs
         #[arg(required = true, value_name = "TARGET")]

@@ -20,6 +20,13 @@ pub enum RealizeError {
     /// run reports the step instead).
     #[error("not built (dry run)")]
     NotBuilt,
+    /// A step would have to be built, but some of its fixed-output inputs
+    /// were deferred (their store paths known from signed realisations,
+    /// their files not fetched) in the hope that a substituter serves it
+    /// (never shown: the realize materializes the inputs and runs the step
+    /// again).
+    #[error("a step to build needs inputs that were deferred")]
+    InputsDeferred,
     #[error("step {name} ({builder}) failed: {source}")]
     Step {
         name: String,
@@ -76,7 +83,9 @@ impl RealizeError {
     pub fn in_step(self, name: &str, builder: &'static str) -> RealizeError {
         match self {
             // Already named (a step inside a step keeps the inner name).
-            e @ (RealizeError::Step { .. } | RealizeError::NotBuilt) => e,
+            e @ (RealizeError::Step { .. }
+            | RealizeError::NotBuilt
+            | RealizeError::InputsDeferred) => e,
             e => RealizeError::Step {
                 name: name.to_string(),
                 builder,

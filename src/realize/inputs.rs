@@ -2,6 +2,14 @@
 //! located (the lock names files; where they are comes from the user's
 //! configuration now) and fetched in parallel, each verified by its
 //! sha256; local paths are found in the store by their NAR hash, or added.
+//!
+//! With `defer`, a fixed-output file whose store path is known without its
+//! bytes (from a trusted realisation of a substituter, or recorded when
+//! one was seen before) is left [`InputItem::Deferred`]: the steps using it
+//! can be looked up by their derivation hashes, and a step a substituter
+//! serves never needs it. Only when a step has to be built are its
+//! deferred inputs materialized (see `Execution::run` in
+//! [`super`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +29,33 @@ pub enum InputItem {
     Item(StorePath),
     /// A local wheel, read where it lies.
     InPlace(PathBuf),
+    /// A fixed-output file not in the store whose item is known to be this
+    /// (a signed realisation said so): enough to compute the derivation
+    /// hashes of the steps using it, not to build them.
+    Deferred(StorePath),
+}
+
+/// The cache directory (in the store's) of fixed-output keys whose items
+/// a trusted realisation named: one file per key, holding the basename.
+const DEFERRED_RECORD: &str = "deferred-inputs";
+
+fn record_file(store: &Store, key: &str) -> Option<PathBuf> {
+    let dir = store.cache_dir(DEFERRED_RECORD).ok()?;
+    Some(dir.join(key.replace(':', "-")))
+}
+
+/// The item a trusted realisation named for `key` before (a hint: a wrong
+/// one only makes the steps using it miss their realisations and build).
+fn recorded(store: &Store, key: &str) -> Option<StorePath> {
+    let text = std::fs::read_to_string(record_file(store, key)?).ok()?;
+    StorePath::from_basename(text.trim()).ok()
+}
+
+fn record(store: &Store, key: &str, item: &StorePath) {
+    // A record that cannot be written only costs a lookup next time.
+    if let Some(f) = record_file(store, key) {
+        let _ = crate::io::write_atomically(&f, item.basename().as_bytes());
+    }
 }
 
 /// A fetch a dry run found missing.
@@ -50,7 +85,9 @@ fn fetch_key(sha256: &str) -> String {
 /// Find or make every needed input. `urls`: where resolving said files are
 /// (sha256 → URL), tried before the index is asked. With `dry_run`,
 /// nothing is fetched or added. A file the store lacks is asked of the
-/// substituters `subst` (by its fetch key) before it is fetched.
+/// substituters `subst` (by its fetch key) before it is fetched; with
+/// `defer`, only its item's name is (see the module's documentation).
+#[allow(clippy::too_many_arguments)]
 pub fn materialize(
     store: &mut Store,
     plan: &Plan,
@@ -59,6 +96,7 @@ pub fn materialize(
     opts: &FetchOptions,
     dry_run: bool,
     subst: Option<&crate::cache::Substituters>,
+    defer: bool,
 ) -> Result<Materialized, RealizeError> {
     let mut out = Materialized {
         items: vec![None; plan.inputs.len()],
@@ -71,10 +109,33 @@ pub fn materialize(
         }
         match &input.kind {
             InputKind::Fetch {
-                file, sha256, size, ..
+                file,
+                sha256,
+                size,
+                origin,
             } => {
                 let key = fetch_key(sha256);
                 let mut found = store.realisation(&key, "out")?;
+                // A base image's layers go into the image as they are:
+                // never deferred.
+                let deferrable = defer && !dry_run && !matches!(origin, Origin::BaseImage { .. });
+                if let (None, true) = (&found, deferrable) {
+                    let named = recorded(store, &key).or_else(|| {
+                        let what = format!("{} ({file})", input.what);
+                        let p = subst?.realisation_path(&key, &what)?;
+                        record(store, &key, &p);
+                        Some(p)
+                    });
+                    if let Some(p) = named {
+                        if store.is_valid(&p)? {
+                            found = Some(p);
+                        } else {
+                            tracing::debug!(input = %input.what, item = %p, "deferred");
+                            out.items[i] = Some(InputItem::Deferred(p));
+                            continue;
+                        }
+                    }
+                }
                 if let (None, false, Some(subst)) = (&found, dry_run, subst) {
                     let what = format!("{} ({file})", input.what);
                     found = subst.realisation(store, &key, &what)?;

@@ -105,7 +105,8 @@ pub struct Closure {
     /// Components of the shell only (`[shell] packages`, with
     /// [`RealizeOptions::shell`]), after `components` in rootfs order.
     pub shell_components: Vec<Component>,
-    /// The inputs' store items (fetched files, local paths), sorted.
+    /// The inputs' store items (fetched files, local paths), sorted;
+    /// deferred inputs (not in the store, see [`inputs`]) are not among them.
     pub inputs: Vec<StorePath>,
     /// Steps built now / found already realized / taken from a substituter.
     pub built: usize,
@@ -253,7 +254,8 @@ fn closure_and_plan(
         .flatten()
         .filter_map(|i| match i {
             InputItem::Item(p) => Some(p.clone()),
-            InputItem::InPlace(_) => None,
+            // Not in the store: every step using it was found or substituted.
+            InputItem::InPlace(_) | InputItem::Deferred(_) => None,
         })
         .collect();
     inputs.sort();
@@ -666,6 +668,9 @@ struct Execution<'p> {
     plan: &'p Plan,
     inputs: Vec<Option<InputItem>>,
     done: Vec<Option<Done>>,
+    /// Steps not served by a substituter whose deferred inputs must be
+    /// materialized before they are built.
+    waiting: std::sync::Mutex<Vec<StepId>>,
 }
 
 impl<'p> Execution<'p> {
@@ -674,6 +679,7 @@ impl<'p> Execution<'p> {
             plan,
             inputs: vec![None; plan.inputs.len()],
             done: vec![None; plan.steps.len()],
+            waiting: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -715,6 +721,8 @@ impl<'p> Execution<'p> {
         if r.progress && !r.dry_run {
             crate::progress::plan_steps(needed_steps.iter().filter(|&&n| n).count());
         }
+        // Not in a dry run: a file whose item a trusted realisation names
+        // is deferred (a step the substituters serve does not need it).
         let m = inputs::materialize(
             r.store,
             plan,
@@ -723,8 +731,10 @@ impl<'p> Execution<'p> {
             fetch,
             r.dry_run,
             r.subst.as_deref(),
+            !r.dry_run,
         )?;
         self.inputs = m.items;
+        let (mut fetched, mut added) = (m.fetched, m.added);
         let order: Vec<StepId> = (0..plan.steps.len()).filter(|&s| needed_steps[s]).collect();
         let mut k = 0;
         while k < order.len() {
@@ -752,21 +762,69 @@ impl<'p> Execution<'p> {
                     end += 1;
                 }
             }
-            if end - k > 1 {
-                let run = &order[k..end];
-                let this = &*self;
-                let outs =
-                    r.in_parallel_batched(run, |&s| this.cost(s), |r, &s| this.step(r, s))?;
-                for (&s, out) in run.iter().zip(outs) {
-                    self.done[s] = out;
+            let mut run = order[k..end].to_vec();
+            // Twice at most: the steps no substituter served need their
+            // deferred inputs, materialized after the first pass.
+            for pass in 0..2 {
+                self.run_steps(r, &run)?;
+                let waiting = std::mem::take(&mut *self.waiting.lock().expect("waiting lock"));
+                if waiting.is_empty() {
+                    break;
                 }
-            } else {
-                let s = order[k];
-                self.done[s] = self.step(r, s)?;
+                if pass == 1 {
+                    return Err(RealizeError::InputsDeferred);
+                }
+                let mut want = vec![false; plan.inputs.len()];
+                for &s in &waiting {
+                    for input in &plan.steps[s].inputs {
+                        if let Ref::Input(i) = *input {
+                            want[i] = matches!(self.inputs[i], Some(InputItem::Deferred(_)));
+                        }
+                    }
+                }
+                tracing::debug!(
+                    steps = waiting.len(),
+                    inputs = want.iter().filter(|&&w| w).count(),
+                    "steps not served: materializing their deferred inputs"
+                );
+                let m = inputs::materialize(
+                    r.store,
+                    plan,
+                    &want,
+                    urls,
+                    fetch,
+                    false,
+                    r.subst.as_deref(),
+                    false,
+                )?;
+                for (i, item) in m.items.into_iter().enumerate() {
+                    if want[i] {
+                        self.inputs[i] = item;
+                    }
+                }
+                fetched.extend(m.fetched);
+                added.extend(m.added);
+                run = waiting;
             }
             k = end;
         }
-        Ok((m.fetched, m.added))
+        Ok((fetched, added))
+    }
+
+    /// Run `steps` (one alone, or several as a batch on the worker pool).
+    /// A step that would have to be built but has deferred inputs is left
+    /// undone and listed in `waiting`.
+    fn run_steps(&mut self, r: &mut Realizer, steps: &[StepId]) -> Result<(), RealizeError> {
+        if steps.len() > 1 {
+            let this = &*self;
+            let outs = r.in_parallel_batched(steps, |&s| this.cost(s), |r, &s| this.step(r, s))?;
+            for (&s, out) in steps.iter().zip(outs) {
+                self.done[s] = out;
+            }
+        } else if let [s] = *steps {
+            self.done[s] = self.step(r, s)?;
+        }
+        Ok(())
     }
 
     /// What a step is worth scheduling first: its input's size.
@@ -805,7 +863,9 @@ impl<'p> Execution<'p> {
                     InputKind::Local { .. } => return None,
                 };
                 let path = match self.inputs[i].as_ref()? {
-                    InputItem::Item(item) => r.store.physical_path(item),
+                    InputItem::Item(item) | InputItem::Deferred(item) => {
+                        r.store.physical_path(item)
+                    }
                     InputItem::InPlace(p) => p.clone(),
                 };
                 Some(WheelFile {
@@ -827,10 +887,15 @@ impl<'p> Execution<'p> {
     fn step(&self, r: &mut Realizer, s: StepId) -> Result<Option<Done>, RealizeError> {
         let step = &self.plan.steps[s];
         let mut items: Vec<StorePath> = Vec::new();
+        let mut deferred = false;
         for input in &step.inputs {
             let item = match *input {
                 Ref::Input(i) => match self.inputs[i].as_ref() {
                     Some(InputItem::Item(item)) => Some(item.clone()),
+                    Some(InputItem::Deferred(item)) => {
+                        deferred = true;
+                        Some(item.clone())
+                    }
                     Some(InputItem::InPlace(_)) => None,
                     None => return Ok(self.not_built(r, s)),
                 },
@@ -863,6 +928,28 @@ impl<'p> Execution<'p> {
                 sha256: &w.sha256,
             }),
         );
+        r.no_build = deferred;
+        let done = self.build_step(r, s, &drv, &items, wheel);
+        r.no_build = false;
+        match done {
+            Err(RealizeError::InputsDeferred) => {
+                self.waiting.lock().expect("waiting lock").push(s);
+                Ok(None)
+            }
+            done => not_built_is_none(done),
+        }
+    }
+
+    /// The builder of step `s`, for its derivation `drv`.
+    fn build_step(
+        &self,
+        r: &mut Realizer,
+        s: StepId,
+        drv: &crate::plan::Derivation,
+        items: &[StorePath],
+        wheel: Option<WheelFile>,
+    ) -> Result<Done, RealizeError> {
+        let step = &self.plan.steps[s];
         let done = match &step.builder {
             Builder::UnpackDeb { filename } => {
                 builders::unpack_deb(r, &drv, filename, &items[0]).map(Done::Component)
@@ -936,7 +1023,7 @@ impl<'p> Execution<'p> {
                 builders::copy_files(r, &drv, dst, *owner, *mode, &items[0]).map(Done::Component)
             }
         };
-        not_built_is_none(done)
+        done
     }
 
     /// The components of the steps among `inputs`, in order (a build

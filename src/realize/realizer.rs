@@ -29,6 +29,10 @@ pub struct Realizer<'s> {
     /// Outputs built and hashed but not yet in the store, when steps run
     /// batched (see [`Realizer::in_parallel_batched`]).
     batch: Option<Vec<PendingOutput>>,
+    /// The step at hand has deferred inputs (not in the store): it may be
+    /// found or substituted, but building it fails with
+    /// [`RealizeError::InputsDeferred`].
+    pub no_build: bool,
 }
 
 /// A built output waiting for its batch's commit.
@@ -52,6 +56,7 @@ impl<'s> Realizer<'s> {
             substituted: 0,
             outputs: Vec::new(),
             batch: None,
+            no_build: false,
         }
     }
 
@@ -221,6 +226,10 @@ impl<'s> Realizer<'s> {
                 tracing::debug!(step = %drv.name, builder = drv.builder, drv = %hash, out = %item, "step substituted");
                 return Ok(item);
             }
+        }
+        if self.no_build {
+            tracing::debug!(step = %drv.name, builder = drv.builder, drv = %hash, "not served: its deferred inputs are needed");
+            return Err(RealizeError::InputsDeferred);
         }
         let step = self
             .progress

@@ -31,6 +31,7 @@
 //! token that authorizes the retry and later requests. Credentials and
 //! tokens live in sensitive header values only; no message shows them.
 
+pub mod artifact;
 pub mod auth;
 pub mod error;
 pub mod pull;
@@ -200,7 +201,7 @@ pub fn push(
 
 /// One push's connection to one repository of one registry, with the
 /// authorization it has earned so far.
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     client: &'a Client,
     /// `http://host:port` or `https://host:port`.
     base: String,
@@ -222,7 +223,11 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(client: &'a Client, reference: &Reference, opts: &'a PushOptions<'_>) -> Session<'a> {
+    pub(crate) fn new(
+        client: &'a Client,
+        reference: &Reference,
+        opts: &'a PushOptions<'_>,
+    ) -> Session<'a> {
         let record = opts.records.as_ref().map(|dir| {
             let name: String = reference
                 .registry
