@@ -33,8 +33,10 @@
 
 pub mod auth;
 pub mod error;
+pub mod login;
 pub mod pull;
 pub mod reference;
+pub mod upload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,6 +70,10 @@ pub struct PushOptions<'a> {
     /// JSON file per registry: digest → repository), read for mounts and
     /// updated after each push; losing it only loses mounts.
     pub records: Option<PathBuf>,
+    /// Blobs larger than this are sent in chunks of this size (at least
+    /// the registry's `OCI-Chunk-Min-Length`); `None`:
+    /// [`upload::DEFAULT_CHUNK_SIZE`].
+    pub chunk_size: Option<u64>,
 }
 
 /// What happened to one blob.
@@ -219,6 +225,8 @@ struct Session<'a> {
     /// The access a bearer token is asked for: `pull,push`, or `pull`
     /// for a pull.
     actions: &'static str,
+    /// Blobs larger than this go up in chunks of (at least) this size.
+    chunk_size: u64,
 }
 
 impl<'a> Session<'a> {
@@ -237,7 +245,7 @@ impl<'a> Session<'a> {
                 .collect();
             dir.join(format!("{name}.json"))
         });
-        let scheme = reference.scheme(&opts.insecure);
+        let scheme = upload::scheme(client, reference, &opts.insecure);
         Session {
             client,
             base: format!("{scheme}://{}", reference.registry),
@@ -249,6 +257,10 @@ impl<'a> Session<'a> {
             pushed_before: record.as_deref().map(read_record).unwrap_or_default(),
             record,
             actions: "pull,push",
+            chunk_size: opts
+                .chunk_size
+                .unwrap_or(upload::DEFAULT_CHUNK_SIZE)
+                .max(1),
         }
     }
 
@@ -291,12 +303,15 @@ impl<'a> Session<'a> {
         let text = source.chain_text();
         let plain_http = self.base.starts_with("https://")
             && (text.contains("InvalidContentType") || text.contains("corrupt message"));
+        let untrusted = self.base.starts_with("https://") && text.contains("certificate");
         RegistryError::Net {
             registry: self.registry.clone(),
             repo: self.repo.clone(),
             what: what.to_string(),
             hint: if plain_http {
                 " (the registry does not speak TLS: one serving plain HTTP off loopback must be named insecure, --insecure-registry HOST[:PORT])"
+            } else if untrusted {
+                " (the registry's TLS certificate is not trusted here: add the CA that signed it to the host's bundle, or name a PEM file of it with SSL_CERT_FILE)"
             } else {
                 ""
             },
@@ -333,6 +348,21 @@ impl<'a> Session<'a> {
         body: Body<'_>,
         what: &str,
     ) -> Result<Answer, RegistryError> {
+        self.call_with(method, url, extra, body, what, false)
+    }
+
+    /// [`Session::call`]; with `once`, the request itself is not retried
+    /// on a connection failure or a 5xx (the caller asks the registry what
+    /// it kept first: [`upload`]).
+    fn call_with(
+        &self,
+        method: Method,
+        url: &str,
+        extra: &HeaderMap,
+        body: Body<'_>,
+        what: &str,
+        once: bool,
+    ) -> Result<Answer, RegistryError> {
         // Credentials go only to the registry itself, not to a storage
         // backend an upload Location may point at.
         let ours = url.starts_with(&format!("{}/", self.base));
@@ -343,10 +373,14 @@ impl<'a> Session<'a> {
             if let (true, Some(a)) = (ours, &sent) {
                 headers.insert(header::AUTHORIZATION, a.clone());
             }
-            let answer = self
-                .client
-                .request(method.clone(), url, &headers, body, ANSWER_LIMIT)
-                .map_err(|e| self.net_err(what, e))?;
+            let answer = if once {
+                self.client
+                    .request_once(method.clone(), url, &headers, body, ANSWER_LIMIT)
+            } else {
+                self.client
+                    .request(method.clone(), url, &headers, body, ANSWER_LIMIT)
+            }
+            .map_err(|e| self.net_err(what, e))?;
             if answer.status != 401 || !ours {
                 return Ok(answer);
             }
@@ -471,7 +505,10 @@ impl<'a> Session<'a> {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            q.append_pair("scope", &ours);
+            // A login asks for no repository's access.
+            if !self.repo.is_empty() {
+                q.append_pair("scope", &ours);
+            }
             if let Some(s) = scope.filter(|s| *s != ours) {
                 for one in s.split(' ').filter(|s| !s.is_empty() && *s != ours) {
                     q.append_pair("scope", one);
@@ -651,63 +688,11 @@ impl<'a> Session<'a> {
                 _ => {}
             }
         }
-        let start_what = format!("starting the upload of {what}");
-        let started = match started {
-            Some(s) => s,
-            None => self.call(
-                Method::POST,
-                &self.url("blobs/uploads/"),
-                &none,
-                Body::Empty,
-                &start_what,
-            )?,
+        let location = match started {
+            Some(s) => self.upload_location(&s, &format!("mounting {what}"))?,
+            None => self.start_upload(&what)?,
         };
-        if started.status != 202 {
-            return Err(self.status_err(&start_what, &started, "202"));
-        }
-        let location = started
-            .header("location")
-            .ok_or_else(|| RegistryError::Status {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what: start_what.clone(),
-                status: started.status,
-                expected: "202 with a Location header",
-                detail: "no Location header".into(),
-            })?;
-        let mut url = started
-            .url
-            .join(location)
-            .map_err(|e| RegistryError::Status {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what: start_what.clone(),
-                status: started.status,
-                expected: "202 with a Location that is a URL",
-                detail: format!("Location {:?}: {e}", net::redact(location)),
-            })?;
-        url.query_pairs_mut().append_pair("digest", blob.digest);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        let up_what = format!("uploading {what} ({} bytes)", blob.size);
-        let done = self.call(Method::PUT, url.as_str(), &headers, blob.body, &up_what)?;
-        if done.status != 201 {
-            return Err(self.status_err(&up_what, &done, "201"));
-        }
-        if let Some(found) = done.header("docker-content-digest") {
-            if found != blob.digest {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.registry.clone(),
-                    repo: self.repo.clone(),
-                    what: up_what,
-                    expected: blob.digest.to_string(),
-                    found: found.to_string(),
-                });
-            }
-        }
+        self.send_blob(blob, &what, location)?;
         Ok(BlobOutcome::Uploaded)
     }
 
