@@ -252,6 +252,11 @@ fn proxy_one(
     use std::io::BufRead;
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = std::io::BufReader::new(client.try_clone()?);
+    // A TLS hello (a client asking whether the registry speaks TLS): hang
+    // up, as a plain HTTP server does.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        return Ok(());
+    }
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(());
