@@ -65,7 +65,7 @@ pub fn verify(
     };
     let session = Session::new(client, registry, &opts);
     *session.credentials.lock().expect("credentials lock") = Some(Some(creds.clone()));
-    let url = format!("{}/v2/", session.base);
+    let url = format!("{}/v2/", session.base());
     let what = "checking the credentials (GET /v2/)";
     let answer = session.call(Method::GET, &url, &HeaderMap::new(), Body::Empty, what)?;
     if answer.status != 200 {

@@ -208,8 +208,12 @@ pub fn push(
 /// authorization it has earned so far.
 struct Session<'a> {
     client: &'a Client,
-    /// `http://host:port` or `https://host:port`.
-    base: String,
+    /// `http://host:port` or `https://host:port`, found at the first
+    /// request ([`Session::base`]).
+    base: std::sync::OnceLock<String>,
+    /// The registry, and the names of registries spoken to in plain HTTP.
+    reference: Reference,
+    insecure: &'a [String],
     /// The registry as messages name it (redacted).
     registry: String,
     repo: String,
@@ -245,10 +249,11 @@ impl<'a> Session<'a> {
                 .collect();
             dir.join(format!("{name}.json"))
         });
-        let scheme = upload::scheme(client, reference, &opts.insecure);
         Session {
             client,
-            base: format!("{scheme}://{}", reference.registry),
+            base: std::sync::OnceLock::new(),
+            reference: reference.clone(),
+            insecure: &opts.insecure,
             registry: net::redact(&reference.registry),
             repo: reference.repository.clone(),
             places: &opts.credentials,
@@ -295,15 +300,25 @@ impl<'a> Session<'a> {
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/v2/{}/{rest}", self.base, self.repo)
+        format!("{}/v2/{}/{rest}", self.base(), self.repo)
+    }
+
+    /// `scheme://host:port`: the scheme is chosen at the first request
+    /// ([`upload::scheme`]: a loopback registry is asked whether it speaks
+    /// TLS), so a session that makes none makes no connection.
+    fn base(&self) -> &str {
+        self.base.get_or_init(|| {
+            let scheme = upload::scheme(self.client, &self.reference, self.insecure);
+            format!("{scheme}://{}", self.reference.registry)
+        })
     }
 
     fn net_err(&self, what: &str, source: net::NetError) -> RegistryError {
         // rustls meeting a plain-HTTP server says so in these words.
         let text = source.chain_text();
-        let plain_http = self.base.starts_with("https://")
+        let plain_http = self.base().starts_with("https://")
             && (text.contains("InvalidContentType") || text.contains("corrupt message"));
-        let untrusted = self.base.starts_with("https://") && text.contains("certificate");
+        let untrusted = self.base().starts_with("https://") && text.contains("certificate");
         RegistryError::Net {
             registry: self.registry.clone(),
             repo: self.repo.clone(),
@@ -333,7 +348,7 @@ impl<'a> Session<'a> {
     fn credentials(&self) -> Result<Option<Credentials>, RegistryError> {
         let mut c = self.credentials.lock().expect("credentials lock");
         if c.is_none() {
-            let host = self.base.split_once("://").map_or("", |(_, h)| h);
+            let host = self.base().split_once("://").map_or("", |(_, h)| h);
             *c = Some(self.places.lookup(host)?);
         }
         Ok(c.clone().flatten())
@@ -365,7 +380,7 @@ impl<'a> Session<'a> {
     ) -> Result<Answer, RegistryError> {
         // Credentials go only to the registry itself, not to a storage
         // backend an upload Location may point at.
-        let ours = url.starts_with(&format!("{}/", self.base));
+        let ours = url.starts_with(&format!("{}/", self.base()));
         let mut authenticated = false;
         for _ in 0..3 {
             let mut headers = extra.clone();
@@ -489,7 +504,7 @@ impl<'a> Session<'a> {
             || realm_host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        let plain_ok = self.base.starts_with("http://") || realm_loopback;
+        let plain_ok = self.base().starts_with("http://") || realm_loopback;
         match url.scheme() {
             "https" => {}
             "http" if plain_ok => {}

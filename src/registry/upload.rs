@@ -69,12 +69,29 @@ pub fn scheme(client: &Client, reference: &Reference, insecure: &[String]) -> &'
     if !reference.is_loopback() || named == "https" {
         return named;
     }
+    // Once per registry and process: every session of a push or a pull
+    // would ask the same.
+    static PROBED: std::sync::Mutex<Vec<(String, &'static str)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, s)) = PROBED
+        .lock()
+        .expect("probe lock")
+        .iter()
+        .find(|(r, _)| *r == reference.registry)
+    {
+        return s;
+    }
     let url = format!("https://{}/v2/", reference.registry);
-    match client.request_once(Method::GET, &url, &HeaderMap::new(), Body::Empty, 1 << 16) {
+    let found = match client.request_once(Method::GET, &url, &HeaderMap::new(), Body::Empty, 1 << 16) {
         Ok(_) => "https",
         Err(e) if e.chain_text().contains("certificate") => "https",
         Err(_) => "http",
-    }
+    };
+    tracing::debug!(registry = %net::redact(&reference.registry), scheme = found, "loopback registry asked over TLS");
+    PROBED
+        .lock()
+        .expect("probe lock")
+        .push((reference.registry.clone(), found));
+    found
 }
 
 /// Where an upload session takes its next bytes.
