@@ -1000,10 +1000,11 @@ fn a_tls_registry_with_htpasswd_takes_a_push_with_its_ca_in_ssl_cert_file_and_re
         auth
     };
     let push = |extra_env: Option<&Path>, reference: &str| {
+        // -vv: every request and retry is logged, and no secret with it.
         let mut c = push_cmd(
             &s.store,
             &s.home,
-            &["--json", "push", s.spec.to_str().unwrap(), reference],
+            &["-vv", "--json", "push", s.spec.to_str().unwrap(), reference],
         );
         c.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
         if let Some(ca) = extra_env {
@@ -1156,4 +1157,54 @@ fn login_checks_the_credentials_then_stores_them_where_push_reads_them_and_logou
         .unwrap();
     let err = fails(o, "login without a password");
     assert!(err.contains("--password-stdin"), "{err}");
+}
+
+/// This machine's address on its outgoing interface (not loopback), if it
+/// has one: a UDP socket "connected" to a documentation address (RFC 5737;
+/// no packet is sent) says which.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn plain_http_is_spoken_off_loopback_only_to_a_registry_named_insecure() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("note: no non-loopback address here; the insecure-registry rule was not checked end to end");
+        return;
+    };
+    let reg = Registry::start(None);
+    // A plain HTTP registry reachable at a non-loopback address.
+    let proxy = Proxy::start_at(ip, reg.port);
+    let s = setup();
+    let reference = format!("{}/envbuild/insecure:1", proxy.host());
+    let o = push_cmd(&s.store, &s.home, &["push", s.spec.to_str().unwrap(), &reference])
+        .output()
+        .unwrap();
+    let err = fails(o, "push over TLS to a plain HTTP registry");
+    assert!(err.contains("does not speak TLS"), "{err}");
+    assert!(err.contains("--insecure-registry"), "{err}");
+    assert!(
+        proxy.take().is_empty(),
+        "nothing was sent in plain HTTP before the flag"
+    );
+    // Named insecure (HOST:PORT): pushed in plain HTTP.
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &[
+            "push",
+            s.spec.to_str().unwrap(),
+            &reference,
+            "--insecure-registry",
+            &proxy.host(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(ok(o, "push to a registry named insecure"), s.digest);
+    let seen = proxy.take();
+    assert_eq!(count(&seen, "PUT", "/manifests/"), 1, "{seen:#?}");
 }

@@ -443,8 +443,9 @@ impl Session<'_> {
     }
 }
 
-/// The last byte of `Range: 0-<last>` (`bytes=0-<last>` too).
-fn parse_range(value: &str) -> Option<u64> {
+/// The last byte of `Range: 0-<last>` (`bytes=0-<last>` too), as a
+/// registry answers an upload's status; `None` for anything else.
+pub fn parse_range(value: &str) -> Option<u64> {
     let v = value.trim();
     let v = v.strip_prefix("bytes=").unwrap_or(v);
     let (first, last) = v.split_once('-')?;

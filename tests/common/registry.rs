@@ -202,6 +202,7 @@ pub struct Seen {
 /// requests (one per connection: it forwards each with `Connection:
 /// close`) and injects [`Fault`]s.
 pub struct Proxy {
+    pub ip: std::net::IpAddr,
     pub port: u16,
     seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
     faults: std::sync::Arc<std::sync::Mutex<Vec<(Fault, usize)>>>,
@@ -209,7 +210,12 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Proxy::start_at("127.0.0.1".parse().unwrap(), upstream)
+    }
+
+    /// A proxy listening on `ip` (only there).
+    pub fn start_at(ip: std::net::IpAddr, upstream: u16) -> Proxy {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>> = Default::default();
         let faults: std::sync::Arc<std::sync::Mutex<Vec<(Fault, usize)>>> = Default::default();
@@ -222,11 +228,19 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, seen, faults }
+        Proxy {
+            ip,
+            port,
+            seen,
+            faults,
+        }
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match self.ip {
+            std::net::IpAddr::V4(v4) => format!("{v4}:{}", self.port),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", self.port),
+        }
     }
 
     pub fn fault(&self, f: Fault) {
@@ -252,9 +266,13 @@ fn proxy_one(
     use std::io::BufRead;
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = std::io::BufReader::new(client.try_clone()?);
-    // A TLS hello (a client asking whether the registry speaks TLS): hang
-    // up, as a plain HTTP server does.
+    // A TLS hello (a client asking whether the registry speaks TLS): a
+    // plain HTTP 400, as an HTTP server answers bytes it cannot parse.
     if reader.fill_buf()?.first() == Some(&0x16) {
+        let mut c = client;
+        let _ = c.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
         return Ok(());
     }
     let mut line = String::new();
