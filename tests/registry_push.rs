@@ -802,7 +802,10 @@ fn a_chunk_cut_mid_body_restarts_the_blob_when_the_registry_drops_its_session() 
         .as_array()
         .unwrap()
         .len();
-    eprintln!("a chunk cut mid-body: the status request was answered {}", asked[0]);
+    eprintln!(
+        "a chunk cut mid-body: the status request was answered {}",
+        asked[0]
+    );
     if asked[0] == 204 {
         assert_eq!(count(&seen, "POST", "/blobs/uploads/"), blobs, "resumed");
     } else {
@@ -813,14 +816,19 @@ fn a_chunk_cut_mid_body_restarts_the_blob_when_the_registry_drops_its_session() 
         );
     }
     let (status, _, body) = reg
-        .get("/v2/envbuild/cut/manifests/1", &[("Accept", MANIFEST_ACCEPT)])
+        .get(
+            "/v2/envbuild/cut/manifests/1",
+            &[("Accept", MANIFEST_ACCEPT)],
+        )
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(sha256(&body), s.digest);
     let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
     for l in manifest["layers"].as_array().unwrap() {
         let d = l["digest"].as_str().unwrap();
-        let (status, _, body) = reg.get(&format!("/v2/envbuild/cut/blobs/{d}"), &[]).unwrap();
+        let (status, _, body) = reg
+            .get(&format!("/v2/envbuild/cut/blobs/{d}"), &[])
+            .unwrap();
         assert_eq!((status, sha256(&body)), (200, d.to_string()));
     }
     verify_clean(&s.store);
@@ -852,7 +860,10 @@ fn an_upload_that_keeps_failing_gives_up_naming_the_blob_and_leaves_the_store_as
     verify_clean(&s.store);
     // Nothing was tagged.
     let (status, _, _) = reg
-        .get("/v2/envbuild/failing/manifests/1", &[("Accept", MANIFEST_ACCEPT)])
+        .get(
+            "/v2/envbuild/failing/manifests/1",
+            &[("Accept", MANIFEST_ACCEPT)],
+        )
         .unwrap();
     assert_eq!(status, 404);
 }
@@ -890,7 +901,10 @@ fn realize_push_exports_then_pushes_through_the_same_push() {
     assert!(doc["layers"].is_array(), "realize's own report: {doc}");
     // `push` afterwards finds everything there: one push, one record.
     let (report, last, _) = push_json(&s, &reference);
-    assert_eq!((last.as_str(), &report["uploaded"]), (s.digest.as_str(), &serde_json::json!(0)));
+    assert_eq!(
+        (last.as_str(), &report["uploaded"]),
+        (s.digest.as_str(), &serde_json::json!(0))
+    );
     // A bad reference fails before anything is built or written.
     let o = push_cmd(
         &s.store,
@@ -922,14 +936,22 @@ fn docker_pulls_the_pushed_image_and_runs_what_the_archive_runs() {
         .output()
         .unwrap();
     assert_eq!(ok(o, "push for docker"), digest);
-    let o = Command::new("docker").args(["pull", &reference]).output().unwrap();
+    let o = Command::new("docker")
+        .args(["pull", &reference])
+        .output()
+        .unwrap();
     let pulled = ok(o, "docker pull");
-    assert!(pulled.contains(&digest), "docker names the digest: {pulled}");
+    assert!(
+        pulled.contains(&digest),
+        "docker names the digest: {pulled}"
+    );
     let o = Command::new("docker")
         .args(["run", "--rm", &reference])
         .output()
         .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &reference]).output();
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &reference])
+        .output();
     let from_registry = ok(o, "docker run of the pulled image");
     let from_archive = docker_run(&tar, &format!("hello:{tag}"), &[]).unwrap();
     assert!(!from_registry.is_empty());
@@ -941,7 +963,11 @@ fn docker_pulls_the_pushed_image_and_runs_what_the_archive_runs() {
 fn throwaway_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     require_tool("openssl", "openssl");
     let (ca_key, ca) = (dir.join("ca.key"), dir.join("ca.pem"));
-    let (key, csr, cert) = (dir.join("server.key"), dir.join("server.csr"), dir.join("server.pem"));
+    let (key, csr, cert) = (
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("server.pem"),
+    );
     let ext = dir.join("server.ext");
     fs::write(
         &ext,
@@ -957,17 +983,52 @@ fn throwaway_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         assert!(o.status.success(), "openssl: {}", stderr(&o));
     };
     openssl(&[
-        &"req", &"-x509", &"-newkey", &"rsa:2048", &"-nodes", &"-days", &"2", &"-subj",
-        &"/CN=envbuild throwaway test CA", &"-addext", &"basicConstraints=critical,CA:TRUE",
-        &"-addext", &"keyUsage=critical,keyCertSign,cRLSign", &"-keyout", &ca_key, &"-out", &ca,
+        &"req",
+        &"-x509",
+        &"-newkey",
+        &"rsa:2048",
+        &"-nodes",
+        &"-days",
+        &"2",
+        &"-subj",
+        &"/CN=envbuild throwaway test CA",
+        &"-addext",
+        &"basicConstraints=critical,CA:TRUE",
+        &"-addext",
+        &"keyUsage=critical,keyCertSign,cRLSign",
+        &"-keyout",
+        &ca_key,
+        &"-out",
+        &ca,
     ]);
     openssl(&[
-        &"req", &"-newkey", &"rsa:2048", &"-nodes", &"-subj", &"/CN=127.0.0.1", &"-keyout", &key,
-        &"-out", &csr,
+        &"req",
+        &"-newkey",
+        &"rsa:2048",
+        &"-nodes",
+        &"-subj",
+        &"/CN=127.0.0.1",
+        &"-keyout",
+        &key,
+        &"-out",
+        &csr,
     ]);
     openssl(&[
-        &"x509", &"-req", &"-in", &csr, &"-CA", &ca, &"-CAkey", &ca_key, &"-CAcreateserial",
-        &"-days", &"2", &"-extfile", &ext, &"-out", &cert,
+        &"x509",
+        &"-req",
+        &"-in",
+        &csr,
+        &"-CA",
+        &ca,
+        &"-CAkey",
+        &ca_key,
+        &"-CAcreateserial",
+        &"-days",
+        &"2",
+        &"-extfile",
+        &ext,
+        &"-out",
+        &cert,
     ]);
     (ca, cert, key)
 }
@@ -1059,7 +1120,10 @@ fn a_tls_registry_with_htpasswd_takes_a_push_with_its_ca_in_ssl_cert_file_and_re
     let o = push(Some(&empty), &reference);
     let err = stdout(&o);
     assert!(!o.status.success());
-    assert!(err.contains("SSL_CERT_FILE") && err.contains("empty.pem"), "{err}");
+    assert!(
+        err.contains("SSL_CERT_FILE") && err.contains("empty.pem"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1074,7 +1138,14 @@ fn login_checks_the_credentials_then_stores_them_where_push_reads_them_and_logou
         let mut c = push_cmd(
             &s.store,
             &s.home,
-            &["--json", "login", &reg.host(), "--username", "pusher", "--password-stdin"],
+            &[
+                "--json",
+                "login",
+                &reg.host(),
+                "--username",
+                "pusher",
+                "--password-stdin",
+            ],
         );
         if !auth_file_set {
             c.env_remove("REGISTRY_AUTH_FILE");
@@ -1100,7 +1171,11 @@ fn login_checks_the_credentials_then_stores_them_where_push_reads_them_and_logou
         push_cmd(
             &s.store,
             &s.home,
-            &["push", s.spec.to_str().unwrap(), &format!("{}/team/hello:{tag}", reg.host())],
+            &[
+                "push",
+                s.spec.to_str().unwrap(),
+                &format!("{}/team/hello:{tag}", reg.host()),
+            ],
         )
         .output()
         .unwrap()
@@ -1111,7 +1186,10 @@ fn login_checks_the_credentials_then_stores_them_where_push_reads_them_and_logou
     let doc: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
     assert!(!o.status.success());
     assert!(
-        doc["error"]["message"].as_str().unwrap().contains("refused the credentials"),
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the credentials"),
         "{doc}"
     );
     assert!(!auth_file.exists() && !config.exists());
@@ -1136,7 +1214,10 @@ fn login_checks_the_credentials_then_stores_them_where_push_reads_them_and_logou
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_str(&ok(o, "logout")).unwrap();
-    assert_eq!(doc["removedFrom"], serde_json::json!([auth_file.display().to_string()]));
+    assert_eq!(
+        doc["removedFrom"],
+        serde_json::json!([auth_file.display().to_string()])
+    );
     let err = fails(push("logout"), "push after logout");
     assert!(err.contains("none are configured"), "{err}");
 
@@ -1145,16 +1226,23 @@ fn login_checks_the_credentials_then_stores_them_where_push_reads_them_and_logou
     let o = login(password, false);
     let doc: serde_json::Value = serde_json::from_str(&ok(o, "login to docker config")).unwrap();
     assert_eq!(doc["storedIn"], config.display().to_string());
-    assert_eq!(fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(!auth_file.exists());
     assert_eq!(ok(push("docker-config"), "push after login"), s.digest);
 
     // No password on a non-terminal stdin without --password-stdin: a
     // clear error, not a hang.
-    let o = push_cmd(&s.store, &s.home, &["login", &reg.host(), "--username", "pusher"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["login", &reg.host(), "--username", "pusher"],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     let err = fails(o, "login without a password");
     assert!(err.contains("--password-stdin"), "{err}");
 }
@@ -1180,9 +1268,13 @@ fn plain_http_is_spoken_off_loopback_only_to_a_registry_named_insecure() {
     let proxy = Proxy::start_at(ip, reg.port);
     let s = setup();
     let reference = format!("{}/envbuild/insecure:1", proxy.host());
-    let o = push_cmd(&s.store, &s.home, &["push", s.spec.to_str().unwrap(), &reference])
-        .output()
-        .unwrap();
+    let o = push_cmd(
+        &s.store,
+        &s.home,
+        &["push", s.spec.to_str().unwrap(), &reference],
+    )
+    .output()
+    .unwrap();
     let err = fails(o, "push over TLS to a plain HTTP registry");
     assert!(err.contains("does not speak TLS"), "{err}");
     assert!(err.contains("--insecure-registry"), "{err}");

@@ -125,14 +125,24 @@ impl Command {
             Command::Closure(a) => &a.spec,
             Command::Push(a) => &a.spec,
             Command::Pull(a) => return Some(a.reference.clone()),
-            Command::Login(a) => return Some(a.registry.clone()),
-            Command::Logout(a) => return Some(a.registry.clone()),
+            Command::Login(a) => return Some(shown_registry(&a.registry)),
+            Command::Logout(a) => return Some(shown_registry(&a.registry)),
             Command::Export(cmd) => return cmd.input(),
             Command::Store(cmd) => return cmd.input(),
             Command::Cache(cmd) => return cmd.input(),
             Command::Completions { .. } | Command::Man => return None,
         };
         Some(path.display().to_string())
+    }
+}
+
+/// A registry as `login` was given it; one written with user information
+/// is never echoed.
+fn shown_registry(r: &str) -> String {
+    if r.contains('@') {
+        "(user information given; not shown)".into()
+    } else {
+        envbuild::net::redact(r)
     }
 }
 

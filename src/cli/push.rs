@@ -36,7 +36,13 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
         super::realize::load_and_realize(global, &args.spec, args.locked, args.offline, &[])?;
     super::realize::keep_roots(&mut store, &spec, &realized)?;
     let realized_in = started.elapsed();
-    let pushed = push_realized(global, &store, &realized, &reference, &args.insecure_registry)?;
+    let pushed = push_realized(
+        global,
+        &store,
+        &realized,
+        &reference,
+        &args.insecure_registry,
+    )?;
     if global.json {
         let mut doc = pushed.json();
         let obj = doc.as_object_mut().expect("an object");
@@ -218,7 +224,11 @@ pub fn login(global: &Global, args: LoginArgs) -> Result<ExitCode> {
         anyhow::bail!(
             "login {}: expected a user name and a password, found an empty {}",
             reference.registry,
-            if username.is_empty() { "user name" } else { "password" }
+            if username.is_empty() {
+                "user name"
+            } else {
+                "password"
+            }
         );
     }
     if username.contains(':') {

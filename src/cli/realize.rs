@@ -301,25 +301,25 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
     };
     if global.json {
         let mut doc = serde_json::json!({
-                "output": out,
-                "format": format!("{format:?}"),
-                "reference": realized.image.reference,
-                "components": realized.components.iter().map(|c| serde_json::json!({
-                    "label": c.label, "path": store.physical_path(&c.item),
-                })).collect::<Vec<_>>(),
-                "layers": realized.layers.iter().map(|l| serde_json::json!({
-                    "digest": l.blob.digest, "diffId": l.blob.diff_id, "size": l.blob.size,
-                    "components": l.components,
-                })).collect::<Vec<_>>(),
-                "built": realized.built,
-                "reused": realized.reused,
-                "substituted": realized.substituted,
-                "lockWritten": realized.lock_written,
-                "outputWritten": exported == export::Exported::Written,
-                "volumes": realized.volumes.iter().map(|v| serde_json::json!({
-                    "name": v.name, "source": v.source, "path": v.path,
-                })).collect::<Vec<_>>(),
-            });
+            "output": out,
+            "format": format!("{format:?}"),
+            "reference": realized.image.reference,
+            "components": realized.components.iter().map(|c| serde_json::json!({
+                "label": c.label, "path": store.physical_path(&c.item),
+            })).collect::<Vec<_>>(),
+            "layers": realized.layers.iter().map(|l| serde_json::json!({
+                "digest": l.blob.digest, "diffId": l.blob.diff_id, "size": l.blob.size,
+                "components": l.components,
+            })).collect::<Vec<_>>(),
+            "built": realized.built,
+            "reused": realized.reused,
+            "substituted": realized.substituted,
+            "lockWritten": realized.lock_written,
+            "outputWritten": exported == export::Exported::Written,
+            "volumes": realized.volumes.iter().map(|v| serde_json::json!({
+                "name": v.name, "source": v.source, "path": v.path,
+            })).collect::<Vec<_>>(),
+        });
         if let Some(p) = &pushed {
             doc.as_object_mut()
                 .expect("an object")

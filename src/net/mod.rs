@@ -632,8 +632,7 @@ impl Client {
                             offset.saturating_add(len)
                         ))));
                     }
-                    file.seek(io::SeekFrom::Start(offset))
-                        .map_err(source_err)?;
+                    file.seek(io::SeekFrom::Start(offset)).map_err(source_err)?;
                     req = req
                         .timeout(self.upload_timeout(len))
                         .body(reqwest::blocking::Body::sized(file.take(len), len));

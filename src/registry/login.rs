@@ -214,9 +214,7 @@ fn set_entry(
     auth: &str,
 ) -> Result<(), RegistryError> {
     let obj = doc.as_object_mut().expect("checked to be an object");
-    let auths = obj
-        .entry("auths")
-        .or_insert_with(|| serde_json::json!({}));
+    let auths = obj.entry("auths").or_insert_with(|| serde_json::json!({}));
     let auths = auths
         .as_object_mut()
         .ok_or_else(|| file_err(path, "expected `auths` to be a JSON object".into()))?;
@@ -336,8 +334,15 @@ fn run_helper(
     let out = child
         .wait_with_output()
         .map_err(|e| bad(format!("waiting for {program}: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let first: String = text.lines().next().unwrap_or("").chars().take(200).collect();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let first: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
     Ok((out.status.success(), net::redact(&first)))
 }
 
@@ -415,7 +420,10 @@ mod tests {
             .mode();
         assert_eq!(dmode & 0o777, 0o700);
         let found = places.lookup("127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!((found.username.as_str(), found.password.as_str()), ("alice", "pw-1"));
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("alice", "pw-1")
+        );
         // Other keys of the file are kept; a second login replaces the entry.
         std::fs::write(
             &docker,
@@ -447,11 +455,17 @@ mod tests {
         assert!(!docker.exists());
         let mode = std::fs::metadata(&auth_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(places.lookup("[::1]:5000").unwrap().unwrap().password, "pw-3");
+        assert_eq!(
+            places.lookup("[::1]:5000").unwrap().unwrap().password,
+            "pw-3"
+        );
         // It exists now: used without being named, too.
         store(&places, false, "h.example:1", &creds("pw-4")).unwrap();
         assert!(!docker.exists());
-        assert_eq!(places.lookup("h.example:1").unwrap().unwrap().password, "pw-4");
+        assert_eq!(
+            places.lookup("h.example:1").unwrap().unwrap().password,
+            "pw-4"
+        );
         // No leftovers beside the files.
         let names: Vec<_> = std::fs::read_dir(auth_file.parent().unwrap())
             .unwrap()

@@ -262,10 +262,7 @@ impl<'a> Session<'a> {
             pushed_before: record.as_deref().map(read_record).unwrap_or_default(),
             record,
             actions: "pull,push",
-            chunk_size: opts
-                .chunk_size
-                .unwrap_or(upload::DEFAULT_CHUNK_SIZE)
-                .max(1),
+            chunk_size: opts.chunk_size.unwrap_or(upload::DEFAULT_CHUNK_SIZE).max(1),
         }
     }
 

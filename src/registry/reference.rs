@@ -135,7 +135,9 @@ impl Reference {
             return Err(bad("it names no host".into()));
         }
         if registry.contains('@') {
-            return Err(bad("it holds user information (pass --username instead)".into()));
+            return Err(bad(
+                "it holds user information (pass --username instead)".into()
+            ));
         }
         let (host, port) = split_host_port(registry)
             .ok_or_else(|| bad("it is not HOST, HOST:PORT or [IPv6]:PORT".into()))?;
@@ -270,7 +272,10 @@ mod tests {
     #[test]
     fn registries_for_login_parse_and_bad_ones_say_why() {
         let r = Reference::registry_only("127.0.0.1:5000").unwrap();
-        assert_eq!((r.registry.as_str(), r.host.as_str()), ("127.0.0.1:5000", "127.0.0.1"));
+        assert_eq!(
+            (r.registry.as_str(), r.host.as_str()),
+            ("127.0.0.1:5000", "127.0.0.1")
+        );
         assert!(r.repository.is_empty() && r.is_loopback());
         let r = Reference::registry_only("https://registry.example/v1/").unwrap();
         assert_eq!(r.registry, "registry.example");
@@ -287,7 +292,9 @@ mod tests {
             assert!(e.contains(why), "{text:?}: {e}");
             assert!(e.contains("expected HOST[:PORT]"), "{e}");
         }
-        let e = Reference::registry_only("user:pw@registry.example").unwrap_err().to_string();
+        let e = Reference::registry_only("user:pw@registry.example")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("pw@"), "{e}");
     }
 

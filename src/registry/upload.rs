@@ -23,8 +23,9 @@
 //! new session and the blob from its first byte. The final `PUT`'s
 //! `Docker-Content-Digest` must be the blob's (a `400 DIGEST_INVALID`
 //! restarts the blob too). At most [`crate::net::Policy::attempts`]
-//! failures per blob, with the client's backoff between them, and no new
-//! try past its retry time.
+//! failures in a row per blob (a chunk the registry takes starts the count
+//! again), with the client's backoff between them, and no new try past its
+//! retry time since the last progress.
 //!
 //! Also here: which scheme a registry is spoken to with ([`scheme`]).
 
@@ -71,7 +72,8 @@ pub fn scheme(client: &Client, reference: &Reference, insecure: &[String]) -> &'
     }
     // Once per registry and process: every session of a push or a pull
     // would ask the same.
-    static PROBED: std::sync::Mutex<Vec<(String, &'static str)>> = std::sync::Mutex::new(Vec::new());
+    static PROBED: std::sync::Mutex<Vec<(String, &'static str)>> =
+        std::sync::Mutex::new(Vec::new());
     if let Some((_, s)) = PROBED
         .lock()
         .expect("probe lock")
@@ -81,11 +83,12 @@ pub fn scheme(client: &Client, reference: &Reference, insecure: &[String]) -> &'
         return s;
     }
     let url = format!("https://{}/v2/", reference.registry);
-    let found = match client.request_once(Method::GET, &url, &HeaderMap::new(), Body::Empty, 1 << 16) {
-        Ok(_) => "https",
-        Err(e) if e.chain_text().contains("certificate") => "https",
-        Err(_) => "http",
-    };
+    let found =
+        match client.request_once(Method::GET, &url, &HeaderMap::new(), Body::Empty, 1 << 16) {
+            Ok(_) => "https",
+            Err(e) if e.chain_text().contains("certificate") => "https",
+            Err(_) => "http",
+        };
     tracing::debug!(registry = %net::redact(&reference.registry), scheme = found, "loopback registry asked over TLS");
     PROBED
         .lock()
@@ -173,7 +176,8 @@ impl Session<'_> {
         at: UploadAt,
     ) -> Result<(), RegistryError> {
         let policy = self.client.policy();
-        let started = Instant::now();
+        // Since the last progress (a chunk the registry took).
+        let mut started = Instant::now();
         let mut backoff = policy.first_backoff;
         let mut failures = 0u32;
         let chunked = blob.size > self.chunk_size;
@@ -208,6 +212,10 @@ impl Session<'_> {
                         Ok(next) => {
                             at = Some(next);
                             offset += len;
+                            // Progress: the failures before it are forgiven.
+                            failures = 0;
+                            backoff = policy.first_backoff;
+                            started = Instant::now();
                             continue;
                         }
                         Err(s) => s,
@@ -353,9 +361,7 @@ impl Session<'_> {
             Body::File(path) => Body::FileRange { path, offset, len },
             Body::Bytes(b) => Body::Bytes(&b[offset as usize..(offset + len) as usize]),
             Body::FileRange {
-                path,
-                offset: base,
-                ..
+                path, offset: base, ..
             } => Body::FileRange {
                 path,
                 offset: base + offset,
@@ -385,11 +391,7 @@ impl Session<'_> {
         match answer.status {
             202 => {}
             416 => return Err(Step::Ask(self.status_err(&chunk_what, &answer, "202"))),
-            400 | 404 => {
-                return Err(Step::Restart(
-                    self.status_err(&chunk_what, &answer, "202"),
-                ))
-            }
+            400 | 404 => return Err(Step::Restart(self.status_err(&chunk_what, &answer, "202"))),
             _ => return Err(Step::Fatal(self.status_err(&chunk_what, &answer, "202"))),
         }
         // The registry's Range must end where this chunk did.
