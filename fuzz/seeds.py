@@ -415,6 +415,12 @@ CMD python3 -m app
     seed_debs()
     seed_python_docs()
     seed_models()
+    for i, t in enumerate(["0-1048575", "bytes=0-0", "0-", "5-9",
+                           'Bearer realm="http://127.0.0.1:5001/token",service="registry",scope="repository:team/app:pull,push"',
+                           'Basic realm="Registry Realm"',
+                           "registry.example:5000/team/app:1.2@sha256:" + "ab" * 32,
+                           "[::1]:5000/x/y:t", "https://registry.example/v1/", "127.0.0.1:5000"]):
+        put("registry_answers", f"seed-{i}.txt", t)
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {sum(1 for _ in d.iterdir())} seeds")
 

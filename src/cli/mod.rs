@@ -76,6 +76,10 @@ pub enum Command {
     Push(push::PushArgs),
     /// Fetch an image's layers into the store, verified (last stdout line: the digest the reference resolved to)
     Pull(push::PullArgs),
+    /// Check credentials against a registry and store them where push reads them
+    Login(push::LoginArgs),
+    /// Remove a registry's stored credentials
+    Logout(push::LogoutArgs),
     /// Run a command inside the spec's closure (user and mount namespaces)
     Run(shell::RunArgs),
     /// A shell (or one command) inside the spec's closure plus its [shell] packages
@@ -121,12 +125,24 @@ impl Command {
             Command::Closure(a) => &a.spec,
             Command::Push(a) => &a.spec,
             Command::Pull(a) => return Some(a.reference.clone()),
+            Command::Login(a) => return Some(shown_registry(&a.registry)),
+            Command::Logout(a) => return Some(shown_registry(&a.registry)),
             Command::Export(cmd) => return cmd.input(),
             Command::Store(cmd) => return cmd.input(),
             Command::Cache(cmd) => return cmd.input(),
             Command::Completions { .. } | Command::Man => return None,
         };
         Some(path.display().to_string())
+    }
+}
+
+/// A registry as `login` was given it; one written with user information
+/// is never echoed.
+fn shown_registry(r: &str) -> String {
+    if r.contains('@') {
+        "(user information given; not shown)".into()
+    } else {
+        envbuild::net::redact(r)
     }
 }
 
@@ -246,6 +262,8 @@ fn dispatch(global: &Global, command: Command) -> Result<ExitCode> {
         Command::Realize(args) => realize::realize(global, args),
         Command::Push(args) => push::push(global, args),
         Command::Pull(args) => push::pull(global, args),
+        Command::Login(args) => push::login(global, args),
+        Command::Logout(args) => push::logout(global, args),
         Command::Run(args) => shell::run(global, args),
         Command::Shell(args) => shell::shell(global, args),
         Command::Check(args) => shell::check(global, args),

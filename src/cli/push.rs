@@ -1,5 +1,6 @@
 //! `envbuild push SPEC REF`: realize the spec as `realize` does (no export)
-//! and push its image's blobs and exact manifest to the registry.
+//! and push its image's blobs and exact manifest to the registry (the push
+//! `realize --push` makes too); `envbuild pull`, `login` and `logout`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,87 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
         super::realize::load_and_realize(global, &args.spec, args.locked, args.offline, &[])?;
     super::realize::keep_roots(&mut store, &spec, &realized)?;
     let realized_in = started.elapsed();
+    let pushed = push_realized(
+        global,
+        &store,
+        &realized,
+        &reference,
+        &args.insecure_registry,
+    )?;
+    if global.json {
+        let mut doc = pushed.json();
+        let obj = doc.as_object_mut().expect("an object");
+        obj.insert("built".into(), realized.built.into());
+        obj.insert("reused".into(), realized.reused.into());
+        obj.insert("lockWritten".into(), realized.lock_written.into());
+        obj.insert("realizeSeconds".into(), realized_in.as_secs_f64().into());
+        println!("{doc}");
+    } else if !global.quiet {
+        eprintln!("{} (realize {realized_in:.2?})", pushed.summary());
+    }
+    println!("{}", pushed.report.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A push done, and how long it took.
+pub(super) struct Pushed {
+    pub report: registry::PushReport,
+    pub time: std::time::Duration,
+}
+
+impl Pushed {
+    /// The push report `push --json` and `realize --push --json` print.
+    pub fn json(&self) -> serde_json::Value {
+        let r = &self.report;
+        serde_json::json!({
+            "reference": r.reference.to_string(),
+            "registry": r.reference.registry,
+            "repository": r.reference.repository,
+            "tag": r.reference.tag,
+            "digest": r.digest,
+            "blobs": r.blobs.iter().map(|b| serde_json::json!({
+                "digest": b.digest,
+                "size": b.size,
+                "kind": b.kind,
+                "outcome": match b.outcome {
+                    BlobOutcome::Uploaded => "uploaded",
+                    BlobOutcome::Skipped => "skipped",
+                    BlobOutcome::Mounted => "mounted",
+                },
+            })).collect::<Vec<_>>(),
+            "uploaded": r.count(BlobOutcome::Uploaded),
+            "skipped": r.count(BlobOutcome::Skipped),
+            "mounted": r.count(BlobOutcome::Mounted),
+            "bytesUploaded": r.bytes_uploaded(),
+            "pushSeconds": self.time.as_secs_f64(),
+        })
+    }
+
+    /// One line for stderr.
+    pub fn summary(&self) -> String {
+        let r = &self.report;
+        format!(
+            "pushed {} as {}: {} blobs uploaded ({} bytes), {} mounted, {} already there, in {:.2?}",
+            r.digest,
+            r.reference,
+            r.count(BlobOutcome::Uploaded),
+            r.bytes_uploaded(),
+            r.count(BlobOutcome::Mounted),
+            r.count(BlobOutcome::Skipped),
+            self.time,
+        )
+    }
+}
+
+/// Push a realized image to `reference`: the one push `envbuild push` and
+/// `envbuild realize --push` share.
+pub(super) fn push_realized(
+    global: &Global,
+    store: &envbuild_store::Store,
+    realized: &envbuild::realize::Realized,
+    reference: &Reference,
+    insecure: &[String],
+) -> Result<Pushed> {
     let client = envbuild::net::Client::from_env()?;
     let verbose = global.verbose >= 1 && !global.quiet;
     let progress = move |b: &BlobPushed| {
@@ -53,11 +135,12 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
         }
     };
     let opts = PushOptions {
-        insecure: args.insecure_registry.clone(),
+        insecure: insecure.to_vec(),
         credentials: CredentialPlaces::from_env(),
         progress: Some(&progress),
         // gc may empty it: it only holds hints for mounts.
         records: Some(store.cache_dir("registry-pushes")?),
+        chunk_size: registry::upload::chunk_size_from_env()?,
     };
     if verbose {
         eprintln!(
@@ -66,54 +149,181 @@ pub fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
             realized.image.layers.len() + 1
         );
     }
-    let push_started = Instant::now();
-    let report = registry::push(&client, &realized.image, &reference, &opts)?;
-    let push_time = push_started.elapsed();
-    let uploaded = report.count(BlobOutcome::Uploaded);
-    let skipped = report.count(BlobOutcome::Skipped);
-    let mounted = report.count(BlobOutcome::Mounted);
+    let started = Instant::now();
+    let report = registry::push(&client, &realized.image, reference, &opts)?;
+    Ok(Pushed {
+        report,
+        time: started.elapsed(),
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// The registry: HOST[:PORT]
+    pub registry: String,
+    /// The user name [default: asked for on the terminal]
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input, up to its end; one final newline is dropped
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Speak plain HTTP to this registry (HOST or HOST:PORT); loopback registries get plain HTTP
+    /// when they do not speak TLS
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogoutArgs {
+    /// The registry: HOST[:PORT]
+    pub registry: String,
+}
+
+/// `envbuild login REGISTRY`: check the credentials against the registry,
+/// then store them where lookup reads first (see
+/// [`envbuild::registry::login`]).
+pub fn login(global: &Global, args: LoginArgs) -> Result<ExitCode> {
+    let reference = Reference::registry_only(&args.registry)?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let username = match args.username {
+        Some(u) => u,
+        None if terminal && !args.password_stdin => prompt("Username: ", true)?,
+        None => anyhow::bail!(
+            "login {}: no user name (expected --username USER; standard input is not a terminal to ask on)",
+            reference.registry
+        ),
+    };
+    let password = if args.password_stdin {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin().lock(), 1 << 16),
+            &mut buf,
+        )?;
+        let mut text = String::from_utf8(buf).map_err(|_| {
+            anyhow::anyhow!(
+                "login {}: the password on standard input is not UTF-8 text",
+                reference.registry
+            )
+        })?;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        text
+    } else if terminal {
+        prompt("Password: ", false)?
+    } else {
+        anyhow::bail!(
+            "login {}: no password (expected --password-stdin with the password on standard input; standard input is not a terminal to ask on)",
+            reference.registry
+        )
+    };
+    if username.is_empty() || password.is_empty() {
+        anyhow::bail!(
+            "login {}: expected a user name and a password, found an empty {}",
+            reference.registry,
+            if username.is_empty() {
+                "user name"
+            } else {
+                "password"
+            }
+        );
+    }
+    if username.contains(':') {
+        anyhow::bail!(
+            "login {}: the user name may not contain ':' (it separates the password in basic authentication)",
+            reference.registry
+        );
+    }
+    let creds = registry::Credentials {
+        username,
+        password,
+        source: "the credentials given to login".into(),
+    };
+    let client = envbuild::net::Client::from_env()?;
+    let asked = registry::login::verify(&client, &reference, &creds, &args.insecure_registry)?;
+    let places = CredentialPlaces::from_env();
+    let named = std::env::var_os("REGISTRY_AUTH_FILE").is_some_and(|v| !v.is_empty());
+    let place = registry::login::store(&places, named, &reference.registry, &creds)?;
     if global.json {
         println!(
             "{}",
             serde_json::json!({
-                "reference": report.reference.to_string(),
-                "registry": report.reference.registry,
-                "repository": report.reference.repository,
-                "tag": report.reference.tag,
-                "digest": report.digest,
-                "blobs": report.blobs.iter().map(|b| serde_json::json!({
-                    "digest": b.digest,
-                    "size": b.size,
-                    "kind": b.kind,
-                    "outcome": match b.outcome {
-                        BlobOutcome::Uploaded => "uploaded",
-                        BlobOutcome::Skipped => "skipped",
-                        BlobOutcome::Mounted => "mounted",
-                    },
-                })).collect::<Vec<_>>(),
-                "uploaded": uploaded,
-                "skipped": skipped,
-                "mounted": mounted,
-                "bytesUploaded": report.bytes_uploaded(),
-                "built": realized.built,
-                "reused": realized.reused,
-                "lockWritten": realized.lock_written,
-                "realizeSeconds": realized_in.as_secs_f64(),
-                "pushSeconds": push_time.as_secs_f64(),
+                "registry": reference.registry,
+                "username": creds.username,
+                "verified": asked,
+                "storedIn": place.to_string(),
             })
         );
     } else if !global.quiet {
         eprintln!(
-            "pushed {} as {}: {uploaded} blobs uploaded ({} bytes), {mounted} mounted, {skipped} already there, in {:.2?} (realize {:.2?})",
-            report.digest,
-            report.reference,
-            report.bytes_uploaded(),
-            push_time,
-            realized_in
+            "login succeeded for {}{}: credentials of {} stored in {place}",
+            reference.registry,
+            if asked {
+                ""
+            } else {
+                " (it asks for no credentials)"
+            },
+            creds.username,
         );
     }
-    println!("{}", report.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `envbuild logout REGISTRY`: remove its credentials from every place
+/// lookup reads.
+pub fn logout(global: &Global, args: LogoutArgs) -> Result<ExitCode> {
+    let reference = Reference::registry_only(&args.registry)?;
+    let places = CredentialPlaces::from_env();
+    let removed = registry::login::remove(&places, &reference.registry)?;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "registry": reference.registry,
+                "removedFrom": removed.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            })
+        );
+    } else if !global.quiet {
+        if removed.is_empty() {
+            eprintln!("no credentials for {} were stored", reference.registry);
+        } else {
+            let list: Vec<String> = removed.iter().map(|p| p.to_string()).collect();
+            eprintln!(
+                "removed the credentials for {} from {}",
+                reference.registry,
+                list.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ask on the terminal (stderr); without echo for a password.
+fn prompt(question: &str, echo: bool) -> Result<String> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let saved = if echo {
+        None
+    } else {
+        let t = rustix::termios::tcgetattr(&stdin)?;
+        let mut quiet = t.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &quiet)?;
+        Some(t)
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(t) = saved {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &t);
+        eprintln!();
+    }
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 #[derive(Debug, clap::Args)]

@@ -108,6 +108,12 @@ pub struct RealizeArgs {
     /// (repeatable; before ENVBUILD_SUBSTITUTERS / the configuration's substituters)
     #[arg(long = "substituter", value_name = "URL")]
     pub substituters: Vec<String>,
+    /// Then push the image to HOST[:PORT]/REPO[:TAG][@sha256:DIGEST], as `envbuild push` does
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    /// With --push: speak plain HTTP to this registry (HOST or HOST:PORT)
+    #[arg(long = "insecure-registry", value_name = "HOST", requires = "push")]
+    pub insecure_registry: Vec<String>,
 }
 
 pub fn lock(global: &Global, args: LockArgs) -> Result<ExitCode> {
@@ -234,6 +240,12 @@ pub(super) fn keep_roots(
 }
 
 pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
+    // A reference to push to is checked before anything is built.
+    let push_to = args
+        .push
+        .as_deref()
+        .map(envbuild::registry::Reference::parse)
+        .transpose()?;
     let started = Instant::now();
     let (spec, mut store, realized) = load_and_realize(
         global,
@@ -277,30 +289,43 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
         }
     };
     keep_roots(&mut store, &spec, &realized)?;
+    let pushed = match &push_to {
+        Some(reference) => Some(super::push::push_realized(
+            global,
+            &store,
+            &realized,
+            reference,
+            &args.insecure_registry,
+        )?),
+        None => None,
+    };
     if global.json {
-        say(format!(
-            "{}",
-            serde_json::json!({
-                "output": out,
-                "format": format!("{format:?}"),
-                "reference": realized.image.reference,
-                "components": realized.components.iter().map(|c| serde_json::json!({
-                    "label": c.label, "path": store.physical_path(&c.item),
-                })).collect::<Vec<_>>(),
-                "layers": realized.layers.iter().map(|l| serde_json::json!({
-                    "digest": l.blob.digest, "diffId": l.blob.diff_id, "size": l.blob.size,
-                    "components": l.components,
-                })).collect::<Vec<_>>(),
-                "built": realized.built,
-                "reused": realized.reused,
-                "substituted": realized.substituted,
-                "lockWritten": realized.lock_written,
-                "outputWritten": exported == export::Exported::Written,
-                "volumes": realized.volumes.iter().map(|v| serde_json::json!({
-                    "name": v.name, "source": v.source, "path": v.path,
-                })).collect::<Vec<_>>(),
-            })
-        ));
+        let mut doc = serde_json::json!({
+            "output": out,
+            "format": format!("{format:?}"),
+            "reference": realized.image.reference,
+            "components": realized.components.iter().map(|c| serde_json::json!({
+                "label": c.label, "path": store.physical_path(&c.item),
+            })).collect::<Vec<_>>(),
+            "layers": realized.layers.iter().map(|l| serde_json::json!({
+                "digest": l.blob.digest, "diffId": l.blob.diff_id, "size": l.blob.size,
+                "components": l.components,
+            })).collect::<Vec<_>>(),
+            "built": realized.built,
+            "reused": realized.reused,
+            "substituted": realized.substituted,
+            "lockWritten": realized.lock_written,
+            "outputWritten": exported == export::Exported::Written,
+            "volumes": realized.volumes.iter().map(|v| serde_json::json!({
+                "name": v.name, "source": v.source, "path": v.path,
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(p) = &pushed {
+            doc.as_object_mut()
+                .expect("an object")
+                .insert("push".into(), p.json());
+        }
+        say(doc.to_string());
     } else if !global.quiet {
         eprintln!(
             "{} -> {} ({} layers; {} steps built, {} reused{}{}{}) in {:.2?}",
@@ -326,6 +351,9 @@ pub fn realize(global: &Global, args: RealizeArgs) -> Result<ExitCode> {
             },
             started.elapsed()
         );
+        if let Some(p) = &pushed {
+            eprintln!("{}", p.summary());
+        }
         if global.verbose >= 1 {
             for l in &realized.layers {
                 eprintln!(

@@ -30,8 +30,10 @@
 //! - **Proxies and roots.** `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and
 //!   `NO_PROXY` are honoured (reqwest's system proxies). TLS uses rustls with
 //!   the platform verifier, which on Linux reads the host's CA bundle through
-//!   rustls-native-certs: `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else
-//!   the distribution's bundle.
+//!   rustls-native-certs. The certificates `SSL_CERT_FILE` and `SSL_CERT_DIR`
+//!   name are trusted in addition to the host's bundle (not instead of it:
+//!   a throwaway CA for one registry costs no other host); a variable that
+//!   names no certificates is an error naming it.
 //! - **Credentials.** No URL, header or message leaves this module without
 //!   [`redact`]: user information, `Authorization` values and token-like
 //!   query parameters are replaced. Callers use it for their own messages.
@@ -278,6 +280,13 @@ pub enum Body<'a> {
     /// A whole file, streamed (not read into memory), its size the
     /// `Content-Length`; opened again for each attempt.
     File(&'a Path),
+    /// `len` bytes of a file from `offset` (a chunk of an upload),
+    /// streamed like [`Body::File`].
+    FileRange {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// The answer to a [`Client::request`]: any status but 429 and 5xx (those
@@ -328,7 +337,12 @@ impl Client {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        let http = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder();
+        let extra = extra_roots()?;
+        if !extra.is_empty() {
+            builder = builder.tls_certs_merge(extra);
+        }
+        let http = builder
             .user_agent(concat!("envbuild/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .connect_timeout(policy.connect_timeout)
@@ -540,8 +554,35 @@ impl Client {
         body: Body<'_>,
         limit: u64,
     ) -> Result<Answer, NetError> {
+        self.request_attempts(method, url, headers, body, limit, self.policy.attempts)
+    }
+
+    /// [`Client::request`] made once: a connection failure, a stall, a 429
+    /// or a 5xx is an error at once (a [`NetError::GaveUp`] after one
+    /// attempt, the failure its source), for callers that must look at
+    /// what the server kept before trying again (a resumable upload).
+    pub fn request_once(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Body<'_>,
+        limit: u64,
+    ) -> Result<Answer, NetError> {
+        self.request_attempts(method, url, headers, body, limit, 1)
+    }
+
+    fn request_attempts(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Body<'_>,
+        limit: u64,
+        attempts: u32,
+    ) -> Result<Answer, NetError> {
         let limit = limit.min(self.policy.max_document);
-        self.retrying(url, self.policy.attempts, || {
+        self.retrying(url, attempts, || {
             let mut req = self
                 .http
                 .request(method.clone(), url)
@@ -574,6 +615,27 @@ impl Client {
                     req = req
                         .timeout(self.upload_timeout(len))
                         .body(reqwest::blocking::Body::sized(file, len));
+                }
+                Body::FileRange { path, offset, len } => {
+                    let source_err = |source| {
+                        Failure::Fatal(NetError::Source {
+                            url: redact(url),
+                            path: path.to_path_buf(),
+                            source,
+                        })
+                    };
+                    let mut file = File::open(path).map_err(source_err)?;
+                    let size = file.metadata().map_err(source_err)?.len();
+                    if offset.checked_add(len).is_none_or(|end| end > size) {
+                        return Err(source_err(io::Error::other(format!(
+                            "bytes {offset}..{} asked of a file of {size} bytes",
+                            offset.saturating_add(len)
+                        ))));
+                    }
+                    file.seek(io::SeekFrom::Start(offset)).map_err(source_err)?;
+                    req = req
+                        .timeout(self.upload_timeout(len))
+                        .body(reqwest::blocking::Body::sized(file.take(len), len));
                 }
             }
             let mut resp = self.send(url, req)?;
@@ -831,6 +893,73 @@ impl Client {
         };
         Failure::Retry(err, None)
     }
+}
+
+/// The host's CA bundles, first found of these (the places OpenSSL-based
+/// distributions keep theirs).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The roots trusted besides the platform's when `SSL_CERT_FILE` or
+/// `SSL_CERT_DIR` is set: the certificates they name, plus the host's
+/// bundle (the platform verifier reads only the variables' certificates
+/// once they are set; envbuild trusts both, so a throwaway CA for one
+/// registry does not cost every other host). Empty when neither is set.
+fn extra_roots() -> Result<Vec<reqwest::Certificate>, NetError> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let file = var("SSL_CERT_FILE");
+    let dirs = var("SSL_CERT_DIR");
+    if file.is_none() && dirs.is_none() {
+        return Ok(Vec::new());
+    }
+    let bad = |message: String| NetError::Client { message };
+    let pem_certs = |path: &Path| -> Result<Vec<reqwest::Certificate>, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| redact(&reqwest_text(&e)))
+    };
+    let mut out = Vec::new();
+    if let Some(f) = &file {
+        let path = Path::new(f);
+        let certs = pem_certs(path).map_err(|e| {
+            bad(format!(
+                "SSL_CERT_FILE={}: expected a file of PEM certificates: {e}",
+                path.display()
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(bad(format!(
+                "SSL_CERT_FILE={}: expected a file of PEM certificates, found none in it",
+                path.display()
+            )));
+        }
+        out.extend(certs);
+    }
+    if let Some(d) = &dirs {
+        for dir in std::env::split_paths(d).filter(|p| !p.as_os_str().is_empty()) {
+            let entries = std::fs::read_dir(&dir).map_err(|e| {
+                bad(format!(
+                    "SSL_CERT_DIR: expected {} to be a directory of PEM certificates: {e}",
+                    dir.display()
+                ))
+            })?;
+            let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for p in paths.into_iter().filter(|p| p.is_file()) {
+                // A directory holds other files too (links, CRLs): only
+                // what parses as certificates counts.
+                out.extend(pem_certs(&p).unwrap_or_default());
+            }
+        }
+    }
+    if let Some(system) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
+        out.extend(pem_certs(system).unwrap_or_default());
+    }
+    Ok(out)
 }
 
 /// A sink that counts what it was given into the caller's counter.

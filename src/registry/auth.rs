@@ -140,7 +140,7 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>, RegistryError> {
 }
 
 /// `auths` keys may be `host[:port]` or a URL (`https://host/v1/`).
-fn auth_key_host(key: &str) -> &str {
+pub(super) fn auth_key_host(key: &str) -> &str {
     let k = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))

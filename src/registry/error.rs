@@ -13,6 +13,11 @@ pub enum RegistryError {
     #[error("image reference {reference:?}: {problem} (expected HOST[:PORT]/REPO[:TAG][@sha256:HEX], e.g. registry.example:5000/team/app:1)")]
     BadReference { reference: String, problem: String },
 
+    /// A registry (for `login`) that is not `HOST[:PORT]`. Never shown
+    /// whole when it holds user information.
+    #[error("registry {}: {problem} (expected HOST[:PORT], e.g. registry.example:5000)", shown_registry(.registry))]
+    BadRegistry { registry: String, problem: String },
+
     /// The reference names a digest other than the image's.
     #[error("{registry}/{repo}: the reference asks for manifest {expected}, but the image built from the spec is {found}")]
     OtherDigest {
@@ -129,9 +134,31 @@ pub enum RegistryError {
         detail: String,
     },
 
+    /// A blob upload that failed again and again (each failure resumed
+    /// where the registry's upload stood, or restarted); the last failure
+    /// is the source.
+    #[error("{registry}/{repo}: {what}: gave up after {failures} failed tries in {:.1} s (each resumed from what the registry held, or restarted; at most ENVBUILD_NET_RETRY_TIME)", .elapsed.as_secs_f64())]
+    UploadGaveUp {
+        registry: String,
+        repo: String,
+        what: String,
+        failures: u32,
+        elapsed: std::time::Duration,
+        #[source]
+        source: Box<RegistryError>,
+    },
+
     /// A parallel upload stopped because another failed.
     #[error("{registry}/{repo}: an upload stopped after another upload failed")]
     Stopped { registry: String, repo: String },
+}
+
+fn shown_registry(text: &str) -> String {
+    if text.contains('@') {
+        "(user information given; not shown)".into()
+    } else {
+        format!("{text:?}")
+    }
 }
 
 fn detail_text(detail: &str) -> String {

@@ -34,8 +34,10 @@
 pub mod artifact;
 pub mod auth;
 pub mod error;
+pub mod login;
 pub mod pull;
 pub mod reference;
+pub mod upload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,6 +71,10 @@ pub struct PushOptions<'a> {
     /// JSON file per registry: digest → repository), read for mounts and
     /// updated after each push; losing it only loses mounts.
     pub records: Option<PathBuf>,
+    /// Blobs larger than this are sent in chunks of this size (at least
+    /// the registry's `OCI-Chunk-Min-Length`); `None`:
+    /// [`upload::DEFAULT_CHUNK_SIZE`].
+    pub chunk_size: Option<u64>,
 }
 
 /// What happened to one blob.
@@ -203,8 +209,12 @@ pub fn push(
 /// authorization it has earned so far.
 pub(crate) struct Session<'a> {
     client: &'a Client,
-    /// `http://host:port` or `https://host:port`.
-    base: String,
+    /// `http://host:port` or `https://host:port`, found at the first
+    /// request ([`Session::base`]).
+    base: std::sync::OnceLock<String>,
+    /// The registry, and the names of registries spoken to in plain HTTP.
+    reference: Reference,
+    insecure: &'a [String],
     /// The registry as messages name it (redacted).
     registry: String,
     repo: String,
@@ -220,6 +230,8 @@ pub(crate) struct Session<'a> {
     /// The access a bearer token is asked for: `pull,push`, or `pull`
     /// for a pull.
     actions: &'static str,
+    /// Blobs larger than this go up in chunks of (at least) this size.
+    chunk_size: u64,
 }
 
 impl<'a> Session<'a> {
@@ -242,10 +254,11 @@ impl<'a> Session<'a> {
                 .collect();
             dir.join(format!("{name}.json"))
         });
-        let scheme = reference.scheme(&opts.insecure);
         Session {
             client,
-            base: format!("{scheme}://{}", reference.registry),
+            base: std::sync::OnceLock::new(),
+            reference: reference.clone(),
+            insecure: &opts.insecure,
             registry: net::redact(&reference.registry),
             repo: reference.repository.clone(),
             places: &opts.credentials,
@@ -254,6 +267,7 @@ impl<'a> Session<'a> {
             pushed_before: record.as_deref().map(read_record).unwrap_or_default(),
             record,
             actions: "pull,push",
+            chunk_size: opts.chunk_size.unwrap_or(upload::DEFAULT_CHUNK_SIZE).max(1),
         }
     }
 
@@ -288,20 +302,33 @@ impl<'a> Session<'a> {
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/v2/{}/{rest}", self.base, self.repo)
+        format!("{}/v2/{}/{rest}", self.base(), self.repo)
+    }
+
+    /// `scheme://host:port`: the scheme is chosen at the first request
+    /// ([`upload::scheme`]: a loopback registry is asked whether it speaks
+    /// TLS), so a session that makes none makes no connection.
+    fn base(&self) -> &str {
+        self.base.get_or_init(|| {
+            let scheme = upload::scheme(self.client, &self.reference, self.insecure);
+            format!("{scheme}://{}", self.reference.registry)
+        })
     }
 
     fn net_err(&self, what: &str, source: net::NetError) -> RegistryError {
         // rustls meeting a plain-HTTP server says so in these words.
         let text = source.chain_text();
-        let plain_http = self.base.starts_with("https://")
+        let plain_http = self.base().starts_with("https://")
             && (text.contains("InvalidContentType") || text.contains("corrupt message"));
+        let untrusted = self.base().starts_with("https://") && text.contains("certificate");
         RegistryError::Net {
             registry: self.registry.clone(),
             repo: self.repo.clone(),
             what: what.to_string(),
             hint: if plain_http {
                 " (the registry does not speak TLS: one serving plain HTTP off loopback must be named insecure, --insecure-registry HOST[:PORT])"
+            } else if untrusted {
+                " (the registry's TLS certificate is not trusted here: add the CA that signed it to the host's bundle, or name a PEM file of it with SSL_CERT_FILE)"
             } else {
                 ""
             },
@@ -323,7 +350,7 @@ impl<'a> Session<'a> {
     fn credentials(&self) -> Result<Option<Credentials>, RegistryError> {
         let mut c = self.credentials.lock().expect("credentials lock");
         if c.is_none() {
-            let host = self.base.split_once("://").map_or("", |(_, h)| h);
+            let host = self.base().split_once("://").map_or("", |(_, h)| h);
             *c = Some(self.places.lookup(host)?);
         }
         Ok(c.clone().flatten())
@@ -338,9 +365,24 @@ impl<'a> Session<'a> {
         body: Body<'_>,
         what: &str,
     ) -> Result<Answer, RegistryError> {
+        self.call_with(method, url, extra, body, what, false)
+    }
+
+    /// [`Session::call`]; with `once`, the request itself is not retried
+    /// on a connection failure or a 5xx (the caller asks the registry what
+    /// it kept first: [`upload`]).
+    fn call_with(
+        &self,
+        method: Method,
+        url: &str,
+        extra: &HeaderMap,
+        body: Body<'_>,
+        what: &str,
+        once: bool,
+    ) -> Result<Answer, RegistryError> {
         // Credentials go only to the registry itself, not to a storage
         // backend an upload Location may point at.
-        let ours = url.starts_with(&format!("{}/", self.base));
+        let ours = url.starts_with(&format!("{}/", self.base()));
         let mut authenticated = false;
         for _ in 0..3 {
             let mut headers = extra.clone();
@@ -348,10 +390,14 @@ impl<'a> Session<'a> {
             if let (true, Some(a)) = (ours, &sent) {
                 headers.insert(header::AUTHORIZATION, a.clone());
             }
-            let answer = self
-                .client
-                .request(method.clone(), url, &headers, body, ANSWER_LIMIT)
-                .map_err(|e| self.net_err(what, e))?;
+            let answer = if once {
+                self.client
+                    .request_once(method.clone(), url, &headers, body, ANSWER_LIMIT)
+            } else {
+                self.client
+                    .request(method.clone(), url, &headers, body, ANSWER_LIMIT)
+            }
+            .map_err(|e| self.net_err(what, e))?;
             if answer.status != 401 || !ours {
                 return Ok(answer);
             }
@@ -460,7 +506,7 @@ impl<'a> Session<'a> {
             || realm_host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        let plain_ok = self.base.starts_with("http://") || realm_loopback;
+        let plain_ok = self.base().starts_with("http://") || realm_loopback;
         match url.scheme() {
             "https" => {}
             "http" if plain_ok => {}
@@ -476,7 +522,10 @@ impl<'a> Session<'a> {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            q.append_pair("scope", &ours);
+            // A login asks for no repository's access.
+            if !self.repo.is_empty() {
+                q.append_pair("scope", &ours);
+            }
             if let Some(s) = scope.filter(|s| *s != ours) {
                 for one in s.split(' ').filter(|s| !s.is_empty() && *s != ours) {
                     q.append_pair("scope", one);
@@ -656,63 +705,11 @@ impl<'a> Session<'a> {
                 _ => {}
             }
         }
-        let start_what = format!("starting the upload of {what}");
-        let started = match started {
-            Some(s) => s,
-            None => self.call(
-                Method::POST,
-                &self.url("blobs/uploads/"),
-                &none,
-                Body::Empty,
-                &start_what,
-            )?,
+        let location = match started {
+            Some(s) => self.upload_location(&s, &format!("mounting {what}"))?,
+            None => self.start_upload(&what)?,
         };
-        if started.status != 202 {
-            return Err(self.status_err(&start_what, &started, "202"));
-        }
-        let location = started
-            .header("location")
-            .ok_or_else(|| RegistryError::Status {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what: start_what.clone(),
-                status: started.status,
-                expected: "202 with a Location header",
-                detail: "no Location header".into(),
-            })?;
-        let mut url = started
-            .url
-            .join(location)
-            .map_err(|e| RegistryError::Status {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what: start_what.clone(),
-                status: started.status,
-                expected: "202 with a Location that is a URL",
-                detail: format!("Location {:?}: {e}", net::redact(location)),
-            })?;
-        url.query_pairs_mut().append_pair("digest", blob.digest);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        let up_what = format!("uploading {what} ({} bytes)", blob.size);
-        let done = self.call(Method::PUT, url.as_str(), &headers, blob.body, &up_what)?;
-        if done.status != 201 {
-            return Err(self.status_err(&up_what, &done, "201"));
-        }
-        if let Some(found) = done.header("docker-content-digest") {
-            if found != blob.digest {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.registry.clone(),
-                    repo: self.repo.clone(),
-                    what: up_what,
-                    expected: blob.digest.to_string(),
-                    found: found.to_string(),
-                });
-            }
-        }
+        self.send_blob(blob, &what, location)?;
         Ok(BlobOutcome::Uploaded)
     }
 

@@ -115,6 +115,46 @@ impl Reference {
         })
     }
 
+    /// A registry alone, `HOST[:PORT]` (as `envbuild login` takes it; a
+    /// `https://` or `http://` prefix and a path after the host, as
+    /// `docker login` accepts them, are dropped). Its repository is empty.
+    pub fn registry_only(text: &str) -> Result<Reference, RegistryError> {
+        let bad = |problem: String| RegistryError::BadRegistry {
+            registry: text.to_string(),
+            problem,
+        };
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it contains whitespace or control characters".into()));
+        }
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))
+            .unwrap_or(text);
+        let registry = rest.split('/').next().unwrap_or("");
+        if registry.is_empty() {
+            return Err(bad("it names no host".into()));
+        }
+        if registry.contains('@') {
+            return Err(bad(
+                "it holds user information (pass --username instead)".into()
+            ));
+        }
+        let (host, port) = split_host_port(registry)
+            .ok_or_else(|| bad("it is not HOST, HOST:PORT or [IPv6]:PORT".into()))?;
+        if let Some(p) = port {
+            if p.parse::<u16>().map_or(true, |n| n == 0) {
+                return Err(bad(format!("its port {p:?} is not a number in 1..=65535")));
+            }
+        }
+        Ok(Reference {
+            registry: registry.to_string(),
+            host: host.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        })
+    }
+
     /// Whether the registry is on this machine (127.0.0.0/8, ::1,
     /// localhost): plain HTTP is used for it.
     pub fn is_loopback(&self) -> bool {
@@ -227,6 +267,35 @@ mod tests {
         let by_host = ["registry.example".to_string()];
         assert_eq!(r("registry.example:5001/a").scheme(&by_host), "http");
         assert_eq!(r("other.example/a").scheme(&by_host), "https");
+    }
+
+    #[test]
+    fn registries_for_login_parse_and_bad_ones_say_why() {
+        let r = Reference::registry_only("127.0.0.1:5000").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.host.as_str()),
+            ("127.0.0.1:5000", "127.0.0.1")
+        );
+        assert!(r.repository.is_empty() && r.is_loopback());
+        let r = Reference::registry_only("https://registry.example/v1/").unwrap();
+        assert_eq!(r.registry, "registry.example");
+        assert_eq!(Reference::registry_only("[::1]:5000").unwrap().host, "::1");
+        for (text, why) in [
+            ("", "names no host"),
+            ("https://", "names no host"),
+            ("registry.example:0", "port \"0\""),
+            ("a b", "whitespace"),
+            ("user:pw@registry.example", "user information"),
+            ("-x.example", "is not HOST"),
+        ] {
+            let e = Reference::registry_only(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text:?}: {e}");
+            assert!(e.contains("expected HOST[:PORT]"), "{e}");
+        }
+        let e = Reference::registry_only("user:pw@registry.example")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("pw@"), "{e}");
     }
 
     #[test]
