@@ -253,6 +253,13 @@ impl OciCache {
         let opts: &'static PushOptions<'static> = Box::leak(Box::new(PushOptions {
             insecure,
             credentials: CredentialPlaces::from_env(),
+            // NARs go up as a push's layers do, in chunks of this size.
+            chunk_size: crate::registry::upload::chunk_size_from_env().map_err(|source| {
+                CacheError::Net {
+                    url: net::redact(url),
+                    source,
+                }
+            })?,
             ..PushOptions::default()
         }));
         Ok(OciCache {
@@ -390,7 +397,7 @@ impl OciCache {
                 // (A push asked `exists` first; uploading a blob the
                 // registry has is harmless.)
                 self.write
-                    .upload_blob_monolithic(&digest, size, body)
+                    .upload_blob(&digest, size, body)
                     .map_err(self.reg_err(rel))
             }
             Object::Manifest { tag, artifact_type } => {
@@ -438,7 +445,7 @@ impl OciCache {
             .map_err(self.reg_err(rel))?
         {
             self.write
-                .upload_blob_monolithic(
+                .upload_blob(
                     EMPTY_DIGEST,
                     EMPTY_JSON.len() as u64,
                     Body::Bytes(EMPTY_JSON),

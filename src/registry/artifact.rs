@@ -1,14 +1,14 @@
 //! Registry operations for small artifacts and plain blobs, as the binary
 //! cache's `oci://` backend uses them ([`crate::cache::oci`]): a manifest
 //! read, checked for or written under a tag, a blob checked for, uploaded
-//! (monolithically) or downloaded capped at a size. Every request is a
+//! (through the push's resumable upload) or downloaded capped at a size. Every request is a
 //! [`Session`] request: the same authentication (basic, bearer token),
 //! the same plain-HTTP rule (loopback or named insecure), the same client
 //! policy (timeouts, retries, caps, redaction) as a push or a pull.
 
 use sha2::{Digest, Sha256};
 
-use super::{RegistryError, Session};
+use super::{Blob, RegistryError, Session};
 use crate::net::{header, Body, Download, HeaderMap, HeaderValue, Method, Sink};
 
 /// The OCI image manifest media type (what an artifact manifest is sent as).
@@ -63,19 +63,11 @@ impl Session<'_> {
 
     /// Whether the repository has a manifest tagged `tag` (HEAD).
     pub(crate) fn has_manifest(&self, tag: &str) -> Result<bool, RegistryError> {
-        let what = format!("checking for manifest {tag}");
-        let a = self.call(
-            Method::HEAD,
-            &self.url(&format!("manifests/{tag}")),
+        self.exists(
+            &format!("manifests/{tag}"),
             &Self::manifest_accept(),
-            Body::Empty,
-            &what,
-        )?;
-        match a.status {
-            200 => Ok(true),
-            404 => Ok(false),
-            _ => Err(self.status_err(&what, &a, "200 or 404")),
-        }
+            &format!("checking for manifest {tag}"),
+        )
     }
 
     /// PUT `bytes` (an OCI image manifest) under `tag`; the registry must
@@ -113,83 +105,31 @@ impl Session<'_> {
 
     /// Whether the repository has the blob `digest` (HEAD).
     pub(crate) fn has_blob(&self, digest: &str) -> Result<bool, RegistryError> {
-        let what = format!("checking for blob {digest}");
-        let a = self.call(
-            Method::HEAD,
-            &self.url(&format!("blobs/{digest}")),
+        self.exists(
+            &format!("blobs/{digest}"),
             &HeaderMap::new(),
-            Body::Empty,
-            &what,
-        )?;
-        match a.status {
-            200 => Ok(true),
-            404 => Ok(false),
-            _ => Err(self.status_err(&what, &a, "200 or 404")),
-        }
+            &format!("checking for blob {digest}"),
+        )
     }
 
-    /// Upload the blob `digest` in one request: `POST blobs/uploads/` for
-    /// a session, then `PUT <Location>?digest=` with the bytes (a file is
-    /// streamed). The registry checks the digest; its answer must name it.
-    pub(crate) fn upload_blob_monolithic(
+    /// Upload the blob `digest` as a push uploads a layer: in one `PUT`,
+    /// or in chunks past the chunk size, resumed after a cut connection
+    /// ([`super::upload`]).
+    pub(crate) fn upload_blob(
         &self,
         digest: &str,
         size: u64,
         body: Body<'_>,
     ) -> Result<(), RegistryError> {
-        let start_what = format!("starting the upload of blob {digest}");
-        let started = self.call(
-            Method::POST,
-            &self.url("blobs/uploads/"),
-            &HeaderMap::new(),
-            Body::Empty,
-            &start_what,
-        )?;
-        if started.status != 202 {
-            return Err(self.status_err(&start_what, &started, "202"));
-        }
-        let location = started
-            .header("location")
-            .ok_or_else(|| RegistryError::Status {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what: start_what.clone(),
-                status: started.status,
-                expected: "202 with a Location header",
-                detail: "no Location header".into(),
-            })?;
-        let mut url = started
-            .url
-            .join(location)
-            .map_err(|e| RegistryError::Status {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what: start_what.clone(),
-                status: started.status,
-                expected: "202 with a Location that is a URL",
-                detail: format!("Location {:?}: {e}", crate::net::redact(location)),
-            })?;
-        url.query_pairs_mut().append_pair("digest", digest);
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        let what = format!("uploading blob {digest} ({size} bytes)");
-        let done = self.call(Method::PUT, url.as_str(), &h, body, &what)?;
-        if done.status != 201 {
-            return Err(self.status_err(&what, &done, "201"));
-        }
-        match done.header("docker-content-digest") {
-            Some(found) if found != digest => Err(RegistryError::DigestMismatch {
-                registry: self.registry.clone(),
-                repo: self.repo.clone(),
-                what,
-                expected: digest.to_string(),
-                found: found.to_string(),
-            }),
-            _ => Ok(()),
-        }
+        let blob = Blob {
+            digest,
+            size,
+            kind: "cache",
+            body,
+        };
+        let what = format!("cache blob {digest}");
+        let at = self.start_upload(&what)?;
+        self.send_blob(&blob, &what, at)
     }
 
     /// Download the blob `digest` into `sink`, at most `cap` bytes (a

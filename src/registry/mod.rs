@@ -674,17 +674,9 @@ impl<'a> Session<'a> {
     fn push_blob(&self, blob: &Blob<'_>) -> Result<BlobOutcome, RegistryError> {
         let what = format!("{} blob {}", blob.kind, blob.digest);
         let none = HeaderMap::new();
-        let head = self.call(
-            Method::HEAD,
-            &self.url(&format!("blobs/{}", blob.digest)),
-            &none,
-            Body::Empty,
-            &format!("checking for {what}"),
-        )?;
-        match head.status {
-            200 => return Ok(BlobOutcome::Skipped),
-            404 => {}
-            _ => return Err(self.status_err(&format!("checking for {what}"), &head, "200 or 404")),
+        let blob_path = format!("blobs/{}", blob.digest);
+        if self.exists(&blob_path, &none, &format!("checking for {what}"))? {
+            return Ok(BlobOutcome::Skipped);
         }
         // A blob pushed before to another repository of this registry is
         // mounted from there: 201 is done; 202 is an upload session the

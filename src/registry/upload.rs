@@ -282,14 +282,29 @@ impl Session<'_> {
     /// Whether the registry has `digest` now (HEAD 200); `false` when it
     /// cannot say.
     fn blob_arrived(&self, digest: &str) -> bool {
-        self.call(
-            Method::HEAD,
-            &self.url(&format!("blobs/{digest}")),
+        self.exists(
+            &format!("blobs/{digest}"),
             &HeaderMap::new(),
-            Body::Empty,
             &format!("checking for blob {digest}"),
         )
-        .is_ok_and(|a| a.status == 200)
+        .unwrap_or(false)
+    }
+
+    /// Whether `path` (`blobs/<digest>`, `manifests/<reference>`) is in
+    /// the repository: `HEAD` answered 200 (true) or 404 (false); any
+    /// other answer is an error naming `what`.
+    pub(super) fn exists(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        what: &str,
+    ) -> Result<bool, RegistryError> {
+        let a = self.call(Method::HEAD, &self.url(path), headers, Body::Empty, what)?;
+        match a.status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.status_err(what, &a, "200 or 404")),
+        }
     }
 
     /// `PUT <Location>?digest=` with the whole blob.
