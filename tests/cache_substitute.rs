@@ -33,6 +33,29 @@ fn realize_with(
     realize_with_args(m, substituters, trusted, out, &[])
 }
 
+/// `plan --json --substituter URL` on `m`'s store: the files it would fetch.
+fn planned_fetches(m: &Machine, substituter: &str, trusted: &str) -> Vec<String> {
+    let o = envbuild()
+        .arg("--store")
+        .arg(&m.store)
+        .arg("--json")
+        .arg("plan")
+        .arg(&m.spec)
+        .args(["--substituter", substituter])
+        .env("ENVBUILD_TRUSTED_PUBLIC_KEYS", trusted)
+        .env_remove("ENVBUILD_SUBSTITUTERS")
+        .env("XDG_CONFIG_HOME", m.store.with_extension("config"))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&ok(o, "plan")).unwrap();
+    plan["fetch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn realize_with_args(
     m: &Machine,
     substituters: &[&str],
@@ -602,9 +625,15 @@ fn a_realize_served_by_the_cache_takes_no_fixed_output_input_and_still_works_off
         }
     };
 
-    // Every step served: the wheel is neither fetched nor substituted.
+    // Every step served: the wheel is neither fetched nor substituted,
+    // and `plan` says so beforehand.
     let before = requests(&server);
     let b = served("b");
+    let fetches = planned_fetches(&b, &url, &public);
+    assert!(
+        fetches.iter().all(|f| !f.ends_with(".whl")),
+        "plan lists a wheel whose step the cache serves: {fetches:?}"
+    );
     let (report, digest, err) = realize_with_args(
         &b,
         &[&url],
@@ -643,6 +672,19 @@ fn a_realize_served_by_the_cache_takes_no_fixed_output_input_and_still_works_off
     }
     let c = served("c");
     let partial_url = format!("file://{}", partial.display());
+    let fetches = planned_fetches(&c, &partial_url, &public);
+    assert!(
+        fetches.iter().any(|f| f.ends_with(".whl")),
+        "plan omits the wheel a step that is built needs: {fetches:?}"
+    );
+    let records = walkdir::WalkDir::new(&c.store)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_type().is_file() && e.path().to_string_lossy().contains("deferred-inputs")
+        })
+        .count();
+    assert_eq!(records, 0, "a plan wrote a record of deferred inputs");
     let (report, digest, err) = realize_with_args(
         &c,
         &[&partial_url],

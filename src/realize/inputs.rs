@@ -9,7 +9,8 @@
 //! can be looked up by their derivation hashes, and a step a substituter
 //! serves never needs it. Only when a step has to be built are its
 //! deferred inputs materialized (see `Execution::run` in
-//! [`super`]).
+//! [`super`]). A dry run defers the same way, so `envbuild plan` lists
+//! under "will fetch" only the files of steps no substituter serves.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -118,12 +119,15 @@ pub fn materialize(
                 let mut found = store.realisation(&key, "out")?;
                 // A base image's layers go into the image as they are:
                 // never deferred.
-                let deferrable = defer && !dry_run && !matches!(origin, Origin::BaseImage { .. });
+                let deferrable = defer && !matches!(origin, Origin::BaseImage { .. });
                 if let (None, true) = (&found, deferrable) {
                     let named = recorded(store, &key).or_else(|| {
                         let what = format!("{} ({file})", input.what);
                         let p = subst?.realisation_path(&key, &what)?;
-                        record(store, &key, &p);
+                        // A dry run writes nothing, not even this hint.
+                        if !dry_run {
+                            record(store, &key, &p);
+                        }
                         Some(p)
                     });
                     if let Some(p) = named {

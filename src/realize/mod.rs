@@ -721,8 +721,9 @@ impl<'p> Execution<'p> {
         if r.progress && !r.dry_run {
             crate::progress::plan_steps(needed_steps.iter().filter(|&&n| n).count());
         }
-        // Not in a dry run: a file whose item a trusted realisation names
-        // is deferred (a step the substituters serve does not need it).
+        // A file whose item a trusted realisation names is deferred: a
+        // step the substituters serve does not need it (a dry run lists
+        // it only when a step that is not served uses it).
         let m = inputs::materialize(
             r.store,
             plan,
@@ -731,7 +732,7 @@ impl<'p> Execution<'p> {
             fetch,
             r.dry_run,
             r.subst.as_deref(),
-            !r.dry_run,
+            true,
         )?;
         self.inputs = m.items;
         let (mut fetched, mut added) = (m.fetched, m.added);
@@ -793,10 +794,16 @@ impl<'p> Execution<'p> {
                     &want,
                     urls,
                     fetch,
-                    false,
+                    r.dry_run,
                     r.subst.as_deref(),
                     false,
                 )?;
+                if r.dry_run {
+                    // Listed as fetches; the steps are listed as builds.
+                    fetched.extend(m.fetched);
+                    added.extend(m.added);
+                    break;
+                }
                 for (i, item) in m.items.into_iter().enumerate() {
                     if want[i] {
                         self.inputs[i] = item;

@@ -208,11 +208,17 @@ impl<'s> Realizer<'s> {
         }
         if self.dry_run {
             let substituter = self.subst.as_ref().and_then(|s| s.has_realisation(&hash));
+            let served = substituter.is_some();
             self.not_built.push(super::PlannedBuild {
                 name: drv.name.clone(),
                 builder: drv.builder,
                 substituter,
             });
+            // A step that will be built needs its deferred inputs: the
+            // dry run lists them as fetches.
+            if self.no_build && !served {
+                return Err(RealizeError::InputsDeferred);
+            }
             return Err(RealizeError::NotBuilt);
         }
         if let Some(subst) = self.subst.clone() {
