@@ -100,8 +100,20 @@ impl Source for DebianSource<'_> {
                 let mirror = archive::mirror_for(base.mirror.as_deref(), &base.suite)?;
                 let keyring = archive::keyring_for(base.keyring.as_deref());
                 let scratch = cx.store.scratch("debian-release")?;
-                let release =
-                    archive::fetch_release(&mirror, &base.suite, &keyring, scratch.path())?;
+                let kept = cx.store.cache_dir("debian-release")?;
+                let kept = crate::net::answers::AnswerCache::new(kept.join("inrelease-v1"))
+                    .map_err(|source| archive::ArchiveError::Http {
+                        what: "InRelease (its cache)",
+                        suite: base.suite.clone(),
+                        source,
+                    })?;
+                let release = archive::fetch_release_cached(
+                    &mirror,
+                    &base.suite,
+                    &keyring,
+                    scratch.path(),
+                    Some(&kept),
+                )?;
                 let index = archive::fetch_index(
                     cx.store,
                     &mirror,
