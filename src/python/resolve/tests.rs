@@ -283,17 +283,6 @@ impl Server {
         self.state.lock().unwrap().caching = caching;
     }
 
-    /// Replace a route's body (a page that changed).
-    fn set_body(&self, path: &str, body: Vec<u8>) {
-        self.state
-            .lock()
-            .unwrap()
-            .routes
-            .get_mut(path)
-            .expect("a route")
-            .body = body;
-    }
-
     fn body(&self, path: &str) -> Vec<u8> {
         self.state.lock().unwrap().routes[path].body.clone()
     }
