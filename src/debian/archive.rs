@@ -9,7 +9,10 @@
 //! - `InRelease` is verified with `gpgv` against the archive keyring (the
 //!   spec's `keyring`, else `ENVBUILD_DEBIAN_KEYRING`, else the host's
 //!   `/usr/share/keyrings/debian-archive-keyring.gpg`), and only the signed
-//!   text gpgv outputs is parsed.
+//!   text gpgv outputs is parsed. It is kept in the store's cache
+//!   (`debian-release/`, an [`AnswerCache`]) with its validators, so a warm
+//!   lock asks with `If-None-Match` / `If-Modified-Since` and a 304 costs
+//!   no body; the kept copy is verified by gpgv again every time.
 //! - `Packages.xz` (else `.gz`, else plain) is fetched as a fixed-output
 //!   input with the sha256 and size the Release lists.
 //! - The closure follows `Pre-Depends` and `Depends`: for each group, an
@@ -31,6 +34,7 @@ use super::control::{self, Paragraph};
 use super::relation::Relation;
 use super::version::Version;
 use crate::fetch::{self, FetchError, FetchOptions};
+use crate::net::answers::{AnswerCache, Origin};
 
 pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 pub const ARCH: &str = "amd64";
@@ -216,23 +220,62 @@ pub fn fetch_release(
     keyring: &Path,
     scratch: &Path,
 ) -> Result<Release, ArchiveError> {
+    fetch_release_cached(mirror, suite, keyring, scratch, None)
+}
+
+/// [`fetch_release`] through `cache`: the kept `InRelease` is asked for
+/// again with its validators (a 304 costs no body) and, like one just
+/// downloaded, verified by gpgv before anything in it is read; a kept copy
+/// that does not verify is forgotten and fetched again.
+pub fn fetch_release_cached(
+    mirror: &str,
+    suite: &str,
+    keyring: &Path,
+    scratch: &Path,
+    cache: Option<&AnswerCache>,
+) -> Result<Release, ArchiveError> {
     let url = format!("{mirror}/dists/{suite}/InRelease");
-    let signed = crate::net::Client::from_env()
-        .and_then(|c| c.get(&url, None, None))
-        .map_err(|source| ArchiveError::Http {
-            what: "InRelease",
-            suite: suite.to_string(),
-            source,
-        })?
-        .body;
-    let url = crate::net::redact(&url);
+    let http_err = |source| ArchiveError::Http {
+        what: "InRelease",
+        suite: suite.to_string(),
+        source,
+    };
+    let client = crate::net::Client::from_env().map_err(http_err)?;
+    let Some(cache) = cache else {
+        let signed = client.get(&url, None, None).map_err(http_err)?.body;
+        return verify_release(&url, &signed, keyring, scratch);
+    };
+    let answer = cache
+        .get(&client, &url, None, None, None)
+        .map_err(http_err)?;
+    match verify_release(&url, &answer.body, keyring, scratch) {
+        Err(e) if answer.origin != Origin::Downloaded => {
+            tracing::debug!(url = %crate::net::redact(&url), error = %e, "kept InRelease does not verify; fetching it again");
+            cache.forget(&url, None);
+            let answer = cache
+                .get(&client, &url, None, None, None)
+                .map_err(http_err)?;
+            verify_release(&url, &answer.body, keyring, scratch)
+        }
+        r => r,
+    }
+}
+
+/// Verify a signed `InRelease` with gpgv and parse what it signs.
+fn verify_release(
+    url: &str,
+    signed: &[u8],
+    keyring: &Path,
+    scratch: &Path,
+) -> Result<Release, ArchiveError> {
+    let url = crate::net::redact(url);
     let input = scratch.join("InRelease");
     let body = scratch.join("Release");
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ArchiveError::Io { path, source }
     };
-    std::fs::write(&input, &signed).map_err(io(&input))?;
+    std::fs::write(&input, signed).map_err(io(&input))?;
     let out = Command::new("gpgv")
         .arg("--keyring")
         .arg(keyring)

@@ -43,9 +43,14 @@
 //!   a request with a body as a whole, so such a request may take the stall
 //!   timeout plus its body at [`MIN_UPLOAD_RATE`]. Statuses other than 429
 //!   and 5xx are the caller's to judge; answers are read up to a limit.
+//! - **Kept answers.** [`answers::AnswerCache`] keeps whole answers (index
+//!   pages, `InRelease`) on disk with their `ETag` / `Last-Modified` and
+//!   asks again with [`Client::get_conditional`]: a 304 is an answer there,
+//!   not an error. Its rules are in its module doc.
 //! - **Progress.** Downloads report `(bytes so far, total if known)` to one
 //!   optional hook ([`Download::progress`]).
 
+pub mod answers;
 pub mod error;
 
 use std::fs::File;
@@ -251,7 +256,104 @@ pub struct Document {
     /// against it; redact it before showing it).
     pub url: reqwest::Url,
     pub content_type: Option<String>,
+    /// The answer's headers (its validators and `Cache-Control`, for a
+    /// caller that keeps the body).
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
+}
+
+/// The validators of a kept answer, sent back by
+/// [`Client::get_conditional`] as `If-None-Match` (the `ETag`) and
+/// `If-Modified-Since` (the `Last-Modified`), so that an unchanged answer
+/// costs a 304 and no body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// The validators an answer carries (values that are not visible ASCII
+    /// are left out).
+    pub fn of(headers: &HeaderMap) -> Validators {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        Validators {
+            etag: text(header::ETAG),
+            last_modified: text(header::LAST_MODIFIED),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// What an answer's `Cache-Control` (RFC 9111) lets a cache do with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// `no-store`: not to be kept at all.
+    pub no_store: bool,
+    /// How long the answer stays fresh from when it was received:
+    /// `max-age` (or `s-maxage`) less the `Age` it already had; 0 for
+    /// `no-cache` and `must-revalidate` without a max-age; `None` when the
+    /// server says nothing (revalidate every time).
+    pub max_age: Option<u64>,
+}
+
+impl Freshness {
+    pub fn of(headers: &HeaderMap) -> Freshness {
+        let mut f = Freshness::default();
+        let mut max_age = None;
+        let mut no_cache = false;
+        for v in headers.get_all(header::CACHE_CONTROL) {
+            let Ok(v) = v.to_str() else { continue };
+            for d in v.split(',') {
+                let d = d.trim().to_ascii_lowercase();
+                let (k, val) = match d.split_once('=') {
+                    Some((k, val)) => (k.trim().to_owned(), Some(val.trim().trim_matches('"'))),
+                    None => (d.clone(), None),
+                };
+                match (k.as_str(), val) {
+                    ("no-store", _) => f.no_store = true,
+                    ("no-cache", _) => no_cache = true,
+                    ("max-age" | "s-maxage", Some(n)) => {
+                        if let Ok(n) = n.parse::<u64>() {
+                            max_age = Some(max_age.map_or(n, |m: u64| m.min(n)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        f.max_age = if no_cache {
+            Some(0)
+        } else {
+            max_age.map(|m| m.saturating_sub(age))
+        };
+        f
+    }
+}
+
+/// The answer to [`Client::get_conditional`].
+#[derive(Debug, Clone)]
+pub enum Conditional {
+    /// 200: a new body.
+    Changed(Document),
+    /// 304: the kept body still holds; the answer's headers (a new
+    /// `Cache-Control`, maybe new validators).
+    NotModified(HeaderMap),
 }
 
 /// What a download may be and where its progress goes.
@@ -369,6 +471,35 @@ impl Client {
         accept: Option<&str>,
         limit: Option<u64>,
     ) -> Result<Document, NetError> {
+        match self.get_inner(url, accept, limit, None)? {
+            Conditional::Changed(doc) => Ok(doc),
+            // Not asked for: `get_inner` without validators takes 200 only.
+            Conditional::NotModified(_) => Err(self.status(url, 304, "200")),
+        }
+    }
+
+    /// [`Client::get`] of an answer kept from before: `validators` are sent
+    /// (`If-None-Match`, `If-Modified-Since`) and a 304 is an answer
+    /// ([`Conditional::NotModified`]), not an error. With no validators it
+    /// is a plain [`Client::get`].
+    pub fn get_conditional(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        limit: Option<u64>,
+        validators: &Validators,
+    ) -> Result<Conditional, NetError> {
+        let v = (!validators.is_empty()).then_some(validators);
+        self.get_inner(url, accept, limit, v)
+    }
+
+    fn get_inner(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        limit: Option<u64>,
+        validators: Option<&Validators>,
+    ) -> Result<Conditional, NetError> {
         let (limit, what) = match limit {
             Some(l) if l < self.policy.max_document => (l, "the size the index gives"),
             _ => (
@@ -381,10 +512,26 @@ impl Client {
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
             }
+            if let Some(v) = validators {
+                if let Some(etag) = &v.etag {
+                    req = req.header(header::IF_NONE_MATCH, etag.as_str());
+                }
+                if let Some(lm) = &v.last_modified {
+                    req = req.header(header::IF_MODIFIED_SINCE, lm.as_str());
+                }
+            }
             let mut resp = self.send(url, req)?;
             let status = resp.status().as_u16();
+            if status == 304 && validators.is_some() {
+                return Ok(Conditional::NotModified(resp.headers().clone()));
+            }
             if status != 200 {
-                return Err(Failure::Fatal(self.status(url, status, "200")));
+                let expected = if validators.is_some() {
+                    "200 or 304"
+                } else {
+                    "200"
+                };
+                return Err(Failure::Fatal(self.status(url, status, expected)));
             }
             let final_url = resp.url().clone();
             let content_type = resp
@@ -392,13 +539,15 @@ impl Client {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let headers = resp.headers().clone();
             let mut body = Vec::new();
             self.read_body(url, &mut resp, 0, None, (limit, what), &mut body, None)?;
-            Ok(Document {
+            Ok(Conditional::Changed(Document {
                 url: final_url,
                 content_type,
+                headers,
                 body,
-            })
+            }))
         })
     }
 

@@ -100,15 +100,19 @@ impl Source for DebianSource<'_> {
                 let mirror = archive::mirror_for(base.mirror.as_deref(), &base.suite)?;
                 let keyring = archive::keyring_for(base.keyring.as_deref());
                 let scratch = cx.store.scratch("debian-release")?;
-                let release =
-                    archive::fetch_release(&mirror, &base.suite, &keyring, scratch.path())?;
-                let index = archive::fetch_index(
-                    cx.store,
+                let kept = cx.store.cache_dir("debian-release")?;
+                let kept = crate::net::answers::AnswerCache::new(kept.join("inrelease-v1"))
+                    .map_err(|source| archive::ArchiveError::Http {
+                        what: "InRelease (its cache)",
+                        suite: base.suite.clone(),
+                        source,
+                    })?;
+                let release = archive::fetch_release_cached(
                     &mirror,
                     &base.suite,
-                    &base.component,
-                    &release,
-                    &cx.fetch,
+                    &keyring,
+                    scratch.path(),
+                    Some(&kept),
                 )?;
                 // Minimal change: the old lock's pins of this section stay
                 // where the index still offers them (unless upgrading).
@@ -126,8 +130,27 @@ impl Source for DebianSource<'_> {
                         .map(|p| (p.name.clone(), p.file.file.clone()))
                         .collect(),
                 };
-                let packages = index
-                    .closure_preferring(&packages, &prefer)?
+                let closures = ClosureCache {
+                    dir: cx.store.cache_dir("debian-release")?.join("closures-v1"),
+                };
+                let key = closure_key(base, &release, &packages, &prefer);
+                let closure = match closures.get(&key) {
+                    Some(c) => c,
+                    None => {
+                        let index = archive::fetch_index(
+                            cx.store,
+                            &mirror,
+                            &base.suite,
+                            &base.component,
+                            &release,
+                            &cx.fetch,
+                        )?;
+                        let c = index.closure_preferring(&packages, &prefer)?;
+                        closures.put(&key, &c);
+                        c
+                    }
+                };
+                let packages = closure
                     .into_iter()
                     .filter(|d| !exclude.contains(&d.name))
                     .map(|d| {
@@ -192,5 +215,107 @@ impl Source for DebianSource<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Closures already computed, by what they are a function of: the
+/// `Packages` index (its sha256s in the verified Release), the roots and the
+/// preferred pins. A warm lock then neither decompresses nor parses the
+/// index. An entry that does not read is ignored; writing one is best
+/// effort.
+struct ClosureCache {
+    dir: std::path::PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptDeb {
+    name: String,
+    version: String,
+    filename: String,
+    sha256: String,
+    size: u64,
+}
+
+/// The key of a closure: sha256 over the format, suite, component, every
+/// `Packages` file of the component the Release lists with its sha256, the
+/// roots and the preferred pins.
+fn closure_key(
+    base: &DebianBase,
+    release: &archive::Release,
+    roots: &[String],
+    prefer: &BTreeMap<String, String>,
+) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut line = |s: &str| {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    };
+    line("envbuild debian closure v1");
+    line(env!("CARGO_PKG_VERSION"));
+    line(&base.suite);
+    line(&base.component);
+    let prefix = format!("{}/binary-{}/Packages", base.component, archive::ARCH);
+    for (name, (sha, size)) in &release.sha256 {
+        if name.starts_with(&prefix) {
+            line(&format!("{name} {sha} {size}"));
+        }
+    }
+    line("roots");
+    for r in roots {
+        line(r);
+    }
+    line("prefer");
+    for (n, f) in prefer {
+        line(&format!("{n} {f}"));
+    }
+    hex::encode(h.finalize())
+}
+
+impl ClosureCache {
+    fn path(&self, key: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<archive::PinnedDeb>> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(self.path(key))
+            .ok()?
+            .take(64 << 20)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let kept: Vec<KeptDeb> = serde_json::from_slice(&bytes).ok()?;
+        Some(
+            kept.into_iter()
+                .map(|d| archive::PinnedDeb {
+                    name: d.name,
+                    version: d.version,
+                    filename: d.filename,
+                    sha256: d.sha256,
+                    size: d.size,
+                })
+                .collect(),
+        )
+    }
+
+    fn put(&self, key: &str, closure: &[archive::PinnedDeb]) {
+        let kept: Vec<KeptDeb> = closure
+            .iter()
+            .map(|d| KeptDeb {
+                name: d.name.clone(),
+                version: d.version.clone(),
+                filename: d.filename.clone(),
+                sha256: d.sha256.clone(),
+                size: d.size,
+            })
+            .collect();
+        let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
+            let bytes = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
+            crate::io::write_atomically(&self.path(key), &bytes)
+        });
+        if let Err(e) = written {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot keep a Debian closure");
+        }
     }
 }

@@ -1,7 +1,28 @@
 //! A PEP 691 (JSON simple API) index client, with each version's best wheel
 //! for the target chosen as the page is read, PEP 658 metadata fetched per
-//! file and cached on disk, and a small pool of threads that fetch pages
-//! and likely metadata ahead of the resolver.
+//! file and cached on disk, and a pool of threads that fetch pages and
+//! likely metadata ahead of the resolver.
+//!
+//! - **Pages** are kept under the cache directory (`pages-v1/`, an
+//!   [`net::answers::AnswerCache`]) with their `ETag` / `Last-Modified`:
+//!   the next lock asks with `If-None-Match` / `If-Modified-Since` and a 304
+//!   reuses the kept body. A page within its `Cache-Control` max-age
+//!   (at most `ENVBUILD_INDEX_MAX_AGE`, default 600 s) is reused without a
+//!   request, as uv does, but only when it was received at or after the
+//!   resolution's `exclude-newer` instant (so it lists every file uploaded
+//!   up to it). A kept page is parsed by the same parser as the network's;
+//!   one that does not parse is forgotten and fetched again.
+//! - **Metadata** (PEP 658 files, or `METADATA` read out of the wheel) is
+//!   kept by the wheel's sha256 (`metadata-v1/`): it never changes.
+//! - **Prefetch.** When the resolver first meets a package (the root's
+//!   requirements, then each chosen version's dependencies) a worker fetches
+//!   its page and the metadata of the version most likely chosen (the
+//!   newest final release in the range asked for, with a wheel for the
+//!   target), then queues the pages of that version's own dependencies
+//!   (markers evaluated for the target, without extras): the likely
+//!   closure is fetched ahead while the resolver works. Each name is
+//!   queued once, at most [`MAX_PREFETCH`] names per client; the workers
+//!   (`prefetch_threads`, default 16) bound the requests in flight.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -16,11 +37,15 @@ use pep440_rs::Version;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use pep508_rs::{MarkerEnvironment, VersionOrUrl};
+
 use super::error::ResolveError;
 use super::metadata::{parse_core_metadata, requires_python_allows, CoreMetadata};
+use super::provider::Range;
 use super::target::TagRanks;
 use super::timestamp::Timestamp;
 use crate::net;
+use crate::net::answers::{AnswerCache, Origin};
 use crate::python::sdist::{self, SdistError, SdistMetadata};
 use crate::python::wheel::{normalize_name, WheelFilename};
 
@@ -340,13 +365,37 @@ pub(super) fn parse_project_page(
 
 type Slot<T> = Arc<OnceLock<Result<Arc<T>, ResolveError>>>;
 
+/// The most names one client prefetches (the resolver's own requests are
+/// not counted).
+pub(super) const MAX_PREFETCH: usize = 1024;
+
+/// What one client asked the network and the cache, for `-v`.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub pages_fresh: std::sync::atomic::AtomicUsize,
+    pub pages_not_modified: std::sync::atomic::AtomicUsize,
+    pub pages_downloaded: std::sync::atomic::AtomicUsize,
+    pub metadata_cached: std::sync::atomic::AtomicUsize,
+    pub metadata_fetched: std::sync::atomic::AtomicUsize,
+}
+
 struct Inner {
     index: reqwest::Url,
     /// The index URL without credentials, for messages.
     index_display: String,
     http: net::Client,
     cache_dir: Option<PathBuf>,
+    /// Project pages kept with their validators (under `cache_dir`).
+    pages: Option<AnswerCache>,
     selector: Selector,
+    /// The target's markers, for prefetching dependencies.
+    env: OnceLock<MarkerEnvironment>,
+    /// The prefetch queue (`None` without workers, and once the client is
+    /// dropped, which ends the workers).
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Names queued for prefetch.
+    queued: Mutex<std::collections::HashSet<String>>,
+    counts: Counts,
     projects: Mutex<HashMap<String, Slot<Project>>>,
     metadata: Mutex<HashMap<String, Slot<CoreMetadata>>>,
     sdists: Mutex<HashMap<String, Slot<SdistMetadata>>>,
@@ -357,13 +406,14 @@ struct Inner {
 }
 
 enum Job {
-    Project(String),
+    /// A page, and the likely version's metadata in the range (any when
+    /// `None`).
+    Project(String, Option<Range>),
 }
 
 /// Fetches project pages and wheel metadata, each once, from one index.
 pub(super) struct IndexClient {
     inner: Arc<Inner>,
-    jobs: Option<Mutex<mpsc::Sender<Job>>>,
 }
 
 /// The URL with its credentials removed ([`net::redact`]).
@@ -399,39 +449,68 @@ impl IndexClient {
                 message: e.to_string(),
             })?;
         }
+        let pages =
+            match &cache_dir {
+                None => None,
+                Some(dir) => Some(AnswerCache::new(dir.join("pages-v1")).map_err(|e| {
+                    ResolveError::Cache {
+                        path: dir.join("pages-v1").display().to_string(),
+                        message: e.to_string(),
+                    }
+                })?),
+            };
         let inner = Arc::new(Inner {
             index_display: redact(&index),
             index,
             http,
             cache_dir,
+            pages,
             selector,
+            env: OnceLock::new(),
+            jobs: Mutex::new(None),
+            queued: Mutex::new(Default::default()),
+            counts: Counts::default(),
             projects: Mutex::new(HashMap::new()),
             metadata: Mutex::new(HashMap::new()),
             sdists: Mutex::new(HashMap::new()),
             scratch: OnceLock::new(),
             closed: AtomicBool::new(false),
         });
-        let jobs = (workers > 0).then(|| {
+        if workers > 0 {
             let (tx, rx) = mpsc::channel::<Job>();
             let rx = Arc::new(Mutex::new(rx));
             for _ in 0..workers {
                 let rx = rx.clone();
-                let inner = inner.clone();
+                // Workers hold the inner part weakly between jobs, so that
+                // dropping the client drops the sender and ends them.
+                let inner = Arc::downgrade(&inner);
                 std::thread::spawn(move || loop {
                     let job = match rx.lock() {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
+                    let Some(inner) = inner.upgrade() else { return };
                     match job {
-                        Ok(Job::Project(_)) if inner.closed.load(Ordering::Relaxed) => {}
-                        Ok(Job::Project(name)) => inner.prefetch(&name),
+                        Ok(Job::Project(..)) if inner.closed.load(Ordering::Relaxed) => {}
+                        Ok(Job::Project(name, range)) => inner.prefetch(&name, range.as_ref()),
                         Err(_) => return,
                     }
                 });
             }
-            Mutex::new(tx)
-        });
-        Ok(IndexClient { inner, jobs })
+            *inner.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        }
+        Ok(IndexClient { inner })
+    }
+
+    /// The target's markers: prefetching then follows the likely
+    /// versions' dependencies.
+    pub fn set_environment(&self, env: MarkerEnvironment) {
+        let _ = self.inner.env.set(env);
+    }
+
+    /// What was fetched and what came from the cache.
+    pub fn counts(&self) -> &Counts {
+        &self.inner.counts
     }
 
     pub fn index_display(&self) -> &str {
@@ -466,19 +545,13 @@ impl IndexClient {
     /// Ask the workers to fetch a project page, and the metadata of its
     /// most likely wheel, if nobody has yet.
     pub fn prefetch(&self, name: &str) {
-        let Some(jobs) = &self.jobs else { return };
-        if self
-            .inner
-            .projects
-            .lock()
-            .map(|m| m.contains_key(name))
-            .unwrap_or(true)
-        {
-            return;
-        }
-        if let Ok(tx) = jobs.lock() {
-            let _ = tx.send(Job::Project(name.to_owned()));
-        }
+        self.inner.queue(name, None);
+    }
+
+    /// [`Self::prefetch`], the likely wheel the newest final release in
+    /// `range`.
+    pub fn prefetch_in(&self, name: &str, range: &Range) {
+        self.inner.queue(name, Some(range));
     }
 
     /// The size of a file, by a HEAD request, for indexes that do not give
@@ -508,6 +581,12 @@ fn net_error(package: &str, source: net::NetError) -> ResolveError {
 impl Drop for IndexClient {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Relaxed);
+        // The only sender: the workers' `recv` ends.
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -521,19 +600,63 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Inner {
-    fn prefetch(&self, name: &str) {
+    /// Queue a prefetch of `name`, once per name and client.
+    fn queue(&self, name: &str, range: Option<&Range>) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = jobs.as_ref() else { return };
+        {
+            let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+            if queued.len() >= MAX_PREFETCH || !queued.insert(name.to_owned()) {
+                return;
+            }
+        }
+        if self
+            .projects
+            .lock()
+            .map(|m| m.contains_key(name))
+            .unwrap_or(true)
+        {
+            return;
+        }
+        let _ = tx.send(Job::Project(name.to_owned(), range.cloned()));
+    }
+
+    fn prefetch(&self, name: &str, range: Option<&Range>) {
         let Ok(project) = self.project(name) else {
             return;
         };
-        // The likely choice: the newest final release with a wheel.
+        // The likely choice: the newest final release in the range with a
+        // wheel (a pin's own version even when it is a pre-release).
+        let pinned = range.and_then(|r| r.as_singleton());
         let likely = project
             .versions
             .iter()
             .rev()
-            .find(|e| e.wheel.is_some() && !e.version.any_prerelease())
+            .filter(|e| range.is_none_or(|r| r.contains(&e.version)))
+            .find(|e| e.wheel.is_some() && (pinned.is_some() || !e.version.any_prerelease()))
             .and_then(|e| e.wheel.clone());
-        if let Some(file) = likely {
-            let _ = self.metadata(name, &file);
+        let Some(file) = likely else { return };
+        let Ok(meta) = self.metadata(name, &file) else {
+            return;
+        };
+        let Some(env) = self.env.get() else { return };
+        for req in &meta.requires_dist {
+            if !req.marker.evaluate(env, &[]) {
+                continue;
+            }
+            let dep = req.name.to_string();
+            if dep == name {
+                continue;
+            }
+            let range = match &req.version_or_url {
+                None => Range::full(),
+                Some(VersionOrUrl::VersionSpecifier(s)) => Range::from(s.clone()),
+                Some(VersionOrUrl::Url(_)) => continue,
+            };
+            self.queue(&dep, Some(&range));
         }
     }
 
@@ -548,12 +671,19 @@ impl Inner {
     ) -> Result<(reqwest::Url, String, Vec<u8>), ResolveError> {
         match self.http.get(url, accept, limit) {
             Ok(doc) => Ok((doc.url, doc.content_type.unwrap_or_default(), doc.body)),
-            Err(e) if e.status() == Some(404) => Err(ResolveError::NotFound {
+            Err(e) => Err(self.net_failure(package, url, e)),
+        }
+    }
+
+    fn net_failure(&self, package: &str, url: &str, e: net::NetError) -> ResolveError {
+        if e.status() == Some(404) {
+            ResolveError::NotFound {
                 package: package.to_owned(),
                 index: self.index_display.clone(),
                 url: net::redact(url),
-            }),
-            Err(e) => Err(net_error(package, e)),
+            }
+        } else {
+            net_error(package, e)
         }
     }
 
@@ -572,20 +702,64 @@ impl Inner {
                     message: e.to_string(),
                 })?;
         let shown = redact(&url);
-        let (final_url, content_type, body) =
-            self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE), None)?;
         let bad = |message: String| ResolveError::BadIndexPage {
             package: name.to_owned(),
             url: shown.clone(),
             message,
         };
-        let ct = content_type.to_ascii_lowercase();
-        if ct.contains("html") {
-            return Err(bad(format!(
-                "the index answered {content_type:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})"
-            )));
+        let read = |final_url: &reqwest::Url, content_type: &str, body: &[u8]| {
+            let ct = content_type.to_ascii_lowercase();
+            if ct.contains("html") {
+                return Err(bad(format!(
+                    "the index answered {content_type:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})"
+                )));
+            }
+            parse_project_page(name, final_url, body, &self.selector).map_err(bad)
+        };
+        let Some(pages) = &self.pages else {
+            let (final_url, content_type, body) =
+                self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE), None)?;
+            self.counts.pages_downloaded.fetch_add(1, Ordering::Relaxed);
+            return read(&final_url, &content_type, &body);
+        };
+        let not_before = self
+            .selector
+            .exclude_newer
+            .map(|t| u64::try_from(t.as_micros().div_euclid(1_000_000) + 1).unwrap_or(0));
+        let get = || {
+            pages
+                .get(
+                    &self.http,
+                    url.as_str(),
+                    Some(JSON_MEDIA_TYPE),
+                    None,
+                    not_before,
+                )
+                .map_err(|e| self.net_failure(name, url.as_str(), e))
+        };
+        let answer = get()?;
+        let count = |origin| {
+            let c = match origin {
+                Origin::Fresh => &self.counts.pages_fresh,
+                Origin::NotModified => &self.counts.pages_not_modified,
+                Origin::Downloaded => &self.counts.pages_downloaded,
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+        };
+        count(answer.origin);
+        let ct = answer.content_type.clone().unwrap_or_default();
+        match read(&answer.url, &ct, &answer.body) {
+            Err(e) if answer.origin != Origin::Downloaded => {
+                // A kept copy that does not read is not trusted: ask afresh.
+                tracing::debug!(package = name, error = %e, "kept page does not parse; fetching it again");
+                pages.forget(url.as_str(), Some(JSON_MEDIA_TYPE));
+                let answer = get()?;
+                count(answer.origin);
+                let ct = answer.content_type.clone().unwrap_or_default();
+                read(&answer.url, &ct, &answer.body)
+            }
+            r => r,
         }
-        parse_project_page(name, &final_url, &body, &self.selector).map_err(bad)
     }
 
     fn metadata(&self, project: &str, file: &DistFile) -> Result<Arc<CoreMetadata>, ResolveError> {
@@ -612,6 +786,12 @@ impl Inner {
         };
         let cache = self.cache_path(file);
         let cached = cache.as_ref().and_then(|p| fs::read(p).ok());
+        let counter = if cached.is_some() {
+            &self.counts.metadata_cached
+        } else {
+            &self.counts.metadata_fetched
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let text = match cached {
             Some(bytes) => bytes,
             None => {

@@ -194,7 +194,7 @@ impl ResolveOptions {
             target,
             cache_dir: None,
             exclude_newer: None,
-            prefetch_threads: 8,
+            prefetch_threads: 16,
             sdists: true,
             preferences: BTreeMap::new(),
         }
@@ -306,9 +306,10 @@ pub fn resolve<S: AsRef<str>>(
         .iter()
         .filter(|r| r.marker.evaluate(provider.env(), &[]))
         .collect();
-    for r in &active {
-        client.prefetch(r.name.as_ref());
-    }
+    // The root's pages and likely metadata first, then (through the
+    // target's markers) what they depend on.
+    client.set_environment(provider.env().clone());
+    let _ = provider.root_constraints();
     for r in &active {
         let Some(VersionOrUrl::VersionSpecifier(specs)) = &r.version_or_url else {
             continue;
@@ -464,6 +465,17 @@ pub fn resolve<S: AsRef<str>>(
         });
     }
     packages.sort_by(|a, b| a.name.cmp(&b.name));
+    let c = client.counts();
+    let n = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        packages = packages.len(),
+        pages_downloaded = n(&c.pages_downloaded),
+        pages_not_modified = n(&c.pages_not_modified),
+        pages_fresh = n(&c.pages_fresh),
+        metadata_fetched = n(&c.metadata_fetched),
+        metadata_cached = n(&c.metadata_cached),
+        "resolved against {index}"
+    );
     Ok(Resolution { packages })
 }
 

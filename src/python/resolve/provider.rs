@@ -207,12 +207,17 @@ impl<'a> Provider<'a> {
     /// Record newly seen packages (priority order) and start fetching them.
     fn discover(&self, deps: &[(Pkg, Range)]) {
         let mut st = self.state.borrow_mut();
-        for (p, _) in deps {
+        for (p, range) in deps {
             let n = st.discovered.len();
             if let std::collections::hash_map::Entry::Vacant(v) = st.discovered.entry(p.clone()) {
                 v.insert(n);
                 if let Some(name) = p.name() {
-                    self.client.prefetch(name);
+                    // The old lock's version is the likely one where the
+                    // range still holds it.
+                    match self.preferences.get(name).filter(|v| range.contains(v)) {
+                        Some(v) => self.client.prefetch_in(name, &Range::singleton(v.clone())),
+                        None => self.client.prefetch_in(name, range),
+                    }
                 }
             }
         }

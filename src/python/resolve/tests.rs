@@ -165,6 +165,20 @@ struct ServerState {
     log: Vec<String>,
     /// Whether Range requests get 206.
     ranges: bool,
+    /// What the pages' answers carry for caches.
+    caching: Caching,
+}
+
+/// The validators and freshness the server's pages carry.
+#[derive(Default, Clone)]
+struct Caching {
+    /// `ETag: "<sha256 of the body>"`, and 304 for a matching If-None-Match.
+    etag: bool,
+    /// A `Last-Modified` per page (changed when the page changes), and 304
+    /// for an If-Modified-Since equal to it (a test server's simplification).
+    last_modified: bool,
+    /// `Cache-Control: max-age=N`.
+    max_age: Option<u64>,
 }
 
 struct Server {
@@ -240,6 +254,7 @@ impl Server {
             routes,
             log: Vec::new(),
             ranges,
+            caching: Caching::default(),
         }));
         let st = state.clone();
         std::thread::spawn(move || {
@@ -263,6 +278,14 @@ impl Server {
     fn clear_log(&self) {
         self.state.lock().unwrap().log.clear();
     }
+
+    fn set_caching(&self, caching: Caching) {
+        self.state.lock().unwrap().caching = caching;
+    }
+
+    fn body(&self, path: &str) -> Vec<u8> {
+        self.state.lock().unwrap().routes[path].body.clone()
+    }
 }
 
 /// One request per connection (`Connection: close`).
@@ -273,12 +296,20 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
         return;
     }
     let mut range: Option<(u64, u64)> = None;
+    let mut if_none_match: Option<String> = None;
+    let mut if_modified_since: Option<String> = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
             break;
         }
         if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("if-none-match") {
+                if_none_match = Some(v.trim().to_owned());
+            }
+            if k.eq_ignore_ascii_case("if-modified-since") {
+                if_modified_since = Some(v.trim().to_owned());
+            }
             if k.eq_ignore_ascii_case("range") {
                 let v = v.trim().trim_start_matches("bytes=");
                 if let Some((a, b)) = v.split_once('-') {
@@ -293,31 +324,74 @@ fn serve(conn: TcpStream, state: &Mutex<ServerState>) {
     // A 206 says which bytes it holds (RFC 9110 §14.4), as the client checks.
     let (status, ctype, body, content_range) = {
         let mut st = state.lock().unwrap();
-        let entry = match range {
+        let mut entry = match range {
             Some((a, b)) => format!("{method} {path} bytes={a}-{b}"),
             None => format!("{method} {path}"),
         };
-        st.log.push(entry);
+        if let Some(v) = &if_none_match {
+            entry.push_str(&format!(" if-none-match={v}"));
+        }
+        if let Some(v) = &if_modified_since {
+            entry.push_str(&format!(" if-modified-since={v}"));
+        }
         let ranges = st.ranges;
-        match st.routes.get(&path) {
-            None => (
-                "404 Not Found",
-                "text/plain",
-                b"not found".to_vec(),
-                String::new(),
-            ),
-            Some(r) => match range {
-                Some((a, b)) if ranges => {
-                    let b = b.min(r.body.len() as u64 - 1);
-                    (
-                        "206 Partial Content",
-                        r.content_type,
-                        r.body[a as usize..=b as usize].to_vec(),
-                        format!("Content-Range: bytes {a}-{b}/{}\r\n", r.body.len()),
-                    )
-                }
-                _ => ("200 OK", r.content_type, r.body.clone(), String::new()),
-            },
+        let caching = st.caching.clone();
+        let mut cache_headers = String::new();
+        let mut not_modified = false;
+        if let (Some(r), true) = (st.routes.get(&path), path.starts_with("/simple/")) {
+            let sha = sha256_hex(&r.body);
+            if caching.etag {
+                let etag = format!("\"{sha}\"");
+                not_modified |= if_none_match.as_deref() == Some(etag.as_str());
+                cache_headers.push_str(&format!("ETag: {etag}\r\n"));
+            }
+            if caching.last_modified {
+                // A date per body, from its hash.
+                let n = u64::from_str_radix(&sha[..6], 16).unwrap();
+                let lm = format!(
+                    "Mon, {:02} Jan 2024 {:02}:{:02}:{:02} GMT",
+                    1 + n % 28,
+                    n / 28 % 24,
+                    n / 672 % 60,
+                    n / 40320 % 60
+                );
+                not_modified |= if_modified_since.as_deref() == Some(lm.as_str());
+                cache_headers.push_str(&format!("Last-Modified: {lm}\r\n"));
+            }
+            if let Some(m) = caching.max_age {
+                cache_headers.push_str(&format!("Cache-Control: max-age={m}\r\n"));
+            }
+        }
+        entry.push_str(if not_modified { " -> 304" } else { "" });
+        st.log.push(entry);
+        if not_modified {
+            (
+                "304 Not Modified",
+                "application/vnd.pypi.simple.v1+json",
+                Vec::new(),
+                cache_headers,
+            )
+        } else {
+            match st.routes.get(&path) {
+                None => (
+                    "404 Not Found",
+                    "text/plain",
+                    b"not found".to_vec(),
+                    String::new(),
+                ),
+                Some(r) => match range {
+                    Some((a, b)) if ranges => {
+                        let b = b.min(r.body.len() as u64 - 1);
+                        (
+                            "206 Partial Content",
+                            r.content_type,
+                            r.body[a as usize..=b as usize].to_vec(),
+                            format!("Content-Range: bytes {a}-{b}/{}\r\n", r.body.len()),
+                        )
+                    }
+                    _ => ("200 OK", r.content_type, r.body.clone(), cache_headers),
+                },
+            }
         }
     };
     let mut out = conn;
@@ -1353,4 +1427,287 @@ fn preferred_versions_are_kept_while_the_requirements_allow_them() {
         versions(&bumped),
         pairs(&[("app", "2.0"), ("lib", "3.0"), ("tool", "1.0")])
     );
+}
+
+// ---- kept pages (HTTP validators) ---------------------------------------------
+
+fn cached_index() -> TestIndex {
+    let mut idx = TestIndex::default();
+    idx.add("app", wheel("app", "1.0", &["lib>=1"]))
+        .add("lib", wheel("lib", "1.0", &[]))
+        .add("lib", wheel("lib", "1.1", &[]));
+    idx
+}
+
+fn page_requests(log: &[String]) -> Vec<String> {
+    let mut l: Vec<String> = log
+        .iter()
+        .filter(|l| l.starts_with("GET /simple/"))
+        .cloned()
+        .collect();
+    l.sort();
+    l
+}
+
+#[test]
+fn a_second_resolution_sends_validators_gets_304s_and_resolves_the_same() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        etag: true,
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    let log = server.log();
+    assert_eq!(
+        page_requests(&log),
+        ["GET /simple/app/", "GET /simple/lib/"],
+        "the first resolution asks without validators: {log:?}"
+    );
+    server.clear_log();
+    let second = resolve(&["app"], &o).unwrap();
+    assert_eq!(first, second);
+    let log = server.log();
+    let etag = |p: &str| format!("\"{}\"", sha256_hex(&server.body(p)));
+    assert_eq!(
+        page_requests(&log),
+        [
+            format!(
+                "GET /simple/app/ if-none-match={} -> 304",
+                etag("/simple/app/")
+            ),
+            format!(
+                "GET /simple/lib/ if-none-match={} -> 304",
+                etag("/simple/lib/")
+            ),
+        ],
+        "{log:?}"
+    );
+    // The metadata is kept by the wheel's sha256: not asked again.
+    assert_eq!(log.len(), 2, "only the two pages were asked for: {log:?}");
+}
+
+#[test]
+fn last_modified_is_sent_back_as_if_modified_since() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        last_modified: true,
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    server.clear_log();
+    assert_eq!(resolve(&["app"], &o).unwrap(), first);
+    let pages = page_requests(&server.log());
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(
+        pages
+            .iter()
+            .all(|l| l.contains(" if-modified-since=") && l.ends_with(" -> 304")),
+        "{pages:?}"
+    );
+}
+
+#[test]
+fn a_page_whose_etag_changed_is_downloaded_and_its_new_version_used() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        etag: true,
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    assert_eq!(versions(&first), pairs(&[("app", "1.0"), ("lib", "1.1")]));
+    // lib 1.2 appears: the page (and its ETag) changes.
+    let mut bigger = cached_index();
+    bigger.add("lib", wheel("lib", "1.2", &[]));
+    let newer = Server::start(&bigger);
+    for path in ["/simple/lib/", "/files/lib-1.2-py3-none-any.whl.metadata"] {
+        let body = newer.body(path);
+        let mut st = server.state.lock().unwrap();
+        match st.routes.get_mut(path) {
+            Some(r) => r.body = body,
+            None => {
+                st.routes.insert(
+                    path.to_owned(),
+                    Route {
+                        content_type: "application/octet-stream",
+                        body,
+                    },
+                );
+            }
+        }
+    }
+    server.clear_log();
+    let second = resolve(&["app"], &o).unwrap();
+    assert_eq!(versions(&second), pairs(&[("app", "1.0"), ("lib", "1.2")]));
+    let pages = page_requests(&server.log());
+    assert!(
+        pages
+            .iter()
+            .any(|l| l.starts_with("GET /simple/lib/ if-none-match=") && !l.ends_with("304")),
+        "lib's page was asked with its old ETag and sent again: {pages:?}"
+    );
+    assert!(
+        pages
+            .iter()
+            .any(|l| l.starts_with("GET /simple/app/") && l.ends_with("304")),
+        "{pages:?}"
+    );
+}
+
+/// The kept entry files of a cache directory.
+fn kept_pages(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(cache.join("pages-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "answer"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_truncated_kept_page_is_ignored_and_fetched_in_full() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        etag: true,
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    let kept = kept_pages(cache.path());
+    assert_eq!(kept.len(), 2);
+    for p in &kept {
+        let bytes = std::fs::read(p).unwrap();
+        std::fs::write(p, &bytes[..bytes.len() - 10]).unwrap();
+    }
+    server.clear_log();
+    assert_eq!(resolve(&["app"], &o).unwrap(), first);
+    assert_eq!(
+        page_requests(&server.log()),
+        ["GET /simple/app/", "GET /simple/lib/"],
+        "truncated entries send no validators"
+    );
+    // And they were replaced by whole ones: the third resolution gets 304s.
+    server.clear_log();
+    assert_eq!(resolve(&["app"], &o).unwrap(), first);
+    assert!(page_requests(&server.log())
+        .iter()
+        .all(|l| l.ends_with("304")));
+}
+
+#[test]
+fn a_kept_page_that_does_not_parse_is_forgotten_and_fetched_again() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        etag: true,
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    // An intact entry (its length and sha256 agree) holding garbage, with
+    // the server's ETag: the server answers 304 and the body fails to
+    // parse.
+    for p in kept_pages(cache.path()) {
+        let bytes = std::fs::read(&p).unwrap();
+        let magic_end = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let header_end = magic_end + bytes[magic_end..].iter().position(|&b| b == b'\n').unwrap();
+        let mut header: serde_json::Value =
+            serde_json::from_slice(&bytes[magic_end..header_end]).unwrap();
+        let garbage = b"{\"files\": 7}".to_vec();
+        header["len"] = serde_json::json!(garbage.len());
+        header["sha256"] = serde_json::json!(sha256_hex(&garbage));
+        let mut out = bytes[..magic_end].to_vec();
+        out.extend_from_slice(&serde_json::to_vec(&header).unwrap());
+        out.push(b'\n');
+        out.extend_from_slice(&garbage);
+        std::fs::write(&p, out).unwrap();
+    }
+    server.clear_log();
+    assert_eq!(resolve(&["app"], &o).unwrap(), first);
+    let pages = page_requests(&server.log());
+    for project in ["app", "lib"] {
+        let asked: Vec<&String> = pages
+            .iter()
+            .filter(|l| l.starts_with(&format!("GET /simple/{project}/")))
+            .collect();
+        assert_eq!(asked.len(), 2, "304, then a full request: {pages:?}");
+        assert!(asked.iter().any(|l| l.ends_with("304")), "{pages:?}");
+        assert!(
+            asked
+                .iter()
+                .any(|l| *l == &format!("GET /simple/{project}/")),
+            "{pages:?}"
+        );
+    }
+}
+
+#[test]
+fn a_server_without_validators_is_asked_in_full_each_time() {
+    let server = Server::start(&cached_index());
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    server.clear_log();
+    assert_eq!(resolve(&["app"], &o).unwrap(), first);
+    assert_eq!(
+        page_requests(&server.log()),
+        ["GET /simple/app/", "GET /simple/lib/"]
+    );
+}
+
+#[test]
+fn a_page_within_its_max_age_is_reused_without_a_request() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        etag: true,
+        max_age: Some(600),
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    server.clear_log();
+    assert_eq!(resolve(&["app"], &o).unwrap(), first);
+    assert_eq!(server.log(), Vec::<String>::new(), "nothing asked");
+}
+
+#[test]
+fn a_fresh_page_received_before_exclude_newer_is_revalidated() {
+    let server = Server::start(&cached_index());
+    server.set_caching(Caching {
+        etag: true,
+        max_age: Some(600),
+        ..Caching::default()
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let first = resolve(&["app"], &o).unwrap();
+    // A cutoff after the pages were received (an hour from now): the kept
+    // pages may lack files uploaded between, so they are asked for again.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let micros = later
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    o.exclude_newer = Some(Timestamp::from_micros(micros));
+    server.clear_log();
+    assert_eq!(versions(&resolve(&["app"], &o).unwrap()), versions(&first));
+    let pages = page_requests(&server.log());
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages.iter().all(|l| l.ends_with("304")), "{pages:?}");
 }
