@@ -1439,6 +1439,17 @@ fn cached_index() -> TestIndex {
     idx
 }
 
+/// [`cached_index`] served with `caching`, and resolve options that keep
+/// answers in a fresh cache directory: (server, cache directory, options).
+fn caching_index(caching: Caching) -> (Server, tempfile::TempDir, ResolveOptions) {
+    let server = Server::start(&cached_index());
+    server.set_caching(caching);
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = options(&server);
+    o.cache_dir = Some(cache.path().to_path_buf());
+    (server, cache, o)
+}
+
 fn page_requests(log: &[String]) -> Vec<String> {
     let mut l: Vec<String> = log
         .iter()
@@ -1451,14 +1462,10 @@ fn page_requests(log: &[String]) -> Vec<String> {
 
 #[test]
 fn a_second_resolution_sends_validators_gets_304s_and_resolves_the_same() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, _cache, o) = caching_index(Caching {
         etag: true,
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     let log = server.log();
     assert_eq!(
@@ -1491,14 +1498,10 @@ fn a_second_resolution_sends_validators_gets_304s_and_resolves_the_same() {
 
 #[test]
 fn last_modified_is_sent_back_as_if_modified_since() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, _cache, o) = caching_index(Caching {
         last_modified: true,
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     server.clear_log();
     assert_eq!(resolve(&["app"], &o).unwrap(), first);
@@ -1514,14 +1517,10 @@ fn last_modified_is_sent_back_as_if_modified_since() {
 
 #[test]
 fn a_page_whose_etag_changed_is_downloaded_and_its_new_version_used() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, _cache, o) = caching_index(Caching {
         etag: true,
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     assert_eq!(versions(&first), pairs(&[("app", "1.0"), ("lib", "1.1")]));
     // lib 1.2 appears: the page (and its ETag) changes.
@@ -1575,14 +1574,10 @@ fn kept_pages(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_truncated_kept_page_is_ignored_and_fetched_in_full() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, cache, o) = caching_index(Caching {
         etag: true,
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     let kept = kept_pages(cache.path());
     assert_eq!(kept.len(), 2);
@@ -1607,14 +1602,10 @@ fn a_truncated_kept_page_is_ignored_and_fetched_in_full() {
 
 #[test]
 fn a_kept_page_that_does_not_parse_is_forgotten_and_fetched_again() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, cache, o) = caching_index(Caching {
         etag: true,
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     // An intact entry (its length and sha256 agree) holding garbage, with
     // the server's ETag: the server answers 304 and the body fails to
@@ -1655,10 +1646,7 @@ fn a_kept_page_that_does_not_parse_is_forgotten_and_fetched_again() {
 
 #[test]
 fn a_server_without_validators_is_asked_in_full_each_time() {
-    let server = Server::start(&cached_index());
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
+    let (server, _cache, o) = caching_index(Caching::default());
     let first = resolve(&["app"], &o).unwrap();
     server.clear_log();
     assert_eq!(resolve(&["app"], &o).unwrap(), first);
@@ -1670,15 +1658,11 @@ fn a_server_without_validators_is_asked_in_full_each_time() {
 
 #[test]
 fn a_page_within_its_max_age_is_reused_without_a_request() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, _cache, o) = caching_index(Caching {
         etag: true,
         max_age: Some(600),
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     server.clear_log();
     assert_eq!(resolve(&["app"], &o).unwrap(), first);
@@ -1687,15 +1671,11 @@ fn a_page_within_its_max_age_is_reused_without_a_request() {
 
 #[test]
 fn a_fresh_page_received_before_exclude_newer_is_revalidated() {
-    let server = Server::start(&cached_index());
-    server.set_caching(Caching {
+    let (server, _cache, mut o) = caching_index(Caching {
         etag: true,
         max_age: Some(600),
         ..Caching::default()
     });
-    let cache = tempfile::tempdir().unwrap();
-    let mut o = options(&server);
-    o.cache_dir = Some(cache.path().to_path_buf());
     let first = resolve(&["app"], &o).unwrap();
     // A cutoff after the pages were received (an hour from now): the kept
     // pages may lack files uploaded between, so they are asked for again.
