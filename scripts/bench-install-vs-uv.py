@@ -12,19 +12,23 @@
 2. Write a spec with one `[[wheels]] path = ...` per file (no base) and time,
    each run fresh (new store / new target / new uv cache), after removing
    every earlier run's output, a `sync` and --settle seconds of quiet
-   (default 40), alternating which tool goes first, median of --runs. The
+   (default 40), in --runs pairs, alternating which tool goes first. The
    quiet is there so neither tool pays for the other's writeback or
    deletes: on ext4 without a journal, allocating an inode skips every
    inode of its group freed in the last 30 s (35 s while its inode-table
    block is dirty), one buffer lookup each, so creating 40,000 files right
    after 40,000 were deleted costs seconds of system time (seen with perf:
    11% of envbuild's samples in __ext4_new_inode after a 5 s settle):
-     envbuild closure SPEC          (components only: one unpack-wheel each)
+     envbuild closure SPEC          (components only: one unpack-wheel each;
+                                     no base, so no bytecode: the same work
+                                     as uv's default)
      uv pip install --no-deps --target DIR --link-mode copy --offline
-        --no-index FILES...         (with an empty UV_CACHE_DIR)
-   and print both times, the ratio (goal: envbuild <= 0.7x uv) and the peak
-   RSS of each (wait4 rusage). envbuild syncs its items before registering
-   them; uv does not sync, so uv's time plus a `sync` is printed beside.
+        --no-index FILES...; sync   (with an empty UV_CACHE_DIR)
+   envbuild makes its items durable before it registers them; uv does not
+   sync, so uv's side is timed *with* a `sync` after it: the same work on
+   both sides. Printed: each pair's times, CPU seconds (user + sys, wait4
+   rusage) and ratio, the medians (goals: median ratio <= 0.6, envbuild's
+   CPU-s <= uv's) and each side's peak RSS.
 3. The no-op re-realize on the warm store: `envbuild closure` and
    `envbuild realize -o IMAGE.tar` (layers, image and export too; the spec
    asks for zstd layers to keep the one-time first realize short) again,
@@ -161,7 +165,6 @@ def main():
     try:
         spec = os.path.join(work, "bench.toml")
         write_spec(spec, files)
-        e_runs, u_runs = [], []
         lock = os.path.join(work, "bench.lock")
         store = os.path.join(work, "store")
         target = os.path.join(work, "target")
@@ -183,9 +186,10 @@ def main():
             dt, rss, rc, err = run_rusage([envbuild, "--store", store, "-q", "closure", spec])
             if rc != 0:
                 sys.exit("envbuild closure failed: " + err)
-            e_runs.append((dt, rss))
-            print("  run %d envbuild: %6.2f s  (user %.1f s, sys %.1f s)" % ((len(e_runs),) + (dt,) + run_rusage.cpu),
+            cpu = sum(run_rusage.cpu)
+            print("    envbuild:      %6.2f s  (CPU %.1f s: user %.1f, sys %.1f)" % ((dt, cpu) + run_rusage.cpu),
                   flush=True)
+            return dt, cpu, rss
 
         def uv_run():
             settle()
@@ -196,36 +200,44 @@ def main():
                                           + files, env=env)
             if rc != 0:
                 sys.exit("uv pip install failed: " + err)
-            # uv does not sync what it wrote; envbuild's time includes
-            # making its items durable. Shown beside, not in the ratio.
+            cpu = sum(run_rusage.cpu)
+            user_sys = run_rusage.cpu
+            # uv leaves its files in the page cache; envbuild's time includes
+            # making them durable, so uv's includes the sync that does.
             t = time.perf_counter()
             os.sync()
-            u_runs.append((dt, rss, dt + time.perf_counter() - t))
-            print("  run %d uv:       %6.2f s  (user %.1f s, sys %.1f s; then sync: %.2f s)"
-                  % ((len(u_runs), dt) + run_rusage.cpu + (u_runs[-1][2],)), flush=True)
+            synced = dt + time.perf_counter() - t
+            print("    uv + sync:     %6.2f s  (uv %.2f s; CPU %.1f s: user %.1f, sys %.1f)"
+                  % ((synced, dt, cpu) + user_sys), flush=True)
+            return synced, cpu, rss
 
-        # Alternate which goes first; envbuild last, so its store is there
-        # for the no-op runs below.
+        # Alternate which goes first, pair by pair; one envbuild run last
+        # (untimed) when envbuild did not, so its store is there for the
+        # no-op runs below.
+        pairs = []
         for i in range(args.runs):
+            print("  pair %d (%s first)" % (i + 1, "uv" if i % 2 == 0 else "envbuild"), flush=True)
             if i % 2 == 0:
-                uv_run()
-                envbuild_run()
+                u = uv_run()
+                e = envbuild_run()
             else:
-                envbuild_run()
-                uv_run()
+                e = envbuild_run()
+                u = uv_run()
+            pairs.append((e, u))
+            print("    ratio envbuild/(uv + sync): %.2f   CPU ratio: %.2f" % (e[0] / u[0], e[1] / u[1]), flush=True)
         if args.runs % 2 == 0:
             envbuild_run()
-            e_runs.pop()
-        e = statistics.median(t for t, _ in e_runs)
-        u = statistics.median(t for t, _, _ in u_runs)
-        u_sync = statistics.median(t for _, _, t in u_runs)
-        print("envbuild closure (fresh store):      %7.2f s  peak RSS %6.0f MiB  (median of %d)"
-              % (e, max(r for _, r in e_runs), args.runs))
-        print("uv pip install --target (cold cache): %7.2f s  peak RSS %6.0f MiB  (median of %d)"
-              % (u, max(r for _, r, _ in u_runs), args.runs))
-        print("uv pip install, then sync:            %7.2f s  (what envbuild's figure includes: durable files)"
-              % u_sync)
-        print("ratio envbuild/uv: %7.2f   (goal <= 0.7)" % (e / u))
+        med = statistics.median
+        e_t, u_t = med(e[0] for e, _ in pairs), med(u[0] for _, u in pairs)
+        e_cpu, u_cpu = med(e[1] for e, _ in pairs), med(u[1] for _, u in pairs)
+        ratios = [e[0] / u[0] for e, u in pairs]
+        print("envbuild closure (fresh store):         %7.2f s  CPU %6.1f s  peak RSS %6.0f MiB  (median of %d)"
+              % (e_t, e_cpu, max(e[2] for e, _ in pairs), args.runs))
+        print("uv pip install --target + sync (cold):  %7.2f s  CPU %6.1f s  peak RSS %6.0f MiB  (median of %d)"
+              % (u_t, u_cpu, max(u[2] for _, u in pairs), args.runs))
+        print("per-pair ratios: %s" % ", ".join("%.2f" % r for r in ratios))
+        print("median ratio envbuild/(uv + sync): %.2f   (goal <= 0.6)" % med(ratios))
+        print("median CPU-s envbuild/uv: %.1f / %.1f = %.2f   (goal <= 1.0)" % (e_cpu, u_cpu, e_cpu / u_cpu))
         for cmd, what in (("closure", "no-op envbuild closure"), ("realize", "no-op envbuild realize")):
             if cmd == "realize":
                 # Warm the layers and image once; the no-op is the run after.

@@ -289,6 +289,25 @@ fn tampered_entries_are_refused_by_name_and_realize_builds_instead() {
             }),
         ),
         (
+            // Read in place from a file:// cache, hashed as it is
+            // decompressed: what follows the compressed stream still counts.
+            "bytes appended to a NAR file",
+            Box::new(|c: &Path| {
+                let ni_path = &narinfos(c)[0];
+                let ni = NarInfo::parse(&fs::read_to_string(ni_path).unwrap()).unwrap();
+                let nar = c.join(&ni.url);
+                let mut bytes = fs::read(&nar).unwrap();
+                bytes.extend_from_slice(b"trailing");
+                fs::write(&nar, bytes).unwrap();
+                let size = ni.file_size.unwrap();
+                vec![
+                    ni.url.clone(),
+                    "the file size".into(),
+                    format!("expected {size}"),
+                ]
+            }),
+        ),
+        (
             "another NarHash, signed",
             Box::new(move |c: &Path| {
                 let ni_path = &narinfos(c)[0];

@@ -11,10 +11,18 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::CacheError;
 use crate::net::{self, Body, Client, Download, HashingFile, HeaderMap, Method};
+
+/// A NAR file from a cache, open for reading (from [`Backend::get_file`]).
+pub struct NarFile {
+    pub file: fs::File,
+    /// Where it is: the cache's own file, or the download in scratch.
+    pub path: PathBuf,
+    /// Its sha256 and length when they were computed as it was
+    /// downloaded; `None` for a file:// cache's file, read in place.
+    pub hashed: Option<([u8; 32], u64)>,
+}
 
 /// One binary cache's location.
 pub enum Backend {
@@ -126,37 +134,29 @@ impl Backend {
         }
     }
 
-    /// Copy the file `rel`, at most `size` bytes, into `dst` (created);
-    /// returns its sha256 and length. `None` when the cache lacks it.
+    /// The file `rel` (a NAR file), at most `size` bytes, to read: a
+    /// file:// cache's own file where it is (nothing copied; the reader
+    /// hashes it on its one pass), else downloaded into `dst` (created; a
+    /// cut transfer resumes) and hashed on the way. `None` when the cache
+    /// lacks it.
     pub fn get_file(
         &self,
         rel: &str,
         size: u64,
         dst: &Path,
-    ) -> Result<Option<([u8; 32], u64)>, CacheError> {
-        match self {
+    ) -> Result<Option<NarFile>, CacheError> {
+        let (sha, len) = match self {
             Backend::File(dir) => {
                 let path = dir.join(rel);
-                let file = match fs::File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(CacheError::io(&path)(e)),
+                return match fs::File::open(&path) {
+                    Ok(file) => Ok(Some(NarFile {
+                        file,
+                        path,
+                        hashed: None,
+                    })),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(CacheError::io(&path)(e)),
                 };
-                let mut out = fs::File::create(dst).map_err(CacheError::io(dst))?;
-                let mut hasher = Sha256::new();
-                let mut len = 0u64;
-                let mut input = file.take(size + 1);
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = input.read(&mut buf).map_err(CacheError::io(&path))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    out.write_all(&buf[..n]).map_err(CacheError::io(dst))?;
-                    len += n as u64;
-                }
-                Ok(Some((hasher.finalize().into(), len)))
             }
             Backend::Http { base, client } => {
                 let mut sink = HashingFile::create(dst).map_err(CacheError::io(dst))?;
@@ -173,10 +173,19 @@ impl Backend {
                 let (hex_sha, len, _) = sink.finish().map_err(CacheError::io(dst))?;
                 let mut sha = [0u8; 32];
                 hex::decode_to_slice(&hex_sha, &mut sha).expect("sha256 hex from HashingFile");
-                Ok(Some((sha, len)))
+                (sha, len)
             }
-            Backend::Oci(o) => o.get_file(rel, size, dst),
-        }
+            Backend::Oci(o) => match o.get_file(rel, size, dst)? {
+                Some(hashed) => hashed,
+                None => return Ok(None),
+            },
+        };
+        let file = fs::File::open(dst).map_err(CacheError::io(dst))?;
+        Ok(Some(NarFile {
+            file,
+            path: dst.to_path_buf(),
+            hashed: Some((sha, len)),
+        }))
     }
 
     /// Whether the cache has the file `rel`.

@@ -8,11 +8,13 @@
 //! lacks is read (capped at [`MAX_NARINFO`]), must be for the path asked,
 //! signed by a trusted key over Nix's fingerprint, and name its NAR file
 //! as `nar/<name>` (nothing else is followed). Then, references first,
-//! each NAR file is read (capped at its `FileSize`), its `FileSize` and
-//! `FileHash` checked, decompressed, and restored through the store's NAR
-//! reader while hashed ([`Store::import_nar`]): registered only when the
-//! NAR's size and hash are the narinfo's and the path computed from the
-//! tree is the one asked. Only then is the realisation recorded.
+//! each NAR file is read once (capped at its `FileSize`): decompressed and
+//! restored through the store's NAR reader while hashed
+//! ([`Store::restore_nar`]), its own bytes hashed on the same pass (or as
+//! they were downloaded). The item is registered only when the file's
+//! `FileSize` and `FileHash` and the NAR's size and hash are the
+//! narinfo's and the path computed from them is the one asked. Only then
+//! is the realisation recorded.
 //!
 //! A refusal at any point (unsigned, signed by an untrusted key, a hash
 //! that does not match, a realisation naming an item the cache lacks, an
@@ -27,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use envbuild_store::narinfo::NarInfo;
 use envbuild_store::signing::{self, PublicKey};
 use envbuild_store::{nixbase32, ExpectedItem, Store, StoreError, StorePath};
+use sha2::{Digest, Sha256};
 
 use super::realisation::{self, Realisation};
 use super::{Backend, CacheConfig, CacheError};
@@ -436,66 +439,64 @@ impl Substituter {
         Ok(())
     }
 
-    /// Fetch, check and add one item.
+    /// Fetch, check and add one item, in one pass over the NAR file's
+    /// bytes: decompressed into the store's NAR reader (which hashes the
+    /// NAR as it restores it) while the file's own bytes are hashed, unless
+    /// they were as they were downloaded. The item is registered only when
+    /// the file's size and hash and the NAR's are the narinfo's; a
+    /// download is removed before the commit, so its sync writes only the
+    /// item.
     fn import(&self, store: &mut Store, ni: &NarInfo) -> Result<(), CacheError> {
         let item = ni.store_path.basename();
         let url = self.backend.url_of(&ni.url);
         let cap = ni
             .file_size
             .unwrap_or(ni.nar_size + ni.nar_size / 8 + (1 << 20));
-        let scratch = store.scratch("substitute")?;
-        let file = scratch.path().join("nar");
-        let (sha, len) =
-            self.backend
-                .get_file(&ni.url, cap, &file)?
-                .ok_or_else(|| CacheError::NotInCache {
-                    url: self.backend.url(),
+        let download = store.scratch("substitute")?;
+        let nar = self
+            .backend
+            .get_file(&ni.url, cap, &download.path().join("nar"))?
+            .ok_or_else(|| CacheError::NotInCache {
+                url: self.backend.url(),
+                item: item.clone(),
+                item_url: url.clone(),
+            })?;
+        let check_file = |(sha, len): ([u8; 32], u64)| -> Result<(), CacheError> {
+            let mismatch =
+                |what: &'static str, expected: String, found: String| CacheError::Mismatch {
+                    url: url.clone(),
                     item: item.clone(),
-                    item_url: url.clone(),
-                })?;
-        let mismatch = |what: &'static str, expected: String, found: String| CacheError::Mismatch {
-            url: url.clone(),
-            item: item.clone(),
-            what,
-            expected,
-            found,
-        };
-        if let Some(size) = ni.file_size {
-            if len != size {
-                return Err(mismatch(
-                    "the file size",
-                    size.to_string(),
-                    if len > size {
+                    what,
+                    expected,
+                    found,
+                };
+            if let Some(size) = ni.file_size {
+                if len != size {
+                    let found = if len > size {
                         format!("more than {size}")
                     } else {
                         len.to_string()
-                    },
-                ));
+                    };
+                    return Err(mismatch("the file size", size.to_string(), found));
+                }
             }
-        }
-        if let Some(h) = &ni.file_hash {
-            if &sha != h {
-                return Err(mismatch(
+            match &ni.file_hash {
+                Some(h) if *h != sha => Err(mismatch(
                     "the file hash",
                     envbuild_store::narinfo::render_hash(h),
                     envbuild_store::narinfo::render_hash(&sha),
-                ));
+                )),
+                _ => Ok(()),
             }
+        };
+        if let Some(hashed) = nar.hashed {
+            check_file(hashed)?;
         }
-        let f = std::fs::File::open(&file).map_err(CacheError::io(&file))?;
-        let f = std::io::BufReader::with_capacity(1 << 20, f);
-        let reader: Box<dyn std::io::Read> = match ni.compression.as_str() {
-            "zstd" => Box::new(zstd::Decoder::with_buffer(f).map_err(CacheError::io(&file))?),
-            "xz" => Box::new(liblzma::read::XzDecoder::new(f)),
-            "bzip2" => Box::new(bzip2::read::BzDecoder::new(f)),
-            "none" => Box::new(f),
-            other => {
-                return Err(CacheError::Compression {
-                    url,
-                    item,
-                    found: other.to_string(),
-                })
-            }
+        let path = nar.path;
+        let mut file = FileHashing {
+            inner: std::io::Read::take(nar.file, cap + 1),
+            hasher: nar.hashed.is_none().then(Sha256::new),
+            len: 0,
         };
         let expected = ExpectedItem {
             path: &ni.store_path,
@@ -504,15 +505,60 @@ impl Substituter {
             references: &ni.references,
             deriver: None,
         };
-        match store.import_nar(reader, &expected) {
-            Ok(_) => {}
+        let restored = {
+            let f = std::io::BufReader::with_capacity(1 << 20, &mut file);
+            let reader: Box<dyn std::io::Read + '_> = match ni.compression.as_str() {
+                "zstd" => Box::new(zstd::Decoder::with_buffer(f).map_err(CacheError::io(&path))?),
+                "xz" => Box::new(liblzma::read::XzDecoder::new(f)),
+                "bzip2" => Box::new(bzip2::read::BzDecoder::new(f)),
+                "none" => Box::new(f),
+                other => {
+                    return Err(CacheError::Compression {
+                        url,
+                        item,
+                        found: other.to_string(),
+                    })
+                }
+            };
+            store.restore_nar(reader, &expected)
+        };
+        // The file's hash, when it is taken on this pass, is checked even
+        // when the NAR was refused: a changed file is the cause to name.
+        if file.hasher.is_some() {
+            // Whatever follows the compressed stream is the file's too.
+            std::io::copy(&mut file, &mut std::io::sink()).map_err(CacheError::io(&path))?;
+            let sha = file.hasher.take().expect("hashing").finalize().into();
+            check_file((sha, file.len))?;
+        }
+        let restored = match restored {
+            Ok(r) => r,
             // The local store failing is not the cache's fault.
             Err(e @ (StoreError::Database { .. } | StoreError::Lock { .. })) => {
                 return Err(e.into())
             }
             Err(source) => return Err(CacheError::Import { url, item, source }),
-        }
-        drop(scratch);
+        };
+        drop(download);
+        store.commit_restored(restored)?;
         Ok(())
+    }
+}
+
+/// A NAR file's bytes on their way to the decompressor, hashed and counted
+/// when `hasher` is set.
+struct FileHashing<R> {
+    inner: std::io::Take<R>,
+    hasher: Option<Sha256>,
+    len: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for FileHashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.len += n as u64;
+        Ok(n)
     }
 }

@@ -31,7 +31,7 @@ pub use db::{PathInfo, Root};
 pub use error::{NameError, NarError, NarInfoError, Nixbase32Error, SigningError, StoreError};
 pub use nar::NarHash;
 pub use store::{
-    default_root, AddedItem, ExpectedItem, GcOptions, GcReport, PreparedOutput, Scratch, Store,
-    VerifyProblem, VerifyReport, WriteBehind,
+    default_root, AddedItem, ExpectedItem, GcOptions, GcReport, PreparedOutput, RestoredNar,
+    Scratch, Store, VerifyProblem, VerifyReport, WriteBehind,
 };
 pub use store_path::{FileIngestion, HashAlgo, StorePath, STORE_DIR};

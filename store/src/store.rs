@@ -153,6 +153,22 @@ impl PreparedOutput {
     }
 }
 
+/// A NAR restored into scratch and verified, not yet registered (from
+/// [`Store::restore_nar`]; [`Store::commit_restored`] registers it,
+/// dropping it removes it).
+#[derive(Debug)]
+pub struct RestoredNar {
+    scratch: Scratch,
+    prepared: PreparedOutput,
+}
+
+impl RestoredNar {
+    /// The item it will be.
+    pub fn path(&self) -> &StorePath {
+        self.prepared.path()
+    }
+}
+
 /// Flushes the store's file system in the background while it lives (from
 /// [`Store::write_behind`]).
 #[derive(Debug)]
@@ -1243,15 +1259,9 @@ impl Store {
             .collect())
     }
 
-    /// Add an item from its NAR (from a binary cache: untrusted bytes).
-    /// The NAR is restored through the NAR reader (which refuses bad names
-    /// and anything out of grammar) into a scratch directory while its
-    /// bytes are hashed; at most `expected.nar_size + 1` bytes are read.
-    /// The item is registered only when the NAR's size and sha256 are the
-    /// expected ones and the identity computed from the restored tree, its
-    /// name and references is `expected.path`; else nothing is added and
-    /// the error names the item, the expected and the found. References
-    /// must be valid already (substitute a closure in reference order).
+    /// Add an item from its NAR (from a binary cache: untrusted bytes):
+    /// [`Store::restore_nar`], then [`Store::commit_restored`]. An item
+    /// already valid is not read.
     pub fn import_nar(
         &mut self,
         nar_stream: impl std::io::Read,
@@ -1276,6 +1286,31 @@ impl Store {
                 copied: false,
             });
         }
+        let restored = self.restore_nar(nar_stream, expected)?;
+        self.commit_restored(restored)
+    }
+
+    /// The first half of adding an item from its NAR: the NAR is restored
+    /// through the NAR reader (which refuses bad names and anything out of
+    /// grammar) into a scratch directory while its bytes are hashed; at
+    /// most `expected.nar_size + 1` bytes are read. It succeeds only when
+    /// the NAR's size and sha256 are the expected ones and the identity
+    /// computed from them, the name and the references is `expected.path`;
+    /// else the scratch directory is removed and the error names the item,
+    /// the expected and the found. Nothing is registered yet: the caller
+    /// may check more (a binary cache's `FileHash`, read on the same pass)
+    /// before [`Store::commit_restored`].
+    ///
+    /// The tree is not read back: the reader accepts exactly one encoding
+    /// of each tree (tokens, order and padding checked) and restores it in
+    /// canonical form, so the stream's hash is the restored tree's NAR hash.
+    pub fn restore_nar(
+        &mut self,
+        nar_stream: impl std::io::Read,
+        expected: &ExpectedItem<'_>,
+    ) -> Result<RestoredNar, StoreError> {
+        let path = expected.path;
+        validate_name(path.name())?;
         let scratch = self.scratch(path.name())?;
         let dst = scratch.path().join("out");
         let mut tee = HashingReader {
@@ -1311,8 +1346,14 @@ impl Store {
                 format!("sha256:{}", found.to_nix_base32()),
             ));
         }
-        let prepared =
-            self.prepare_scratch_output(&dst, path.name(), expected.references, expected.deriver)?;
+        let prepared = prepared_output(
+            &dst,
+            found,
+            true,
+            path.name(),
+            expected.references,
+            expected.deriver,
+        )?;
         if prepared.path() != path {
             return Err(mismatch(
                 "store path (from its NAR hash, name and references, as Nix computes a content-addressed path)",
@@ -1320,6 +1361,14 @@ impl Store {
                 prepared.path().basename(),
             ));
         }
+        Ok(RestoredNar { scratch, prepared })
+    }
+
+    /// The second half of [`Store::import_nar`]: register a restored NAR
+    /// (one `syncfs`, the rename, one transaction; see
+    /// [`Store::commit_outputs`]). Its references must be valid.
+    pub fn commit_restored(&mut self, restored: RestoredNar) -> Result<AddedItem, StoreError> {
+        let RestoredNar { scratch, prepared } = restored;
         let mut added = self.commit_outputs(vec![prepared])?;
         drop(scratch);
         Ok(added.pop().expect("one output committed"))
