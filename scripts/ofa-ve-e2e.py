@@ -26,8 +26,9 @@ hold:
    checked-in stand-in) and realizes, and whose installed distributions are
    the locked ones (`envbuild check`);
 6. (with --two-machines) two machines, simulated: store B pushes the closure to a file:// binary
-   cache (a re-push uploads nothing); a fresh store realizes the spec from
-   the cache alone, once as file:// and once served over loopback HTTP,
+   cache and to a loopback registry as an oci:// cache (a re-push uploads
+   nothing); a fresh store realizes the spec from each cache alone: the
+   file:// one, the same directory served over loopback HTTP, the registry,
    with the Debian mirror and the Python index pointed at a loopback port
    that counts requests and serves nothing: the recorded digest, no step
    built, no request upstream, no wheel or .deb taken (a served step does
@@ -57,6 +58,9 @@ import tomllib
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import loopback  # noqa: E402  (scripts/loopback.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVBUILD = ROOT / "target" / "release" / "envbuild"
@@ -308,13 +312,14 @@ def inputs_in(store: Path) -> int:
 
 def two_machines(work: Path, spec: Path, figures: dict, edit_built: int) -> None:
     """Store B (the machine that built) pushes the spec's closure to a
-    file:// cache; fresh stores realize it from the cache alone (file://,
-    then the same directory served over loopback HTTP), with the Debian
+    file:// cache and to a loopback registry (oci://); fresh stores realize
+    it from one cache alone each (file://, the same directory served over
+    loopback HTTP, the registry), with the Debian
     mirror and the Python index pointed at a port that serves nothing: the
     same digest, no step built, no request upstream, no wheel or .deb
     taken. Then one app edit: only the app's steps run. Store B is removed
     once it has pushed (the run's peak disk stays that of two stores)."""
-    step("two machines: store B pushes to a file:// cache; store C realizes from it alone")
+    step("two machines: store B pushes to a file:// cache and a registry; store C realizes from each alone")
     _, _, out = timed([ENVBUILD, "cache", "keygen", "e2e-1", "--dir", work])
     public = out.strip().splitlines()[-1]
     trap, trap_count = trap_server()
@@ -343,15 +348,35 @@ def two_machines(work: Path, spec: Path, figures: dict, edit_built: int) -> None
     if again["pushed"] or again["realisationsPushed"]:
         fail(f"a re-push uploaded something: {out[:500]}")
     figures["cache re-push (nothing to upload), s"] = f"{secs:.2f}"
-    figures["work directory at the push, GiB"] = f"{used_gib(work):.1f}"
     print(f"   pushed {len(first['pushed'])} items ({first['fileBytes'] / 2**30:.2f} GiB of files); "
           f"re-push {secs:.2f} s, nothing uploaded")
+    # The same closure to a loopback registry as an oci:// cache.
+    registry = loopback.Registry(work / "registry")
+    oci = registry.oci_url("e2e/cache")
+    push_oci = push[:6] + [oci] + push[7:]
+    secs, _, out = timed(push_oci, env=env)
+    pushed = json.loads(out)
+    if len(pushed["pushed"]) != len(first["pushed"]):
+        fail(f"the registry push pushed {len(pushed['pushed'])} items, the file:// push {len(first['pushed'])}")
+    figures["cache push to the loopback registry (oci://), s"] = f"{secs:.1f}"
+    secs, _, out = timed(push_oci, env=env)
+    again = json.loads(out)
+    if again["pushed"] or again["realisationsPushed"]:
+        fail(f"a re-push to the registry uploaded something: {out[:500]}")
+    figures["cache re-push to the registry (nothing to upload), s"] = f"{secs:.2f}"
+    figures["work directory at the push, GiB"] = f"{used_gib(work):.1f}"
+    print(f"   pushed them to the loopback registry too; re-push {secs:.2f} s, nothing uploaded")
     remove(work / "store-b")
 
     served = []
     http_cache = served_directory(cache)
     for name, url in (("file://", f"file://{cache}"),
-                      ("loopback HTTP", f"http://127.0.0.1:{http_cache.server_address[1]}")):
+                      ("loopback HTTP", f"http://127.0.0.1:{http_cache.server_address[1]}"),
+                      ("loopback registry", oci)):
+        if name == "loopback registry":
+            # The directory cache is done with: keep the peak disk down.
+            http_cache.shutdown()
+            remove(cache)
         store = work / "store-c"
         secs, rss, c = realize(store, spec, work / "c-oci", env=env, extra=["--substituter", url])
         if c["digest"] != EXPECTED_DIGEST:
@@ -386,9 +411,8 @@ def two_machines(work: Path, spec: Path, figures: dict, edit_built: int) -> None
             print(f"   one app edit: {e['built']} steps built (as on store B) in {secs:.2f} s")
             remove(copy, work / "ce-oci")
         remove(store, work / "c-oci")
-    http_cache.shutdown()
+    registry.stop()
     trap.shutdown()
-    remove(cache)
 
 
 def docker(*args, check=True):

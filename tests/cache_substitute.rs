@@ -163,6 +163,28 @@ fn a_second_store_realizes_hello_from_the_cache_alone_then_builds_only_an_edited
     }
     assert!(server.count("GET") > 0);
 
+    // A NAR download cut half-way by a server that ignores Range: the
+    // transfer starts over and the NAR is restored again from its first
+    // byte (it streams into the store's NAR reader as it arrives).
+    let smallest = fs::read_dir(server.dir.join("nar"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .min()
+        .unwrap();
+    *server.cut_next.lock().unwrap() = Some(smallest as usize - 1);
+    let b = machine(&tmp.path().join("b-cut"));
+    let (report, digest, err) = realize_with(
+        &b,
+        &[server.base.as_str()],
+        &public,
+        &tmp.path().join("b-cut.tar"),
+    );
+    assert_eq!(server.count("cut"), 1, "one NAR download was cut");
+    assert_eq!(digest, digest_a, "{err}");
+    assert_eq!(report["built"], 0, "{report}\n{err}");
+    assert!(!err.contains("refused"), "{err}");
+    verify_clean(&b.store);
+
     // --offline: file:// substituters only; the HTTP cache is not asked.
     let (gets, heads) = (server.count("GET"), server.count("HEAD"));
     let d = machine(&tmp.path().join("d"));

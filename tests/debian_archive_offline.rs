@@ -149,3 +149,52 @@ fn a_signed_loopback_archive_realizes_and_each_tampering_is_refused() {
     );
     verify_clean(&t.path().join("store"));
 }
+
+#[test]
+fn a_warm_lock_takes_the_kept_closure_and_a_damaged_entry_is_recomputed() {
+    let work = tempfile::tempdir().unwrap();
+    let a = hello_archive(work.path());
+    let server = serve(a.routes.clone());
+    let t = tempfile::tempdir().unwrap();
+    let spec = spec(t.path(), &format!("{}/debian", server.base), &a.keyring);
+    let store = t.path().join("store");
+    let lock_file = t.path().join("base.lock");
+    let closures = store.join(".envbuild/cache/debian-release/closures-v1");
+    let entries = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(&closures)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        v.sort();
+        v
+    };
+    ok(run(&store, &[&"lock", &spec]), "the first lock");
+    let first = fs::read_to_string(&lock_file).unwrap();
+    let kept = entries();
+    assert_eq!(kept.len(), 1, "one closure kept: {kept:?}");
+    let entry = fs::read_to_string(&kept[0]).unwrap();
+    assert!(entry.contains("hello-deb_1.0_amd64.deb"), "{entry}");
+
+    // The same request against the same index: the kept closure, the same lock.
+    fs::remove_file(&lock_file).unwrap();
+    ok(run(&store, &[&"lock", &spec]), "the warm lock");
+    assert_eq!(fs::read_to_string(&lock_file).unwrap(), first);
+    assert_eq!(entries(), kept, "no second entry for the same key");
+
+    // A damaged entry is not trusted: the closure is computed again and kept.
+    fs::write(&kept[0], b"{\"not\": \"a closure\"").unwrap();
+    fs::remove_file(&lock_file).unwrap();
+    ok(
+        run(&store, &[&"lock", &spec]),
+        "the lock over a damaged entry",
+    );
+    assert_eq!(fs::read_to_string(&lock_file).unwrap(), first);
+    assert_eq!(fs::read_to_string(&kept[0]).unwrap(), entry);
+    // InRelease was asked for each time (its kept copy revalidated), and
+    // is verified by gpgv every time.
+    assert_eq!(
+        server.log.lock().unwrap().requests.get(IN_RELEASE),
+        Some(&3)
+    );
+}

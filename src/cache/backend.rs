@@ -12,17 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::CacheError;
-use crate::net::{self, Body, Client, Download, HashingFile, HeaderMap, Method};
-
-/// A NAR file from a cache, open for reading (from [`Backend::get_file`]).
-pub struct NarFile {
-    pub file: fs::File,
-    /// Where it is: the cache's own file, or the download in scratch.
-    pub path: PathBuf,
-    /// Its sha256 and length when they were computed as it was
-    /// downloaded; `None` for a file:// cache's file, read in place.
-    pub hashed: Option<([u8; 32], u64)>,
-}
+use crate::net::{self, Body, Client, Download, HeaderMap, Method, Sink};
 
 /// One binary cache's location.
 pub enum Backend {
@@ -134,58 +124,65 @@ impl Backend {
         }
     }
 
-    /// The file `rel` (a NAR file), at most `size` bytes, to read: a
-    /// file:// cache's own file where it is (nothing copied; the reader
-    /// hashes it on its one pass), else downloaded into `dst` (created; a
-    /// cut transfer resumes) and hashed on the way. `None` when the cache
-    /// lacks it.
-    pub fn get_file(
+    /// A file:// cache's file `rel` (a NAR file), opened where it is
+    /// (nothing copied): `Some(Ok(None))` when the cache lacks it; `None`
+    /// for a cache reached over the network (see [`Backend::download`]).
+    pub fn open_local(&self, rel: &str) -> Option<Result<Option<(fs::File, PathBuf)>, CacheError>> {
+        let Backend::File(dir) = self else {
+            return None;
+        };
+        let path = dir.join(rel);
+        Some(match fs::File::open(&path) {
+            Ok(f) => Ok(Some((f, path))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io(&path)(e)),
+        })
+    }
+
+    /// Download the file `rel` (a NAR file) of an HTTP or registry cache,
+    /// at most `size` bytes, into `sink` (a cut transfer resumes where it
+    /// stopped; a server that starts over calls [`Sink::restart`]); its
+    /// length, or `None` when the cache lacks it. A file:// cache's files
+    /// are read with [`Backend::open_local`].
+    pub fn download(
         &self,
         rel: &str,
         size: u64,
-        dst: &Path,
-    ) -> Result<Option<NarFile>, CacheError> {
-        let (sha, len) = match self {
+        sink: &mut dyn Sink,
+    ) -> Result<Option<u64>, CacheError> {
+        match self {
             Backend::File(dir) => {
                 let path = dir.join(rel);
-                return match fs::File::open(&path) {
-                    Ok(file) => Ok(Some(NarFile {
-                        file,
-                        path,
-                        hashed: None,
-                    })),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(CacheError::io(&path)(e)),
+                let mut file = match fs::File::open(&path) {
+                    Ok(f) => f.take(size + 1),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(CacheError::io(&path)(e)),
                 };
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut len = 0u64;
+                loop {
+                    let n = file.read(&mut buf).map_err(CacheError::io(&path))?;
+                    if n == 0 {
+                        return Ok(Some(len));
+                    }
+                    sink.append(&buf[..n]).map_err(CacheError::io(&path))?;
+                    len += n as u64;
+                }
             }
             Backend::Http { base, client } => {
-                let mut sink = HashingFile::create(dst).map_err(CacheError::io(dst))?;
                 let opts = Download {
                     size: Some(size),
                     progress: None,
                     headers: None,
                 };
-                match client.download(&Self::http_url(base, rel), &mut sink, &opts) {
-                    Ok(_) => {}
-                    Err(e) if matches!(e.last().status(), Some(404 | 410)) => return Ok(None),
-                    Err(e) => return Err(self.net_err(rel)(e)),
+                match client.download(&Self::http_url(base, rel), sink, &opts) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if matches!(e.last().status(), Some(404 | 410)) => Ok(None),
+                    Err(e) => Err(self.net_err(rel)(e)),
                 }
-                let (hex_sha, len, _) = sink.finish().map_err(CacheError::io(dst))?;
-                let mut sha = [0u8; 32];
-                hex::decode_to_slice(&hex_sha, &mut sha).expect("sha256 hex from HashingFile");
-                (sha, len)
             }
-            Backend::Oci(o) => match o.get_file(rel, size, dst)? {
-                Some(hashed) => hashed,
-                None => return Ok(None),
-            },
-        };
-        let file = fs::File::open(dst).map_err(CacheError::io(dst))?;
-        Ok(Some(NarFile {
-            file,
-            path: dst.to_path_buf(),
-            hashed: Some((sha, len)),
-        }))
+            Backend::Oci(o) => o.download(rel, size, sink),
+        }
     }
 
     /// Whether the cache has the file `rel`.

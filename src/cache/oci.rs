@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 
 use super::CacheError;
-use crate::net::{self, Body, Client, HashingFile};
+use crate::net::{self, Body, Client, Sink};
 use crate::registry::{CredentialPlaces, PushOptions, Reference, RegistryError};
 
 /// What an artifact manifest of the cache holds.
@@ -340,32 +340,23 @@ impl OciCache {
         Ok(Some(text.into_bytes()))
     }
 
-    /// A NAR file into `dst`, at most `size` bytes: (sha256, length).
-    pub fn get_file(
+    /// A NAR file into `sink`, at most `size` bytes: its length, `None`
+    /// when the registry lacks the blob.
+    pub fn download(
         &self,
         rel: &str,
         size: u64,
-        dst: &Path,
-    ) -> Result<Option<([u8; 32], u64)>, CacheError> {
+        sink: &mut dyn Sink,
+    ) -> Result<Option<u64>, CacheError> {
         let Object::Blob { digest } = self.object(rel)? else {
             return Err(CacheError::BadOciUrl {
                 url: self.url_of(rel),
                 problem: "not a NAR file".into(),
             });
         };
-        let mut sink = HashingFile::create(dst).map_err(CacheError::io(dst))?;
-        if self
-            .read
-            .download_blob(&digest, size, &mut sink)
-            .map_err(self.reg_err(rel))?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let (hex_sha, len, _) = sink.finish().map_err(CacheError::io(dst))?;
-        let mut sha = [0u8; 32];
-        hex::decode_to_slice(&hex_sha, &mut sha).expect("sha256 hex from HashingFile");
-        Ok(Some((sha, len)))
+        self.read
+            .download_blob(&digest, size, sink)
+            .map_err(self.reg_err(rel))
     }
 
     pub fn exists(&self, rel: &str) -> Result<bool, CacheError> {

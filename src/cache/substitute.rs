@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use envbuild_store::narinfo::NarInfo;
 use envbuild_store::signing::{self, PublicKey};
-use envbuild_store::{nixbase32, ExpectedItem, Store, StoreError, StorePath};
+use envbuild_store::{nixbase32, ExpectedItem, RestoredNar, Store, StoreError, StorePath};
 use sha2::{Digest, Sha256};
 
 use super::realisation::{self, Realisation};
@@ -440,63 +440,24 @@ impl Substituter {
     }
 
     /// Fetch, check and add one item, in one pass over the NAR file's
-    /// bytes: decompressed into the store's NAR reader (which hashes the
-    /// NAR as it restores it) while the file's own bytes are hashed, unless
-    /// they were as they were downloaded. The item is registered only when
-    /// the file's size and hash and the NAR's are the narinfo's; a
-    /// download is removed before the commit, so its sync writes only the
-    /// item.
+    /// bytes: a file:// cache's file read where it is, another cache's
+    /// streamed from its download (a thread) as it arrives, nothing written
+    /// but the item. The bytes are hashed as they go by (the file's
+    /// `FileSize`/`FileHash`) and decompressed into the store's NAR reader,
+    /// which hashes the NAR as it restores it ([`Store::restore_nar`]). The
+    /// item is registered only when the file's size and hash and the NAR's
+    /// are the narinfo's; a changed file is named as the cause even when
+    /// its NAR was refused first.
     fn import(&self, store: &mut Store, ni: &NarInfo) -> Result<(), CacheError> {
         let item = ni.store_path.basename();
         let url = self.backend.url_of(&ni.url);
         let cap = ni
             .file_size
             .unwrap_or(ni.nar_size + ni.nar_size / 8 + (1 << 20));
-        let download = store.scratch("substitute")?;
-        let nar = self
-            .backend
-            .get_file(&ni.url, cap, &download.path().join("nar"))?
-            .ok_or_else(|| CacheError::NotInCache {
-                url: self.backend.url(),
-                item: item.clone(),
-                item_url: url.clone(),
-            })?;
-        let check_file = |(sha, len): ([u8; 32], u64)| -> Result<(), CacheError> {
-            let mismatch =
-                |what: &'static str, expected: String, found: String| CacheError::Mismatch {
-                    url: url.clone(),
-                    item: item.clone(),
-                    what,
-                    expected,
-                    found,
-                };
-            if let Some(size) = ni.file_size {
-                if len != size {
-                    let found = if len > size {
-                        format!("more than {size}")
-                    } else {
-                        len.to_string()
-                    };
-                    return Err(mismatch("the file size", size.to_string(), found));
-                }
-            }
-            match &ni.file_hash {
-                Some(h) if *h != sha => Err(mismatch(
-                    "the file hash",
-                    envbuild_store::narinfo::render_hash(h),
-                    envbuild_store::narinfo::render_hash(&sha),
-                )),
-                _ => Ok(()),
-            }
-        };
-        if let Some(hashed) = nar.hashed {
-            check_file(hashed)?;
-        }
-        let path = nar.path;
-        let mut file = FileHashing {
-            inner: std::io::Read::take(nar.file, cap + 1),
-            hasher: nar.hashed.is_none().then(Sha256::new),
-            len: 0,
+        let not_in_cache = || CacheError::NotInCache {
+            url: self.backend.url(),
+            item: item.clone(),
+            item_url: url.clone(),
         };
         let expected = ExpectedItem {
             path: &ni.store_path,
@@ -505,60 +466,244 @@ impl Substituter {
             references: &ni.references,
             deriver: None,
         };
-        let restored = {
-            let f = std::io::BufReader::with_capacity(1 << 20, &mut file);
-            let reader: Box<dyn std::io::Read + '_> = match ni.compression.as_str() {
-                "zstd" => Box::new(zstd::Decoder::with_buffer(f).map_err(CacheError::io(&path))?),
-                "xz" => Box::new(liblzma::read::XzDecoder::new(f)),
-                "bzip2" => Box::new(bzip2::read::BzDecoder::new(f)),
-                "none" => Box::new(f),
-                other => {
-                    return Err(CacheError::Compression {
-                        url,
-                        item,
-                        found: other.to_string(),
-                    })
-                }
-            };
-            store.restore_nar(reader, &expected)
+        let restore = |store: &mut Store, input: &mut dyn std::io::Read| {
+            self.restore(store, input, ni, &expected)
         };
-        // The file's hash, when it is taken on this pass, is checked even
-        // when the NAR was refused: a changed file is the cause to name.
-        if file.hasher.is_some() {
-            // Whatever follows the compressed stream is the file's too.
-            std::io::copy(&mut file, &mut std::io::sink()).map_err(CacheError::io(&path))?;
-            let sha = file.hasher.take().expect("hashing").finalize().into();
-            check_file((sha, file.len))?;
-        }
-        let restored = match restored {
-            Ok(r) => r,
-            // The local store failing is not the cache's fault.
-            Err(e @ (StoreError::Database { .. } | StoreError::Lock { .. })) => {
-                return Err(e.into())
+        let (restored, file) = match self.backend.open_local(&ni.url) {
+            Some(opened) => {
+                let (file, path) = opened?.ok_or_else(not_in_cache)?;
+                let mut file = FileHashing::new(std::io::Read::take(file, cap + 1));
+                let restored = restore(store, &mut file);
+                // Whatever follows the compressed stream is the file's too.
+                std::io::copy(&mut file, &mut std::io::sink()).map_err(CacheError::io(&path))?;
+                (restored, file.finish())
             }
-            Err(source) => return Err(CacheError::Import { url, item, source }),
+            None => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(STREAM_CHUNKS);
+                std::thread::scope(|s| {
+                    let download = s.spawn(move || {
+                        let mut sink = ChannelSink {
+                            tx,
+                            file: FileHashing::new(()),
+                        };
+                        let got = self.backend.download(&ni.url, cap, &mut sink);
+                        (got, sink.file.finish())
+                    });
+                    let mut input = ChannelReader::new(rx);
+                    let restored = loop {
+                        let r = restore(store, &mut input);
+                        // The server started over (it ignored a Range):
+                        // restore again from its first byte.
+                        if !input.take_restart() {
+                            break r;
+                        }
+                    };
+                    // The rest, so the download ends and its hash is whole.
+                    input.drain();
+                    let (got, file) = download.join().expect("the NAR download thread");
+                    got?.ok_or_else(not_in_cache)?;
+                    Ok::<_, CacheError>((restored, file))
+                })?
+            }
         };
-        drop(download);
-        store.commit_restored(restored)?;
+        let mismatch = |what: &'static str, expected: String, found: String| CacheError::Mismatch {
+            url: url.clone(),
+            item: item.clone(),
+            what,
+            expected,
+            found,
+        };
+        let (sha, len) = file;
+        if let Some(size) = ni.file_size {
+            if len != size {
+                let found = if len > size {
+                    format!("more than {size}")
+                } else {
+                    len.to_string()
+                };
+                return Err(mismatch("the file size", size.to_string(), found));
+            }
+        }
+        if let Some(h) = &ni.file_hash {
+            if *h != sha {
+                return Err(mismatch(
+                    "the file hash",
+                    envbuild_store::narinfo::render_hash(h),
+                    envbuild_store::narinfo::render_hash(&sha),
+                ));
+            }
+        }
+        store.commit_restored(restored?)?;
         Ok(())
+    }
+
+    /// Decompress `input` (the narinfo's `Compression`) into
+    /// [`Store::restore_nar`].
+    fn restore(
+        &self,
+        store: &mut Store,
+        input: &mut dyn std::io::Read,
+        ni: &NarInfo,
+        expected: &ExpectedItem<'_>,
+    ) -> Result<RestoredNar, CacheError> {
+        let url = || self.backend.url_of(&ni.url);
+        let item = || ni.store_path.basename();
+        let f = std::io::BufReader::with_capacity(1 << 20, input);
+        let reader: Box<dyn std::io::Read + '_> = match ni.compression.as_str() {
+            "zstd" => Box::new(
+                zstd::Decoder::with_buffer(f).map_err(|e| CacheError::Import {
+                    url: url(),
+                    item: item(),
+                    source: StoreError::Io {
+                        path: ni.url.clone().into(),
+                        source: e,
+                    },
+                })?,
+            ),
+            "xz" => Box::new(liblzma::read::XzDecoder::new(f)),
+            "bzip2" => Box::new(bzip2::read::BzDecoder::new(f)),
+            "none" => Box::new(f),
+            other => {
+                return Err(CacheError::Compression {
+                    url: url(),
+                    item: item(),
+                    found: other.to_string(),
+                })
+            }
+        };
+        match store.restore_nar(reader, expected) {
+            Ok(r) => Ok(r),
+            // The local store failing is not the cache's fault.
+            Err(e @ (StoreError::Database { .. } | StoreError::Lock { .. })) => Err(e.into()),
+            Err(source) => Err(CacheError::Import {
+                url: url(),
+                item: item(),
+                source,
+            }),
+        }
     }
 }
 
-/// A NAR file's bytes on their way to the decompressor, hashed and counted
-/// when `hasher` is set.
+/// Chunks of a download in flight to the NAR reader (each as long as the
+/// network client reads at once, 256 KiB: 4 MiB at most in memory).
+const STREAM_CHUNKS: usize = 16;
+
+/// A NAR file's bytes on their way to the decompressor: hashed (sha256)
+/// and counted.
 struct FileHashing<R> {
-    inner: std::io::Take<R>,
-    hasher: Option<Sha256>,
+    inner: R,
+    hasher: Sha256,
     len: u64,
+}
+
+impl<R> FileHashing<R> {
+    fn new(inner: R) -> Self {
+        FileHashing {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// The sha256 and length of everything that went by.
+    fn finish(self) -> ([u8; 32], u64) {
+        (self.hasher.finalize().into(), self.len)
+    }
 }
 
 impl<R: std::io::Read> std::io::Read for FileHashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
+        self.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// What the download thread sends the NAR reader.
+enum Chunk {
+    Bytes(Vec<u8>),
+    /// The server started over from byte 0.
+    Restart,
+}
+
+/// The download's end of the stream: hashes what it passes on.
+struct ChannelSink {
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+    file: FileHashing<()>,
+}
+
+impl crate::net::Sink for ChannelSink {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.update(bytes);
+        self.tx
+            .send(Chunk::Bytes(bytes.to_vec()))
+            .map_err(|_| std::io::Error::other("the NAR reader stopped"))
+    }
+
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.file = FileHashing::new(());
+        self.tx
+            .send(Chunk::Restart)
+            .map_err(|_| std::io::Error::other("the NAR reader stopped"))
+    }
+}
+
+/// The NAR reader's end: the download's bytes in order; the end of input
+/// when the download is over (whole or not: a short NAR is refused by the
+/// reader, and the download's own error is the one told).
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    chunk: Vec<u8>,
+    at: usize,
+    restarted: bool,
+}
+
+impl ChannelReader {
+    fn new(rx: std::sync::mpsc::Receiver<Chunk>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            restarted: false,
         }
-        self.len += n as u64;
+    }
+
+    /// Whether the server started over since this was last asked.
+    fn take_restart(&mut self) -> bool {
+        std::mem::take(&mut self.restarted)
+    }
+
+    /// Read and drop everything until the download ends.
+    fn drain(&mut self) {
+        while self.rx.recv().is_ok() {}
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Chunk::Bytes(b)) => {
+                    self.chunk = b;
+                    self.at = 0;
+                }
+                Ok(Chunk::Restart) => {
+                    self.restarted = true;
+                    return Err(std::io::Error::other(
+                        "the server started the transfer over",
+                    ));
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }

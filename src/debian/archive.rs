@@ -92,8 +92,9 @@ pub enum ArchiveError {
     },
 }
 
-/// A .deb pinned for the lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A .deb pinned for the lock (also kept as JSON in the lock's closure
+/// cache).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PinnedDeb {
     pub name: String,
     pub version: String,

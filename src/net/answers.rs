@@ -323,3 +323,226 @@ impl AnswerCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{HeaderMap, Policy};
+    use std::io::{BufRead, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// What the test server was asked: the `If-None-Match` and
+    /// `If-Modified-Since` of each request (`None` when absent).
+    type Asked = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+
+    /// A loopback server for one page: 200 with `ETag: "v1"`, `Last-Modified`
+    /// and `cache_control` (if any), or 304 (no body) when the request
+    /// carries `If-None-Match: "v1"`.
+    fn page_server(cache_control: Option<&'static str>) -> (String, Asked) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/simple/demo/", listener.local_addr().unwrap());
+        let asked: Asked = Arc::default();
+        let log = asked.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let (mut inm, mut ims) = (None, None);
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("if-none-match:") {
+                        inm = Some(v.trim().to_string());
+                    }
+                    if let Some(v) = lower.strip_prefix("if-modified-since:") {
+                        ims = Some(v.trim().to_string());
+                    }
+                }
+                let not_modified = inm.as_deref() == Some("\"v1\"");
+                log.lock().unwrap().push((inm, ims));
+                let cc = cache_control
+                    .map(|c| format!("Cache-Control: {c}\r\n"))
+                    .unwrap_or_default();
+                let answer = if not_modified {
+                    format!("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n{cc}Connection: close\r\n\r\n")
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\n{cc}Content-Type: text/html\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlinks"
+                    )
+                };
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (url, asked)
+    }
+
+    fn client() -> Client {
+        Client::with_policy(Policy::default()).unwrap()
+    }
+
+    fn count(asked: &Asked) -> usize {
+        asked.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_kept_answer_is_asked_for_with_its_validators_and_a_304_reuses_its_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, asked) = page_server(None);
+        let cache = AnswerCache::with_max_age(dir.path().join("answers"), 600).unwrap();
+        let first = cache.get(&client(), &url, None, None, None).unwrap();
+        assert_eq!(
+            (first.origin, first.body.as_slice()),
+            (Origin::Downloaded, &b"links"[..])
+        );
+        assert_eq!(first.content_type.as_deref(), Some("text/html"));
+        // No max-age from the server: the kept answer is asked for again,
+        // with both validators, and the 304 brings no body.
+        let second = cache.get(&client(), &url, None, None, None).unwrap();
+        assert_eq!(
+            (second.origin, second.body.as_slice()),
+            (Origin::NotModified, &b"links"[..])
+        );
+        assert_eq!(second.content_type.as_deref(), Some("text/html"));
+        let asked = asked.lock().unwrap();
+        assert_eq!(
+            asked[0],
+            (None, None),
+            "the first request had no validators"
+        );
+        assert_eq!(
+            asked[1],
+            (
+                Some("\"v1\"".into()),
+                Some("tue, 01 dec 2026 10:00:00 gmt".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_fresh_answer_is_reused_without_a_request_only_up_to_the_ceiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, asked) = page_server(Some("max-age=3600"));
+        let cache = AnswerCache::with_max_age(dir.path().join("answers"), 600).unwrap();
+        cache.get(&client(), &url, None, None, None).unwrap();
+        let again = cache.get(&client(), &url, None, None, None).unwrap();
+        assert_eq!((again.origin, count(&asked)), (Origin::Fresh, 1));
+        // A ceiling of 0 (ENVBUILD_INDEX_MAX_AGE=0): always ask.
+        let always = AnswerCache::with_max_age(dir.path().join("answers"), 0).unwrap();
+        let asked_again = always.get(&client(), &url, None, None, None).unwrap();
+        assert_eq!(
+            (asked_again.origin, count(&asked)),
+            (Origin::NotModified, 2)
+        );
+        // Received before the caller's instant (a lock's exclude-newer in
+        // the future of the page): asked for again, however fresh.
+        let later = now() + 60;
+        let checked = cache.get(&client(), &url, None, None, Some(later)).unwrap();
+        assert_eq!((checked.origin, count(&asked)), (Origin::NotModified, 3));
+    }
+
+    #[test]
+    fn a_no_store_answer_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, asked) = page_server(Some("no-store"));
+        let cache = AnswerCache::with_max_age(dir.path().join("answers"), 600).unwrap();
+        cache.get(&client(), &url, None, None, None).unwrap();
+        let again = cache.get(&client(), &url, None, None, None).unwrap();
+        assert_eq!(again.origin, Origin::Downloaded);
+        assert_eq!(
+            asked.lock().unwrap()[1],
+            (None, None),
+            "nothing kept, nothing to validate"
+        );
+        assert_eq!(fs::read_dir(cache.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_entry_is_never_trusted_and_is_asked_for_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, asked) = page_server(Some("max-age=3600"));
+        let cache = AnswerCache::with_max_age(dir.path().join("answers"), 600).unwrap();
+        cache.get(&client(), &url, None, None, None).unwrap();
+        let entry = fs::read_dir(cache.dir())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(
+            !entry.to_string_lossy().contains("simple"),
+            "entries are named by a hash, never the URL"
+        );
+        let mut bytes = fs::read(&entry).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        fs::write(&entry, &bytes).unwrap();
+        let again = cache.get(&client(), &url, None, None, None).unwrap();
+        assert_eq!(
+            (again.origin, again.body.as_slice()),
+            (Origin::Downloaded, &b"links"[..])
+        );
+        assert_eq!(
+            asked.lock().unwrap()[1],
+            (None, None),
+            "a damaged entry's validators are not sent"
+        );
+        // Another Accept is another entry.
+        let json = cache
+            .get(
+                &client(),
+                &url,
+                Some("application/vnd.pypi.simple.v1+json"),
+                None,
+                None,
+            )
+            .unwrap();
+        assert_eq!(json.origin, Origin::Downloaded);
+    }
+
+    #[test]
+    fn freshness_takes_the_smallest_max_age_less_the_age_and_honours_no_cache_and_no_store() {
+        let of = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, v.parse().unwrap());
+            }
+            Freshness::of(&h)
+        };
+        assert_eq!(
+            of(&[]),
+            Freshness {
+                no_store: false,
+                max_age: None
+            }
+        );
+        assert_eq!(
+            of(&[("cache-control", "public, max-age=600")]).max_age,
+            Some(600)
+        );
+        assert_eq!(
+            of(&[
+                ("cache-control", "max-age=600, s-maxage=\"120\""),
+                ("age", "20")
+            ])
+            .max_age,
+            Some(100)
+        );
+        assert_eq!(
+            of(&[("cache-control", "max-age=10"), ("age", "99")]).max_age,
+            Some(0)
+        );
+        assert_eq!(
+            of(&[
+                ("cache-control", "max-age=600"),
+                ("cache-control", "No-Cache")
+            ])
+            .max_age,
+            Some(0)
+        );
+        assert_eq!(of(&[("cache-control", "max-age=nonsense")]).max_age, None);
+        assert!(of(&[("cache-control", "no-store")]).no_store);
+    }
+}

@@ -227,15 +227,6 @@ struct ClosureCache {
     dir: std::path::PathBuf,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct KeptDeb {
-    name: String,
-    version: String,
-    filename: String,
-    sha256: String,
-    size: u64,
-}
-
 /// The key of a closure: sha256 over the format, suite, component, every
 /// `Packages` file of the component the Release lists with its sha256, the
 /// roots and the preferred pins.
@@ -285,33 +276,12 @@ impl ClosureCache {
             .take(64 << 20)
             .read_to_end(&mut bytes)
             .ok()?;
-        let kept: Vec<KeptDeb> = serde_json::from_slice(&bytes).ok()?;
-        Some(
-            kept.into_iter()
-                .map(|d| archive::PinnedDeb {
-                    name: d.name,
-                    version: d.version,
-                    filename: d.filename,
-                    sha256: d.sha256,
-                    size: d.size,
-                })
-                .collect(),
-        )
+        serde_json::from_slice(&bytes).ok()
     }
 
     fn put(&self, key: &str, closure: &[archive::PinnedDeb]) {
-        let kept: Vec<KeptDeb> = closure
-            .iter()
-            .map(|d| KeptDeb {
-                name: d.name.clone(),
-                version: d.version.clone(),
-                filename: d.filename.clone(),
-                sha256: d.sha256.clone(),
-                size: d.size,
-            })
-            .collect();
         let written = std::fs::create_dir_all(&self.dir).and_then(|()| {
-            let bytes = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
+            let bytes = serde_json::to_vec(closure).map_err(std::io::Error::other)?;
             crate::io::write_atomically(&self.path(key), &bytes)
         });
         if let Err(e) = written {

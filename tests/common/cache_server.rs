@@ -1,6 +1,7 @@
 //! A loopback HTTP binary cache backed by a directory: GET and HEAD read
 //! files (404 when absent), PUT writes them (201), like a WebDAV or S3-ish
-//! endpoint a CI pushes to. Counts requests per method.
+//! endpoint a CI pushes to. Counts requests per method. It ignores `Range`
+//! (a resumed download starts over), and can cut one large answer short.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +13,10 @@ pub struct CacheServer {
     pub base: String,
     pub dir: PathBuf,
     pub counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// When set, the next GET of a file longer than this many bytes sends
+    /// its whole `Content-Length` but only half the body, then closes
+    /// (once: the setting is cleared).
+    pub cut_next: Arc<Mutex<Option<usize>>>,
 }
 
 impl CacheServer {
@@ -20,12 +25,17 @@ impl CacheServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}/cache", listener.local_addr().unwrap());
         let counts = Arc::new(Mutex::new(HashMap::new()));
-        let (root, c2) = (dir.to_path_buf(), Arc::clone(&counts));
+        let cut_next = Arc::new(Mutex::new(None));
+        let (root, c2, cut2) = (
+            dir.to_path_buf(),
+            Arc::clone(&counts),
+            Arc::clone(&cut_next),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (root, counts) = (root.clone(), Arc::clone(&c2));
+                let (root, counts, cut) = (root.clone(), Arc::clone(&c2), Arc::clone(&cut2));
                 std::thread::spawn(move || {
-                    let _ = handle(stream, &root, &counts);
+                    let _ = handle(stream, &root, &counts, &cut);
                 });
             }
         });
@@ -33,6 +43,7 @@ impl CacheServer {
             base,
             dir: dir.to_path_buf(),
             counts,
+            cut_next,
         }
     }
 
@@ -45,6 +56,7 @@ fn handle(
     stream: TcpStream,
     root: &Path,
     counts: &Mutex<HashMap<String, usize>>,
+    cut_next: &Mutex<Option<usize>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -80,6 +92,13 @@ fn handle(
                     body.len()
                 )?;
                 if method == "GET" {
+                    let mut cut = cut_next.lock().unwrap();
+                    if cut.is_some_and(|over| body.len() > over) {
+                        *cut = None;
+                        *counts.lock().unwrap().entry("cut".into()).or_default() += 1;
+                        return out.write_all(&body[..body.len() / 2]);
+                    }
+                    drop(cut);
                     out.write_all(&body)?;
                 }
                 out.flush()
