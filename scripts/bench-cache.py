@@ -40,6 +40,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from loopback import Registry  # noqa: E402  (scripts/loopback.py)
 
 
 class PutHandler(http.server.SimpleHTTPRequestHandler):
@@ -159,31 +161,6 @@ def median(xs):
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
-def registry(directory):
-    """Debian's docker-registry (registry:2) serving `directory` on
-    loopback: (process, oci:// URL of a repository)."""
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.makedirs(directory, exist_ok=True)
-    config = os.path.join(directory, "config.yml")
-    with open(config, "w") as f:
-        f.write("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
-                "  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%d\n"
-                % (os.path.join(directory, "data"), port))
-    proc = subprocess.Popen(["docker-registry", "serve", config], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    import urllib.request
-    for _ in range(200):
-        try:
-            urllib.request.urlopen("http://127.0.0.1:%d/v2/" % port, timeout=2)
-            break
-        except Exception:
-            time.sleep(0.1)
-    return proc, "oci://127.0.0.1:%d/bench/cache" % port
-
-
 def bench_ofa_ve(envbuild, work, pairs, cache_kind):
     from pathlib import Path
     free = shutil.disk_usage(os.path.dirname(work.rstrip("/")) or "/").free / 1e9
@@ -220,7 +197,8 @@ def bench_ofa_ve(envbuild, work, pairs, cache_kind):
     base = "http://127.0.0.1:%d" % mirror.server_address[1]
     mirror_env = dict(env, ENVBUILD_DEBIAN_MIRROR=base + "/debian", ENVBUILD_INDEX_URL=base + "/simple")
     if cache_kind == "oci":
-        server, cache = registry(os.path.join(work, "registry"))
+        server = Registry(os.path.join(work, "registry"))
+        cache = server.oci_url("bench/cache")
     else:
         server, cache = serve(os.path.join(work, "served"))
     label = {"oci": "loopback registry", "http": "loopback HTTP"}[cache_kind]
@@ -263,8 +241,7 @@ def bench_ofa_ve(envbuild, work, pairs, cache_kind):
               % (i + 1, order[0], tc, rc["built"], tk, rk["substituted"], tk / tc), flush=True)
     mirror.shutdown()
     if cache_kind == "oci":
-        server.kill()
-        server.wait()
+        server.stop()
     else:
         server.shutdown()
     print()

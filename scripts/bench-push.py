@@ -27,15 +27,15 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from loopback import Registry  # noqa: E402  (scripts/loopback.py)
 NEED_FREE = 35 << 30
 
 
@@ -61,47 +61,6 @@ def timed(cmd, env=None):
     if code != 0:
         fail("%s exited %d:\n%s" % (" ".join(map(str, cmd[:8])), code, "".join(err)[-4000:]))
     return secs, usage.ru_maxrss / 1024, "".join(out)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Registry:
-    """docker-registry (registry:2) on loopback, storing under `root`."""
-
-    def __init__(self, root):
-        self.root = root
-        os.makedirs(root, exist_ok=True)
-        self.port = free_port()
-        config = os.path.join(root, "config.yml")
-        with open(config, "w") as f:
-            f.write("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-                    "storage:\n  filesystem:\n    rootdirectory: %s\n"
-                    "http:\n  addr: 127.0.0.1:%d\n  secret: bench\n"
-                    % (os.path.join(root, "data"), self.port))
-        self.proc = subprocess.Popen(["docker-registry", "serve", config],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen("http://127.0.0.1:%d/v2/" % self.port, timeout=2)
-                return
-            except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    fail("docker-registry did not start")
-                time.sleep(0.05)
-
-    @property
-    def host(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def copy_spec(dst):
