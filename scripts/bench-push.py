@@ -12,13 +12,15 @@ directory) into its own store and an OCI archive, then, for each pair:
   of the same image into another empty registry,
 
 in alternating order (envbuild first in odd pairs, skopeo first in even
-ones), each registry deleted after its pair; and after the envbuild push
+ones), each registry deleted after its pair and each cold push started
+after a sync and --settle seconds of quiet (default 20: neither side pays
+for the last one's writeback or deletes); and after the envbuild push
 of each pair, the re-push of a copy of the spec whose app file was edited
 (goal: at most 1 s and exactly one layer blob, plus the config and the
 manifest). Prints each time, per-pair ratios and the median ratio (goal:
 cold push at most 0.5x skopeo's).
 
-Usage: scripts/bench-push.py [--pairs N] [--work DIR] [--envbuild PATH] [--keep]
+Usage: scripts/bench-push.py [--pairs N] [--settle S] [--work DIR] [--envbuild PATH] [--keep]
        (--work defaults to /var/tmp/bench-push; it is deleted at the end
        unless --keep; a release build is needed for fair figures:
        cargo build --release --locked)
@@ -74,7 +76,9 @@ def copy_spec(dst):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=20.0,
+                    help="seconds of quiet after a sync before each cold push")
     ap.add_argument("--work", default="/var/tmp/bench-push")
     ap.add_argument("--envbuild", default=os.path.join(ROOT, "target/release/envbuild"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (store, archive)")
@@ -107,11 +111,18 @@ def main():
     app = os.path.join(work, "spec-edit", "ofa-ve", "app", "app.py")
     records = os.path.join(store, ".envbuild", "cache", "registry-pushes")
 
+    def settle():
+        """The same start for each cold push: the last registry's deletes
+        and writes on disk (sync), then --settle seconds of quiet."""
+        os.sync()
+        time.sleep(args.settle)
+
     def envbuild_pair(pair):
         """The cold push into an empty registry, then the re-push after an
         app edit into the same one (which is then deleted)."""
         shutil.rmtree(records, ignore_errors=True)
         reg = Registry(os.path.join(work, "reg-envbuild-%d" % pair))
+        settle()
         secs, rss, out = timed([eb, "--store", store, "--json", "push", "--locked", spec,
                                 "%s/ofa-ve:1" % reg.host], env)
         rep = json.loads(out.splitlines()[0])
@@ -132,6 +143,7 @@ def main():
 
     def skopeo_cold(pair):
         reg = Registry(os.path.join(work, "reg-skopeo-%d" % pair))
+        settle()
         secs, rss, _ = timed(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                               "oci-archive:" + archive, "docker://%s/ofa-ve:1" % reg.host], env)
         reg.stop()

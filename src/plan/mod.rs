@@ -168,6 +168,15 @@ pub enum Builder {
         config: String,
         layers: Vec<crate::lock::LayerPin>,
     },
+    /// The Debian base's Python modules (`/usr/lib/python3*`: the standard
+    /// library, Debian's `python3-*` packages) compiled to bytecode, as
+    /// Debian's `py3compile` does at install (a maintainer script envbuild
+    /// does not run): a component of `__pycache__/*.pyc` files only.
+    /// Inputs: the base's components, the interpreter among them.
+    DebianBytecode {
+        /// The interpreter (an image path) that compiles.
+        python: String,
+    },
     /// A `[[files]]` entry at its destination. Input: the local item.
     CopyFiles {
         dst: String,
@@ -187,6 +196,7 @@ impl Builder {
             Builder::ModelSnapshot(_) => "model-snapshot",
             Builder::CopyFiles { .. } => "copy-files",
             Builder::UnpackBaseImage { .. } => "unpack-base-image",
+            Builder::DebianBytecode { .. } => "debian-bytecode",
         }
     }
 }
@@ -476,6 +486,11 @@ impl Step {
             }
             Builder::CopyFiles { dst, .. } => {
                 d = d.arg("dst", dst.clone());
+            }
+            Builder::DebianBytecode { python } => {
+                d = d
+                    .arg("bytecode", "unchecked-hash")
+                    .arg("python", python.clone());
             }
             Builder::UnpackBaseImage {
                 manifest,

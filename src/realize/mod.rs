@@ -1029,6 +1029,11 @@ impl<'p> Execution<'p> {
             Builder::CopyFiles { dst, owner, mode } => {
                 builders::copy_files(r, &drv, dst, *owner, *mode, &items[0]).map(Done::Component)
             }
+            Builder::DebianBytecode { python } => {
+                let base = self.step_components(&step.inputs);
+                builders::debian_bytecode::debian_bytecode(r, &drv, python, &base)
+                    .map(Done::Component)
+            }
         };
         done
     }

@@ -12,8 +12,8 @@ use super::{PinContext, PlanContext, Source, SourceError, Upgrade};
 use crate::debian::archive;
 use crate::fetch::FetchError;
 use crate::lock::{DebPin, DebianLock, Lock, PinnedFile};
-use crate::plan::{item_name, Builder, Input, InputKind, Origin, Plan};
-use crate::spec::DebianBase;
+use crate::plan::{item_name, Builder, Input, InputKind, Origin, Plan, Ref, StepId};
+use crate::spec::{DebianBase, Spec};
 
 /// One set of Debian packages: the base's, or the shell's.
 pub struct DebianSource<'a> {
@@ -216,6 +216,31 @@ impl Source for DebianSource<'_> {
         }
         Ok(())
     }
+}
+
+/// The step that compiles the Debian base's Python modules to bytecode
+/// (see [`Builder::DebianBytecode`]): planned when the spec compiles
+/// bytecode (the default) and the base holds the interpreter the spec
+/// names (`python3.X-minimal` is locked), with the base's components
+/// `base` as its inputs.
+pub fn plan_bytecode(spec: &Spec, lock: &Lock, plan: &mut Plan, base: &[StepId]) {
+    let (_, minor) = spec.python.version;
+    let interpreter = format!("python3.{minor}-minimal");
+    let has_python = lock
+        .debian
+        .as_ref()
+        .is_some_and(|d| d.packages.iter().any(|p| p.name == interpreter));
+    if spec.python.compile_bytecode == Some(false) || !has_python || base.is_empty() {
+        return;
+    }
+    let step = plan.add_step(
+        "debian-python-bytecode",
+        Builder::DebianBytecode {
+            python: spec.python.shebang.clone(),
+        },
+        base.iter().map(|&s| Ref::Step(s)).collect(),
+    );
+    plan.components.push(step);
 }
 
 /// Closures already computed, by what they are a function of: the

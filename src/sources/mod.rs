@@ -229,6 +229,9 @@ pub fn plan(spec: &Spec, lock: &Lock) -> Result<Plan, SourceError> {
     let base_view = plan.base_image.as_ref().map(|b| b.step);
     files::plan_base_files(spec, &mut plan, base_view);
     cx.base = plan.components.clone();
+    // After the base is fixed: the wheels' bytecode closure stays the
+    // base's own components, which this step also runs in.
+    debian::plan_bytecode(spec, lock, &mut plan, &cx.base);
     for s in &rest {
         s.plan(&mut cx, lock, &mut plan)?;
     }

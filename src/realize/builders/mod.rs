@@ -3,6 +3,7 @@
 //! derivation was realized before.
 
 pub mod base_image;
+pub mod debian_bytecode;
 pub mod model;
 pub mod sdist;
 pub mod wheel;
@@ -31,7 +32,7 @@ pub(crate) fn mkdirs(path: &Path) -> Result<(), RealizeError> {
     fs::create_dir_all(path).map_err(io_err("creating", path))
 }
 
-fn write_file(path: &Path, data: &[u8]) -> Result<(), RealizeError> {
+pub(crate) fn write_file(path: &Path, data: &[u8]) -> Result<(), RealizeError> {
     if let Some(p) = path.parent() {
         mkdirs(p)?;
     }
