@@ -51,18 +51,24 @@ fn networked_python_numpy_example_runs_in_the_closure_and_in_docker_and_reproduc
     assert_eq!(ok(o, "run python3"), "1.24.4");
 
     // Bytecode: the modules were compiled at install (by Debian's python3.11
-    // in the sandbox), so importing loads the pycs and writes none.
+    // in the sandbox), so importing loads the pycs and writes none; the
+    // standard library's too (Debian's py3compile is a maintainer script,
+    // so the debian-bytecode step does its work).
     let o = run_in_closure(
         &store,
         &spec,
         tmp.path(),
-        &["python3", "-v", "-c", "import numpy, tqdm"],
+        &["python3", "-v", "-c", "import numpy, tqdm, json, email.parser"],
     );
     let log = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o, "run python3 -v");
     let site = "/usr/local/lib/python3.11/dist-packages";
     for module in ["numpy/__pycache__/__init__", "tqdm/__pycache__/__init__"] {
         let pyc = format!("# code object from '{site}/{module}.cpython-311.pyc'");
+        assert!(log.contains(&pyc), "{pyc} not in:\n{log}");
+    }
+    for module in ["json/__pycache__/__init__", "email/__pycache__/parser"] {
+        let pyc = format!("# code object from '/usr/lib/python3.11/{module}.cpython-311.pyc'");
         assert!(log.contains(&pyc), "{pyc} not in:\n{log}");
     }
     assert!(
