@@ -58,7 +58,12 @@ fn networked_python_numpy_example_runs_in_the_closure_and_in_docker_and_reproduc
         &store,
         &spec,
         tmp.path(),
-        &["python3", "-v", "-c", "import numpy, tqdm, json, email.parser"],
+        &[
+            "python3",
+            "-v",
+            "-c",
+            "import numpy, tqdm, json, email.parser",
+        ],
     );
     let log = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o, "run python3 -v");

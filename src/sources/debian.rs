@@ -220,8 +220,8 @@ impl Source for DebianSource<'_> {
 
 /// The step that compiles the Debian base's Python modules to bytecode
 /// (see [`Builder::DebianBytecode`]): planned when the spec compiles
-/// bytecode (the default) and the base holds the interpreter the spec
-/// names (`python3.X-minimal` is locked), with the base's components
+/// bytecode (the default) and the base holds the interpreter
+/// (`python3.X-minimal` is locked), with the base's components
 /// `base` as its inputs.
 pub fn plan_bytecode(spec: &Spec, lock: &Lock, plan: &mut Plan, base: &[StepId]) {
     let (_, minor) = spec.python.version;
@@ -233,11 +233,17 @@ pub fn plan_bytecode(spec: &Spec, lock: &Lock, plan: &mut Plan, base: &[StepId])
     if spec.python.compile_bytecode == Some(false) || !has_python || base.is_empty() {
         return;
     }
+    // The spec's shebang when it names one (the interpreter the wheels
+    // compile with), else the one python3.X-minimal installs: the default
+    // shebang (/usr/local/bin/python3) is not Debian's.
+    let python = if spec.python.named.shebang {
+        spec.python.shebang.clone()
+    } else {
+        format!("/usr/bin/python3.{minor}")
+    };
     let step = plan.add_step(
         "debian-python-bytecode",
-        Builder::DebianBytecode {
-            python: spec.python.shebang.clone(),
-        },
+        Builder::DebianBytecode { python },
         base.iter().map(|&s| Ref::Step(s)).collect(),
     );
     plan.components.push(step);

@@ -47,8 +47,11 @@ pub fn debian_bytecode(
         }
         // The same rootfs (cached by closure) the wheels compile in.
         let cache = store.cache_dir("rootfs")?;
-        let rootfs = crate::assemble::rootfs(store, base, &cache, progress)
-            .map_err(|e| bad(format!("the rootfs to compile in could not be assembled: {e}")))?;
+        let rootfs = crate::assemble::rootfs(store, base, &cache, progress).map_err(|e| {
+            bad(format!(
+                "the rootfs to compile in could not be assembled: {e}"
+            ))
+        })?;
         let work = store.scratch("bytecode")?;
         let compiler = Compiler {
             rootfs: &rootfs,
@@ -83,7 +86,10 @@ pub fn debian_bytecode(
 
 /// The modules to compile: `.py` files below `usr/lib/python3*/` of every
 /// component, less those a component ships a pyc for.
-fn base_modules(store: &envbuild_store::Store, base: &[Component]) -> Result<Vec<Module>, RealizeError> {
+fn base_modules(
+    store: &envbuild_store::Store,
+    base: &[Component],
+) -> Result<Vec<Module>, RealizeError> {
     let mut found: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     let mut shipped: BTreeSet<String> = BTreeSet::new();
     for c in base {
@@ -95,7 +101,12 @@ fn base_modules(store: &envbuild_store::Store, base: &[Component]) -> Result<Vec
             let e = e.map_err(io_err("listing", &lib))?;
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if !name.starts_with("python3") || !e.file_type().map_err(io_err("reading", &e.path()))?.is_dir() {
+            if !name.starts_with("python3")
+                || !e
+                    .file_type()
+                    .map_err(io_err("reading", &e.path()))?
+                    .is_dir()
+            {
                 continue;
             }
             for f in walkdir::WalkDir::new(e.path()).sort_by_file_name() {
@@ -124,7 +135,10 @@ fn base_modules(store: &envbuild_store::Store, base: &[Component]) -> Result<Vec
         let (dir, file) = module.rsplit_once('/').unwrap_or(("", module));
         let stem = file.trim_end_matches(".py");
         let prefix = format!("{dir}/__pycache__/{stem}.");
-        shipped.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix))
+        shipped
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|p| p.starts_with(&prefix))
     };
     let mut modules = Vec::new();
     for (path, on_disk) in found {
