@@ -151,13 +151,14 @@ impl Backend {
         sink: &mut dyn Sink,
     ) -> Result<Option<u64>, CacheError> {
         match self {
-            Backend::File(dir) => {
-                let path = dir.join(rel);
-                let mut file = match fs::File::open(&path) {
-                    Ok(f) => f.take(size + 1),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(CacheError::io(&path)(e)),
+            Backend::File(_) => {
+                let opened = self
+                    .open_local(rel)
+                    .expect("a file:// cache opens locally")?;
+                let Some((file, path)) = opened else {
+                    return Ok(None);
                 };
+                let mut file = file.take(size + 1);
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut len = 0u64;
                 loop {
