@@ -198,3 +198,68 @@ fn a_warm_lock_takes_the_kept_closure_and_a_damaged_entry_is_recomputed() {
         Some(&3)
     );
 }
+
+/// The Python index work of a lock runs while its Debian base resolves,
+/// for a provisional target (glibc 2.17: there is no old lock), and the
+/// resolution reads those answers for the base's glibc: the wheel is the
+/// one for libc6 2.36, and the page was asked for once.
+#[test]
+fn python_pins_are_read_for_the_bases_glibc_from_answers_fetched_while_the_base_resolved() {
+    use common::index::{index, wheel};
+    let work = tempfile::tempdir().unwrap();
+    let a = build_archive(
+        work.path(),
+        "test",
+        &[Pkg {
+            name: "libc6",
+            version: "2.36-9",
+            depends: None,
+            files: vec![("/usr/share/doc/libc6/copyright", b"test\n".to_vec(), 0o644)],
+        }],
+    );
+    let archive = serve(a.routes.clone());
+    let old = wheel("lib", "1.0", "py3-none-manylinux_2_17_x86_64", "2.17");
+    let new = wheel("lib", "1.0", "py3-none-manylinux_2_28_x86_64", "2.28");
+    let idx = index(&[&old, &new]);
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("env.toml");
+    fs::write(
+        &spec,
+        format!(
+            "[env]\nname = \"warm\"\nsystem = \"x86_64-linux\"\nsource-date-epoch = 1700000000\n\n[base]\ndebian = {{ suite = \"test\", packages = [\"libc6\"], mirror = \"{}/debian\", keyring = \"{}\" }}\n\n[python]\nrequirements = [\"lib\"]\nsite-packages = \"/usr/lib/python3/dist-packages\"\n",
+            archive.base,
+            a.keyring.display()
+        ),
+    )
+    .unwrap();
+    let o = envbuild()
+        .arg("--store")
+        .arg(t.path().join("store"))
+        .arg("lock")
+        .arg(&spec)
+        .env("ENVBUILD_INDEX_URL", format!("{}/simple/", idx.base))
+        .output()
+        .unwrap();
+    ok(o, "lock");
+    let lock = fs::read_to_string(spec.with_extension("lock")).unwrap();
+    assert!(
+        lock.contains("lib-1.0-py3-none-manylinux_2_28_x86_64.whl")
+            && !lock.contains("manylinux_2_17"),
+        "the wheel for the base's glibc 2.36: {lock}"
+    );
+    let log = idx.log.lock().unwrap();
+    assert_eq!(
+        log.requests.get("/simple/lib/"),
+        Some(&1),
+        "one request for the page: {:?}",
+        log.requests
+    );
+    // Only the warm-up, guessing glibc 2.17, reads the manylinux2014
+    // wheel's metadata: it ran.
+    assert!(
+        log.requests
+            .contains_key(&format!("/files/{}", old.filename)),
+        "the warm-up read the provisional target's wheel: {:?}",
+        log.requests
+    );
+}

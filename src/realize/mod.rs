@@ -150,6 +150,7 @@ fn pin(
         upgrade: opts.upgrade.clone(),
         fetch: opts.fetch_options(),
         urls: BTreeMap::new(),
+        python_warmup: None,
     };
     let lock = sources::pin(&mut cx)?;
     let urls = cx.urls;
@@ -560,6 +561,7 @@ pub fn dry_run(
         // A dry run pins from the lock: only a changed spec resolves.
         fetch: opts.fetch_options(),
         urls: BTreeMap::new(),
+        python_warmup: None,
     };
     let lock = sources::pin(&mut cx)?;
     let lock_changes = match &old {

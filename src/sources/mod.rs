@@ -59,6 +59,9 @@ pub struct PinContext<'a> {
     /// Where an index said pinned files are (sha256 → URL), learnt while
     /// resolving: realize fetches from there before asking the index.
     pub urls: std::collections::BTreeMap<String, String>,
+    /// The Python index work begun while the base resolves ([`pin`] sets
+    /// it; the Python source takes it).
+    pub python_warmup: Option<crate::python::resolve::Warmup>,
 }
 
 /// What a re-lock may move. A resolution prefers the old lock's version of
@@ -144,6 +147,9 @@ pub fn pin(cx: &mut PinContext) -> Result<Lock, SourceError> {
     // Local files first: they are cheap, and a later failure (a download)
     // leaves them pinned in the store.
     let (base, _) = sources(cx.spec);
+    // What the Python resolution can fetch without the base's glibc runs
+    // while the base resolves.
+    let python_warmup = python::warm_up(cx);
     for s in &base {
         s.pin(cx, &mut lock)?;
     }
@@ -157,6 +163,7 @@ pub fn pin(cx: &mut PinContext) -> Result<Lock, SourceError> {
         upgrade: cx.upgrade.clone(),
         fetch: cx.fetch.clone(),
         urls: std::mem::take(&mut cx.urls),
+        python_warmup,
     };
     let (_, rest) = sources(&effective);
     let (local, remote): (Vec<_>, Vec<_>) = rest.iter().partition(|s| s.is_local());

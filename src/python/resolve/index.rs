@@ -23,6 +23,13 @@
 //!   closure is fetched ahead while the resolver works. Each name is
 //!   queued once, at most [`MAX_PREFETCH`] names per client; the workers
 //!   (`prefetch_threads`, default 16) bound the requests in flight.
+//! - **What the index answered** ([`IndexAnswers`]: pages as received,
+//!   metadata by file URL, sdists) does not depend on the target, so one
+//!   client can fetch for a provisional target while the base is still
+//!   being resolved ([`super::Warmup`]) and the resolution's client, made
+//!   for the real target with [`IndexClient::sharing`], finds those answers
+//!   instead of asking again; only the reading of pages (which wheel fits)
+//!   is the target's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -379,7 +386,10 @@ pub(super) struct Counts {
     pub metadata_fetched: std::sync::atomic::AtomicUsize,
 }
 
-struct Inner {
+/// What one index answered, whatever the target: project pages as
+/// received, wheel metadata by file URL, sdist metadata. Each is fetched
+/// once however many clients share it.
+pub(super) struct IndexAnswers {
     index: reqwest::Url,
     /// The index URL without credentials, for messages.
     index_display: String,
@@ -387,6 +397,29 @@ struct Inner {
     cache_dir: Option<PathBuf>,
     /// Project pages kept with their validators (under `cache_dir`).
     pages: Option<AnswerCache>,
+    /// A kept page received before this instant (Unix seconds: just after
+    /// `exclude_newer`) is not reused without asking.
+    not_before: Option<u64>,
+    counts: Counts,
+    /// Normalized name → the page as the index (or the kept copy) gave it.
+    raw_pages: Mutex<HashMap<String, Slot<RawPage>>>,
+    metadata: Mutex<HashMap<String, Slot<CoreMetadata>>>,
+    sdists: Mutex<HashMap<String, Slot<SdistMetadata>>>,
+    /// Where sdists are kept when there is no cache directory.
+    scratch: OnceLock<Result<tempfile::TempDir, String>>,
+}
+
+/// A project page before it is read for a target.
+struct RawPage {
+    /// After redirects (relative file URLs resolve against it).
+    url: reqwest::Url,
+    content_type: String,
+    body: Vec<u8>,
+    origin: Origin,
+}
+
+struct Inner {
+    answers: Arc<IndexAnswers>,
     selector: Selector,
     /// The target's markers, for prefetching dependencies.
     env: OnceLock<MarkerEnvironment>,
@@ -395,12 +428,8 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Names queued for prefetch.
     queued: Mutex<std::collections::HashSet<String>>,
-    counts: Counts,
+    /// The pages read for this client's target.
     projects: Mutex<HashMap<String, Slot<Project>>>,
-    metadata: Mutex<HashMap<String, Slot<CoreMetadata>>>,
-    sdists: Mutex<HashMap<String, Slot<SdistMetadata>>>,
-    /// Where sdists are kept when there is no cache directory.
-    scratch: OnceLock<Result<tempfile::TempDir, String>>,
     /// Set when the client is dropped: queued prefetches are skipped.
     closed: AtomicBool,
 }
@@ -411,7 +440,8 @@ enum Job {
     Project(String, Option<Range>),
 }
 
-/// Fetches project pages and wheel metadata, each once, from one index.
+/// Fetches project pages and wheel metadata, each once, from one index,
+/// and reads the pages for one target.
 pub(super) struct IndexClient {
     inner: Arc<Inner>,
 }
@@ -421,15 +451,14 @@ pub(super) fn redact(url: &reqwest::Url) -> String {
     net::redact(url.as_str())
 }
 
-impl IndexClient {
-    /// `index_url` is the simple API root (`…/simple/`); `workers` threads
-    /// fetch ahead of the resolver (0 for none).
-    pub fn new(
+impl IndexAnswers {
+    /// `index_url` is the simple API root (`…/simple/`); kept pages older
+    /// than `exclude_newer` are asked for again.
+    pub fn open(
         index_url: &str,
-        selector: Selector,
         cache_dir: Option<PathBuf>,
-        workers: usize,
-    ) -> Result<IndexClient, ResolveError> {
+        exclude_newer: Option<Timestamp>,
+    ) -> Result<Arc<IndexAnswers>, ResolveError> {
         let bad = |message: String| ResolveError::InvalidIndexUrl {
             url: net::redact(index_url),
             message: net::redact(&message),
@@ -459,21 +488,70 @@ impl IndexClient {
                     }
                 })?),
             };
-        let inner = Arc::new(Inner {
+        let not_before = exclude_newer
+            .map(|t| u64::try_from(t.as_micros().div_euclid(1_000_000) + 1).unwrap_or(0));
+        Ok(Arc::new(IndexAnswers {
             index_display: redact(&index),
             index,
             http,
             cache_dir,
             pages,
+            not_before,
+            counts: Counts::default(),
+            raw_pages: Mutex::new(HashMap::new()),
+            metadata: Mutex::new(HashMap::new()),
+            sdists: Mutex::new(HashMap::new()),
+            scratch: OnceLock::new(),
+        }))
+    }
+
+    /// Whether these are the answers of `index_url` as of `exclude_newer`
+    /// (what a client sharing them must ask of).
+    pub fn serve(
+        &self,
+        index_url: &str,
+        cache_dir: Option<&Path>,
+        exclude_newer: Option<Timestamp>,
+    ) -> bool {
+        let same_index = reqwest::Url::parse(index_url.trim())
+            .map(|mut u| {
+                if !u.path().ends_with('/') {
+                    let p = format!("{}/", u.path());
+                    u.set_path(&p);
+                }
+                u == self.index
+            })
+            .unwrap_or(false);
+        let not_before = exclude_newer
+            .map(|t| u64::try_from(t.as_micros().div_euclid(1_000_000) + 1).unwrap_or(0));
+        same_index && self.cache_dir.as_deref() == cache_dir && self.not_before == not_before
+    }
+}
+
+impl IndexClient {
+    /// `index_url` is the simple API root (`…/simple/`); `workers` threads
+    /// fetch ahead of the resolver (0 for none).
+    pub fn new(
+        index_url: &str,
+        selector: Selector,
+        cache_dir: Option<PathBuf>,
+        workers: usize,
+    ) -> Result<IndexClient, ResolveError> {
+        let answers = IndexAnswers::open(index_url, cache_dir, selector.exclude_newer)?;
+        Ok(IndexClient::sharing(answers, selector, workers))
+    }
+
+    /// A client for `selector`'s target over answers another client may
+    /// have fetched (or be fetching) already; `answers` must have been
+    /// opened with `selector.exclude_newer` ([`IndexAnswers::serve`]).
+    pub fn sharing(answers: Arc<IndexAnswers>, selector: Selector, workers: usize) -> IndexClient {
+        let inner = Arc::new(Inner {
+            answers,
             selector,
             env: OnceLock::new(),
             jobs: Mutex::new(None),
             queued: Mutex::new(Default::default()),
-            counts: Counts::default(),
             projects: Mutex::new(HashMap::new()),
-            metadata: Mutex::new(HashMap::new()),
-            sdists: Mutex::new(HashMap::new()),
-            scratch: OnceLock::new(),
             closed: AtomicBool::new(false),
         });
         if workers > 0 {
@@ -499,7 +577,12 @@ impl IndexClient {
             }
             *inner.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         }
-        Ok(IndexClient { inner })
+        IndexClient { inner }
+    }
+
+    /// What this client's index answered so far (for another client).
+    pub fn answers(&self) -> Arc<IndexAnswers> {
+        self.inner.answers.clone()
     }
 
     /// The target's markers: prefetching then follows the likely
@@ -510,11 +593,11 @@ impl IndexClient {
 
     /// What was fetched and what came from the cache.
     pub fn counts(&self) -> &Counts {
-        &self.inner.counts
+        &self.inner.answers.counts
     }
 
     pub fn index_display(&self) -> &str {
-        &self.inner.index_display
+        &self.inner.answers.index_display
     }
 
     /// The project page of a normalized name, fetched once.
@@ -528,7 +611,7 @@ impl IndexClient {
         project: &str,
         file: &DistFile,
     ) -> Result<Arc<CoreMetadata>, ResolveError> {
-        self.inner.metadata(project, file)
+        self.inner.answers.metadata(project, file)
     }
 
     /// The static metadata of an sdist, read from the sdist itself
@@ -539,7 +622,7 @@ impl IndexClient {
         project: &str,
         file: &DistFile,
     ) -> Result<Arc<SdistMetadata>, ResolveError> {
-        self.inner.sdist_metadata(project, file)
+        self.inner.answers.sdist_metadata(project, file)
     }
 
     /// Ask the workers to fetch a project page, and the metadata of its
@@ -558,6 +641,7 @@ impl IndexClient {
     /// `size`.
     pub fn content_length(&self, project: &str, url: &str) -> Result<u64, ResolveError> {
         self.inner
+            .answers
             .http
             .content_length(url)
             .map_err(|e| net_error(project, e))?
@@ -578,8 +662,10 @@ fn net_error(package: &str, source: net::NetError) -> ResolveError {
     }
 }
 
-impl Drop for IndexClient {
-    fn drop(&mut self) {
+impl IndexClient {
+    /// Stop prefetching: queued names are skipped and the workers end
+    /// (what they have in flight completes).
+    pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
         // The only sender: the workers' `recv` ends.
         self.inner
@@ -587,6 +673,12 @@ impl Drop for IndexClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+}
+
+impl Drop for IndexClient {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -639,7 +731,7 @@ impl Inner {
             .find(|e| e.wheel.is_some() && (pinned.is_some() || !e.version.any_prerelease()))
             .and_then(|e| e.wheel.clone());
         let Some(file) = likely else { return };
-        let Ok(meta) = self.metadata(name, &file) else {
+        let Ok(meta) = self.answers.metadata(name, &file) else {
             return;
         };
         let Some(env) = self.env.get() else { return };
@@ -660,6 +752,44 @@ impl Inner {
         }
     }
 
+    fn project(&self, name: &str) -> Result<Arc<Project>, ResolveError> {
+        let slot = slot(&self.projects, name);
+        slot.get_or_init(|| self.read_project(name).map(Arc::new))
+            .clone()
+    }
+
+    /// The page of `name` read for this client's target.
+    fn read_project(&self, name: &str) -> Result<Project, ResolveError> {
+        let page = self.answers.raw_page(name)?;
+        match self.read_page(name, &page) {
+            Err(e) if page.origin != Origin::Downloaded => {
+                // A kept copy that does not read is not trusted: ask afresh.
+                tracing::debug!(package = name, error = %e, "kept page does not parse; fetching it again");
+                let page = self.answers.fetch_page(name, true)?;
+                self.read_page(name, &page)
+            }
+            r => r,
+        }
+    }
+
+    fn read_page(&self, name: &str, page: &RawPage) -> Result<Project, ResolveError> {
+        let bad = |message: String| ResolveError::BadIndexPage {
+            package: name.to_owned(),
+            url: redact(&page.url),
+            message,
+        };
+        let ct = page.content_type.to_ascii_lowercase();
+        if ct.contains("html") {
+            return Err(bad(format!(
+                "the index answered {:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})",
+                page.content_type
+            )));
+        }
+        parse_project_page(name, &page.url, &page.body, &self.selector).map_err(bad)
+    }
+}
+
+impl IndexAnswers {
     /// GET a whole answer (a page, a metadata file, an sdist of at most
     /// `limit` bytes): (the URL after redirects, Content-Type, body).
     fn get_bytes(
@@ -687,13 +817,15 @@ impl Inner {
         }
     }
 
-    fn project(&self, name: &str) -> Result<Arc<Project>, ResolveError> {
-        let slot = slot(&self.projects, name);
-        slot.get_or_init(|| self.fetch_project(name).map(Arc::new))
+    fn raw_page(&self, name: &str) -> Result<Arc<RawPage>, ResolveError> {
+        let slot = slot(&self.raw_pages, name);
+        slot.get_or_init(|| self.fetch_page(name, false).map(Arc::new))
             .clone()
     }
 
-    fn fetch_project(&self, name: &str) -> Result<Project, ResolveError> {
+    /// The page of `name` from the index, or kept (`again`: the kept copy
+    /// forgotten first).
+    fn fetch_page(&self, name: &str, again: bool) -> Result<RawPage, ResolveError> {
         let url =
             self.index
                 .join(&format!("{name}/"))
@@ -701,65 +833,41 @@ impl Inner {
                     url: self.index_display.clone(),
                     message: e.to_string(),
                 })?;
-        let shown = redact(&url);
-        let bad = |message: String| ResolveError::BadIndexPage {
-            package: name.to_owned(),
-            url: shown.clone(),
-            message,
-        };
-        let read = |final_url: &reqwest::Url, content_type: &str, body: &[u8]| {
-            let ct = content_type.to_ascii_lowercase();
-            if ct.contains("html") {
-                return Err(bad(format!(
-                    "the index answered {content_type:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})"
-                )));
-            }
-            parse_project_page(name, final_url, body, &self.selector).map_err(bad)
-        };
         let Some(pages) = &self.pages else {
             let (final_url, content_type, body) =
                 self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE), None)?;
             self.counts.pages_downloaded.fetch_add(1, Ordering::Relaxed);
-            return read(&final_url, &content_type, &body);
+            return Ok(RawPage {
+                url: final_url,
+                content_type,
+                body,
+                origin: Origin::Downloaded,
+            });
         };
-        let not_before = self
-            .selector
-            .exclude_newer
-            .map(|t| u64::try_from(t.as_micros().div_euclid(1_000_000) + 1).unwrap_or(0));
-        let get = || {
-            pages
-                .get(
-                    &self.http,
-                    url.as_str(),
-                    Some(JSON_MEDIA_TYPE),
-                    None,
-                    not_before,
-                )
-                .map_err(|e| self.net_failure(name, url.as_str(), e))
-        };
-        let answer = get()?;
-        let count = |origin| {
-            let c = match origin {
-                Origin::Fresh => &self.counts.pages_fresh,
-                Origin::NotModified => &self.counts.pages_not_modified,
-                Origin::Downloaded => &self.counts.pages_downloaded,
-            };
-            c.fetch_add(1, Ordering::Relaxed);
-        };
-        count(answer.origin);
-        let ct = answer.content_type.clone().unwrap_or_default();
-        match read(&answer.url, &ct, &answer.body) {
-            Err(e) if answer.origin != Origin::Downloaded => {
-                // A kept copy that does not read is not trusted: ask afresh.
-                tracing::debug!(package = name, error = %e, "kept page does not parse; fetching it again");
-                pages.forget(url.as_str(), Some(JSON_MEDIA_TYPE));
-                let answer = get()?;
-                count(answer.origin);
-                let ct = answer.content_type.clone().unwrap_or_default();
-                read(&answer.url, &ct, &answer.body)
-            }
-            r => r,
+        if again {
+            pages.forget(url.as_str(), Some(JSON_MEDIA_TYPE));
         }
+        let answer = pages
+            .get(
+                &self.http,
+                url.as_str(),
+                Some(JSON_MEDIA_TYPE),
+                None,
+                self.not_before,
+            )
+            .map_err(|e| self.net_failure(name, url.as_str(), e))?;
+        let counter = match answer.origin {
+            Origin::Fresh => &self.counts.pages_fresh,
+            Origin::NotModified => &self.counts.pages_not_modified,
+            Origin::Downloaded => &self.counts.pages_downloaded,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(RawPage {
+            url: answer.url,
+            content_type: answer.content_type.unwrap_or_default(),
+            body: answer.body,
+            origin: answer.origin,
+        })
     }
 
     fn metadata(&self, project: &str, file: &DistFile) -> Result<Arc<CoreMetadata>, ResolveError> {

@@ -185,6 +185,81 @@ pub struct ResolveOptions {
     /// Normalized name → the version to choose when the requirements allow
     /// it (an old lock's pins: minimal-change locking); else the newest.
     pub preferences: BTreeMap<String, Version>,
+    /// Pages and metadata fetched already, for another target, by a
+    /// [`Warmup`]: used when it asked the same index with the same cache
+    /// and `exclude_newer`.
+    pub warmup: Option<Warmup>,
+}
+
+/// Index work begun before the target is known (while the Debian base is
+/// still being resolved, which fixes the target's glibc): the pages of the
+/// root requirements, the metadata of their likely versions, and so on down
+/// the likely closure, as the resolver's own prefetch does, for a
+/// provisional target. What the index answers does not depend on the
+/// target, so a [`resolve`] given this warm-up (in
+/// [`ResolveOptions::warmup`]) takes those answers instead of asking again;
+/// it reads them for the real target, so a wrong guess costs requests,
+/// never the result. Dropping it (or resolving with it) stops its queue.
+#[derive(Clone)]
+pub struct Warmup {
+    client: std::sync::Arc<IndexClient>,
+}
+
+impl std::fmt::Debug for Warmup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warmup")
+            .field("index", &self.client.index_display())
+            .finish()
+    }
+}
+
+impl Warmup {
+    /// Start fetching for `requirements` as `options` (its target the
+    /// provisional one) would resolve them; returns at once.
+    pub fn start<S: AsRef<str>>(
+        requirements: &[S],
+        options: &ResolveOptions,
+    ) -> Result<Warmup, ResolveError> {
+        let reqs = requirements
+            .iter()
+            .map(|r| parse_requirement(r.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (selector, python) = selector(options);
+        let client = IndexClient::new(
+            &options.index_url,
+            selector,
+            options.cache_dir.clone(),
+            options.prefetch_threads,
+        )?;
+        let provider = Provider::new(
+            &client,
+            options.target.marker_environment(),
+            python,
+            reqs,
+            options.sdists,
+            &options.preferences,
+        );
+        client.set_environment(provider.env().clone());
+        // Queues the root requirements' pages (and, through the workers,
+        // what their likely versions need).
+        provider.root_constraints()?;
+        drop(provider);
+        Ok(Warmup {
+            client: std::sync::Arc::new(client),
+        })
+    }
+}
+
+/// How `options` choose a wheel per version, and the target's Python.
+fn selector(options: &ResolveOptions) -> (Selector, Version) {
+    let python = Version::from_str(&options.target.python_full_version_string())
+        .expect("a numeric version parses");
+    let selector = Selector {
+        ranks: options.target.tag_ranks(),
+        python: python.clone(),
+        exclude_newer: options.exclude_newer,
+    };
+    (selector, python)
 }
 
 impl ResolveOptions {
@@ -197,6 +272,7 @@ impl ResolveOptions {
             prefetch_threads: 16,
             sdists: true,
             preferences: BTreeMap::new(),
+            warmup: None,
         }
     }
 }
@@ -277,19 +353,27 @@ pub fn resolve<S: AsRef<str>>(
         .iter()
         .map(|r| parse_requirement(r.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let python =
-        Version::from_str(&target.python_full_version_string()).expect("a numeric version parses");
-    let selector = Selector {
-        ranks: target.tag_ranks(),
-        python: python.clone(),
-        exclude_newer: options.exclude_newer,
+    let (selector, python) = selector(options);
+    let warm = options.warmup.as_ref().map(|w| {
+        // Its queue stops; what it has in flight lands in the shared answers.
+        w.client.close();
+        w.client.answers()
+    });
+    let client = match warm.filter(|a| {
+        a.serve(
+            &options.index_url,
+            options.cache_dir.as_deref(),
+            options.exclude_newer,
+        )
+    }) {
+        Some(answers) => IndexClient::sharing(answers, selector, options.prefetch_threads),
+        None => IndexClient::new(
+            &options.index_url,
+            selector,
+            options.cache_dir.clone(),
+            options.prefetch_threads,
+        )?,
     };
-    let client = IndexClient::new(
-        &options.index_url,
-        selector,
-        options.cache_dir.clone(),
-        options.prefetch_threads,
-    )?;
     let index = client.index_display().to_owned();
     let provider = Provider::new(
         &client,

@@ -1691,3 +1691,111 @@ fn a_fresh_page_received_before_exclude_newer_is_revalidated() {
     assert_eq!(pages.len(), 2, "{pages:?}");
     assert!(pages.iter().all(|l| l.ends_with("304")), "{pages:?}");
 }
+
+// ---- the warm-up -----------------------------------------------------------
+
+/// app → lib, where lib has a manylinux2014 wheel needing nothing and a
+/// manylinux_2_28 one needing `fast`: which one a target reads decides
+/// the closure.
+fn glibc_split_index() -> TestIndex {
+    let mut idx = TestIndex::default();
+    idx.add("app", wheel("app", "1.0", &["lib"]))
+        .add(
+            "lib",
+            wheel_with("lib", "1.0", "py3-none-manylinux_2_17_x86_64", &[], ""),
+        )
+        .add(
+            "lib",
+            wheel_with(
+                "lib",
+                "1.0",
+                "py3-none-manylinux_2_28_x86_64",
+                &["fast"],
+                "",
+            ),
+        )
+        .add("fast", wheel("fast", "1.0", &[]));
+    idx
+}
+
+/// Wait until `server` has answered every request in `wanted`.
+fn wait_for_requests(server: &Server, wanted: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !wanted
+        .iter()
+        .all(|w| server.log().iter().any(|l| l.starts_with(w)))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the warm-up did not ask for {wanted:?}: {:?}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_warmup_for_a_provisional_target_shares_its_answers_and_the_resolution_reads_them_for_the_real_one(
+) {
+    let server = Server::start(&glibc_split_index());
+    let mut provisional = options(&server);
+    provisional.target = Target::cpython_glibc((3, 11), Arch::X86_64, (2, 17));
+    let warmup = Warmup::start(&["app"], &provisional).unwrap();
+    // The root's page, its likely version's metadata, then lib's page and
+    // the metadata of the wheel the provisional target would take.
+    wait_for_requests(
+        &server,
+        &[
+            "GET /simple/app/",
+            "GET /simple/lib/",
+            "GET /files/lib-1.0-py3-none-manylinux_2_17_x86_64.whl.metadata",
+        ],
+    );
+    server.clear_log();
+
+    let mut real = options(&server);
+    real.warmup = Some(warmup);
+    let got = resolve(&["app"], &real).unwrap();
+    // Read for glibc 2.36: lib's manylinux_2_28 wheel, which needs fast.
+    assert_eq!(
+        versions(&got),
+        pairs(&[("app", "1.0"), ("fast", "1.0"), ("lib", "1.0")])
+    );
+    assert_eq!(
+        got.get("lib").unwrap().filename,
+        "lib-1.0-py3-none-manylinux_2_28_x86_64.whl"
+    );
+    let log = server.log();
+    assert!(
+        !log.iter().any(|l| l.starts_with("GET /simple/app/")
+            || l.starts_with("GET /simple/lib/")
+            || l.starts_with("GET /files/app-1.0")),
+        "what the warm-up fetched is not asked again: {log:?}"
+    );
+    assert!(
+        log.iter().any(
+            |l| l.starts_with("GET /files/lib-1.0-py3-none-manylinux_2_28_x86_64.whl.metadata")
+        ),
+        "the real target's wheel's metadata is fetched: {log:?}"
+    );
+    // The same as a resolution on its own.
+    assert_eq!(got, resolve(&["app"], &options(&server)).unwrap());
+}
+
+#[test]
+fn a_warmup_made_with_another_exclude_newer_is_not_used() {
+    let server = Server::start(&glibc_split_index());
+    let mut early = options(&server);
+    early.exclude_newer = Some("2024-01-01T00:00:00Z".parse().unwrap());
+    let warmup = Warmup::start(&["app"], &early).unwrap();
+    wait_for_requests(&server, &["GET /simple/app/", "GET /simple/lib/"]);
+    server.clear_log();
+    let mut o = options(&server);
+    o.warmup = Some(warmup);
+    resolve(&["app"], &o).unwrap();
+    let pages = page_requests(&server.log());
+    assert!(
+        pages.iter().any(|l| l.starts_with("GET /simple/app/")),
+        "answers kept as of another instant are not taken: {pages:?}"
+    );
+}

@@ -268,12 +268,8 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
     let spec = cx.spec;
     let py = &spec.python;
     let request = requirements_request(spec, glibc);
-    let target = &Target::cpython_glibc(py.version, Arch::X86_64, glibc);
-    let old = cx.old.and_then(|l| l.python.as_ref());
-    if cx.upgrade == Upgrade::Nothing {
-        if let Some(p) = old.filter(|p| p.request == request) {
-            return Ok(p.clone());
-        }
+    if let Some(p) = kept_requirements(cx, &request) {
+        return Ok(p.clone());
     }
     if cx.fetch.offline {
         return Err(FetchError::Offline {
@@ -281,25 +277,9 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
         }
         .into());
     }
-    let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
-    let mut ro = ResolveOptions::new(index, target.clone());
-    ro.exclude_newer = match (
-        cx.exclude_newer,
-        old.and_then(|p| p.exclude_newer.as_deref()),
-    ) {
-        (Some(t), _) => Some(t),
-        (None, Some(_)) if cx.upgrade == Upgrade::All => None,
-        (None, Some(recorded)) => {
-            Some(recorded.parse().map_err(|e| SourceError::ExcludeNewer {
-                lock_file: crate::lock::lock_path(&spec.path),
-                found: recorded.to_string(),
-                message: format!("{e}"),
-            })?)
-        }
-        (None, None) => None,
-    };
-    ro.preferences = preferences(old, &cx.upgrade);
-    ro.cache_dir = Some(cx.store.cache_dir("pypi-metadata")?);
+    let target = Target::cpython_glibc(py.version, Arch::X86_64, glibc);
+    let mut ro = resolve_options(cx, target)?;
+    ro.warmup = cx.python_warmup.take();
     let resolved = resolve::resolve(&py.requirements, &ro)?.packages;
     let mut out = PythonLock {
         request,
@@ -334,6 +314,75 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
         }
     }
     Ok(out)
+}
+
+/// The old lock's pins of `[python] requirements` when they were made for
+/// `request` (the same requirements and target) and nothing is to move.
+fn kept_requirements<'l>(cx: &PinContext<'l>, request: &str) -> Option<&'l PythonLock> {
+    if cx.upgrade != Upgrade::Nothing {
+        return None;
+    }
+    cx.old
+        .and_then(|l| l.python.as_ref())
+        .filter(|p| p.request == request)
+}
+
+/// How `[python] requirements` resolve for `target`: the configured index,
+/// the `exclude-newer` asked for (else the old lock's, unless everything
+/// may move), the old lock's versions preferred, metadata cached in the
+/// store.
+fn resolve_options(cx: &PinContext, target: Target) -> Result<ResolveOptions, SourceError> {
+    let spec = cx.spec;
+    let old = cx.old.and_then(|l| l.python.as_ref());
+    let (index, _from) = crate::python::index_config::index_url(spec.python.index.as_deref())?;
+    let mut ro = ResolveOptions::new(index, target);
+    ro.exclude_newer = match (
+        cx.exclude_newer,
+        old.and_then(|p| p.exclude_newer.as_deref()),
+    ) {
+        (Some(t), _) => Some(t),
+        (None, Some(_)) if cx.upgrade == Upgrade::All => None,
+        (None, Some(recorded)) => {
+            Some(recorded.parse().map_err(|e| SourceError::ExcludeNewer {
+                lock_file: crate::lock::lock_path(&spec.path),
+                found: recorded.to_string(),
+                message: format!("{e}"),
+            })?)
+        }
+        (None, None) => None,
+    };
+    ro.preferences = preferences(old, &cx.upgrade);
+    ro.cache_dir = Some(cx.store.cache_dir("pypi-metadata")?);
+    Ok(ro)
+}
+
+/// Start the index work of `[python] requirements` that does not need the
+/// base, to run while the Debian base resolves ([`resolve::Warmup`]): for
+/// a provisional target whose glibc is the old lock's base's (else the
+/// spec's, else 2.17); the resolution then reads the answers for the real
+/// one. `None` where Python does not wait on the base (no Debian base, a
+/// base image, a lock file), where the old lock's pins will be kept, when
+/// offline, or when the options do not form (the resolution reports why).
+pub(crate) fn warm_up(cx: &PinContext) -> Option<resolve::Warmup> {
+    let spec = cx.spec;
+    let py = &spec.python;
+    if spec.debian.is_none()
+        || spec.base_image.is_some()
+        || py.lock.is_some()
+        || py.requirements.is_empty()
+        || cx.fetch.offline
+    {
+        return None;
+    }
+    let old_glibc = super::glibc_of(spec, cx.old.into_iter().flat_map(Lock::base_deb_files));
+    if kept_requirements(cx, &requirements_request(spec, old_glibc)).is_some() {
+        return None;
+    }
+    let target = Target::cpython_glibc(py.version, Arch::X86_64, old_glibc);
+    let ro = resolve_options(cx, target).ok()?;
+    resolve::Warmup::start(&py.requirements, &ro)
+        .map_err(|e| tracing::debug!(error = %e, "the index warm-up did not start"))
+        .ok()
 }
 
 /// The old lock's versions, as the resolver's preferences: all of them
