@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 #[derive(Debug, thiserror::Error)]
 #[error("no package index configured: set [python] index in the spec, ENVBUILD_INDEX_URL, PIP_INDEX_URL or UV_INDEX_URL, or index-url in pip.conf (asking the host's pip for its default failed: {detail})")]
@@ -28,30 +29,38 @@ pub fn index_url(spec_index: Option<&str>) -> Result<(String, String), NoIndex> 
     if let Some((url, file)) = from_pip_conf() {
         return Ok((url, file));
     }
+    Ok((host_pip_default()?, "the host pip's default".into()))
+}
+
+/// The host pip's default index, asked once per process (starting
+/// `python3` and importing pip takes most of a second, and a lock and a
+/// realize may both need it).
+fn host_pip_default() -> Result<String, NoIndex> {
+    static ANSWER: OnceLock<Result<String, String>> = OnceLock::new();
+    ANSWER
+        .get_or_init(ask_host_pip)
+        .clone()
+        .map_err(|detail| NoIndex { detail })
+}
+
+fn ask_host_pip() -> Result<String, String> {
     let out = Command::new("python3")
         .args([
             "-c",
             "from pip._internal.models.index import PyPI; print(PyPI.simple_url)",
         ])
         .output()
-        .map_err(|e| NoIndex {
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| e.to_string())?;
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || !url.starts_with("http") {
-        return Err(NoIndex {
-            detail: String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("no output")
-                .to_string(),
-        });
+        return Err(String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("no output")
+            .to_string());
     }
-    Ok((
-        url.trim_end_matches('/').to_string(),
-        "the host pip's default".into(),
-    ))
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn from_pip_conf() -> Option<(String, String)> {

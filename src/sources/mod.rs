@@ -61,8 +61,12 @@ pub struct PinContext<'a> {
     pub urls: std::collections::BTreeMap<String, String>,
     /// The Python index work begun while the base resolves ([`pin`] sets
     /// it; the Python source takes it).
-    pub python_warmup: Option<crate::python::resolve::Warmup>,
+    pub python_warmup: Option<StartedWarmup>,
 }
+
+/// The thread starting a [`crate::python::resolve::Warmup`] (it first
+/// finds the index); `None` from it when it could not start.
+pub type StartedWarmup = std::thread::JoinHandle<Option<crate::python::resolve::Warmup>>;
 
 /// What a re-lock may move. A resolution prefers the old lock's version of
 /// every package the requirements still allow, so a changed requirement

@@ -209,6 +209,22 @@ fn build_key(build: Option<&str>) -> (u64, String) {
     }
 }
 
+/// One file of a project page as read without a target.
+pub(super) struct PageFile {
+    version: Version,
+    /// The wheel's tags (`None` for an sdist).
+    wheel: Option<WheelFilename>,
+    build: (u64, String),
+    upload_time: Option<Timestamp>,
+    /// The file, or why its URL does not resolve (an error only where the
+    /// file is used: a hidden file may be broken).
+    file: Result<Arc<DistFile>, String>,
+}
+
+/// A project page read once for every target: its wheels and sdists (other
+/// files, and wheels of other projects, left out).
+pub(super) struct PageFiles(Vec<PageFile>);
+
 /// Read a PEP 691 page into a [`Project`], choosing each version's wheel.
 pub(super) fn parse_project_page(
     project: &str,
@@ -216,6 +232,20 @@ pub(super) fn parse_project_page(
     body: &[u8],
     selector: &Selector,
 ) -> Result<Project, String> {
+    select(
+        project,
+        &read_page_files(project, page_url, body)?,
+        selector,
+    )
+}
+
+/// The target-free part of reading a page: the JSON, each file's name,
+/// version, URL and attributes.
+pub(super) fn read_page_files(
+    project: &str,
+    page_url: &reqwest::Url,
+    body: &[u8],
+) -> Result<PageFiles, String> {
     let page: JsonPage =
         serde_json::from_slice(body).map_err(|e| format!("the JSON does not parse: {e}"))?;
     if let Some(v) = page.meta.as_ref().and_then(|m| m.api_version.as_deref()) {
@@ -223,15 +253,9 @@ pub(super) fn parse_project_page(
             return Err(format!("api-version {v} is not 1.x"));
         }
     }
-    struct Candidate {
-        file: Arc<DistFile>,
-        rank: Option<usize>,
-        build: (u64, String),
-    }
-    let mut by_version: BTreeMap<Version, Vec<Candidate>> = BTreeMap::new();
-    let mut hidden: BTreeMap<Version, ()> = BTreeMap::new();
+    let mut out = Vec::with_capacity(page.files.len());
     for f in page.files {
-        let (version, rank, build) = if f.filename.ends_with(".whl") {
+        let (version, wheel, build) = if f.filename.ends_with(".whl") {
             let Ok(w) = WheelFilename::parse(&f.filename) else {
                 continue;
             };
@@ -241,8 +265,8 @@ pub(super) fn parse_project_page(
             let Ok(v) = Version::from_str(&w.version) else {
                 continue;
             };
-            let rank = selector.ranks.rank(&w.python, &w.abi, &w.platform);
-            (v, rank, build_key(w.build.as_deref()))
+            let build = build_key(w.build.as_deref());
+            (v, Some(w), build)
         } else if let Some(v) = sdist_version(&f.filename, project) {
             (v, None, (0, String::new()))
         } else {
@@ -253,45 +277,78 @@ pub(super) fn parse_project_page(
             .upload_time
             .as_deref()
             .and_then(|t| Timestamp::from_str(t).ok());
+        let file = match page_url.join(&f.url) {
+            Err(e) => Err(format!("file URL {:?} does not resolve: {e}", f.url)),
+            Ok(url) => {
+                let mut url = url.to_string();
+                // PEP 503 pages carry the hash in the fragment; the URL is without.
+                if let Some(i) = url.find('#') {
+                    url.truncate(i);
+                }
+                let yanked = match f.yanked {
+                    None | Some(BoolOrString::Bool(false)) => None,
+                    Some(BoolOrString::Bool(true)) => Some(String::new()),
+                    Some(BoolOrString::Str(reason)) => Some(reason),
+                };
+                let metadata = match f.core_metadata.or(f.dist_info_metadata) {
+                    None | Some(BoolOrHashes::Bool(false)) => None,
+                    Some(BoolOrHashes::Bool(true)) => Some(None),
+                    Some(BoolOrHashes::Hashes(h)) => {
+                        Some(h.get("sha256").map(|s| s.to_lowercase()))
+                    }
+                };
+                Ok(Arc::new(DistFile {
+                    filename: f.filename,
+                    url,
+                    sha256: f.hashes.get("sha256").map(|s| s.to_lowercase()),
+                    size: f.size,
+                    requires_python: f.requires_python.filter(|s| !s.trim().is_empty()),
+                    yanked,
+                    upload_time,
+                    metadata,
+                }))
+            }
+        };
+        out.push(PageFile {
+            version,
+            wheel,
+            build,
+            upload_time,
+            file,
+        });
+    }
+    Ok(PageFiles(out))
+}
+
+/// The target's part: which files fit, each version's wheel.
+fn select(project: &str, page: &PageFiles, selector: &Selector) -> Result<Project, String> {
+    struct Candidate {
+        file: Arc<DistFile>,
+        rank: Option<usize>,
+        build: (u64, String),
+    }
+    let mut by_version: BTreeMap<Version, Vec<Candidate>> = BTreeMap::new();
+    let mut hidden: BTreeMap<Version, ()> = BTreeMap::new();
+    for f in &page.0 {
         if let Some(cutoff) = selector.exclude_newer {
-            if upload_time.is_none_or(|t| t > cutoff) {
-                hidden.insert(version, ());
+            if f.upload_time.is_none_or(|t| t > cutoff) {
+                hidden.insert(f.version.clone(), ());
                 continue;
             }
         }
-        let url = page_url
-            .join(&f.url)
-            .map_err(|e| format!("file URL {:?} does not resolve: {e}", f.url))?;
-        let mut url = url.to_string();
-        // PEP 503 pages carry the hash in the fragment; the URL is without.
-        if let Some(i) = url.find('#') {
-            url.truncate(i);
-        }
-        let yanked = match f.yanked {
-            None | Some(BoolOrString::Bool(false)) => None,
-            Some(BoolOrString::Bool(true)) => Some(String::new()),
-            Some(BoolOrString::Str(reason)) => Some(reason),
-        };
-        let metadata = match f.core_metadata.or(f.dist_info_metadata) {
-            None | Some(BoolOrHashes::Bool(false)) => None,
-            Some(BoolOrHashes::Bool(true)) => Some(None),
-            Some(BoolOrHashes::Hashes(h)) => Some(h.get("sha256").map(|s| s.to_lowercase())),
-        };
-        let file = DistFile {
-            filename: f.filename,
-            url,
-            sha256: f.hashes.get("sha256").map(|s| s.to_lowercase()),
-            size: f.size,
-            requires_python: f.requires_python.filter(|s| !s.trim().is_empty()),
-            yanked,
-            upload_time,
-            metadata,
-        };
-        by_version.entry(version).or_default().push(Candidate {
-            file: Arc::new(file),
-            rank,
-            build,
-        });
+        let file = f.file.clone()?;
+        let rank = f
+            .wheel
+            .as_ref()
+            .and_then(|w| selector.ranks.rank(&w.python, &w.abi, &w.platform));
+        by_version
+            .entry(f.version.clone())
+            .or_default()
+            .push(Candidate {
+                file,
+                rank,
+                build: f.build.clone(),
+            });
     }
     let mut versions = Vec::with_capacity(by_version.len());
     for (version, mut files) in by_version {
@@ -401,7 +458,8 @@ pub(super) struct IndexAnswers {
     /// `exclude_newer`) is not reused without asking.
     not_before: Option<u64>,
     counts: Counts,
-    /// Normalized name → the page as the index (or the kept copy) gave it.
+    /// Normalized name → the page as the index (or the kept copy) gave it,
+    /// read as far as no target is needed.
     raw_pages: Mutex<HashMap<String, Slot<RawPage>>>,
     metadata: Mutex<HashMap<String, Slot<CoreMetadata>>>,
     sdists: Mutex<HashMap<String, Slot<SdistMetadata>>>,
@@ -409,13 +467,33 @@ pub(super) struct IndexAnswers {
     scratch: OnceLock<Result<tempfile::TempDir, String>>,
 }
 
-/// A project page before it is read for a target.
+/// A project page as far as it is read without a target.
 struct RawPage {
-    /// After redirects (relative file URLs resolve against it).
+    /// After redirects, for messages.
     url: reqwest::Url,
-    content_type: String,
-    body: Vec<u8>,
+    /// Its files, or why the page does not read.
+    files: Result<PageFiles, String>,
     origin: Origin,
+}
+
+impl RawPage {
+    fn read(
+        project: &str,
+        url: reqwest::Url,
+        content_type: &str,
+        body: &[u8],
+        origin: Origin,
+    ) -> RawPage {
+        let files = if content_type.to_ascii_lowercase().contains("html") {
+            Err(format!(
+                "the index answered {content_type:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})"
+            ))
+        } else {
+            // Relative file URLs resolve against the page's final URL.
+            read_page_files(project, &url, body)
+        };
+        RawPage { url, files, origin }
+    }
 }
 
 struct Inner {
@@ -778,14 +856,8 @@ impl Inner {
             url: redact(&page.url),
             message,
         };
-        let ct = page.content_type.to_ascii_lowercase();
-        if ct.contains("html") {
-            return Err(bad(format!(
-                "the index answered {:?}; envbuild needs the PEP 691 JSON form ({JSON_MEDIA_TYPE})",
-                page.content_type
-            )));
-        }
-        parse_project_page(name, &page.url, &page.body, &self.selector).map_err(bad)
+        let files = page.files.as_ref().map_err(|m| bad(m.clone()))?;
+        select(name, files, &self.selector).map_err(bad)
     }
 }
 
@@ -837,12 +909,13 @@ impl IndexAnswers {
             let (final_url, content_type, body) =
                 self.get_bytes(name, url.as_str(), Some(JSON_MEDIA_TYPE), None)?;
             self.counts.pages_downloaded.fetch_add(1, Ordering::Relaxed);
-            return Ok(RawPage {
-                url: final_url,
-                content_type,
-                body,
-                origin: Origin::Downloaded,
-            });
+            return Ok(RawPage::read(
+                name,
+                final_url,
+                &content_type,
+                &body,
+                Origin::Downloaded,
+            ));
         };
         if again {
             pages.forget(url.as_str(), Some(JSON_MEDIA_TYPE));
@@ -862,12 +935,14 @@ impl IndexAnswers {
             Origin::Downloaded => &self.counts.pages_downloaded,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        Ok(RawPage {
-            url: answer.url,
-            content_type: answer.content_type.unwrap_or_default(),
-            body: answer.body,
-            origin: answer.origin,
-        })
+        let content_type = answer.content_type.unwrap_or_default();
+        Ok(RawPage::read(
+            name,
+            answer.url,
+            &content_type,
+            &answer.body,
+            answer.origin,
+        ))
     }
 
     fn metadata(&self, project: &str, file: &DistFile) -> Result<Arc<CoreMetadata>, ResolveError> {

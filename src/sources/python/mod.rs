@@ -278,8 +278,12 @@ fn pin_requirements(cx: &mut PinContext, glibc: (u32, u32)) -> Result<PythonLock
         .into());
     }
     let target = Target::cpython_glibc(py.version, Arch::X86_64, glibc);
-    let mut ro = resolve_options(cx, target)?;
-    ro.warmup = cx.python_warmup.take();
+    let (index, _from) = crate::python::index_config::index_url(py.index.as_deref())?;
+    let mut ro = resolve_options(cx, target, index)?;
+    ro.warmup = cx
+        .python_warmup
+        .take()
+        .and_then(|started| started.join().ok().flatten());
     let resolved = resolve::resolve(&py.requirements, &ro)?.packages;
     let mut out = PythonLock {
         request,
@@ -327,14 +331,16 @@ fn kept_requirements<'l>(cx: &PinContext<'l>, request: &str) -> Option<&'l Pytho
         .filter(|p| p.request == request)
 }
 
-/// How `[python] requirements` resolve for `target`: the configured index,
-/// the `exclude-newer` asked for (else the old lock's, unless everything
-/// may move), the old lock's versions preferred, metadata cached in the
-/// store.
-fn resolve_options(cx: &PinContext, target: Target) -> Result<ResolveOptions, SourceError> {
+/// How `[python] requirements` resolve for `target` against `index`: the
+/// `exclude-newer` asked for (else the old lock's, unless everything may
+/// move), the old lock's versions preferred, metadata cached in the store.
+fn resolve_options(
+    cx: &PinContext,
+    target: Target,
+    index: String,
+) -> Result<ResolveOptions, SourceError> {
     let spec = cx.spec;
     let old = cx.old.and_then(|l| l.python.as_ref());
-    let (index, _from) = crate::python::index_config::index_url(spec.python.index.as_deref())?;
     let mut ro = ResolveOptions::new(index, target);
     ro.exclude_newer = match (
         cx.exclude_newer,
@@ -360,10 +366,12 @@ fn resolve_options(cx: &PinContext, target: Target) -> Result<ResolveOptions, So
 /// base, to run while the Debian base resolves ([`resolve::Warmup`]): for
 /// a provisional target whose glibc is the old lock's base's (else the
 /// spec's, else 2.17); the resolution then reads the answers for the real
-/// one. `None` where Python does not wait on the base (no Debian base, a
-/// base image, a lock file), where the old lock's pins will be kept, when
-/// offline, or when the options do not form (the resolution reports why).
-pub(crate) fn warm_up(cx: &PinContext) -> Option<resolve::Warmup> {
+/// one. On a thread of its own, as finding the index may mean asking the
+/// host's pip. `None` where Python does not wait on the base (no Debian
+/// base, a base image, a lock file), where the old lock's pins will be
+/// kept, when offline, or when the options do not form (the resolution
+/// reports why).
+pub(crate) fn warm_up(cx: &PinContext) -> Option<super::StartedWarmup> {
     let spec = cx.spec;
     let py = &spec.python;
     if spec.debian.is_none()
@@ -379,10 +387,17 @@ pub(crate) fn warm_up(cx: &PinContext) -> Option<resolve::Warmup> {
         return None;
     }
     let target = Target::cpython_glibc(py.version, Arch::X86_64, old_glibc);
-    let ro = resolve_options(cx, target).ok()?;
-    resolve::Warmup::start(&py.requirements, &ro)
-        .map_err(|e| tracing::debug!(error = %e, "the index warm-up did not start"))
-        .ok()
+    let mut ro = resolve_options(cx, target, String::new()).ok()?;
+    let spec_index = py.index.clone();
+    let requirements = py.requirements.clone();
+    Some(std::thread::spawn(move || {
+        ro.index_url = crate::python::index_config::index_url(spec_index.as_deref())
+            .ok()?
+            .0;
+        resolve::Warmup::start(&requirements, &ro)
+            .map_err(|e| tracing::debug!(error = %e, "the index warm-up did not start"))
+            .ok()
+    }))
 }
 
 /// The old lock's versions, as the resolver's preferences: all of them
