@@ -73,10 +73,10 @@ pub enum CacheError {
 
     /// No signature by a trusted key (none at all, or by other keys, or
     /// not matching the contents).
-    #[error("{url}: {what} {item} is not signed by a trusted key (expected a signature by one of [{expected}]; found {found}); trusted keys come from ENVBUILD_TRUSTED_PUBLIC_KEYS or trusted-public-keys in {config}")]
+    #[error("{url}: {item} is not signed by a trusted key (expected a signature by one of [{expected}]; found {found}); trusted keys come from ENVBUILD_TRUSTED_PUBLIC_KEYS or trusted-public-keys in {config}")]
     Untrusted {
         url: String,
-        what: &'static str,
+        /// What is unsigned: `narinfo NAME`, `realisation KEY`.
         item: String,
         expected: String,
         found: String,
@@ -139,7 +139,7 @@ pub enum CacheError {
         url: String,
         item: String,
         #[source]
-        source: envbuild_store::StoreError,
+        source: Box<envbuild_store::StoreError>,
     },
 
     #[error("configuration {path}: {message}")]
@@ -152,8 +152,16 @@ pub enum CacheError {
         source: envbuild_store::SigningError,
     },
 
+    /// The local store failed (boxed, as in `Import`: the store's errors
+    /// are large and this is the rare path).
     #[error(transparent)]
-    Store(#[from] envbuild_store::StoreError),
+    Store(Box<envbuild_store::StoreError>),
+}
+
+impl From<envbuild_store::StoreError> for CacheError {
+    fn from(e: envbuild_store::StoreError) -> Self {
+        CacheError::Store(Box::new(e))
+    }
 }
 
 impl CacheError {

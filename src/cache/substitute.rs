@@ -129,7 +129,7 @@ impl Substituters {
                     tracing::debug!(cache = %s.backend.url(), key, item = %path, "substituted");
                     return Ok(Some(path));
                 }
-                Err(CacheError::Store(e)) => return Err(e),
+                Err(CacheError::Store(e)) => return Err(*e),
                 Err(e) if e.is_unreachable() => {
                     // Unreachable (after the client's retries): asking it
                     // for every other step would only repeat the wait.
@@ -196,7 +196,7 @@ impl Substituters {
         for s in &self.list {
             match s.closure(store, path, self) {
                 Ok(()) => return Ok(()),
-                Err(CacheError::Store(e)) => return Err(e.into()),
+                Err(CacheError::Store(e)) => return Err((*e).into()),
                 Err(e) => {
                     if self.list.len() > 1 {
                         warn(&format!("{path}: substitute refused, {e}"));
@@ -223,8 +223,7 @@ impl Substituters {
             .collect();
         CacheError::Untrusted {
             url,
-            what,
-            item,
+            item: format!("{what} {item}"),
             expected: self
                 .keys
                 .iter()
@@ -554,10 +553,10 @@ impl Substituter {
                 zstd::Decoder::with_buffer(f).map_err(|e| CacheError::Import {
                     url: url(),
                     item: item(),
-                    source: StoreError::Io {
+                    source: Box::new(StoreError::Io {
                         path: ni.url.clone().into(),
                         source: e,
-                    },
+                    }),
                 })?,
             ),
             "xz" => Box::new(liblzma::read::XzDecoder::new(f)),
@@ -578,7 +577,7 @@ impl Substituter {
             Err(source) => Err(CacheError::Import {
                 url: url(),
                 item: item(),
-                source,
+                source: Box::new(source),
             }),
         }
     }

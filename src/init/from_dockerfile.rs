@@ -154,6 +154,15 @@ struct Copied {
     file: usize,
 }
 
+/// A user a `useradd`/`adduser` line made: its `-u`, its `-g` (a gid or a
+/// group name) and its `-d`, where given.
+#[derive(Clone)]
+struct AddedUser {
+    uid: Option<u32>,
+    group: Option<String>,
+    home: Option<String>,
+}
+
 struct Translator {
     draft: SpecDraft,
     notes: Vec<Note>,
@@ -161,8 +170,9 @@ struct Translator {
     spec_dir: PathBuf,
     workdir: String,
     user: Option<String>,
-    /// `useradd` and `groupadd` seen: name → uid/gid, home.
-    users: BTreeMap<String, (Option<u32>, Option<String>, Option<String>)>,
+    /// `useradd` seen: name → what it said of the user.
+    users: BTreeMap<String, AddedUser>,
+    /// `groupadd` seen: name → gid.
     groups: BTreeMap<String, u32>,
     copied: Vec<Copied>,
     /// Image paths `pip install -r` consumed (their [[files]] are dropped).
@@ -293,7 +303,7 @@ impl Translator {
             }
         } else if official && short == "python" {
             let version = tag
-                .split(|c: char| c == '-')
+                .split('-')
                 .next()
                 .filter(|v| v.starts_with("3.") && v.split('.').count() >= 2)
                 .map(|v| v.split('.').take(2).collect::<Vec<_>>().join("."));
@@ -450,7 +460,7 @@ impl Translator {
         self.user = Some(name.clone());
         let known = self.users.get(&name).cloned();
         let (uid, gid, home) = match known {
-            Some((uid, group, home)) => {
+            Some(AddedUser { uid, group, home }) => {
                 let uid = uid.unwrap_or(1000);
                 let gid = group
                     .as_deref()
@@ -580,7 +590,7 @@ impl Translator {
                         let uid = opts.get("-u").or(opts.get("--uid")).and_then(|u| u.parse().ok());
                         let group = opts.get("-g").or(opts.get("--gid")).or(opts.get("--ingroup")).cloned();
                         let home = opts.get("-d").or(opts.get("--home")).or(opts.get("--home-dir")).cloned();
-                        self.users.insert(name.clone(), (uid, group, home));
+                        self.users.insert(name.clone(), AddedUser { uid, group, home });
                         ok(self, format!("user {name}: [image] user (base-files writes /etc/passwd and the home)"))
                     }
                     None => self.note(line, shown.clone(), Outcome::NotTranslated, "no user name".into()),

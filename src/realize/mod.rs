@@ -961,11 +961,11 @@ impl<'p> Execution<'p> {
         let step = &self.plan.steps[s];
         let done = match &step.builder {
             Builder::UnpackDeb { filename } => {
-                builders::unpack_deb(r, &drv, filename, &items[0]).map(Done::Component)
+                builders::unpack_deb(r, drv, filename, &items[0]).map(Done::Component)
             }
             Builder::BaseFiles(b) => {
                 let base = items.first().map(|i| r.store.physical_path(i).join("tree"));
-                builders::base_files(r, &drv, b, base.as_deref()).map(Done::Component)
+                builders::base_files(r, drv, b, base.as_deref()).map(Done::Component)
             }
             Builder::UnpackBaseImage {
                 image,
@@ -974,14 +974,14 @@ impl<'p> Execution<'p> {
                 layers,
             } => builders::base_image::unpack_base_image(
                 r,
-                &drv,
+                drv,
                 &builders::base_image::BaseImageStep {
                     image,
                     manifest,
                     config,
                     layers,
                 },
-                &items,
+                items,
             )
             .map(Done::Component),
             Builder::UnpackWheel {
@@ -995,7 +995,7 @@ impl<'p> Execution<'p> {
                     python,
                     closure: &closure,
                 });
-                builders::wheel::unpack_wheel(r, &drv, scheme, shebang, &wheel, bytecode.as_ref())
+                builders::wheel::unpack_wheel(r, drv, scheme, shebang, &wheel, bytecode.as_ref())
                     .map(Done::Component)
             }
             Builder::BuildSdist {
@@ -1007,7 +1007,7 @@ impl<'p> Execution<'p> {
                 let closure = self.step_components(&step.inputs[1..]);
                 builders::sdist::build_sdist(
                     r,
-                    &drv,
+                    drv,
                     &builders::sdist::SdistBuild {
                         sdist,
                         item: &items[0],
@@ -1023,17 +1023,17 @@ impl<'p> Execution<'p> {
                 })
             }
             Builder::ModelSnapshot(m) => {
-                builders::model::model_snapshot(r, &drv, m, &items).map(|s| match s {
+                builders::model::model_snapshot(r, drv, m, items).map(|s| match s {
                     builders::model::Snapshot::Component(c) => Done::Component(c),
                     builders::model::Snapshot::Volume(v) => Done::Volume(v),
                 })
             }
             Builder::CopyFiles { dst, owner, mode } => {
-                builders::copy_files(r, &drv, dst, *owner, *mode, &items[0]).map(Done::Component)
+                builders::copy_files(r, drv, dst, *owner, *mode, &items[0]).map(Done::Component)
             }
             Builder::DebianBytecode { python } => {
                 let base = self.step_components(&step.inputs);
-                builders::debian_bytecode::debian_bytecode(r, &drv, python, &base)
+                builders::debian_bytecode::debian_bytecode(r, drv, python, &base)
                     .map(Done::Component)
             }
         };

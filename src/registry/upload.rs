@@ -105,14 +105,27 @@ pub(super) struct UploadAt {
     min_chunk: Option<u64>,
 }
 
-/// How one request of an upload ended, when it did not end the upload.
+/// How one request of an upload ended, when it did not end the upload
+/// (the error boxed: it is the rare path, and `Result<_, Step>` stays small).
 enum Step {
     /// The registry may hold some of the bytes: ask it, go on from there.
-    Ask(RegistryError),
+    Ask(Box<RegistryError>),
     /// The session is gone (or its bytes are wrong): a new one, from 0.
-    Restart(RegistryError),
+    Restart(Box<RegistryError>),
     /// Nothing to try again: the upload fails with this.
-    Fatal(RegistryError),
+    Fatal(Box<RegistryError>),
+}
+
+impl Step {
+    fn ask(e: RegistryError) -> Step {
+        Step::Ask(Box::new(e))
+    }
+    fn restart(e: RegistryError) -> Step {
+        Step::Restart(Box::new(e))
+    }
+    fn fatal(e: RegistryError) -> Step {
+        Step::Fatal(Box::new(e))
+    }
 }
 
 impl Session<'_> {
@@ -193,7 +206,7 @@ impl Session<'_> {
                         offset = 0;
                         continue;
                     }
-                    Err(e) if retryable(&e) => Step::Restart(e),
+                    Err(e) if retryable(&e) => Step::restart(e),
                     Err(e) => return Err(e),
                 },
                 Some(cur) if offset == 0 && !chunked => match self.put_whole(blob, what, cur) {
@@ -227,7 +240,7 @@ impl Session<'_> {
                 },
             };
             let last = match step {
-                Step::Fatal(e) => return Err(e),
+                Step::Fatal(e) => return Err(*e),
                 Step::Ask(ref e) | Step::Restart(ref e) => e,
             };
             failures += 1;
@@ -239,9 +252,9 @@ impl Session<'_> {
                     what: what.to_string(),
                     failures,
                     elapsed: started.elapsed(),
-                    source: Box::new(match step {
+                    source: match step {
                         Step::Ask(e) | Step::Restart(e) | Step::Fatal(e) => e,
-                    }),
+                    },
                 });
             }
             tracing::info!(
@@ -339,13 +352,13 @@ impl Session<'_> {
         match done.status {
             201 => {}
             // What was sent did not arrive whole, or the session is gone.
-            400 | 404 => return Err(Step::Restart(self.status_err(what, &done, "201"))),
-            416 => return Err(Step::Ask(self.status_err(what, &done, "201"))),
-            _ => return Err(Step::Fatal(self.status_err(what, &done, "201"))),
+            400 | 404 => return Err(Step::restart(self.status_err(what, &done, "201"))),
+            416 => return Err(Step::ask(self.status_err(what, &done, "201"))),
+            _ => return Err(Step::fatal(self.status_err(what, &done, "201"))),
         }
         if let Some(found) = done.header("docker-content-digest") {
             if found != blob.digest {
-                return Err(Step::Fatal(RegistryError::DigestMismatch {
+                return Err(Step::fatal(RegistryError::DigestMismatch {
                     registry: self.registry.clone(),
                     repo: self.repo.clone(),
                     what: what.to_string(),
@@ -405,14 +418,14 @@ impl Session<'_> {
             .map_err(classify)?;
         match answer.status {
             202 => {}
-            416 => return Err(Step::Ask(self.status_err(&chunk_what, &answer, "202"))),
-            400 | 404 => return Err(Step::Restart(self.status_err(&chunk_what, &answer, "202"))),
-            _ => return Err(Step::Fatal(self.status_err(&chunk_what, &answer, "202"))),
+            416 => return Err(Step::ask(self.status_err(&chunk_what, &answer, "202"))),
+            400 | 404 => return Err(Step::restart(self.status_err(&chunk_what, &answer, "202"))),
+            _ => return Err(Step::fatal(self.status_err(&chunk_what, &answer, "202"))),
         }
         // The registry's Range must end where this chunk did.
         if let Some(range) = answer.header("range") {
             if parse_range(range) != Some(last) {
-                return Err(Step::Ask(RegistryError::Status {
+                return Err(Step::ask(RegistryError::Status {
                     registry: self.registry.clone(),
                     repo: self.repo.clone(),
                     what: chunk_what,
@@ -424,7 +437,7 @@ impl Session<'_> {
         }
         let mut next = self
             .upload_location(&answer, &chunk_what)
-            .map_err(Step::Restart)?;
+            .map_err(Step::restart)?;
         next.min_chunk = next.min_chunk.or(at.min_chunk);
         Ok(next)
     }
@@ -477,9 +490,9 @@ pub fn parse_range(value: &str) -> Option<u64> {
 /// the rest ends the upload.
 fn classify(e: RegistryError) -> Step {
     if retryable(&e) {
-        Step::Ask(e)
+        Step::ask(e)
     } else {
-        Step::Fatal(e)
+        Step::fatal(e)
     }
 }
 

@@ -163,10 +163,8 @@ impl NarInfo {
                         .collect::<Result<Vec<_>, _>>()?;
                     once(&mut references, "References", refs)?
                 }
-                "Deriver" => {
-                    if value != "unknown-deriver" {
-                        once(&mut deriver, "Deriver", value.to_string())?
-                    }
+                "Deriver" if value != "unknown-deriver" => {
+                    once(&mut deriver, "Deriver", value.to_string())?
                 }
                 "Sig" => sigs.push(value.to_string()),
                 "CA" => once(&mut ca, "CA", value.to_string())?,

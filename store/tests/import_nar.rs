@@ -162,7 +162,12 @@ fn a_reference_must_be_valid_first() {
     fs::create_dir_all(tmp.path().join("top")).unwrap();
     fs::write(tmp.path().join("top/f"), dep.to_absolute()).unwrap();
     let top = a2
-        .add_path_with_references(&tmp.path().join("top"), "top", &[dep.clone()], None)
+        .add_path_with_references(
+            &tmp.path().join("top"),
+            "top",
+            std::slice::from_ref(&dep),
+            None,
+        )
         .unwrap();
     let mut top_bytes = Vec::new();
     nar::dump(&top.physical, &mut top_bytes).unwrap();
@@ -190,5 +195,5 @@ fn a_reference_must_be_valid_first() {
     )
     .unwrap();
     b.import_nar(&top_bytes[..], &top_exp).unwrap();
-    assert_eq!(b.closure(&[top.path.clone()]).unwrap().len(), 2);
+    assert_eq!(b.closure(std::slice::from_ref(&top.path)).unwrap().len(), 2);
 }
