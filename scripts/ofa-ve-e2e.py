@@ -138,7 +138,10 @@ def timed(cmd, env=None, cwd=None):
     secs = time.monotonic() - start
     out, err = "".join(out_chunks), "".join(err_chunks)
     if p.returncode != 0:
-        fail(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{err[-4000:]}")
+        # Under --json the error is the JSON on stdout; stderr has the
+        # progress and any log lines (RUST_LOG).
+        fail(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n"
+             f"stdout: {out[-4000:]}\nstderr: {err[-4000:]}")
     return secs, usage.ru_maxrss / 1024, out
 
 
@@ -334,6 +337,8 @@ def two_machines(work: Path, spec: Path, figures: dict, edit_built: int) -> None
         "ENVBUILD_TRUSTED_PUBLIC_KEYS": public,
         "ENVBUILD_SUBSTITUTERS": "",
         "XDG_CONFIG_HOME": str(work / "config"),
+        # Retries and resumed uploads on stderr, shown if a step fails.
+        "ENVBUILD_LOG": "envbuild::registry=info,envbuild::cache=info,envbuild::net=info",
     }
     cache = work / "cache"
     push = [ENVBUILD, "--store", work / "store-b", "--json", "cache", "push", f"file://{cache}", spec,
