@@ -200,6 +200,15 @@ fn pylock_refusals_name_the_package_and_what_was_found() {
         "{err}"
     );
 
+    // A wheel named but with nowhere to fetch it from (found by fuzzing:
+    // this was an internal error).
+    write(&format!("lock-version = \"1.0\"\n[[packages]]\nname = \"nowhere\"\nwheels = [{{ name = \"nowhere-1.0-py3-none-any.whl\", hashes = {{ sha256 = \"{h}\" }} }}]\n"));
+    let err = fails(run(&store, &[&"lock", &spec]), "no url or path");
+    assert!(
+        err.contains("nowhere-1.0-py3-none-any.whl") && err.contains("neither url nor path"),
+        "{err}"
+    );
+
     write("lock-version = \"2.0\"\n");
     let err = fails(run(&store, &[&"lock", &spec]), "version 2");
     assert!(err.contains("lock-version \"2.0\""), "{err}");

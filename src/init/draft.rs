@@ -143,6 +143,22 @@ fn inline_table(pairs: &[(String, String)]) -> String {
     )
 }
 
+/// `line` as one TOML comment line. A comment may hold no control
+/// character but a tab, and the notes quote the Dockerfile, whose bytes
+/// can be anything: the others are written escaped (`\u{0}`).
+fn comment(line: &str) -> String {
+    let mut out = String::from("# ");
+    for c in line.trim_end().chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    out
+}
+
 impl SpecDraft {
     /// The spec as TOML text.
     pub fn render(&self) -> String {
@@ -152,7 +168,7 @@ impl SpecDraft {
             if line.trim().is_empty() {
                 out.push_str("#\n");
             } else {
-                out.push_str(&format!("# {}\n", line.trim_end()));
+                out.push_str(&comment(line));
             }
         }
         if !self.header.is_empty() {
@@ -168,7 +184,7 @@ impl SpecDraft {
         if self.debian.is_some() || !self.base_comment.is_empty() {
             out.push_str("\n[base]\n");
             for line in self.base_comment.iter().flat_map(|l| l.split('\n')) {
-                out.push_str(&format!("# {}\n", line.trim_end()));
+                out.push_str(&comment(line));
             }
             if let Some(d) = &self.debian {
                 out.push_str(&format!(
@@ -273,6 +289,24 @@ impl SpecDraft {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_notes_are_escaped_so_the_draft_stays_toml() {
+        // Found by fuzzing: a Dockerfile line with NULs, quoted in a note.
+        let d = SpecDraft {
+            name: "x".into(),
+            header: vec!["FROM deps\0\0 AS x\r\u{7f}\tend".into()],
+            base_comment: vec!["from \u{1b}[31m".into()],
+            ..Default::default()
+        };
+        let text = d.render();
+        assert!(
+            text.contains("# FROM deps\\u{0}\\u{0} AS x\\u{d}\\u{7f}\tend\n"),
+            "{text}"
+        );
+        assert!(text.contains("# from \\u{1b}[31m\n"), "{text}");
+        toml::from_str::<toml::Table>(&text).expect("the draft is TOML");
+    }
 
     #[test]
     fn strings_are_escaped_and_keys_quoted_only_when_they_must_be() {

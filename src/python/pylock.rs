@@ -79,6 +79,12 @@ pub enum PylockError {
         file: String,
         found: String,
     },
+    #[error("{path}: package {package}'s wheel {file} has neither url nor path (expected one: where the file is fetched from)")]
+    NoLocation {
+        path: PathBuf,
+        package: String,
+        file: String,
+    },
     #[error(
         "{path}: package {package} is listed twice for the target (versions {first} and {second})"
     )]
@@ -173,9 +179,12 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Bytes, not a slice of `s`: the two after a '%' may be inside a
+        // multi-byte character.
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
@@ -360,7 +369,13 @@ pub fn select_text(
         let location = match (&f.url, &f.path) {
             (_, Some(p)) => Location::Path(dir.join(p)),
             (Some(u), None) => Location::Url(u.clone()),
-            (None, None) => unreachable!("file_name needs a url or path when there is no name"),
+            (None, None) => {
+                return Err(PylockError::NoLocation {
+                    path: path.to_path_buf(),
+                    package: p.name.clone(),
+                    file: filename,
+                })
+            }
         };
         let version = p.version.clone().unwrap_or_default();
         let c = ChosenWheel {
