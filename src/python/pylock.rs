@@ -29,8 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use pep440_rs::{Version, VersionSpecifiers};
-use pep508_rs::MarkerTree;
+use pep440_rs::Version;
 use serde::Deserialize;
 
 use crate::python::resolve::Target;
@@ -212,7 +211,7 @@ fn field_err(
 }
 
 fn admits(path: &Path, what: String, spec: &str, python: &Version) -> Result<bool, PylockError> {
-    let s = VersionSpecifiers::from_str(spec)
+    let s = crate::python::pep508::parse_specifiers(spec)
         .map_err(|e| field_err(path, what, "version specifier set", spec, e))?;
     Ok(s.contains(python))
 }
@@ -223,7 +222,7 @@ fn marker_holds(
     marker: &str,
     env: &pep508_rs::MarkerEnvironment,
 ) -> Result<bool, PylockError> {
-    let m = MarkerTree::from_str(marker)
+    let m = crate::python::pep508::parse_marker(marker)
         .map_err(|e| field_err(path, what, "PEP 508 marker", marker, e))?;
     Ok(m.evaluate(env, &[]))
 }

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use pep440_rs::{Version, VersionSpecifiers};
+use pep440_rs::Version;
 use pep508_rs::{Requirement, VerbatimUrl};
 
 /// What resolution reads from one wheel's `METADATA`.
@@ -49,7 +49,7 @@ pub(super) fn parse_core_metadata(text: &str) -> Result<CoreMetadata, String> {
 /// Whether `Requires-Python` text admits `python`. Text that does not parse
 /// admits it, as pip treats an invalid `Requires-Python`.
 pub(super) fn requires_python_allows(spec: &str, python: &Version) -> bool {
-    match VersionSpecifiers::from_str(spec) {
+    match crate::python::pep508::parse_specifiers(spec) {
         Ok(s) => s.contains(python),
         Err(_) => true,
     }
