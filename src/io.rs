@@ -138,6 +138,41 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// A reader that gives at most `limit` bytes of `inner` and then fails,
+/// naming `what`, if `inner` has more: a stream that must not grow without
+/// bound (a decompressed index) is cut loudly, never truncated quietly.
+pub struct AtMost<R> {
+    inner: io::Take<R>,
+    limit: u64,
+    what: String,
+}
+
+impl<R: Read> AtMost<R> {
+    pub fn new(inner: R, limit: u64, what: impl Into<String>) -> Self {
+        AtMost {
+            inner: inner.take(limit),
+            limit,
+            what: what.into(),
+        }
+    }
+}
+
+impl<R: Read> Read for AtMost<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.inner.limit() == 0 && !buf.is_empty() {
+            let mut probe = [0u8; 1];
+            if self.inner.get_mut().read(&mut probe)? > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is larger than {} bytes", self.what, self.limit),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +232,20 @@ mod tests {
         let f = t.path().join("f");
         std::fs::write(&f, b"x").unwrap();
         assert_eq!(read_regular(&f).unwrap(), b"x");
+    }
+
+    #[test]
+    fn at_most_gives_the_limit_and_fails_naming_the_stream_past_it() {
+        let mut out = Vec::new();
+        AtMost::new(&b"12345"[..], 5, "the index")
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"12345");
+        let mut out = Vec::new();
+        let e = AtMost::new(&b"123456"[..], 5, "the index")
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "the index is larger than 5 bytes");
     }
 }

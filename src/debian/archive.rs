@@ -31,6 +31,7 @@ use std::process::Command;
 use envbuild_store::Store;
 
 use super::control::{self, Paragraph};
+use super::deb::Compression;
 use super::relation::Relation;
 use super::version::Version;
 use crate::fetch::{self, FetchError, FetchOptions};
@@ -364,18 +365,36 @@ pub fn fetch_index(
         path: path.clone(),
         source,
     })?;
-    let reader: Box<dyn std::io::Read> = match compression {
-        "xz" => Box::new(liblzma::read::XzDecoder::new(file)),
-        "gz" => Box::new(flate2::read::GzDecoder::new(file)),
-        _ => Box::new(file),
+    let compression = match compression {
+        "xz" => Compression::Xz,
+        "gz" => Compression::Gzip,
+        _ => Compression::None,
     };
+    let reader = compression
+        .decoder(file)
+        .map_err(|source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        })?;
     parse_index(
         suite,
         component,
         &url,
-        BufReader::with_capacity(1 << 20, reader),
+        BufReader::with_capacity(
+            1 << 20,
+            crate::io::AtMost::new(
+                reader,
+                MAX_PACKAGES_INDEX,
+                "the decompressed Packages index",
+            ),
+        ),
     )
 }
+
+/// The most text a decompressed `Packages` index may hold. Debian's
+/// largest (bookworm main, amd64) is about 90 MiB; the index is verified
+/// against the signed Release, but its decompressed size is not.
+const MAX_PACKAGES_INDEX: u64 = 1 << 30;
 
 /// Read a `Packages` index of `suite/component` (`label` names it in
 /// errors): the paragraphs of this architecture and `all`, newest version

@@ -91,7 +91,10 @@ impl Compression {
         allowed.iter().copied().find(|c| c.suffix() == suffix)
     }
 
-    fn decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+    /// A reader of `r` decompressed, the xz and lzma decoders held to
+    /// [`MAX_DECODER_MEMORY`] (the `.deb` members and the archive's
+    /// `Packages` index share it).
+    pub(crate) fn decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),

@@ -264,7 +264,10 @@ impl<'a> Session<'a> {
             places: &opts.credentials,
             credentials: Mutex::new(None),
             authorization: Mutex::new(None),
-            pushed_before: record.as_deref().map(read_record).unwrap_or_default(),
+            pushed_before: record
+                .as_deref()
+                .map(|path| read_record(path).into_iter().collect())
+                .unwrap_or_default(),
             record,
             actions: "pull,push",
             chunk_size: opts.chunk_size.unwrap_or(upload::DEFAULT_CHUNK_SIZE).max(1),
@@ -285,19 +288,12 @@ impl<'a> Session<'a> {
     fn remember(&self, digests: &[&str]) {
         let Some(path) = &self.record else { return };
         // Read again: another push may have added to it meanwhile.
-        let mut map = read_record(path);
-        for d in digests {
-            map.insert(d.to_string(), self.repo.clone());
-        }
+        let record = with_pushed(read_record(path), digests, &self.repo);
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        let ok = serde_json::to_vec(&map)
-            .ok()
-            .is_some_and(|bytes| std::fs::write(&tmp, bytes).is_ok());
-        if !ok || std::fs::rename(&tmp, path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            let _ = crate::io::write_atomically(path, &bytes);
         }
     }
 
@@ -761,11 +757,56 @@ impl<'a> Session<'a> {
 
 /// A record of pushed blobs (digest → repository); empty when absent or
 /// unreadable.
-fn read_record(path: &std::path::Path) -> BTreeMap<String, String> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// The most entries a registry's push record keeps (about 1 MB), the
+/// oldest dropped first: a record older than that is unlikely to name a
+/// blob that is pushed again.
+const MAX_RECORD_ENTRIES: usize = 10_000;
+/// A record file larger than this is not read (it is only a hint).
+const MAX_RECORD_BYTES: u64 = 4 << 20;
+
+/// A registry's push record: `[digest, repository]` pairs, oldest first.
+/// A record written before it was capped (a JSON object, digest →
+/// repository) reads too, in digest order. A missing, damaged or
+/// oversized record reads as empty.
+fn read_record(path: &std::path::Path) -> Vec<(String, String)> {
+    use std::io::Read;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Record {
+        Pairs(Vec<(String, String)>),
+        Map(BTreeMap<String, String>),
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes));
+    if read.is_err() || bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Vec::new();
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(Record::Pairs(pairs)) => pairs,
+        Ok(Record::Map(map)) => map.into_iter().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `record` with `digests` now in `repo`, as its newest entries (each
+/// digest once), cut to the newest [`MAX_RECORD_ENTRIES`].
+fn with_pushed(
+    mut record: Vec<(String, String)>,
+    digests: &[&str],
+    repo: &str,
+) -> Vec<(String, String)> {
+    record.retain(|(d, _)| !digests.contains(&d.as_str()));
+    let mut seen = std::collections::BTreeSet::new();
+    record.extend(
+        digests
+            .iter()
+            .filter(|d| seen.insert(**d))
+            .map(|d| (d.to_string(), repo.to_owned())),
+    );
+    let excess = record.len().saturating_sub(MAX_RECORD_ENTRIES);
+    record.drain(..excess);
+    record
 }
 
 /// The registry's error document (`{"errors": [{"code", "message"}]}`) as
@@ -797,6 +838,39 @@ fn error_detail(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_push_record_keeps_the_newest_entries_each_digest_once_and_reads_the_old_map() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(d, r)| (d.to_string(), r.to_string()))
+                .collect()
+        };
+        let record = super::with_pushed(pairs(&[("a", "x"), ("b", "x")]), &["a", "c", "c"], "y");
+        assert_eq!(record, pairs(&[("b", "x"), ("a", "y"), ("c", "y")]));
+
+        let many: Vec<String> = (0..super::MAX_RECORD_ENTRIES + 5)
+            .map(|i| format!("d{i}"))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let record = super::with_pushed(Vec::new(), &refs, "r");
+        assert_eq!(record.len(), super::MAX_RECORD_ENTRIES);
+        assert_eq!(record[0].0, "d5", "the oldest are dropped first");
+
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.json");
+        std::fs::write(&old, br#"{"sha256:1":"lib","sha256:2":"app"}"#).unwrap();
+        assert_eq!(
+            super::read_record(&old),
+            pairs(&[("sha256:1", "lib"), ("sha256:2", "app")])
+        );
+        let new = dir.path().join("new.json");
+        std::fs::write(&new, serde_json::to_vec(&record).unwrap()).unwrap();
+        assert_eq!(super::read_record(&new), record);
+        std::fs::write(&new, b"{not json").unwrap();
+        assert!(super::read_record(&new).is_empty());
+        assert!(super::read_record(&dir.path().join("missing.json")).is_empty());
+    }
+
     #[test]
     fn registry_error_documents_become_one_short_line() {
         let doc = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":"x"}]}"#;
