@@ -86,9 +86,17 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
 
 /// Write `bytes` to `path` atomically: a temporary file in the same
 /// directory (created with mode 0666 less the umask, as `open(2)` creates
-/// any new file), synced, then renamed over `path`. Readers see the old
-/// contents or the new, never a part; on error nothing is left behind.
+/// any new file), synced, then renamed over `path`, and the directory
+/// synced. Readers see the old contents or the new, never a part; on error
+/// nothing is left behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with_mode(path, bytes, 0o666)
+}
+
+/// [`write_atomically`] with the new file created with `mode` (less the
+/// umask): 0600 for a file that holds secrets, which is never readable by
+/// others, not even for a moment.
+pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = path
@@ -97,12 +105,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".envbuild-")
-        .permissions(std::fs::Permissions::from_mode(0o666))
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    sync_dir(dir)
+}
+
+/// Make the entries of `dir` durable (a file just renamed into it survives
+/// a crash under its new name): `fsync` on the directory.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Read until `buf` is full or the input ends; returns how many bytes were

@@ -295,6 +295,10 @@ pub fn export(
             source,
         });
     }
+    // The rename itself made durable (the archive's bytes were synced
+    // before it); a directory that cannot be synced is no reason to fail.
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    let _ = crate::io::sync_dir(parent.unwrap_or(Path::new(".")));
     store.record_hash(out, &kind, &image)?;
     Ok(Exported::Written)
 }

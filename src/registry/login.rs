@@ -265,7 +265,7 @@ fn remove_entry(doc: &mut serde_json::Value, registry: &str) -> bool {
 /// Write `doc` to `path` atomically with mode 0600 (a new directory
 /// 0700).
 fn write_json(path: &Path, doc: &serde_json::Value) -> Result<(), RegistryError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -279,17 +279,8 @@ fn write_json(path: &Path, doc: &serde_json::Value) -> Result<(), RegistryError>
     }
     let mut bytes = serde_json::to_vec_pretty(doc).expect("JSON values serialize");
     bytes.push(b'\n');
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".envbuild-auth-")
-            .permissions(std::fs::Permissions::from_mode(0o600))
-            .tempfile_in(dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().map_err(|e| file_err(path, format!("writing it: {e}")))
+    crate::io::write_atomically_with_mode(path, &bytes, 0o600)
+        .map_err(|e| file_err(path, format!("writing it: {e}")))
 }
 
 fn helper_program(name: &str, registry: &str) -> Result<String, RegistryError> {
