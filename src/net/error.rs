@@ -18,6 +18,14 @@ pub enum NetError {
     #[error("cannot build the HTTP client (proxy variables, TLS roots from SSL_CERT_FILE or the host): {message}")]
     Client { message: String },
 
+    /// A proxy variable whose value is not a proxy URL.
+    #[error("{variable}={value} is not a proxy URL (expected http://HOST:PORT, https://... or socks5://...): {message}")]
+    Proxy {
+        variable: String,
+        value: String,
+        message: String,
+    },
+
     /// A URL reqwest cannot request.
     #[error("{url} is not a URL envbuild can fetch (expected http:// or https://): {message}")]
     BadUrl { url: String, message: String },

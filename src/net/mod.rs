@@ -28,7 +28,7 @@
 //!   sent with another `Content-Encoding` is refused ([`NetError::Encoding`]):
 //!   hashes pin the bytes as published.
 //! - **Proxies and roots.** `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and
-//!   `NO_PROXY` are honoured (reqwest's system proxies). TLS uses rustls with
+//!   `NO_PROXY` are honoured, loopback always direct ([`proxy`]). TLS uses rustls with
 //!   the platform verifier, which on Linux reads the host's CA bundle through
 //!   rustls-native-certs. The certificates `SSL_CERT_FILE` and `SSL_CERT_DIR`
 //!   name are trusted in addition to the host's bundle (not instead of it:
@@ -52,6 +52,7 @@
 
 pub mod answers;
 pub mod error;
+mod proxy;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -432,14 +433,27 @@ impl Client {
         Client::with_policy(Policy::from_env()?)
     }
 
-    /// A client with `policy`.
+    /// A client with `policy`, and the proxies the environment names
+    /// (see [`proxy`]).
     pub fn with_policy(policy: Policy) -> Result<Client, NetError> {
+        Client::with_policy_and_variables(policy, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Client::with_policy`] with the proxy variables looked up by `var`.
+    pub(crate) fn with_policy_and_variables(
+        policy: Policy,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Client, NetError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        let mut builder = reqwest::blocking::Client::builder();
+        // Our own reading of the proxy variables replaces reqwest's.
+        let mut builder = reqwest::blocking::Client::builder().no_proxy();
+        for proxy in proxy::from_variables(var)? {
+            builder = builder.proxy(proxy);
+        }
         let extra = extra_roots()?;
         if !extra.is_empty() {
             builder = builder.tls_certs_merge(extra);
