@@ -155,8 +155,9 @@ mod tests {
         let c = client(&[("HTTP_PROXY", &proxy_url), ("REQUEST_METHOD", "GET")]);
         assert!(c.get("http://files.invalid/y", None, None).is_err());
         assert!(through_proxy.lock().unwrap().is_empty());
-        // ALL_PROXY serves http:// when HTTP_PROXY is unset.
-        let c = client(&[("ALL_PROXY", &proxy_url)]);
+        // ALL_PROXY serves http:// when HTTP_PROXY is unset; a value
+        // without a scheme is an http:// proxy.
+        let c = client(&[("ALL_PROXY", &proxy)]);
         assert_eq!(
             c.get("http://files.invalid/z", None, None).unwrap().body,
             b"from the proxy"
