@@ -25,21 +25,25 @@ impl Drop for Registry {
     }
 }
 
+/// The `auth:` section for basic authentication by the htpasswd `entry`
+/// (written into `dir`), or none.
+fn htpasswd_auth(dir: &tempfile::TempDir, entry: Option<&str>) -> String {
+    let Some(entry) = entry else {
+        return String::new();
+    };
+    let path = dir.path().join("htpasswd");
+    fs::write(&path, entry).unwrap();
+    format!(
+        "auth:\n  htpasswd:\n    realm: envbuild-test\n    path: {}\n",
+        path.display()
+    )
+}
+
 impl Registry {
     /// Start one; with `htpasswd`, basic authentication with that file.
     pub fn start(htpasswd: Option<&str>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let auth = match htpasswd {
-            Some(entry) => {
-                let path = dir.path().join("htpasswd");
-                fs::write(&path, entry).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: envbuild-test\n    path: {}\n",
-                    path.display()
-                )
-            }
-            None => String::new(),
-        };
+        let auth = htpasswd_auth(&dir, htpasswd);
         Registry::start_in(dir, &auth)
     }
 
@@ -56,17 +60,7 @@ impl Registry {
     /// with basic authentication by `htpasswd` when given.
     pub fn start_tls(htpasswd: Option<&str>, cert: &Path, key: &Path) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let auth = match htpasswd {
-            Some(entry) => {
-                let path = dir.path().join("htpasswd");
-                fs::write(&path, entry).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: envbuild-test\n    path: {}\n",
-                    path.display()
-                )
-            }
-            None => String::new(),
-        };
+        let auth = htpasswd_auth(&dir, htpasswd);
         Registry::start_full(dir, &auth, Some((cert, key)))
     }
 
