@@ -55,11 +55,8 @@ fn export_pylock(global: &Global, args: PylockArgs) -> Result<ExitCode> {
     let (lock, _changed) = realize::lock(&mut store, &spec, &opts)?;
     let (target, wheels) = lockfile::export_wheels(&spec, &lock)?;
     let out_dir = match &args.output {
-        Some(o) => {
-            let parent = o.parent().filter(|p| !p.as_os_str().is_empty());
-            std::fs::canonicalize(parent.unwrap_or(std::path::Path::new(".")))
-                .with_context(|| format!("the directory of {} does not exist", o.display()))?
-        }
+        Some(o) => std::fs::canonicalize(envbuild::io::parent_dir(o))
+            .with_context(|| format!("the directory of {} does not exist", o.display()))?,
         None => std::env::current_dir().context("the current directory")?,
     };
     let text = pylock::write(&target, &wheels, &out_dir);

@@ -49,11 +49,7 @@ pub fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     let output = match &args.output {
         Some(o) if !to_stdout => o.clone(),
-        _ => input
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join("envbuild.toml"),
+        _ => envbuild::io::parent_dir(input).join("envbuild.toml"),
     };
     if !to_stdout && !args.force && output.exists() {
         bail!(
@@ -61,11 +57,7 @@ pub fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
             output.display()
         );
     }
-    let spec_dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let spec_dir = envbuild::io::parent_dir(&output).to_path_buf();
     let opts = InitOptions {
         name: args.name.clone(),
         spec_dir,

@@ -148,10 +148,7 @@ fn process_exists(pid: u32) -> bool {
 /// never removed. Best effort: what cannot be read or removed stays.
 fn remove_stale_staging(out: &Path) {
     let prefix = staging_prefix(out);
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::io::parent_dir(out);
     let Ok(listing) = fs::read_dir(dir) else {
         return;
     };
@@ -297,8 +294,7 @@ pub fn export(
     }
     // The rename itself made durable (the archive's bytes were synced
     // before it); a directory that cannot be synced is no reason to fail.
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    let _ = crate::io::sync_dir(parent.unwrap_or(Path::new(".")));
+    let _ = crate::io::sync_dir(crate::io::parent_dir(out));
     store.record_hash(out, &kind, &image)?;
     Ok(Exported::Written)
 }

@@ -266,10 +266,7 @@ fn remove_entry(doc: &mut serde_json::Value, registry: &str) -> bool {
 /// 0700).
 fn write_json(path: &Path, doc: &serde_json::Value) -> Result<(), RegistryError> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::io::parent_dir(path);
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -284,11 +284,22 @@ impl<'a> Session<'a> {
     }
 
     /// Remember that `digests` are in this repository now (a record that
-    /// cannot be written is no failure: it is only a hint for mounts).
+    /// cannot be written is no failure: it is only a hint for mounts). A
+    /// record that already says so is not written again (a pull calls this
+    /// for every blob).
     fn remember(&self, digests: &[&str]) {
         let Some(path) = &self.record else { return };
         // Read again: another push may have added to it meanwhile.
-        let record = with_pushed(read_record(path), digests, &self.repo);
+        let old = read_record(path);
+        let known: BTreeMap<&str, &str> =
+            old.iter().map(|(d, r)| (d.as_str(), r.as_str())).collect();
+        if digests
+            .iter()
+            .all(|d| known.get(d) == Some(&self.repo.as_str()))
+        {
+            return;
+        }
+        let record = with_pushed(old, digests, &self.repo);
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -755,8 +766,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// A record of pushed blobs (digest → repository); empty when absent or
-/// unreadable.
 /// The most entries a registry's push record keeps (about 1 MB), the
 /// oldest dropped first: a record older than that is unlikely to name a
 /// blob that is pushed again.
